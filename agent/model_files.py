@@ -23,6 +23,7 @@ EMBEDDED_FILE_SUFFIX = ".gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 _MARKER = "complete.json"
 _WEIGHTS = "model.safetensors"
+_VERIFIED = "verified.json"
 
 
 def cache_root() -> Path:
@@ -71,16 +72,50 @@ def _fingerprint(path: Path) -> str:
     return digest.hexdigest()[:24]
 
 
+def _stat_stamp(path: Path) -> list[int]:
+    st = path.stat()
+    return [st.st_size, st.st_mtime_ns, st.st_ino]
+
+
 def is_complete(folder: Path) -> bool:
-    """True when the cache folder was fully written and its weights are intact."""
+    """True when the cache folder was fully written and its weights are intact.
+
+    Hashing 540 MB of weights costs ~0.4 s, so after a successful check the weights'
+    (size, mtime, inode) are written to `verified.json`; while they are unchanged the
+    hash is not recomputed. Any write to the weights changes mtime and forces a rehash."""
     marker = folder / _MARKER
     weights = folder / _WEIGHTS
+    verified = folder / _VERIFIED
     try:
         meta = json.loads(marker.read_text())
-        return weights.is_file() and weights.stat().st_size == meta["weights_size"] and \
-            file_sha256(weights) == meta["weights_sha256"]
+        if not weights.is_file() or weights.stat().st_size != meta["weights_size"]:
+            return False
+        stamp = _stat_stamp(weights)
+        try:
+            seen = json.loads(verified.read_text())
+            if seen.get("stamp") == stamp and seen.get("weights_sha256") == meta["weights_sha256"]:
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+        if file_sha256(weights) != meta["weights_sha256"]:
+            return False
+        try:  # best effort: a read-only cache just rehashes next time
+            tmp = verified.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"stamp": stamp, "weights_sha256": meta["weights_sha256"]}))
+            os.replace(tmp, verified)
+        except OSError:
+            pass
+        return True
     except (OSError, ValueError, KeyError, TypeError):
         return False
+
+
+def weights_sha256(folder: Path) -> str | None:
+    """The recorded weights hash of a converted folder (None for other folders)."""
+    try:
+        return json.loads((Path(folder) / _MARKER).read_text())["weights_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def converted_model_dir(gguf_path: Path | None = None, cache_dir: Path | None = None) -> Path:
