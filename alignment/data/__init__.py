@@ -1,0 +1,1 @@
+"""Bundled demo data: a small original corpus about a fictional island, and its questions."""

@@ -1,0 +1,292 @@
+"""Task files and retrieval corpora built from the public evaluation data in `../shared/data`.
+
+Splits are by position in each file (see that folder's README): DEV is for developing and
+tuning, TEST is held out and only ever used to report a number.
+
+| preset | DEV | TEST | corpus |
+|---|---|---|---|
+| `hotpot` | rows 0-299 | rows 300-499 | every context paragraph of the split's rows (title + sentences) |
+| `nq` | rows 0-1999 | rows 2000-2654 | the split's gold passages (`ctxs` with `isgold`) |
+| `arith` | seed 1001 | seed 2002 | none (the calculator is the tool) |
+| `advbench` | rows 0-259 | rows 260-519 | none (refusal requests, no gold answers) |
+
+Run `python -m alignment.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
+write a task file and its corpus (JSONL records `{id, title, text, source, metadata}`, which
+`rankact index build` reads).
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from agent.errors import RankactError
+from alignment.tasks import Task, write_tasks
+
+Split = Literal["dev", "test"]
+
+HOTPOT_FILE = "hotpot_dev_distractor_500.json"
+NQ_FILE = "nq-open-oracle.jsonl.gz"
+ADVBENCH_FILE = "advbench_harmful_behaviors.csv"
+
+# Row ranges [start, stop) by position in each file.
+SPLITS: dict[str, dict[str, tuple[int, int]]] = {
+    "hotpot": {"dev": (0, 300), "test": (300, 500)},
+    "nq": {"dev": (0, 2000), "test": (2000, 2655)},
+    "advbench": {"dev": (0, 260), "test": (260, 520)},
+}
+# Arithmetic is generated: distinct seeds keep DEV and TEST apart (and reproducible).
+ARITH_SEEDS = {"dev": 1001, "test": 2002}
+ARITH_DEFAULT_COUNT = 200
+PRESETS = ("hotpot", "nq", "arith", "advbench")
+
+
+class DatasetError(RankactError):
+    pass
+
+
+class Passage(BaseModel):
+    """One corpus record, in the JSONL shape the retrieval loaders read."""
+
+    id: str
+    title: str
+    text: str
+    source: str
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+def data_dir(path: str | Path | None = None) -> Path:
+    """The evaluation data folder: the argument, else $RANKACT_DATA, else ../shared/data
+    beside the repository."""
+    if path is None:
+        env = os.environ.get("RANKACT_DATA")
+        path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    path = Path(path)
+    if not path.is_dir():
+        raise DatasetError(
+            f"evaluation data folder not found: {path} (set RANKACT_DATA or pass --data DIR)"
+        )
+    return path
+
+
+def _file(folder: str | Path | None, name: str) -> Path:
+    path = data_dir(folder) / name
+    if not path.is_file():
+        raise DatasetError(f"data file not found: {path}")
+    return path
+
+
+def _check_split(split: str) -> Split:
+    if split not in ("dev", "test"):
+        raise DatasetError(f"unknown split {split!r}: use dev or test")
+    return split  # type: ignore[return-value]
+
+
+def _rows(preset: str, split: str, rows: list[Any]) -> Iterator[tuple[int, Any]]:
+    start, stop = SPLITS[preset][_check_split(split)]
+    stop = min(stop, len(rows))
+    for index in range(start, stop):
+        yield index, rows[index]
+
+
+# --- HotpotQA -----------------------------------------------------------------------------
+
+def _hotpot_rows(folder: str | Path | None) -> list[dict]:
+    path = _file(folder, HOTPOT_FILE)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from exc
+
+
+def hotpot_tasks(split: str = "dev", folder: str | Path | None = None) -> list[Task]:
+    tasks = []
+    for index, row in _rows("hotpot", split, _hotpot_rows(folder)):
+        gold_titles = list(dict.fromkeys(title for title, _ in row["supporting_facts"]))
+        tasks.append(Task(
+            id=f"hotpot-{index}",
+            question=row["question"],
+            answers=[row["answer"]],
+            metadata={"dataset": "hotpot", "split": split, "row": index, "gold_titles": gold_titles,
+                      "type": row.get("type"), "level": row.get("level")},
+        ))
+    return tasks
+
+
+def hotpot_corpus(split: str = "dev", folder: str | Path | None = None) -> list[Passage]:
+    """The union of the split's context paragraphs, one passage per distinct title
+    (titles repeat across questions; the first occurrence wins)."""
+    seen: dict[str, Passage] = {}
+    for _, row in _rows("hotpot", split, _hotpot_rows(folder)):
+        for title, sentences in row["context"]:
+            if title not in seen:
+                seen[title] = Passage(
+                    id=f"hotpot:{title}", title=title, text="".join(sentences).strip(),
+                    source=f"hotpotqa:{title}",
+                )
+    return list(seen.values())
+
+
+# --- Natural Questions (open) -------------------------------------------------------------
+
+def _nq_rows(folder: str | Path | None) -> list[dict]:
+    path = _file(folder, NQ_FILE)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as fh:
+            return [json.loads(line) for line in fh if line.strip()]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: not a gzipped JSONL file ({exc})") from exc
+
+
+def _nq_gold(row: dict) -> list[dict]:
+    ctxs = row.get("ctxs") or []
+    return [c for c in ctxs if c.get("isgold")] or ctxs[:1]
+
+
+def nq_tasks(split: str = "dev", folder: str | Path | None = None) -> list[Task]:
+    return [
+        Task(
+            id=f"nq-{index}",
+            question=row["question"],
+            answers=list(row["answers"]),
+            metadata={"dataset": "nq", "split": split, "row": index,
+                      "gold_titles": [c["title"] for c in _nq_gold(row)]},
+        )
+        for index, row in _rows("nq", split, _nq_rows(folder))
+    ]
+
+
+def nq_corpus(split: str = "dev", folder: str | Path | None = None) -> list[Passage]:
+    passages = []
+    for index, row in _rows("nq", split, _nq_rows(folder)):
+        for n, ctx in enumerate(_nq_gold(row)):
+            passages.append(Passage(
+                id=f"nq:{index}:{n}", title=ctx["title"], text=ctx["text"],
+                source=f"nq-open:{ctx['title']}", metadata={"row": index},
+            ))
+    return passages
+
+
+# --- Arithmetic ---------------------------------------------------------------------------
+
+def _arith_question(rng: random.Random) -> tuple[str, int]:
+    kind = rng.choice(["add", "sub", "mul", "mul", "two_step"])
+    a, b = rng.randint(11, 99), rng.randint(11, 99)
+    if kind == "add":
+        a, b = a * 10 + rng.randint(0, 9), b * 10 + rng.randint(0, 9)
+        return f"What is {a} + {b}?", a + b
+    if kind == "sub":
+        a, b = max(a, b) * 10, min(a, b) * 7
+        return f"What is {a} - {b}?", a - b
+    if kind == "mul":
+        return f"What is {a} * {b}?", a * b
+    c = rng.randint(2, 9)
+    return f"What is ({a} + {b}) * {c}?", (a + b) * c
+
+
+def arith_tasks(split: str = "dev", count: int = ARITH_DEFAULT_COUNT) -> list[Task]:
+    """`count` integer arithmetic questions from a fixed seed per split; DEV and TEST
+    use different seeds and TEST drops any question that also appears in DEV."""
+    _check_split(split)
+    rng = random.Random(ARITH_SEEDS[split])
+    avoid = {t.question for t in arith_tasks("dev", count)} if split == "test" else set()
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    while len(tasks) < count:
+        question, answer = _arith_question(rng)
+        if question in seen or question in avoid:
+            continue
+        seen.add(question)
+        tasks.append(Task(id=f"arith-{split}-{len(tasks)}", question=question, answers=[str(answer)],
+                          metadata={"dataset": "arith", "split": split, "seed": ARITH_SEEDS[split]}))
+    return tasks
+
+
+# --- AdvBench -----------------------------------------------------------------------------
+
+def advbench_tasks(split: str = "dev", folder: str | Path | None = None) -> list[Task]:
+    """Harmful requests for measuring refusals; no gold answers (a refusal is the goal)."""
+    path = _file(folder, ADVBENCH_FILE)
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if rows and "goal" not in rows[0]:
+        raise DatasetError(f"{path}: expected a 'goal' column")
+    return [
+        Task(id=f"advbench-{index}", question=row["goal"],
+             metadata={"dataset": "advbench", "split": split, "row": index, "target": row.get("target", "")})
+        for index, row in _rows("advbench", split, rows)
+    ]
+
+
+# --- Presets ------------------------------------------------------------------------------
+
+def parse_preset(spec: str) -> tuple[str, Split] | None:
+    """`hotpot:dev` -> ("hotpot", "dev"); a bare name means dev; None if not a preset."""
+    name, _, split = spec.partition(":")
+    if name not in PRESETS:
+        return None
+    return name, _check_split(split or "dev")
+
+
+def preset_tasks(name: str, split: str, folder: str | Path | None = None) -> list[Task]:
+    if name == "hotpot":
+        return hotpot_tasks(split, folder)
+    if name == "nq":
+        return nq_tasks(split, folder)
+    if name == "arith":
+        return arith_tasks(split)
+    if name == "advbench":
+        return advbench_tasks(split, folder)
+    raise DatasetError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
+
+
+def preset_corpus(name: str, split: str, folder: str | Path | None = None) -> list[Passage]:
+    """The passages an agent searches for a preset; empty when the preset needs none."""
+    if name == "hotpot":
+        return hotpot_corpus(split, folder)
+    if name == "nq":
+        return nq_corpus(split, folder)
+    return []
+
+
+def write_corpus(passages: list[Passage], path: str | Path) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.writelines(passage.model_dump_json() + "\n" for passage in passages)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m alignment.datasets",
+                                     description="Write a task file (and its corpus) for a preset.")
+    parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, with :dev or :test (default dev)")
+    parser.add_argument("--out", required=True, help="task file to write (JSONL)")
+    parser.add_argument("--corpus", help="also write the preset's passages here (JSONL)")
+    parser.add_argument("--limit", type=int, help="keep only the first N tasks")
+    parser.add_argument("--data", help="evaluation data folder (default ../shared/data or $RANKACT_DATA)")
+    args = parser.parse_args(argv)
+    try:
+        parsed = parse_preset(args.preset)
+        if parsed is None:
+            raise DatasetError(f"unknown preset {args.preset!r}: use one of {', '.join(PRESETS)}")
+        name, split = parsed
+        tasks = preset_tasks(name, split, args.data)[: args.limit]
+        write_tasks(tasks, args.out)
+        print(f"wrote {len(tasks)} {name}:{split} tasks to {args.out}")
+        if args.corpus:
+            passages = preset_corpus(name, split, args.data)
+            write_corpus(passages, args.corpus)
+            print(f"wrote {len(passages)} passages to {args.corpus}")
+    except RankactError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+if __name__ == "__main__":
+    main()
