@@ -161,6 +161,8 @@ def _call(node: ast.Call) -> Number:
     if not isinstance(func, ast.Name):
         if isinstance(func, ast.Constant | ast.BinOp | ast.UnaryOp):
             raise CalculatorError("use * for multiplication, e.g. 2*(3+4)")
+        if isinstance(func, ast.Attribute):
+            raise CalculatorError(f"attribute access (.{func.attr}) is not allowed; functions: {_allowed_names()}")
         raise CalculatorError(f"only these functions can be called: {_allowed_names()}")
     if func.id not in FUNCTIONS:
         raise CalculatorError(f"unknown function {func.id!r}; allowed: {_allowed_names()}")
