@@ -1,0 +1,28 @@
+"""Retrieval: loaders, chunking, embedder, FAISS + BM25 index with a SQLite store, fusion.
+
+Imports nothing else of rankact's (the arrows point alignment -> agent -> retrieval)."""
+from retrieval.documents import Chunk, Document, Hit, LoadError, LoadReport
+from retrieval.embedder import Embedder, TextEmbedder
+from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
+from retrieval.hashing_embedder import HashingEmbedder
+from retrieval.loaders import load_documents
+from retrieval.retriever import IndexReport, Retriever, WriteReport
+
+__all__ = [
+    "Chunk",
+    "Document",
+    "DocumentError",
+    "Embedder",
+    "EmbedderMismatchError",
+    "HashingEmbedder",
+    "Hit",
+    "IndexFormatError",
+    "IndexReport",
+    "LoadError",
+    "LoadReport",
+    "RetrievalError",
+    "Retriever",
+    "TextEmbedder",
+    "WriteReport",
+    "load_documents",
+]

@@ -1,0 +1,129 @@
+"""The dense index: an inner-product FAISS index inside `IndexIDMap2`, so chunks are
+addressed by our own int64 ids. Vectors are normalized, so scores are cosine similarities.
+
+Kinds: `flat` (exact), `hnsw` (graph), `ivf` (inverted lists, trained on the data), or
+`auto` (by corpus size). HNSW cannot remove vectors, so after a delete it is rebuilt from
+the vectors the store keeps (the caller passes them)."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+KINDS = ("flat", "hnsw", "ivf", "auto")
+AUTO_HNSW_AT = 50_000  # below this, exact search is fast enough on a CPU
+AUTO_IVF_AT = 2_000_000  # above this, HNSW's memory and build time hurt
+
+
+def resolve_kind(kind: str, n: int) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind != "auto":
+        return kind
+    return "flat" if n < AUTO_HNSW_AT else "hnsw" if n < AUTO_IVF_AT else "ivf"
+
+
+def ivf_lists(n: int) -> int:
+    # ~sqrt(n) lists, with at least ~39 training points per list (FAISS's own guidance)
+    return max(1, min(round(math.sqrt(n)), n // 39))
+
+
+class DenseIndex:
+    def __init__(self, dimension: int, kind: str = "flat", *, hnsw_m: int = 32, ef_construction: int = 80,
+                 ef_search: int = 64, nprobe: int | None = None):
+        if kind not in ("flat", "hnsw", "ivf"):
+            raise ValueError(f"a built index is flat, hnsw or ivf, not {kind!r}")
+        self.dimension, self.kind = dimension, kind
+        self.hnsw_m, self.ef_construction, self.ef_search, self.nprobe = hnsw_m, ef_construction, ef_search, nprobe
+        self.trained_on = 0  # IVF: how many vectors its lists were trained on
+        self.index = faiss.IndexIDMap2(self._base(1))
+
+    def _base(self, n: int) -> faiss.Index:
+        if self.kind == "flat":
+            return faiss.IndexFlatIP(self.dimension)
+        if self.kind == "hnsw":
+            base = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            base.hnsw.efConstruction = self.ef_construction
+            base.hnsw.efSearch = self.ef_search
+            return base
+        nlist = ivf_lists(n)
+        base = faiss.IndexIVFFlat(faiss.IndexFlatIP(self.dimension), self.dimension, nlist,
+                                  faiss.METRIC_INNER_PRODUCT)
+        base.nprobe = self.nprobe or max(1, min(nlist, max(8, nlist // 3)))
+        return base
+
+    @property
+    def base(self) -> faiss.Index:
+        return faiss.downcast_index(self.index.index)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def ids(self) -> np.ndarray:
+        return faiss.vector_to_array(self.index.id_map).astype(np.int64)
+
+    def rebuild(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """A fresh index over exactly these vectors (IVF retrains its lists on them)."""
+        self.index = faiss.IndexIDMap2(self._base(len(ids)))
+        self.trained_on = 0
+        self.add(ids, vectors)
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        if len(ids) == 0:
+            return
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self.index.is_trained:  # IVF: train on the first batch (rebuild retrains when it grew)
+            self.index = faiss.IndexIDMap2(self._base(len(vectors)))  # lists sized for this data
+            self.index.train(vectors)
+            self.trained_on = len(vectors)
+        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+
+    @property
+    def can_remove(self) -> bool:
+        return self.kind != "hnsw"
+
+    def remove(self, ids: np.ndarray) -> None:
+        if not self.can_remove:
+            raise RuntimeError("HNSW cannot remove vectors; rebuild it")
+        if len(ids):
+            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+
+    def needs_retrain(self) -> bool:
+        """IVF lists trained on a much smaller corpus than now serve it poorly."""
+        return self.kind == "ivf" and self.trained_on > 0 and len(self) > 4 * self.trained_on
+
+    def search(self, query: np.ndarray, k: int, subset: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (ids, cosine scores). With `subset`, only those ids compete (an exact
+        selector on flat; callers score subsets themselves for approximate kinds)."""
+        if len(self) == 0 or k <= 0:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32)
+        q = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        k = min(k, len(self))
+        params = None
+        if subset is not None:
+            if self.kind != "flat":
+                raise ValueError("subset search is exact only on a flat index")
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64)))
+        scores, ids = self.index.search(q, k, params=params)
+        keep = ids[0] >= 0  # FAISS pads with -1 when fewer than k were reachable
+        return ids[0][keep], scores[0][keep]
+
+    def write(self, path: Path) -> None:
+        faiss.write_index(self.index, str(path))
+
+    @classmethod
+    def read(cls, path: Path, dimension: int, kind: str, **params) -> DenseIndex:
+        dense = cls(dimension, kind, **params)
+        dense.index = faiss.read_index(str(path))
+        if dense.index.d != dimension:
+            raise ValueError(f"index file has dimension {dense.index.d}, expected {dimension}")
+        base = dense.base
+        if kind == "hnsw":
+            base.hnsw.efSearch = dense.ef_search
+        elif kind == "ivf":
+            dense.trained_on = len(dense)
+            if dense.nprobe:
+                base.nprobe = dense.nprobe
+        return dense

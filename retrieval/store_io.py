@@ -1,0 +1,119 @@
+"""The on-disk layout of an index folder and how it is written without ever leaving a
+half-written index behind.
+
+    DIR/manifest.json   format version, embedder, chunking, index kind, library versions
+    DIR/dense.faiss     faiss.write_index of the IndexIDMap2
+    DIR/store.sqlite    documents, chunks, the id counter and the embedding cache
+
+A save writes a complete new folder beside DIR, then swaps it in with two renames; if the
+process dies between them, the next load finds the previous folder (renamed aside) and
+puts it back. No pickle anywhere."""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from retrieval.errors import IndexFormatError
+
+FORMAT = "rankact-retrieval"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+INDEX_FILE = "dense.faiss"
+STORE_FILE = "store.sqlite"
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "transformers", "numpy"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "versions": library_versions()}
+    (folder / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _aside(folder: Path, tag: str) -> list[Path]:
+    return sorted(folder.parent.glob(f".{folder.name}.{tag}-*"), key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in [*folder.iterdir(), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def save_atomically(folder: Path, write: Callable[[Path], None]) -> None:
+    """Call `write(tmp)` to fill a fresh sibling folder, then swap it in for `folder`.
+    Until the swap, `folder` keeps the previous complete index."""
+    folder = Path(folder).absolute()
+    if folder.exists() and not folder.is_dir():
+        raise IndexFormatError(f"{folder} exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / MANIFEST).is_file():
+        raise IndexFormatError(f"{folder} is a non-empty folder that is not an index; refusing to replace it")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in _aside(folder, "saving"):  # left by a save that crashed before its swap
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = folder.parent / f".{folder.name}.saving-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        write(tmp)
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, old)
+    os.rename(tmp, folder)  # a crash before this line is repaired by `recover`
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def recover(folder: Path) -> None:
+    """If a save died between its two renames, put the previous index back in place."""
+    folder = Path(folder).absolute()
+    if folder.exists():
+        return
+    for old in _aside(folder, "old"):
+        if (old / MANIFEST).is_file():
+            os.rename(old, folder)
+            return
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    folder = Path(folder)
+    recover(folder)
+    if not folder.is_dir():
+        raise IndexFormatError(f"no index at {folder}: folder not found")
+    path = folder / MANIFEST
+    if not path.is_file():
+        raise IndexFormatError(f"{folder} is not a retrieval index (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        raise IndexFormatError(f"{path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexFormatError(f"{folder} is not a retrieval index ({MANIFEST} has another format)")
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise IndexFormatError(f"{folder} has index format version {version}; this rankact reads "
+                               f"version {FORMAT_VERSION}. Rebuild the index")
+    for name in (INDEX_FILE, STORE_FILE):
+        if not (folder / name).is_file():
+            raise IndexFormatError(f"{folder} is damaged: {name} is missing")
+    return manifest
