@@ -57,7 +57,7 @@ def blocked_reason(address: str) -> str | None:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return f"{address!r} is not an IP address"
-    candidates = [ip]
+    candidates = []
     if isinstance(ip, ipaddress.IPv6Address):
         # IPv6 forms that carry an IPv4 address reach that IPv4 address: check it too.
         if ip.ipv4_mapped:
@@ -68,11 +68,12 @@ def blocked_reason(address: str) -> str | None:
             candidates.extend(ip.teredo)
         if ip in _NAT64:
             candidates.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    candidates.append(ip)  # after the embedded IPv4 address, which gives the clearer reason
     for cand in candidates:
         if cand in METADATA_ADDRESSES:
             return f"{cand} is a cloud metadata address"
-        for attr in ("is_loopback", "is_private", "is_link_local", "is_multicast", "is_reserved",
-                     "is_unspecified"):
+        for attr in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_reserved",
+                     "is_private"):
             if getattr(cand, attr):
                 return f"{cand} is {attr[3:].replace('_', '-')}"
         if not cand.is_global:
