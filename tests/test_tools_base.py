@@ -294,3 +294,16 @@ def test_builtins_registry():
     with pytest.raises(KeyError, match="unknown built-in"):
         get_builtin("shell")
     assert issubclass(ToolTimeoutError, ToolError) and issubclass(ToolArgumentError, ToolError)
+
+
+def test_argument_names_that_clash_with_basemodel_keep_their_names():
+    @tool
+    def fetch(json: str, schema: int = 1, model_name: str = "m") -> str:
+        """Fetch."""
+        return f"{json}|{schema}|{model_name}"
+
+    assert list(fetch.json_schema()["parameters"]["properties"]) == ["json", "schema", "model_name"]
+    assert fetch.invoke({"json": "a", "schema": 2, "model_name": "x"}).text == "a|2|x"
+    assert fetch.single_string_input and fetch.invoke("plain").text == "plain|1|m"
+    with pytest.raises(ToolArgumentError, match="json: Input should be a valid string"):
+        fetch.invoke({"json": 3})

@@ -195,19 +195,23 @@ class Tool:
         canonical = json.dumps(self.json_schema(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
 
+    def _fields(self) -> list[tuple[str, Any]]:
+        """(name as the model sees it, field): the alias when a name had to be renamed."""
+        return [(f.alias or n, f) for n, f in self.args_model.model_fields.items()]
+
     def _required(self) -> list[str]:
-        return [n for n, f in self.args_model.model_fields.items() if f.is_required()]
+        return [n for n, f in self._fields() if f.is_required()]
 
     @property
     def single_string_input(self) -> bool:
         """Exactly one required parameter and it is a `str` (optional ones may follow);
         such a tool also accepts its input as plain text."""
-        required = self._required()
-        return len(required) == 1 and self.args_model.model_fields[required[0]].annotation is str
+        required = [f for _, f in self._fields() if f.is_required()]
+        return len(required) == 1 and required[0].annotation is str
 
     def _args_hint(self) -> str:
         parts = []
-        for fname, field in self.args_model.model_fields.items():
+        for fname, field in self._fields():
             piece = f'"{fname}": {_type_name(field.annotation)}'
             if not field.is_required():
                 piece += f" = {field.get_default(call_default_factory=True)!r}"
@@ -217,7 +221,7 @@ class Tool:
     def render_signature(self) -> str:
         """One line for the prompt: `name(arg: type, opt: type = default) - description`."""
         parts = []
-        for fname, field in self.args_model.model_fields.items():
+        for fname, field in self._fields():
             piece = f"{fname}: {_type_name(field.annotation)}"
             if not field.is_required():
                 piece += f" = {field.get_default(call_default_factory=True)!r}"
@@ -281,7 +285,7 @@ class Tool:
 
     def _kwargs(self, args: BaseModel) -> dict[str, Any]:
         # attribute access, not model_dump: nested models stay models
-        return {fname: getattr(args, fname) for fname in type(args).model_fields}
+        return {(f.alias or n): getattr(args, n) for n, f in type(args).model_fields.items()}
 
     # ---- execution -------------------------------------------------------------------
     def _timeout_error(self) -> ToolTimeoutError:
@@ -385,7 +389,13 @@ def _args_model_for(fn: Callable[..., Any], model_name: str, arg_docs: dict[str,
             raise TypeError(f"@tool argument names must not start with '_' ({pname} in {fn.__qualname__})")
         annotation = hints.get(pname, Any)
         default = ... if param.default is param.empty else param.default
-        fields[pname] = (annotation, Field(default, description=arg_docs.get(pname)))
+        field = Field(default, description=arg_docs.get(pname))
+        if hasattr(BaseModel, pname) or pname.startswith("model_"):
+            # `json`, `schema`, `copy`, `model_*` would clash with BaseModel: store under
+            # another name, keep the argument's own name as the alias (schema, input, kwargs)
+            field = Field(default, description=arg_docs.get(pname), alias=pname)
+            pname = f"arg_{pname}"
+        fields[pname] = (annotation, field)
     return create_model(model_name, __config__=ConfigDict(extra="forbid"), **fields)
 
 

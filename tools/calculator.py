@@ -222,9 +222,9 @@ def format_number(value: Number) -> str:
     return "0" if text == "-0" else text
 
 
-@tool(timeout=5.0)
+@tool(timeout=5.0, description="Evaluate an arithmetic expression, e.g. 17 * 23 or sqrt(2) / 3.")
 def calculator(expression: str) -> str:
-    """Evaluate an arithmetic expression, e.g. (17 + 3) * 2 or sqrt(2) / 3.
+    """Evaluate an arithmetic expression (the prompt gets the one-line description above).
 
     Supports + - * / // % ** and parentheses, the functions sqrt, log, log10, exp, sin, cos,
     tan, abs, round, floor, ceil, min, max, factorial and the constants pi and e.
