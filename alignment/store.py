@@ -237,6 +237,19 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
+def _require_existing_file(url: str) -> None:
+    """Opening a missing SQLite file would create it; a read-only command should say instead."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # _make_engine gives the message
+    database = parsed.database
+    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
+        if not Path(database).expanduser().is_file():
+            raise StoreError(f"no database at {database} (make one with `rankact collect` or "
+                             "`rankact feedback demo-data`)")
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -249,6 +262,8 @@ class TrajectoryStore:
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True) -> None:
         self.url = normalize_url(url)
+        if not create:
+            _require_existing_file(self.url)
         self.engine = _make_engine(self.url)
         try:
             self._check_schema(create)

@@ -220,7 +220,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
     @app.get("/api/export", tags=["export"],
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON Lines in the requested format"}})
-    def export(format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:  # noqa: A002
+    def export(format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:
         lines = list(export_lines(store, format))  # built first, so an error is a status, not a cut stream
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})
