@@ -18,7 +18,7 @@ http_get_module = importlib.import_module("tools.http_get")  # `tools.http_get` 
 
 DNS = {
     "example.com": ["93.184.216.34"],
-    "docs.example.org": ["151.101.1.1", "2a04:4e42::1"],
+    "docs.example.org": ["2a04:4e42::1", "151.101.1.1"],
     "localhost": ["127.0.0.1", "::1"],
     "sneaky.example.net": ["8.8.8.8", "10.0.0.5"],  # one public, one private answer
     "rebind.example.net": ["192.168.0.10"],
@@ -82,7 +82,7 @@ def test_https_keeps_sni_hostname_and_port_in_host_header():
     assert tool.invoke({"url": "https://docs.example.org:8443/a?q=1"}).text == "ok"
     request = rec.requests[0]
     assert request.extensions["sni_hostname"] == "docs.example.org"
-    assert str(request.url) == "https://151.101.1.1:8443/a?q=1"
+    assert str(request.url) == "https://151.101.1.1:8443/a?q=1"  # the IPv4 answer is preferred
 
 
 def test_json_is_pretty_printed_and_text_as_is():

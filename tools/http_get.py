@@ -124,7 +124,8 @@ class HttpGetTool(Tool):
                 reason = blocked_reason(address)
                 if reason:
                     raise HttpGetRefused(f"refusing {host}: {reason} (private and local addresses are blocked)")
-        ip = addresses[0].split("%")[0]
+        # IPv4 first: many hosts resolve to IPv6 too but have no IPv6 route
+        ip = min(addresses, key=lambda a: ":" in a).split("%")[0]
         host_header = host if url.port is None else f"{host}:{url.port}"
         if ":" in host:  # IPv6 literal
             host_header = f"[{host}]" if url.port is None else f"[{host}]:{url.port}"
