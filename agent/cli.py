@@ -65,23 +65,38 @@ def cli() -> None:
     """rankact: ReAct agents that learn from people's rankings of their trajectories."""
 
 
+# typer >= 0.29 vendors its own click: its commands raise typer's exception classes,
+# which are not subclasses of click's, so both families are caught below.
+try:
+    from typer._click.exceptions import ClickException as _TyperClickException
+except ImportError:  # older typer: plain click exceptions
+    _TyperClickException = click.ClickException
+_CLICK_ERRORS = (click.ClickException, _TyperClickException)
+_ABORTS = (click.exceptions.Abort, getattr(typer, "Abort", click.exceptions.Abort))
+_EXITS = (click.exceptions.Exit, getattr(typer, "Exit", click.exceptions.Exit))
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
-        cli.main(args=argv, prog_name="rankact", standalone_mode=False)
-    except click.exceptions.Abort:
+        rv = cli.main(args=argv, prog_name="rankact", standalone_mode=False)
+        # standalone_mode=False makes click return an Exit's code instead of exiting.
+        if isinstance(rv, int) and rv:
+            sys.exit(rv)
+    except _EXITS as exc:
+        sys.exit(exc.exit_code)
+    except _ABORTS:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except _CLICK_ERRORS as exc:
         exc.show()
-        sys.exit(exc.exit_code)
+        sys.exit(getattr(exc, "exit_code", 1))
     except RankactError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-
 
 if __name__ == "__main__":
     main()
