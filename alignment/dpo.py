@@ -42,7 +42,16 @@ from alignment.policy_data import (
 from alignment.preferences import PreferencePair, TextPair
 from alignment.rl.core import sequence_logprobs
 from alignment.rl.losses import LossType, dpo_loss
-from alignment.rl.runtime import Budget, MetricsLog, make_accelerator, plot_metrics, progress, seed_everything
+from alignment.rl.runtime import (
+    Budget,
+    MetricsLog,
+    local_share,
+    make_accelerator,
+    plot_metrics,
+    progress,
+    seed_everything,
+    step_indices,
+)
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
@@ -197,20 +206,6 @@ def load_or_compute_reference(config: DPOConfig, model, encoded, pad_id, acceler
 
 
 # --------------------------------------------------------------------------- training
-
-
-def step_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
-    """The global batch of a step: a seeded permutation per epoch, so every process agrees on
-    it and resume continues with exactly the batches it had not seen."""
-    per_epoch = math.ceil(n / batch_size)
-    epoch, offset = divmod(step, per_epoch)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
-    return order[offset * batch_size : (offset + 1) * batch_size]
-
-
-def local_share(indices: list[int], rank: int, world: int) -> list[int]:
-    share = indices[rank::world]
-    return share or indices[:1]  # a short last batch: repeat one pair rather than idle (DDP needs a forward)
 
 
 def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:

@@ -97,3 +97,17 @@ def progress(total: int, desc: str, enabled: bool, initial: int = 0):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc=desc, initial=initial, disable=not enabled, dynamic_ncols=True)
+
+
+def step_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
+    """The global batch of a step: a seeded permutation per epoch, so every process agrees on
+    it and resume continues with exactly the batches it had not seen."""
+    per_epoch = math.ceil(n / batch_size)
+    epoch, offset = divmod(step, per_epoch)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+    return order[offset * batch_size : (offset + 1) * batch_size]
+
+
+def local_share(indices: list[int], rank: int, world: int) -> list[int]:
+    share = indices[rank::world]
+    return share or indices[:1]  # a short last batch: repeat one pair rather than idle (DDP needs a forward)
