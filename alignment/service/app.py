@@ -16,7 +16,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from agent.trajectory import Trajectory
 from alignment.export import FeedbackStats, export_lines, feedback_stats
@@ -131,6 +131,12 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
         errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
                   for e in exc.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError) -> JSONResponse:
+        # e.g. PostgreSQL refuses a NUL character in text
+        return JSONResponse({"detail": f"the database refused a value: {str(exc.orig).splitlines()[0]}"},
+                            status_code=422)
 
     @app.exception_handler(OperationalError)
     async def _database(_request: Request, exc: OperationalError) -> JSONResponse:
