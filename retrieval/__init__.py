@@ -2,7 +2,7 @@
 
 Imports nothing else of rankact's (the arrows point alignment -> agent -> retrieval)."""
 from retrieval.documents import Chunk, Document, Hit, LoadError, LoadReport
-from retrieval.embedder import Embedder, TextEmbedder
+from retrieval.embedder import Embedder, TextEmbedder, make_embedder
 from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
 from retrieval.hashing_embedder import HashingEmbedder
 from retrieval.loaders import load_documents
@@ -25,4 +25,5 @@ __all__ = [
     "TextEmbedder",
     "WriteReport",
     "load_documents",
+    "make_embedder",
 ]

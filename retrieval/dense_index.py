@@ -7,10 +7,15 @@ the vectors the store keeps (the caller passes them)."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import faiss
 import numpy as np
+
+# One OpenMP thread by default: queries come one at a time (nothing to parallelize), and on a
+# busy 2-core machine OpenMP's spin-waiting made HNSW builds and searches ~10x slower.
+faiss.omp_set_num_threads(int(os.environ.get("RANKACT_FAISS_THREADS", "1")))
 
 KINDS = ("flat", "hnsw", "ivf", "auto")
 AUTO_HNSW_AT = 50_000  # below this, exact search is fast enough on a CPU

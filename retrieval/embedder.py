@@ -58,6 +58,17 @@ def normalize_rows(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(norms, 1e-12)
 
 
+def make_embedder(spec: str | Path | None = None, *, name: str | None = None) -> TextEmbedder:
+    """An embedder from a short spec: None or "all-MiniLM-L6-v2" (the packaged default),
+    "hashing-N" (the instant hashed bag of words, N dimensions), or a local model folder."""
+    text = "" if spec is None else str(spec)
+    if text.startswith("hashing-") and text[8:].isdigit() and not Path(text).exists():
+        from retrieval.hashing_embedder import HashingEmbedder
+
+        return HashingEmbedder(int(text[8:]))
+    return Embedder(spec or None, name=name)
+
+
 class Embedder:
     """A sentence-transformers model loaded from a local folder, encoding in batches into
     normalized float32 vectors (so inner product = cosine similarity)."""

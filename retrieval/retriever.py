@@ -17,7 +17,7 @@ from retrieval.chunking import ChunkingConfig, chunk_spans
 from retrieval.dense_index import KINDS, DenseIndex, resolve_kind
 from retrieval.docstore import DocStore
 from retrieval.documents import Document, Hit, LoadReport
-from retrieval.embedder import DEFAULT_MODEL, Embedder, TextEmbedder, cache_key, normalize_rows
+from retrieval.embedder import DEFAULT_MODEL, Embedder, TextEmbedder, cache_key, make_embedder, normalize_rows
 from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
 from retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from retrieval.fusion import mmr as mmr_order
@@ -326,7 +326,8 @@ class Retriever:
             raise IndexFormatError(f"{folder}/manifest.json lacks embedder, chunking or index fields") from None
         if embedder is None:
             path = m_emb.get("path") or ""
-            embedder = Embedder(None if name == DEFAULT_MODEL else (path if Path(path).is_dir() else name), name=name)
+            spec = None if name == DEFAULT_MODEL else (path if path and Path(path).is_dir() else name)
+            embedder = make_embedder(spec, name=name)
         if embedder.name != name or embedder.dimension != dim:
             raise EmbedderMismatchError(
                 f"index {folder} was built with embedder {name!r} (dimension {dim}) but was opened with "
