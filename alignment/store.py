@@ -244,10 +244,10 @@ def _require_existing_file(url: str) -> None:
     except ArgumentError:
         return  # _make_engine gives the message
     database = parsed.database
-    if parsed.get_backend_name() == "sqlite" and database and database != ":memory:":
-        if not Path(database).expanduser().is_file():
-            raise StoreError(f"no database at {database} (make one with `rankact collect` or "
-                             "`rankact feedback demo-data`)")
+    is_file_db = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
+    if is_file_db and not Path(database).expanduser().is_file():
+        raise StoreError(f"no database at {database} (make one with `rankact collect` or "
+                         "`rankact feedback demo-data`)")
 
 
 def _now() -> datetime:

@@ -34,7 +34,7 @@ def _all_at_once(jobs):
         barrier.wait()
         try:
             results[i] = job()
-        except Exception as exc:  # reported by the assertion below
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             results[i] = exc
 
     threads = [threading.Thread(target=worker, args=(i, job)) for i, job in enumerate(jobs)]

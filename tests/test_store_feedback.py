@@ -186,3 +186,20 @@ def test_in_memory_store_and_trajectory_json_is_whole(tmp_path):
     t = make_trajectory("q?", [{"thought": "<b>bold</b>", "final_answer": "a"}], final_answer="a")
     store.add(t, question_id="q")
     assert Trajectory.model_validate(store.get(t.id).model_dump()) == t
+
+
+def test_admin_cli_creates_tokens_and_lists(tmp_path, capsys):
+    from agent.cli import main
+
+    db = f"sqlite:///{tmp_path / 'admin.db'}"
+    main(["admin", "create-annotator", "alice", "--db", db])
+    token = capsys.readouterr().out.strip()
+    main(["admin", "create-annotator", "root", "--admin", "--db", db])
+    capsys.readouterr()
+    assert TrajectoryStore(db).authenticate(token).name == "alice"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["admin", "create-annotator", "alice", "--db", db])
+    assert exit_info.value.code == 2 and "already exists" in capsys.readouterr().err
+    main(["admin", "list", "--db", db])
+    listing = capsys.readouterr().out
+    assert "alice\t0 rankings" in listing and "root (admin)" in listing
