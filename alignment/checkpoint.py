@@ -68,7 +68,6 @@ def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
     tokenizer = load_tokenizer(path)
-    model.config.use_cache = False  # training forward passes; generation turns it back on
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tokenizer

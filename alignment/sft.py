@@ -141,7 +141,7 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed),
                               accelerator.process_index, accelerator.num_processes)
         batch = collate([samples[i] for i in indices], pad_id).to(accelerator.device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
         loss = nll_loss(logits, batch.input_ids, batch.trainable_mask)
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
