@@ -55,7 +55,7 @@ def collect(
     from alignment.store import TrajectoryStore
     from alignment.tasks import load_tasks
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
     store = TrajectoryStore(db)
     todo = samples_to_run(task_list, store, samples)

@@ -23,7 +23,7 @@ def serve(
     from alignment.service import create_app
     from alignment.store import TrajectoryStore
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     store = TrajectoryStore(db)
     questions = store.questions()
     annotators = store.annotators()
