@@ -1,0 +1,40 @@
+import json
+
+import pytest
+
+from agent.cli import main
+
+
+@pytest.mark.slow
+def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert "SIMULATED" in printed and "[9/9]" in printed and "left in all" in printed
+    summary = json.loads((out / "demo_summary.json").read_text())
+    assert [r["label"] for r in summary["reports"]] == ["before", "after DPO"]
+    assert all(r["n"] == 2 for r in summary["reports"])
+    assert not summary["skipped"]
+    assert (out / "store.db").is_file() and (out / "dpo" / "config.json").is_file()
+    pairs = (out / "pairs.jsonl").read_text().splitlines()
+    assert pairs and all(json.loads(line)["source"] == "simulated" for line in pairs)
+    assert (out / "reward" / "reward_config.json").is_file()
+
+
+def test_demo_stage_failure_is_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "stage 1 (load the model) failed" in err and "not found" in err and "Traceback" not in err
+
+
+def test_demo_config_and_bundled_data():
+    from alignment.demo import DemoConfig, demo_tasks
+
+    quick = DemoConfig.quick_config(samples=3)
+    assert quick.samples == 3 and quick.quick and quick.train_questions == 2
+    train, heldout = demo_tasks()
+    assert DemoConfig().train_questions <= len(train) and DemoConfig().heldout_questions <= len(heldout)
+    with pytest.raises(ValueError):
+        DemoConfig(samples=1)
