@@ -287,7 +287,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
                 record["probe_success"] = _probe(agent, probe)
             actor_critic.train()
         metrics.write(record)
-        last = {k: v for k, v in record.items() if isinstance(v, float)}
+        last = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))}
         state = {"iteration": iteration, "kl_coef": kl_ctl.value}
         _save(accelerator, model, optimizer, out, state)
         bar.update(1)
