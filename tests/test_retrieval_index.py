@@ -185,3 +185,14 @@ def test_auto_index_grows_from_flat_to_hnsw(monkeypatch):
     hits = r.search("planet", k=5, mode="dense")
     assert r.dense.kind == "hnsw" and len(hits) == 5
     r.check_consistency()
+
+
+def test_empty_index_searches_and_round_trips(tmp_path):
+    r = Retriever(HashingEmbedder(16), chunk_tokens=32, overlap=4, index="hnsw")
+    for mode in ("dense", "bm25", "hybrid"):
+        assert r.search("anything", k=3, mode=mode) == []
+    r.save(tmp_path / "empty")
+    loaded = Retriever.load(tmp_path / "empty")
+    assert len(loaded) == 0 and loaded.search("anything") == []
+    loaded.add([{"id": "a", "text": "now something"}])
+    assert loaded.search("something", k=3)[0].doc_id == "a"
