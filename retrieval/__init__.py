@@ -1,6 +1,13 @@
 """Retrieval: loaders, chunking, embedder, FAISS + BM25 index with a SQLite store, fusion.
 
-Imports nothing else of rankact's (the arrows point alignment -> agent -> retrieval)."""
+    from retrieval import Retriever
+    r = Retriever()                      # all-MiniLM-L6-v2 from the installed package, flat index
+    r.index(["docs/", "notes/*.md"])     # or r.add([{"id": ..., "text": ..., "title": ..., "metadata": {...}}])
+    hits = r.search("query", k=5, filter={"lang": "en"}, mode="hybrid")   # dense | bm25 | hybrid
+    r.save("my-index"); r = Retriever.load("my-index")
+
+Tests and demos can pass `HashingEmbedder()` (instant, no model). Imports nothing else of
+rankact's (the arrows point alignment -> agent -> retrieval)."""
 from retrieval.documents import Chunk, Document, Hit, LoadError, LoadReport
 from retrieval.embedder import Embedder, TextEmbedder, make_embedder
 from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
