@@ -315,6 +315,16 @@ class TrajectoryStore:
             session.add(_Lease(question_id=candidate, annotator=annotator, expires_at=expires))
             return candidate
 
+    def unranked_count(self, annotator: str) -> int:
+        """Questions with two or more trajectories this annotator has not ranked, leased or not:
+        when `next_question_for` returns None but this is > 0, others hold the rest right now."""
+        n_traj = (select(_Trajectory.question_id, func.count().label("n"))
+                  .group_by(_Trajectory.question_id).subquery())
+        ranked = select(_Ranking.question_id).where(_Ranking.annotator == annotator)
+        query = select(func.count()).select_from(n_traj).where(n_traj.c.n >= 2, n_traj.c.question_id.not_in(ranked))
+        with self._read() as session:
+            return session.scalar(query) or 0
+
     def release(self, question_id: str, annotator: str) -> None:
         with self._write() as session:
             session.execute(delete(_Lease).where(_Lease.question_id == question_id, _Lease.annotator == annotator))

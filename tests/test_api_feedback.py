@@ -120,6 +120,15 @@ def test_next_is_leased_and_shuffled_per_annotator(env):
     assert bob["question"]["id"] != "sample-eiffel-year"  # leased to alice
 
 
+def test_next_says_how_many_wait_when_others_hold_the_rest(env):
+    store, client, auth = env
+    for name in ("carol", "dave", "erin"):
+        token = store.create_annotator(name)
+        assert client.get("/api/next", headers={"Authorization": f"Bearer {token}"}).json()["question"]
+    bob = client.get("/api/next", headers=auth["bob"]).json()
+    assert bob["question"] is None and bob["waiting"] == 3 and bob["trajectories"] == []
+
+
 def test_shuffle_differs_between_annotators():
     items = [f"t{i}" for i in range(4)]
     orders = {tuple(shuffled_for(f"annotator-{n}", "q", items)) for n in range(12)}
@@ -136,7 +145,7 @@ def test_rank_everything_then_next_is_empty(env):
                                json={"question_id": nxt["question"]["id"], "order": [[i] for i in ids]})
         assert response.status_code == 201, response.text
     done = client.get("/api/next", headers=auth["alice"])
-    assert done.status_code == 200 and done.json()["question"] is None
+    assert done.status_code == 200 and done.json()["question"] is None and done.json()["waiting"] == 0
     assert len(store.rankings(annotator="alice")) == 3
 
 

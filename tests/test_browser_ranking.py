@@ -111,6 +111,7 @@ def test_rank_with_keyboard_and_drag_then_submit(tmp_path, page):
         assert page.inner_text("#order-summary").count("=") == 1
         page.click("#submit")
         page.wait_for_selector("#done:not([hidden])")
+        assert page.inner_text("#done-title") == "Nothing left to rank"
         assert [r.order for r in store.rankings(qid2)] == [[[y, z], [x]]]
     assert page.errors == []
     store.close()

@@ -75,6 +75,7 @@ def test_next_question_skips_single_trajectory_questions_and_respects_leases(sto
     third = store.next_question_for("carol")
     assert {first.id, second.id, third.id} == {"sample-eiffel-year", "sample-multiply", "sample-eiffel-designer"}
     assert store.next_question_for("dave") is None  # all leased; "lonely" has one trajectory
+    assert store.unranked_count("dave") == 3  # ... but three wait for dave once their leases end
 
 
 def test_expired_lease_frees_the_question(store):

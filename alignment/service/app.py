@@ -63,6 +63,7 @@ class NextQuestion(BaseModel):
     question: Question | None = Field(description="null when nothing is left to rank")
     trajectories: list[Trajectory] = Field(default_factory=list, description="shuffled per annotator")
     lease_seconds: float = 0
+    waiting: int = Field(0, description="with no question: how many unranked ones others are ranking right now")
 
 
 class RankingIn(BaseModel):
@@ -195,7 +196,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
         trajectories in an order shuffled per annotator."""
         question = store.next_question_for(who.name, lease_seconds=lease_seconds)
         if question is None:
-            return NextQuestion(annotator=who.name, question=None)
+            return NextQuestion(annotator=who.name, question=None, waiting=store.unranked_count(who.name))
         trajectories = shuffled_for(who.name, question.id, store.list(question.id), key=lambda t: t.id)
         return NextQuestion(annotator=who.name, question=question, trajectories=trajectories,
                             lease_seconds=lease_seconds)

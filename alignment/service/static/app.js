@@ -195,6 +195,8 @@ function refreshRanks() {
     const tiedWithNext = next && next.querySelector(".tie-box").checked;
     card.querySelector(".rank").textContent = tied || tiedWithNext ? `${rank}=` : String(rank);
     card.dataset.rank = String(rank);
+    card.setAttribute("aria-label", `Answer ${card.dataset.letter}, rank ${rank}${tied || tiedWithNext ? " (tied)" : ""}` +
+      `, position ${position + 1} of ${list.length}. Alt+arrow keys move it.`);
     card.classList.toggle("tied", tied);
     card.querySelector('.move[data-dir="-1"]').disabled = position === 0;
     card.querySelector('.move[data-dir="1"]').disabled = position === list.length - 1;
@@ -243,6 +245,11 @@ async function loadNext() {
   const next = await api("/api/next");
   if (!next.question) {
     show("task", false);
+    $("done-title").textContent = next.waiting ? "Others are ranking the rest" : "Nothing left to rank";
+    $("done-text").textContent = next.waiting
+      ? `${next.waiting} question${next.waiting === 1 ? " is" : "s are"} being ranked by someone else right now. ` +
+        "Check again in a few minutes; a question comes back if its annotator leaves it."
+      : "You have ranked every question with two or more trajectories. Thank you!";
     show("done", true);
     current = null;
     return;
