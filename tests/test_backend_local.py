@@ -164,6 +164,48 @@ def test_score_continuations_matches_separate_forward_passes(llm):
     assert scores[2] == 0.0 and scores[0] < 0
 
 
+def fresh_continue(llm, ids, config):
+    llm.clear_cache()
+    return llm.continue_ids(ids, config)
+
+
+def test_prefix_cache_reuse_gives_the_same_tokens_as_a_fresh_run(llm):
+    greedy = GenerationConfig(max_new_tokens=8)
+    prompt = llm.encode(llm.render_prompt(PROMPT))
+    first = fresh_continue(llm, prompt, greedy)
+    # the agent's pattern: previous ids + what was generated + an observation
+    longer = prompt + first.token_ids + llm.encode("\nObservation: 42\n")
+    seen = []
+    hook = llm.model.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["input_ids"].shape[1]),
+                                               with_kwargs=True)
+    try:
+        reused = llm.continue_ids(longer, greedy)
+    finally:
+        hook.remove()
+    assert seen[0] <= len(longer) - len(prompt)  # only the new tokens were run
+    assert reused.token_ids == fresh_continue(llm, longer, greedy).token_ids
+    # a prompt diverging early (shorter common prefix) and an identical prompt again
+    other = prompt[:5] + llm.encode(" something else entirely")
+    llm.continue_ids(longer, greedy)
+    assert llm.continue_ids(other, greedy).token_ids == fresh_continue(llm, other, greedy).token_ids
+    llm.continue_ids(other, greedy)
+    assert llm.continue_ids(other, greedy).token_ids == fresh_continue(llm, other, greedy).token_ids
+
+
+def test_prefix_cache_is_dropped_when_the_weights_change(tiny_model_dir):
+    own = TransformersLLM(tiny_model_dir)
+    greedy = GenerationConfig(max_new_tokens=6)
+    prompt = own.encode(own.render_prompt(PROMPT))
+    own.continue_ids(prompt, greedy)
+    key = own._weights_key()
+    with torch.no_grad():
+        for p in own.model.parameters():
+            p.mul_(1.5)  # an optimizer step: in place
+    assert own._weights_key() != key
+    after = own.continue_ids(prompt, greedy)
+    assert after.token_ids == fresh_continue(own, prompt, greedy).token_ids
+
+
 def test_wraps_an_in_memory_model_without_copying_and_restores_training_mode(llm):
     model, tok = llm.model, llm.tokenizer
     model.train()
