@@ -57,15 +57,17 @@ def demo_tasks() -> tuple[list[Task], list[Task]]:
 class DemoConfig(BaseModel):
     model: str = "default"
     out: Path | None = None  # default ./runs/demo-<timestamp>
+    # Sized for about ten minutes on 2 cores: an agent run of the embedded model costs ~20 s
+    # there, so 4 x 4 collected + 2 x 4 evaluated runs, plus a few training steps.
     samples: int = Field(4, ge=2, description="trajectories per training question (K)")
-    train_questions: int = Field(8, ge=1)
-    heldout_questions: int = Field(6, ge=1)
-    max_steps: int = Field(4, ge=1)
+    train_questions: int = Field(4, ge=1)
+    heldout_questions: int = Field(4, ge=1)
+    max_steps: int = Field(3, ge=1)
     temperature: float = Field(0.8, gt=0)
-    reward_steps: int = Field(6, ge=1)
-    dpo_steps: int = Field(8, ge=1)
+    reward_steps: int = Field(4, ge=1)
+    dpo_steps: int = Field(6, ge=1)
     dpo_beta: float = 0.1
-    lr: float = 5e-5
+    lr: float = 2e-4  # LoRA: few steps on few pairs must move the policy visibly
     max_length: int = Field(768, ge=64)
     seed: int = 0
     quick: bool = False
@@ -81,7 +83,7 @@ class DemoConfig(BaseModel):
 
 # Seconds per unit on the embedded 135M model, 2 CPU cores; replaced by what the run measures
 # (an agent run's cost after the "before" evaluation, a training step's after the reward model).
-SECONDS_PER_AGENT_RUN = 9.0
+SECONDS_PER_AGENT_RUN = 20.0
 SECONDS_PER_TRAIN_STEP = 12.0
 
 
@@ -242,7 +244,7 @@ class Demo:
         c = self.config
         config = RewardTrainConfig(
             base=self._base_dir(), out=self.out / "reward", lora=True, max_steps=c.reward_steps,
-            batch_size=4, lr=max(c.lr, 1e-4), max_length=c.max_length, seed=c.seed, save_every=10_000,
+            batch_size=2, lr=max(c.lr, 1e-4), max_length=c.max_length, seed=c.seed, save_every=10_000,
             norm_samples=8, progress=True,
         )
         model, result = train_reward(config, self._pairs(), log=lambda *_: None)
@@ -260,7 +262,7 @@ class Demo:
         c = self.config
         config = DPOConfig(
             out_dir=self.out / "dpo", base=self._base_dir(), lora=LoraSettings(), max_steps=c.dpo_steps,
-            beta=c.dpo_beta, learning_rate=c.lr, batch_size=2, max_length=c.max_length, seed=c.seed,
+            beta=c.dpo_beta, learning_rate=c.lr, batch_size=1, max_length=c.max_length, seed=c.seed,
         )
         result = train_dpo(config, self._pairs())
         self.state["policy_dir"] = result.out_dir

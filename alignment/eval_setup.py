@@ -7,7 +7,7 @@ covering the passages, so a changed data file rebuilds rather than reusing a sta
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,8 @@ def load_retriever(index_dir: str | Path) -> Any:
     return Retriever.load(path)
 
 
-def preset_index(name: str, split: str, data: str | Path | None = None, *, progress: bool = True) -> Path | None:
+def preset_index(name: str, split: str, data: str | Path | None = None, *, progress: bool = True,
+                 on_build: Callable[[int], None] | None = None) -> Path | None:
     """The cached index over a preset split's passages, built on first use; None for presets
     without a corpus (arithmetic)."""
     from alignment.datasets import preset_corpus
@@ -70,6 +71,8 @@ def preset_index(name: str, split: str, data: str | Path | None = None, *, progr
         digest.update(p.text.encode())
     folder = cache_root() / "indexes" / f"{name}-{split}-{digest.hexdigest()[:12]}"
     if not folder.is_dir():
+        if on_build:
+            on_build(len(passages))
         folder.parent.mkdir(parents=True, exist_ok=True)
         build_index([p.model_dump() for p in passages], folder, progress=progress)
     return folder

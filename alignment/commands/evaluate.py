@@ -64,8 +64,10 @@ def evaluate(
                 raise RankactError("advbench has no gold answers: use `rankact eval --refusal`")
             task_list = preset_tasks(name, preset_split, data)[:limit]
             if index is None:
-                with console.status(f"indexing {name}:{preset_split} passages (cached after the first run)"):
-                    index = preset_index(name, preset_split, data, progress=False)
+                index = preset_index(name, preset_split, data, progress=console.is_terminal,
+                                     on_build=lambda n: console.print(
+                                         f"indexing {n} {name}:{preset_split} passages once "
+                                         "(cached for later runs; a few minutes on 2 cores)"))
         else:
             task_list = load_tasks(tasks)[:limit]
         title = f"{tasks} ({len(task_list)} tasks)"
