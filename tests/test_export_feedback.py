@@ -42,7 +42,8 @@ def test_pairs_are_all_ordered_pairs_without_ties_grouped_by_question(store):
     ]
     first = pairs[0]
     assert first.question == "In which year was the Eiffel Tower completed?"
-    assert {s.role for s in first.chosen.segments} == {"prompt", "generated", "observation"}
+    roles = {s.role for p in pairs for t in (p.chosen, p.rejected) for s in t.segments}
+    assert roles == {"prompt", "generated", "observation"}  # segments travel whole, masks included
     assert first.chosen == store.get(c)
 
 
