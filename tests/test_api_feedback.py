@@ -255,7 +255,9 @@ def test_page_static_files_and_docs(env):
     assert client.get("/static/app.js").status_code == 200
     assert client.get("/static/app.css").status_code == 200
     assert client.get("/static/nope.js").status_code == 404
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text  # no CDN
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/trajectories", "/api/trajectories/{trajectory_id}", "/api/questions", "/api/next",
             "/api/rankings", "/api/export"} <= set(paths)

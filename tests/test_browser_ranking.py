@@ -153,3 +153,15 @@ def test_markup_in_model_output_renders_as_inert_text(tmp_path, page):
         assert script in card.locator("pre.input").first.inner_text()
     assert page.errors == []
     store.close()
+
+
+def test_api_docs_render_offline(tmp_path, page):
+    store = TrajectoryStore(f"sqlite:///{tmp_path / 'd.db'}")
+    outside: list[str] = []
+    with serve_in_thread(create_app(store)) as url:
+        page.on("request", lambda request: None if request.url.startswith(url) else outside.append(request.url))
+        page.goto(f"{url}/docs")
+        page.get_by_text("/api/rankings").first.wait_for()
+        assert page.get_by_text("rankact feedback").first.is_visible()
+    assert outside == []
+    store.close()

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
@@ -99,13 +99,17 @@ Auth = Annotated[Annotator, Depends(current_annotator)]
 
 
 def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI:
+    docs_assets = _offline_docs_assets()
     app = FastAPI(
         title="rankact feedback",
         description="Rank an agent's trajectories of one question, and export the rankings as preference data.",
         version="1",
         responses={401: {"model": Error}, 422: {"model": Error}},
+        docs_url=None if docs_assets else "/docs",
     )
     app.state.store = store
+    if docs_assets:
+        _add_offline_docs(app, docs_assets)
 
     # -- errors: always JSON, always a status the client can act on --
 
@@ -244,6 +248,30 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def _offline_docs_assets() -> Path | None:
+    """Swagger UI files shipped in a package, so /docs works without reaching a CDN."""
+    try:
+        import fastapi_offline
+    except ImportError:
+        return None
+    folder = Path(fastapi_offline.__file__).parent / "static"
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
+
+
+def _add_offline_docs(app: FastAPI, assets: Path) -> None:
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
 
 
 def _first_error(exc: ValueError) -> str:
