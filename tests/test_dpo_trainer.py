@@ -10,7 +10,6 @@ import pytest
 
 from agent.trajectory import ModelRef, Segment, Trajectory
 from alignment import dpo as dpo_module
-from alignment.checkpoint import LoraSettings
 from alignment.dpo import DPOConfig, train_dpo
 from alignment.preferences import PreferencePair
 
@@ -67,16 +66,6 @@ def test_dpo_trains_saves_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
     assert resumed.steps == 5
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5]
-
-
-def test_dpo_lora_from_python(tmp_path, tiny_model_dir):
-    out = tmp_path / "lora"
-    config = DPOConfig(out_dir=out, base=str(tiny_model_dir), learning_rate=1e-2, batch_size=4, epochs=3,
-                       max_steps=2, lora=LoraSettings(r=4, alpha=8), show_progress=False)
-    result = train_dpo(config, pairs=make_pairs())
-    assert result.steps == 2
-    assert result.final_metrics["loss"] < math.log(2.0)
-    assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()  # merged
 
 
 def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):

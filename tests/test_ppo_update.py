@@ -73,7 +73,8 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
     tasks = [Task(question="What is 2 + 3?", answers=["5"])]
     out = tmp_path / "ppo"
     config = PPOConfig(out_dir=out, base=str(tiny_model_dir), iterations=1, tasks_per_iteration=1, samples=2,
-                       minibatch_size=2, ppo_epochs=1, learning_rate=1e-3, target_kl=1.0, show_progress=False)
+                       minibatch_size=2, ppo_epochs=1, learning_rate=1e-3, target_kl=1.0, max_length=128,
+                       show_progress=False)
     result = train_ppo(config, reward_fn=toy_reward, tasks=tasks, agent_factory=agent_factory)
     assert result.steps == 1 and len(seen) == 2
     # The local backend recorded token ids for what the model generated: no re-tokenizing.
@@ -89,3 +90,24 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
     assert resumed.steps == 2
     iterations = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert iterations == [1, 2]
+
+
+def test_reward_model_critic_trains_and_leaves_reward_model_alone(tmp_path, tiny_model_dir):
+    from alignment.reward.model import RewardModel
+    from alignment.rl.actor_critic import RewardCritic
+
+    torch.manual_seed(0)
+    policy, tokenizer = load_policy(tiny_model_dir)
+    reward_model = RewardModel.from_base(tiny_model_dir)
+    head_before = reward_model.head.weight.detach().clone()
+    actor_critic = ActorCritic(policy, RewardCritic(reward_model))
+    samples = [encode_prompt_completion(PROMPT, [900 + i, 901]) for i in range(4)]
+    config = PPOConfig(out_dir=tmp_path, learning_rate=1e-2, ppo_epochs=1, minibatch_size=4)
+    exp = make_experience(actor_critic, policy, samples, [1.0, 0.0, 1.0, 0.0],
+                          0.05, config, tokenizer.pad_token_id, "cpu")
+    # The critic starts from the reward model's head: values are its per-token scores, not 0.
+    assert exp.old_values[:, len(PROMPT):].abs().sum().item() > 0
+    optimizer = torch.optim.AdamW([p for p in actor_critic.parameters() if p.requires_grad], lr=config.lr)
+    ppo_update(actor_critic, optimizer, exp, config)
+    assert not torch.equal(actor_critic.critic.head.weight, head_before)
+    assert torch.equal(reward_model.head.weight, head_before)  # the critic is a copy

@@ -45,8 +45,8 @@ def test_sft_lowers_nll_of_best_and_ignores_observations(tmp_path, tiny_model_di
     best = [_traj([2000, 2001], [300, 301]), _traj([2002, 2003], [300, 302])]
     out = tmp_path / "sft"
     result = train_sft(SFTConfig(out_dir=out, base=str(tiny_model_dir), learning_rate=3e-3, batch_size=2,
-                                 epochs=6, seed=0, show_progress=False), trajectories=best)
-    assert result.steps == 6
+                                 epochs=3, seed=0, show_progress=False), trajectories=best)
+    assert result.steps == 3
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert losses[-1] < losses[0] - 1.0
     # Generated tokens got likelier; the observation tokens were not trained toward.
