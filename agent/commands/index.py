@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -17,20 +19,15 @@ class IndexCommandError(RankactError):
     """A bad index folder, embedder, source list or option."""
 
 
-def _user_errors():
+@contextmanager
+def _user_errors() -> Iterator[None]:
     """Retrieval's own errors (and bad values) become one-line user errors."""
-    from contextlib import contextmanager
-
     from retrieval import RetrievalError
 
-    @contextmanager
-    def translate():
-        try:
-            yield
-        except (RetrievalError, ValueError) as exc:
-            raise IndexCommandError(str(exc)) from None
-
-    return translate()
+    try:
+        yield
+    except (RetrievalError, ValueError) as exc:
+        raise IndexCommandError(str(exc)) from None
 
 
 def parse_filters(items: list[str]) -> dict[str, str | list[str]]:
