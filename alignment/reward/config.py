@@ -14,6 +14,7 @@ class RewardTrainConfig(BaseModel):
     lora_alpha: int = 32
     lora_dropout: float = 0.0
     lora_targets: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    head_init_std: float | None = None  # None = 1/sqrt(hidden + 1) (Stiennon et al., 2020)
     max_length: int = Field(512, ge=8)
     batch_size: int = Field(8, ge=1, description="pairs per micro-batch; one prompt's pairs are never split")
     grad_accum: int = Field(1, ge=1)

@@ -66,7 +66,10 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 
 
 class RewardModel(nn.Module):
-    def __init__(self, lm: nn.Module, tokenizer, info: RewardModelInfo, head: nn.Linear | None = None):
+    def __init__(
+        self, lm: nn.Module, tokenizer, info: RewardModelInfo, head: nn.Linear | None = None,
+        head_init_std: float | None = None,
+    ):
         super().__init__()
         self.lm = lm
         self.tokenizer = tokenizer
@@ -75,7 +78,8 @@ class RewardModel(nn.Module):
             head = nn.Linear(info.hidden_size, 1)
             # Small init so the first scores are near 0 and the first steps train the backbone
             # and head together rather than undoing a large random head.
-            nn.init.normal_(head.weight, std=1.0 / math.sqrt(info.hidden_size + 1))
+            std = head_init_std if head_init_std is not None else 1.0 / math.sqrt(info.hidden_size + 1)
+            nn.init.normal_(head.weight, std=std)
             nn.init.zeros_(head.bias)
         self.head = head
 
@@ -91,6 +95,7 @@ class RewardModel(nn.Module):
         lora_alpha: int = 32,
         lora_dropout: float = 0.0,
         lora_targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+        head_init_std: float | None = None,
     ) -> RewardModel:
         from transformers import AutoTokenizer
 
@@ -107,7 +112,7 @@ class RewardModel(nn.Module):
         # A LoRA adapter needs the exact base folder to load onto; a full model only its name.
         name = str(path) if lora or base is not None else _embedded_name()
         info = RewardModelInfo(base_model=name, lora=lora, max_length=max_length, hidden_size=lm.config.hidden_size)
-        return cls(lm, tokenizer, info)
+        return cls(lm, tokenizer, info, head_init_std=head_init_std)
 
     @classmethod
     def load(cls, folder: str | Path) -> RewardModel:

@@ -123,7 +123,10 @@ def train_reward(
     from transformers import get_scheduler
 
     accelerator = Accelerator(
-        mixed_precision=_mixed_precision(config.mixed_precision), gradient_accumulation_steps=config.grad_accum
+        mixed_precision=_mixed_precision(config.mixed_precision), gradient_accumulation_steps=config.grad_accum,
+        # Without a GPU, say so: then `accelerate launch --num_processes N` (or torchrun) gives
+        # N CPU processes over gloo instead of N copies that each think they are alone.
+        cpu=not torch.cuda.is_available(),
     )
     main = accelerator.is_main_process
     say = log if main else (lambda *_: None)
@@ -136,15 +139,16 @@ def train_reward(
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         lora_targets=config.lora_targets,
+        head_init_std=config.head_init_std,
     )
     tokenized, truncation = tokenize_pairs(pairs, model.tokenizer, config.max_length)
     groups = group_pairs(tokenized)
-    say(f"{len(tokenized)} pairs in {len(groups)} groups; truncation: {truncation.describe()}")
-
     n_batches = len(make_batches(groups, config.batch_size, config.seed, 0))
     procs = accelerator.num_processes
     per_step = procs * config.grad_accum  # micro-batches consumed per optimizer step, all processes
     max_steps = config.max_steps or max(1, int(config.epochs * n_batches / per_step))
+    say(f"{len(tokenized)} pairs in {len(groups)} groups, {n_batches} batches, {procs} process(es), "
+        f"{max_steps} steps; truncation: {truncation.describe()}")
     if n_batches < procs:
         raise RankactError(f"{n_batches} batches cannot feed {procs} processes: use fewer processes or more data")
 
