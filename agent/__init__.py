@@ -1,0 +1,27 @@
+"""rankact's agent: LLM backends, the ReAct loop, guided decoding and trajectories.
+
+Names are imported lazily so `import agent` (and the CLI hub) stays instant:
+`from agent import Agent, Trajectory, load_llm`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Agent": "agent.loop",
+    "GuidedConfig": "agent.guided",
+    "Trajectory": "agent.trajectory",
+    "load_llm": "agent.models",
+    "parse_step": "agent.parser",
+    "ParseError": "agent.parser",
+    "PROMPT_VERSION": "agent.prompt",
+}
+
+__all__ = ["PROMPT_VERSION", "Agent", "GuidedConfig", "ParseError", "Trajectory", "load_llm", "parse_step"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'agent' has no attribute {name!r}")
