@@ -40,7 +40,7 @@ from alignment.policy_data import (
     pad_token_id,
 )
 from alignment.preferences import PreferencePair, TextPair
-from alignment.rl.core import sequence_logprobs
+from alignment.rl.forward import policy_logprobs
 from alignment.rl.losses import LossType, dpo_loss
 from alignment.rl.runtime import (
     Budget,
@@ -154,8 +154,7 @@ def pair_logps(model, encoded, indices, pad_id: int, device) -> tuple[torch.Tens
     pass over both halves (DDP needs exactly one forward per backward)."""
     samples = [encoded[i][0] for i in indices] + [encoded[i][1] for i in indices]
     batch = collate(samples, pad_id).to(device)
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    sums = sequence_logprobs(logits, batch.input_ids, batch.trainable_mask).sum(-1)
+    sums = policy_logprobs(model, batch.input_ids, batch.attention_mask, batch.trainable_mask).sum(-1)
     n = len(indices)
     return sums[:n], sums[n:]
 

@@ -47,16 +47,15 @@ from alignment.ppo_rollout import (
 )
 from alignment.rl.actor_critic import ActorCritic, RewardCritic
 from alignment.rl.core import (
-    entropy_from_logits,
     gae,
     kl_k1,
     kl_k3,
     masked_mean,
     policy_loss,
-    sequence_logprobs,
     value_loss,
     whiten,
 )
+from alignment.rl.forward import lm_tail_logits, tail_logprobs, tail_start
 from alignment.rl.kl_control import make_kl_controller
 from alignment.rl.runtime import Budget, MetricsLog, make_accelerator, plot_metrics, progress, seed_everything
 from alignment.tasks import Task, load_tasks
@@ -96,14 +95,19 @@ def make_experience(actor_critic: ActorCritic, reference, samples: list[EncodedT
     actor_critic.eval()
     batch = collate(samples, pad_id).to(device)
     mask = batch.trainable_mask
-    logits, values = actor_critic(batch.input_ids, batch.attention_mask)
-    old_logp = sequence_logprobs(logits, batch.input_ids, mask)
-    entropy = masked_mean(entropy_from_logits(logits, mask), mask)
+    keep = batch.input_ids.shape[1] - tail_start(mask)  # logits only where a token is trainable
+    logits, values = actor_critic(batch.input_ids, batch.attention_mask, keep)
+    # Rollouts sampled from softmax(logits / T): that tempered distribution is the policy whose
+    # ratios PPO takes (as TRL does). top_p < 1 would truncate it further; keep it at 1 for PPO.
+    logits = logits / config.temperature
+    old_logp, entropy = tail_logprobs(logits, batch.input_ids, mask, with_entropy=True)
+    entropy = masked_mean(entropy, mask)
     del logits
     with reference_context(actor_critic, reference):
         ref_model = reference if reference is not None else actor_critic.policy
-        ref_logits = ref_model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-    ref_logp = sequence_logprobs(ref_logits, batch.input_ids, mask)
+        ref_logits = lm_tail_logits(ref_model, batch.input_ids, batch.attention_mask, mask).logits
+        ref_logits = ref_logits / config.temperature
+    ref_logp = tail_logprobs(ref_logits, batch.input_ids, mask)[0]
     del ref_logits
 
     # Per-token reward: the KL penalty keeps the policy near the reference token by token
@@ -146,12 +150,14 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
         for start in range(0, len(exp), config.minibatch_size):
             idx = order[start : start + config.minibatch_size].to(exp.input_ids.device)
             mask = exp.mask[idx]
-            logits, values = model(exp.input_ids[idx], exp.attention_mask[idx])
-            logp = sequence_logprobs(logits, exp.input_ids[idx], mask)
+            keep = exp.input_ids.shape[1] - tail_start(mask)
+            logits, values = model(exp.input_ids[idx], exp.attention_mask[idx], keep)
+            logits = logits / config.temperature
+            logp, entropy = tail_logprobs(logits, exp.input_ids[idx], mask, with_entropy=bool(config.ent_coef))
             pg_loss, pg_stats = policy_loss(logp, exp.old_logp[idx], exp.advantages[idx], mask, config.clip_range)
             vf_loss, vf_stats = value_loss(values, exp.old_values[idx], exp.returns[idx], mask,
                                            config.clip_range_value)
-            entropy = masked_mean(entropy_from_logits(logits, mask), mask) if config.ent_coef else torch.zeros(())
+            entropy = masked_mean(entropy, mask) if entropy is not None else torch.zeros(())
             # One scalar loss, one backward: the critic shares the backbone with the policy,
             # vf_coef keeps its larger gradients from dominating the shared layers.
             loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy

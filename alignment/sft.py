@@ -34,7 +34,8 @@ from alignment.policy_data import (
     pad_token_id,
 )
 from alignment.preferences import PreferencePair, TextPair
-from alignment.rl.core import nll_loss
+from alignment.rl.core import masked_mean
+from alignment.rl.forward import policy_logprobs
 from alignment.rl.runtime import (
     Budget,
     MetricsLog,
@@ -141,8 +142,9 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed),
                               accelerator.process_index, accelerator.num_processes)
         batch = collate([samples[i] for i in indices], pad_id).to(accelerator.device)
-        logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False).logits
-        loss = nll_loss(logits, batch.input_ids, batch.trainable_mask)
+        # NLL per trainable token; logits only from the first trainable position on.
+        mask = batch.trainable_mask
+        loss = -masked_mean(policy_logprobs(model, batch.input_ids, batch.attention_mask, mask), mask)
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()

@@ -160,3 +160,18 @@ def test_kl_controllers():
     assert isinstance(adaptive, AdaptiveKL)
     assert adaptive.update(current_kl=5.0, n_steps=10) == pytest.approx(0.12)  # error clipped at +0.2
     assert adaptive.update(current_kl=0.0, n_steps=10) == pytest.approx(0.096)
+
+
+def test_tail_logits_match_full_forward(tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    from alignment.rl.forward import policy_logprobs, tail_start
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 11, 0]])
+    attention = torch.tensor([[1] * 6, [1, 1, 1, 1, 1, 0]])
+    mask = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 0]])
+    assert tail_start(mask) == 2
+    full = sequence_logprobs(model(input_ids=ids, attention_mask=attention).logits, ids, mask)
+    tail = policy_logprobs(model, ids, attention, mask)
+    assert torch.allclose(full, tail, atol=1e-5)

@@ -60,11 +60,13 @@ class ActorCritic(nn.Module):
             critic = ValueHead(policy.config.hidden_size)
         self.critic = critic
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (logits [B, T, V], values [B, T])."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (logits [B, K, V] of the last K = logits_to_keep positions (0: all), values [B, T])."""
         shared = isinstance(self.critic, ValueHead)
         out = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=shared, use_cache=False
+            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=shared, use_cache=False,
+            logits_to_keep=logits_to_keep,
         )
         if shared:
             values = self.critic(out.hidden_states[-1])
