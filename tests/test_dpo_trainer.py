@@ -77,3 +77,21 @@ def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
     bad.write_text("{not json\n")
     with pytest.raises(RankactError):
         train_dpo(DPOConfig(out_dir=tmp_path / "y", pairs=bad, base=str(tiny_model_dir)))
+
+
+def test_pairs_and_best_of_k_from_a_store(tmp_path):
+    from alignment.dpo import load_pair_source
+    from alignment.preferences import Ranking
+    from alignment.sft import best_of_pairs
+    from alignment.store import TrajectoryStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    good, mid, bad = _traj([2000, 1], [300]), _traj([3000, 1], [300]), _traj([4000, 1], [300])
+    with TrajectoryStore(url) as store:
+        qid = store.add(good)
+        store.add(mid, qid)
+        store.add(bad, qid)
+        store.submit_ranking(Ranking(question_id=qid, annotator="ann", order=[[good.id], [mid.id, bad.id]]))
+    pairs = load_pair_source(None, url)
+    assert {(p.chosen.id, p.rejected.id) for p in pairs} == {(good.id, mid.id), (good.id, bad.id)}
+    assert [t.id for t in best_of_pairs(pairs)] == [good.id]

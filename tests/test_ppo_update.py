@@ -1,7 +1,8 @@
-"""PPO on a tiny model. (1) A one-step toy task with a known best answer: the reward is 1
+"""PPO on a tiny model (full fine-tuning with a frozen copy as reference; LoRA with the adapters
+switched off as reference). (1) A one-step toy task with a known best answer: the reward is 1
 when the first generated token is a target token; one PPO iteration (experience + minibatch
 epochs) must raise the policy's expected reward, computed exactly from its distribution.
-(2) A smoke test of the full Agent-driven iteration with checkpoint + resume."""
+(2) A smoke test of the full Agent-driven iteration (LoRA) with checkpoint + resume."""
 from __future__ import annotations
 
 import copy
@@ -56,6 +57,7 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
 
     from agent.llm import GenerationConfig
     from agent.loop import Agent
+    from alignment.checkpoint import LoraSettings
     from alignment.ppo import train_ppo
     from alignment.tasks import Task
     from tools import calculator
@@ -74,7 +76,7 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
     out = tmp_path / "ppo"
     config = PPOConfig(out_dir=out, base=str(tiny_model_dir), iterations=1, tasks_per_iteration=1, samples=2,
                        minibatch_size=2, ppo_epochs=1, learning_rate=1e-3, target_kl=1.0, max_length=128,
-                       show_progress=False)
+                       lora=LoraSettings(r=4, alpha=8), show_progress=False)
     result = train_ppo(config, reward_fn=toy_reward, tasks=tasks, agent_factory=agent_factory)
     assert result.steps == 1 and len(seen) == 2
     # The local backend recorded token ids for what the model generated: no re-tokenizing.
@@ -88,8 +90,11 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
     resumed = train_ppo(config.model_copy(update={"iterations": 2, "resume": True}), reward_fn=toy_reward,
                         tasks=tasks, agent_factory=agent_factory)
     assert resumed.steps == 2
-    iterations = [json.loads(line)["iteration"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert iterations == [1, 2]
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [1, 2]
+    # Iteration 1 starts at the reference (KL 0); after resume the trained adapters are back,
+    # so the policy differs from the reference (adapters off).
+    assert records[0]["kl_k3_token"] < 1e-6 < records[1]["kl_k3_token"]
 
 
 def test_reward_model_critic_trains_and_leaves_reward_model_alone(tmp_path, tiny_model_dir):
