@@ -66,7 +66,7 @@ class Retriever:
     # ---- reading ------------------------------------------------------------------------
     def __len__(self) -> int:
         """Number of chunks."""
-        return len(self.store.chunk_ids())
+        return self.store.count_chunks()
 
     @property
     def num_documents(self) -> int:
