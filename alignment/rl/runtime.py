@@ -57,7 +57,9 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         if not self.enabled:
             return
-        clean = {k: (float(v) if isinstance(v, (torch.Tensor,)) else v) for k, v in record.items()}
+        clean = {k: (float(v) if isinstance(v, torch.Tensor) else v) for k, v in record.items()}
+        # NaN (e.g. success with no gold answers) is not JSON: write null instead.
+        clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in clean.items()}
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(clean) + "\n")
 
