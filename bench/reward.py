@@ -38,6 +38,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--lora", action="store_true")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head-init-std", type=float, default=None, help="default: 1/sqrt(hidden + 1)")
     p.add_argument("--no-trl", action="store_true", help="skip TRL's RewardTrainer")
     p.add_argument("--out", type=Path, default=None, help="where models go (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -58,7 +59,7 @@ def run_ours(args, train_pairs, test_pairs, out: Path) -> dict:
     config = RewardTrainConfig(
         base=args.base, out=out, lora=args.lora, max_length=args.max_length, batch_size=args.batch_size,
         grad_accum=args.grad_accum, lr=args.lr, max_steps=args.max_steps, seed=args.seed,
-        save_every=10**9, norm_samples=64,
+        save_every=10**9, norm_samples=64, head_init_std=args.head_init_std,
     )
     t0 = time.monotonic()
     model, result = train_reward(config, train_pairs)
