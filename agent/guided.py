@@ -28,7 +28,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -39,6 +39,11 @@ from agent.trajectory import Segment
 ACTION = "\nAction:"
 FINAL = "\nFinal Answer:"
 _SIMPLE_TYPES = {"string", "integer", "number", "boolean"}
+# A slot ends where a keyword would start, so the step always re-parses (the parser is
+# case-insensitive, hence both spellings).
+_KEYWORDS = ["Action:", "Final Answer:", "Observation:", "action:", "final answer:", "observation:"]
+_THOUGHT_STOPS = ["\n", *_KEYWORDS]
+_ANSWER_STOPS = ["\n", *_KEYWORDS]
 
 
 class GuidedConfig(BaseModel):
@@ -46,6 +51,8 @@ class GuidedConfig(BaseModel):
     input_max_tokens: int = 48
     answer_max_tokens: int = 48
     answer_bias: float = 1.0
+    # Single-string tools: "plain" text to end of line, or "json": {"arg": "<generated>"}.
+    string_input: Literal["plain", "json"] = "plain"
 
 
 def supports_guidance(llm: Any) -> bool:
@@ -168,7 +175,7 @@ class GuidedDecoder:
         if self.segments and self.segments[-1].role == "generated":
             self._force("\n")  # a previous step ended inside the assistant's text
         self._force("Thought:")
-        thought = self._generate(self.config.thought_max_tokens, ["\n", "Action:", "Final Answer:", "Observation:"])
+        thought = self._generate(self.config.thought_max_tokens, _THOUGHT_STOPS)
         thought = thought.strip() or None
 
         if forced_answer or not self.tools:
@@ -180,7 +187,7 @@ class GuidedDecoder:
         self._after_observation = False
 
         if is_final:
-            answer = self._generate(self.config.answer_max_tokens, ["\n"]).strip()
+            answer = self._generate(self.config.answer_max_tokens, _ANSWER_STOPS).strip()
             if not answer:
                 raise ParseError("the Final Answer is empty", "Write the answer right after 'Final Answer:'.")
             return ParsedFinal(thought=thought, answer=answer, raw=self.step_text)
@@ -193,7 +200,8 @@ class GuidedDecoder:
 
     def _input(self, tool: Any) -> dict[str, Any] | str:
         limit = self.config.input_max_tokens
-        args = None if getattr(tool, "single_string_input", False) else _schema_args(tool)
+        plain = getattr(tool, "single_string_input", False) and self.config.string_input == "plain"
+        args = None if plain else _schema_args(tool)
         if args is None:  # plain text (single-string tools) or free-form JSON
             text = self._generate(limit, ["\n"])
             try:

@@ -41,6 +41,7 @@ from agent.trajectory import Citation, ModelRef, Segment, Step, StepError, ToolR
 
 MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
+LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
 
 
@@ -285,11 +286,12 @@ class Agent:
             traj.segments = decoder.segments  # the decoder appends to the trajectory's list
         results: list[Any] = []  # ToolResults, for citations
         parse_errors, last_key, repeats = 0, None, 0
-        status = "max_steps"
+        status = "max_steps"  # what a run that is not finished ends with; "loop" once detected
+        ending = False  # set when a loop is detected: the next call is the forced answer
 
-        for index in range(self.max_steps + 1):
-            forced = index == self.max_steps
-            if forced and not self.forced_final_answer:
+        for index in range(self.max_steps + 2):
+            forced = ending or index >= self.max_steps
+            if forced and (not self.forced_final_answer or index > self.max_steps and not ending):
                 break
             yield ev.StepStart(index=index, forced_answer=forced)
             step_started = time.perf_counter()
@@ -335,7 +337,7 @@ class Agent:
                 self._feed_back(traj, decoder, turns, outcome.raw.strip()[:500], step.observation, error=True)
                 step.seconds = time.perf_counter() - step_started
                 if parse_errors >= self.max_parse_errors or forced:
-                    status = "error" if parse_errors >= self.max_parse_errors else "max_steps"
+                    status = "error" if parse_errors >= self.max_parse_errors else status
                     break
                 continue
 
@@ -348,7 +350,7 @@ class Agent:
                 step.final_answer = traj.final_answer = parsed.answer
                 step.seconds = time.perf_counter() - step_started
                 yield ev.FinalAnswer(index=index, text=parsed.answer, forced=forced)
-                status = "max_steps" if forced else "finished"
+                status = status if forced else "finished"
                 break
 
             # An action.
@@ -357,23 +359,29 @@ class Agent:
             if forced:  # asked for an answer, got an action: no answer this run
                 step.seconds = time.perf_counter() - step_started
                 break
-            key = (parsed.action, _canonical(parsed.action_input))
+            tool = tools[parsed.action]
+            args, result = None, None
+            try:  # validated first, so "2+2" and {"expression": "2+2"} count as the same call
+                args = tool.validate(parsed.action_input)
+                step.action_input = args.model_dump(mode="json")
+            except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
+                result = exc
+            key = (parsed.action, _canonical(step.action_input))
             repeats = repeats + 1 if key == last_key else 1
             last_key = key
-            yield ev.Action(index=index, tool=parsed.action, input=parsed.action_input)
+            yield ev.Action(index=index, tool=parsed.action, input=step.action_input)
             if repeats >= self.loop_limit:
+                # Not run again; the forced answer (if enabled) comes next, status stays "loop".
+                status, ending = "loop", True
+                step.observation = LOOP_MESSAGE
+                yield ev.Observation(index=index, text=step.observation, is_error=True)
+                clean = render_step(parsed.thought, parsed.action, step.action_input)
+                self._feed_back(traj, decoder, turns, clean, step.observation, error=True)
                 step.seconds = time.perf_counter() - step_started
-                status = "loop"
-                break
+                continue
 
-            tool = tools[parsed.action]
             tool_started = time.perf_counter()
-            try:
-                args = tool.validate(parsed.action_input)
-            except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
-                result: Any = exc
-            else:
-                step.action_input = args.model_dump(mode="json")
+            if args is not None:
                 result = yield _ToolCall(tool, args)
             usage.tool_seconds += time.perf_counter() - tool_started
 

@@ -9,7 +9,7 @@ import pytest
 
 from agent import events as ev
 from agent.backends.scripted import ScriptedLLM
-from agent.loop import Agent
+from agent.loop import LOOP_MESSAGE, Agent
 from agent.prompt import PROMPT_VERSION
 from agent.trajectory import Trajectory
 from tools import ToolCitation, ToolResult, tool
@@ -131,14 +131,22 @@ def test_unknown_tool_is_a_parse_error_listing_tools():
     assert "calculator" in traj.steps[0].observation
 
 
-def test_repeated_action_ends_with_loop():
-    llm = ScriptedLLM([calc("1+1")] * 5)
+def test_repeated_action_ends_with_loop_and_a_forced_answer():
+    llm = ScriptedLLM([calc("1+1"), calc("1+1", thought="again"), 'Action: calculator\nAction Input: 1+1', "Final Answer: 2"])
     traj = Agent(llm, [calculator], loop_limit=3, max_steps=6).run("q")
     assert traj.status == "loop"
-    assert len(traj.steps) == 3
-    assert traj.final_answer is None
-    # The second identical call was told it repeats itself.
+    assert len(traj.steps) == 4
+    # The second identical call was told it repeats itself; the third was not run.
     assert "already ran" in traj.steps[1].observation
+    assert traj.steps[2].observation == LOOP_MESSAGE
+    assert traj.steps[3].forced_answer and traj.final_answer == "2"
+
+
+def test_loop_without_forced_answer():
+    llm = ScriptedLLM([calc("1+1")] * 5)
+    traj = Agent(llm, [calculator], loop_limit=2, forced_final_answer=False).run("q")
+    assert traj.status == "loop" and len(traj.steps) == 2 and traj.final_answer is None
+    assert llm.remaining == 3
 
 
 def test_different_inputs_are_not_a_loop():
