@@ -181,6 +181,7 @@ class Demo:
         from alignment.evaluate import evaluate
 
         report = evaluate(self._agent(self.state["llm"]), self.heldout, label="before", progress=True)
+        (self.out / "eval-before.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)
         if report.n:  # recalibrate the cost of an agent run from what was just measured
             self.seconds_per_run = max(0.05, report.wall_s / report.n)
@@ -277,6 +278,7 @@ class Demo:
         self.state.pop("llm", None)
         llm = load_model(str(self.state["policy_dir"]))
         report = evaluate(self._agent(llm), self.heldout, label="after DPO", progress=True)
+        (self.out / "eval-after.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)
         return f"EM {report.em:.0%}, success {report.success:.0%}, mean steps {report.mean_steps:.1f}"
 
