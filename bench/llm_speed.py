@@ -7,7 +7,8 @@ Prints:
     of TransformersLLM("default"), each in a fresh process: constructor time and whole
     process time (python start + imports + load);
   * greedy tokens/s of TransformersLLM.generate beside model.generate, same prompt, same run;
-  * sample(n=4) batched tokens/s beside 4 sequential generate calls.
+  * sample(n=4) batched tokens/s beside 4 sequential generate calls;
+  * agent-style calls (each prompt extends the previous) with the prefix KV cache on and off.
 """
 from __future__ import annotations
 
@@ -99,6 +100,21 @@ def main() -> None:
     print(f"sample(n=4) batched   {b_tok / b_secs:7.1f} tok/s ({b_tok} tokens in {b_secs:.2f} s)")
     print(f"4 sequential calls    {s_tok / s_secs:7.1f} tok/s ({s_tok} tokens in {s_secs:.2f} s)")
     print(f"row 0 identical in both: {batch[0].token_ids == seq[0].token_ids}")
+
+    print("\n== agent-style calls: each prompt extends the last (4 steps, 16 new tokens each) ==")
+    system = "You answer questions using tools. " * 40  # ~300-token prompt, like the ReAct preamble
+    base = llm.encode(llm.render_prompt(as_messages([{"role": "system", "content": system},
+                                                     {"role": "user", "content": PROMPT}])))
+    step_cfg = GenerationConfig(max_new_tokens=16, stop=["Observation:"])
+    for label, enabled in (("prefix KV cache on ", True), ("prefix KV cache off", False)):
+        llm.prefix_cache = enabled
+        llm.clear_cache()
+        ids, start = list(base), time.perf_counter()
+        for step in range(4):
+            done = llm.continue_ids(ids, step_cfg)
+            ids = ids + done.token_ids + llm.encode(f"\nObservation: result {step}\n")
+        print(f"{label}   {time.perf_counter() - start:6.2f} s for 4 calls (final prompt {len(ids)} tokens)")
+    llm.prefix_cache = True
 
 
 if __name__ == "__main__":

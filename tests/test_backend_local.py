@@ -17,7 +17,7 @@ def llm(tiny_model_dir):
     return TransformersLLM(tiny_model_dir)
 
 
-def sampled(llm, seed=7, tokens=24, **kw):
+def sampled(llm, seed=7, tokens=16, **kw):
     return llm.generate(PROMPT, GenerationConfig(max_new_tokens=tokens, temperature=1.0, seed=seed, **kw))
 
 
@@ -117,11 +117,11 @@ def test_stream_pieces_join_to_generate_text(llm):
     full = sampled(llm)
     ends = boundaries(llm, full.token_ids)
     stop = full.text[ends[6] + 1: ends[8]] or full.text[ends[6]: ends[8]]
-    cfg = GenerationConfig(max_new_tokens=24, temperature=1.0, seed=7, stop=[stop])
+    cfg = GenerationConfig(max_new_tokens=16, temperature=1.0, seed=7, stop=[stop])
     pieces = list(llm.stream(PROMPT, cfg))
     assert len(pieces) > 1
     assert "".join(pieces) == llm.generate(PROMPT, cfg).text
-    plain = GenerationConfig(max_new_tokens=24, temperature=1.0, seed=7)
+    plain = GenerationConfig(max_new_tokens=16, temperature=1.0, seed=7)
     assert "".join(llm.stream(PROMPT, plain)) == full.text
 
 
