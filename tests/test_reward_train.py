@@ -5,6 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from agent.errors import RankactError
 from alignment.preferences import TextPair
 from alignment.reward.config import RewardTrainConfig
 from alignment.reward.model import RewardModel
@@ -37,6 +38,8 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(tiny_model_dir,
     first, part = train_reward(_config(tiny_model_dir, tmp_path / "split", stop_after=3), _pairs(), log=lambda *_: None)
     assert part.stopped_early and part.steps == 3
     assert (tmp_path / "split" / "checkpoint" / "state.json").is_file()
+    with pytest.raises(RankactError, match="different run"):  # other data: not this run's checkpoint
+        train_reward(_config(tiny_model_dir, tmp_path / "split", resume=True), _pairs(20), log=lambda *_: None)
     resumed, rest = train_reward(_config(tiny_model_dir, tmp_path / "split", resume=True), _pairs(),
                                  log=lambda *_: None)
     assert rest.steps == 6 and not rest.stopped_early

@@ -160,10 +160,18 @@ def train_reward(
 
     out = Path(config.out)
     ckpt = out / CHECKPOINT_DIR
+    # What fixes the data position and the schedule: a checkpoint only resumes the same run.
+    # (N processes x grad_accum 1 and 1 process x grad_accum N consume the same batches per step.)
+    run_key = {"max_steps": max_steps, "pairs": len(tokenized), "batches": n_batches,
+               "micro_batches_per_step": per_step, "batch_size": config.batch_size, "seed": config.seed}
     start = 0
     if config.resume and (ckpt / "state.json").is_file():
         state = load_checkpoint(ckpt, model, optimizer, scheduler)
         start = state["step"]
+        changed = {k: (state.get(k), v) for k, v in run_key.items() if state.get(k) != v}
+        if changed:
+            raise RankactError(f"{ckpt} was made by a different run (checkpoint vs now: {changed}); "
+                               "resume with the same data and settings, or use a new --out")
         say(f"resumed from {ckpt} at step {start}/{max_steps}")
     elif config.resume:
         say(f"no checkpoint in {ckpt}; starting from scratch")
@@ -216,7 +224,7 @@ def train_reward(
         if (step + 1) % config.save_every == 0 or over_budget or interrupted:
             accelerator.wait_for_everyone()
             if main:
-                save_checkpoint(ckpt, model, optimizer.optimizer, scheduler, step + 1, {"max_steps": max_steps})
+                save_checkpoint(ckpt, model, optimizer.optimizer, scheduler, step + 1, run_key)
         if (over_budget or interrupted) and not done:
             result.stopped_early = True
             say(f"stopped at step {step + 1}/{max_steps} ({'time budget' if over_budget else 'stop_after'}); "
