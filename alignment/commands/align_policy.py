@@ -100,6 +100,8 @@ def register(app: typer.Typer) -> None:
         temperature: Annotated[float, typer.Option("--temperature", min=0.01)] = 1.0,
         max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 128,
         agent_max_steps: Annotated[int, typer.Option("--agent-max-steps", min=1)] = 4,
+        guided: Annotated[bool | None, typer.Option("--guided/--no-guided",
+                                                    help="guided decoding in rollouts (default: the agent's)")] = None,
         ppo_epochs: Annotated[int, typer.Option("--ppo-epochs", min=1)] = 2,
         minibatch_size: Annotated[int, typer.Option("--minibatch-size", min=1)] = 2,
         lora: Lora = False, lr: Lr = None, max_length: MaxLength = 1024, seed: Seed = 0,
@@ -112,7 +114,7 @@ def register(app: typer.Typer) -> None:
                          max_minutes=max_minutes, iterations=iterations, samples=samples,
                          tasks_per_iteration=tasks_per_iteration, kl_coef=kl_coef, target_kl=target_kl, probe=probe,
                          critic=critic, parse_error_penalty=parse_error_penalty, step_penalty=step_penalty,
-                         temperature=temperature, max_new_tokens=max_new_tokens, agent_max_steps=agent_max_steps,
+                         temperature=temperature, max_new_tokens=max_new_tokens, agent_max_steps=agent_max_steps, guided=guided,
                          ppo_epochs=ppo_epochs, minibatch_size=minibatch_size, lora=_lora(lora), learning_rate=lr,
                          max_length=max_length, seed=seed)
         if not reward.is_dir():
