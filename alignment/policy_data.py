@@ -102,7 +102,7 @@ def collate(samples: Sequence[EncodedTrajectory], pad_token_id: int) -> Batch:
     """Right-pad to the longest sample. Padding is masked out of attention and losses."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
-    length = max(len(s) for s in samples)
+    length = max(1, max(len(s) for s in samples))
     batch = len(samples)
     input_ids = torch.full((batch, length), pad_token_id, dtype=torch.long)
     attention = torch.zeros((batch, length), dtype=torch.long)
@@ -110,6 +110,9 @@ def collate(samples: Sequence[EncodedTrajectory], pad_token_id: int) -> Batch:
     roles = torch.full((batch, length), ROLE_IDS["padding"], dtype=torch.long)
     for row, sample in enumerate(samples):
         n = len(sample)
+        if n == 0:  # an empty transcript: one attended pad token, so attention has a key (no NaN)
+            attention[row, 0] = 1
+            continue
         input_ids[row, :n] = torch.tensor(sample.input_ids, dtype=torch.long)
         attention[row, :n] = 1
         trainable[row, :n] = torch.tensor(sample.trainable, dtype=torch.float32)

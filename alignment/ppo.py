@@ -54,6 +54,7 @@ from alignment.rl.core import (
     policy_loss,
     value_loss,
     whiten,
+    zero_masked,
 )
 from alignment.rl.forward import lm_tail_logits, tail_logprobs, tail_start
 from alignment.rl.kl_control import make_kl_controller
@@ -113,7 +114,7 @@ def make_experience(actor_critic: ActorCritic, reference, samples: list[EncodedT
     # Per-token reward: the KL penalty keeps the policy near the reference token by token
     # (k1: its sum over a trajectory is the sequence log-ratio); the trajectory's reward
     # lands on its last generated token, where the episode's outcome is decided.
-    kl = kl_k1(old_logp, ref_logp) * mask
+    kl = zero_masked(kl_k1(old_logp, ref_logp), mask)
     token_rewards = -kl_coef * kl
     last = batch.last_trainable_index
     has_tokens = last >= 0
@@ -121,7 +122,7 @@ def make_experience(actor_critic: ActorCritic, reference, samples: list[EncodedT
     rows = torch.arange(len(samples), device=device)[has_tokens]
     token_rewards[rows, last[has_tokens]] += score[has_tokens]
 
-    values = values * mask
+    values = zero_masked(values, mask)
     advantages, returns = gae(token_rewards, values, mask, config.gamma, config.lam)
     if config.whiten_advantages:
         # Normalise over valid tokens of the whole batch: the scale of rewards then does

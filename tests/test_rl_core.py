@@ -175,3 +175,10 @@ def test_tail_logits_match_full_forward(tiny_model_dir):
     full = sequence_logprobs(model(input_ids=ids, attention_mask=attention).logits, ids, mask)
     tail = policy_logprobs(model, ids, attention, mask)
     assert torch.allclose(full, tail, atol=1e-5)
+
+
+def test_masked_positions_cannot_leak_nan():
+    x = torch.tensor([[1.0, float("nan"), 3.0]])
+    mask = torch.tensor([[1, 0, 1]])
+    assert masked_mean(x, mask).item() == pytest.approx(2.0)
+    assert not torch.isnan(whiten(x, mask)).any()

@@ -15,9 +15,14 @@ import torch
 import torch.nn.functional as F
 
 
+def zero_masked(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    # where, not x * mask: a NaN/inf at a masked position (e.g. a fully padded row) stays out.
+    return torch.where(mask.bool(), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() if dim is None else (x * mask).sum(dim)
+    x = zero_masked(x, mask)
+    return x.sum() if dim is None else x.sum(dim)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -44,7 +49,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:
         out = out + mean
-    return out * mask.to(x.dtype)
+    return zero_masked(out, mask)
 
 
 def _shift(next_token: torch.Tensor) -> torch.Tensor:
@@ -64,7 +69,7 @@ def sequence_logprobs(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch
     token_logits = logits.gather(-1, targets).squeeze(-1)
     logp = _shift(token_logits - torch.logsumexp(logits, dim=-1))
     if mask is not None:
-        logp = logp * mask.to(logp.dtype)
+        logp = zero_masked(logp, mask)
     return logp
 
 
@@ -75,7 +80,7 @@ def entropy_from_logits(logits: torch.Tensor, mask: torch.Tensor | None = None) 
     logp = torch.log_softmax(logits, dim=-1)
     entropy = _shift(-(logp.exp() * logp).sum(-1))
     if mask is not None:
-        entropy = entropy * mask.to(entropy.dtype)
+        entropy = zero_masked(entropy, mask)
     return entropy
 
 
@@ -119,11 +124,11 @@ def gae(
         valid = mask[:, t]
         delta = rewards[:, t] + gamma * next_value - values[:, t]
         advantage = delta + gamma * lam * next_advantage
-        advantages[:, t] = advantage * valid
+        advantages[:, t] = torch.where(valid.bool(), advantage, torch.zeros_like(advantage))
         # Only a valid token becomes the next state of earlier tokens; masked ones pass through.
         next_value = torch.where(valid.bool(), values[:, t], next_value)
         next_advantage = torch.where(valid.bool(), advantage, next_advantage)
-    returns = (advantages + values) * mask
+    returns = zero_masked(advantages + values, mask)
     return advantages, returns
 
 
