@@ -206,6 +206,26 @@ def test_prefix_cache_is_dropped_when_the_weights_change(tiny_model_dir):
     assert after.token_ids == fresh_continue(own, prompt, greedy).token_ids
 
 
+def test_cached_scoring_matches_plain_scoring_and_feeds_the_next_call(llm):
+    prompt = llm.encode(llm.render_prompt(PROMPT)) + llm.encode("Action:")
+    options = [llm.encode(" search"), llm.encode(" calculator"), llm.encode(" Final Answer: the long one"),
+               llm.encode("x")]
+    plain = llm._score_plain(prompt, options)
+    llm.clear_cache()
+    cached = llm.score_continuations(prompt, options)  # cold: the whole prompt runs once, batch 1
+    assert cached == pytest.approx(plain, abs=1e-3)
+    assert llm._prefix is not None and llm._prefix[0].fed == prompt
+    again = llm.score_continuations(prompt + options[0], [llm.encode(" now"), llm.encode(" later")])
+    assert again == pytest.approx(llm._score_plain(prompt + options[0], [llm.encode(" now"), llm.encode(" later")]),
+                                  abs=1e-3)
+    single = llm.score_continuations(prompt, [[5], [6]])  # one-token options: no second pass
+    assert single == pytest.approx(llm._score_plain(prompt, [[5], [6]]), abs=1e-3)
+    # the choice is followed by generation that reuses the scored prompt
+    chosen = prompt + options[1]
+    assert llm.continue_ids(chosen, GenerationConfig(max_new_tokens=5)).token_ids == \
+        fresh_continue(llm, chosen, GenerationConfig(max_new_tokens=5)).token_ids
+
+
 def test_wraps_an_in_memory_model_without_copying_and_restores_training_mode(llm):
     model, tok = llm.model, llm.tokenizer
     model.train()

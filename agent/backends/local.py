@@ -122,9 +122,30 @@ def _cache_argument(model) -> str:
     return "past_key_values"
 
 
+def _last_logits_kwargs(model) -> dict:
+    """Ask for the last position's logits only: the LM head over a long prompt is ~20%
+    of the prefill and its logits are thrown away."""
+    for candidate in (model, getattr(model, "get_base_model", lambda: None)()):
+        if candidate is not None and "logits_to_keep" in inspect.signature(candidate.forward).parameters:
+            return {"logits_to_keep": 1}
+    return {}
+
+
 def _returned_cache(out):
     cache = getattr(out, "cache", None)
     return cache if cache is not None else getattr(out, "past_key_values", None)
+
+
+def _option_scores(logprobs: torch.Tensor, options: list[list[int]]) -> list[float]:
+    """logprobs[i, j] predicts options[i][j]; sum over each option's own tokens."""
+    scores = []
+    for i, opt in enumerate(options):
+        if not opt:
+            scores.append(0.0)
+            continue
+        target = torch.tensor(opt, device=logprobs.device)
+        scores.append(float(logprobs[i, : len(opt)].gather(-1, target[:, None]).sum()))
+    return scores
 
 
 def _plain_attention(model) -> bool:
@@ -195,6 +216,7 @@ class TransformersLLM:
             eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
         self._cache_arg = _cache_argument(model)
+        self._last_only = _last_logits_kwargs(model)
         self.prefix_cache = _plain_attention(model)
         self._prefix: tuple[_CacheState, tuple] | None = None
         pad = tokenizer.pad_token_id
@@ -264,17 +286,24 @@ class TransformersLLM:
                 emitted = safe
 
     def score_continuations(self, prompt_ids: Sequence[int], options: Sequence[Sequence[int]]) -> list[float]:
-        """Sum of log-probs of each option after prompt_ids, in one batched forward pass."""
+        """Sum of log-probs of each option after prompt_ids. The options run as one batch;
+        with the prefix cache the prompt's keys/values are reused rather than recomputed
+        once per option (guided decoding scores a few options after a long prompt)."""
         prompt_ids = list(prompt_ids)
         if not prompt_ids:
             raise ValueError("score_continuations needs a non-empty prompt")
         options = [list(o) for o in options]
-        if not options:
-            return []
-        width = max(len(o) for o in options)
-        if width == 0:
+        if not options or max(len(o) for o in options) == 0:
             return [0.0] * len(options)
-        p = len(prompt_ids)
+        if self.prefix_cache:
+            try:
+                return self._score_cached(prompt_ids, options)
+            except (AttributeError, TypeError, ValueError, NotImplementedError, RuntimeError):
+                self.clear_cache()  # a cache type we cannot copy or expand: plain path
+        return self._score_plain(prompt_ids, options)
+
+    def _score_plain(self, prompt_ids: list[int], options: list[list[int]]) -> list[float]:
+        width, p = max(len(o) for o in options), len(prompt_ids)
         ids = torch.full((len(options), p + width), self.pad_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
         for i, opt in enumerate(options):
@@ -286,15 +315,41 @@ class TransformersLLM:
                 logits = self.model(input_ids=ids, attention_mask=mask, logits_to_keep=width + 1).logits[:, :-1]
             except TypeError:  # models without logits_to_keep
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, p - 1 : p + width - 1]
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
-            scores = []
-            for i, opt in enumerate(options):
-                if not opt:
-                    scores.append(0.0)
-                    continue
-                target = torch.tensor(opt, device=logprobs.device)
-                scores.append(float(logprobs[i, : len(opt)].gather(-1, target[:, None]).sum()))
-        return scores
+            return _option_scores(torch.log_softmax(logits.float(), dim=-1), options)
+
+    def _score_cached(self, prompt_ids: list[int], options: list[list[int]]) -> list[float]:
+        import copy
+
+        state = self._take_prefix(prompt_ids)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                # 1. the rest of the prompt, batch 1: its last logits score every option's first token
+                rest = torch.tensor([prompt_ids[len(state.fed):]], dtype=torch.long, device=self.device)
+                out = self.model(input_ids=rest, use_cache=True, **{self._cache_arg: state.cache},
+                                 **self._last_only)
+                state.cache = _returned_cache(out)
+                state.fed = list(prompt_ids)
+                first = torch.log_softmax(out.logits[:, -1:].float(), dim=-1)  # (1, 1, vocab)
+                width = max(len(o) for o in options)
+                if width == 1:
+                    return _option_scores(first.expand(len(options), -1, -1), options)
+                # 2. every option but its last token, right-padded, over a copy of the prompt's cache
+                # expanded to one row per option (causal attention: padding after a row's tokens is unseen)
+                cache = copy.deepcopy(state.cache)
+                cache.batch_repeat_interleave(len(options))
+                ids = torch.full((len(options), width - 1), self.pad_id, dtype=torch.long)
+                for i, opt in enumerate(options):
+                    ids[i, : max(0, len(opt) - 1)] = torch.tensor(opt[:-1], dtype=torch.long)
+                rest_logits = self.model(input_ids=ids.to(self.device), use_cache=True,
+                                         **{self._cache_arg: cache}).logits.float()
+                logprobs = torch.cat([first.expand(len(options), -1, -1), torch.log_softmax(rest_logits, -1)], 1)
+                return _option_scores(logprobs, options)
+        finally:
+            self.model.train(was_training)
+            if state.cache is not None and len(state.fed) == len(prompt_ids):
+                self._prefix = (state, self._weights_key())
 
     # ---- decoding core -------------------------------------------------------------
     def _completion(self, row: _Row, prompt_tokens: int, seconds: float) -> Completion:
@@ -381,7 +436,8 @@ class TransformersLLM:
             # consumer's code while this generator is suspended at a yield.
             state.ok = False  # a step cut short leaves a cache we cannot trust
             with torch.inference_mode():
-                out = self.model(input_ids=inputs, use_cache=True, **{self._cache_arg: state.cache})
+                out = self.model(input_ids=inputs, use_cache=True, **{self._cache_arg: state.cache},
+                                 **self._last_only)
                 state.cache = _returned_cache(out)
                 state.fed.extend(inputs[0].tolist())
                 state.ok = True
