@@ -94,7 +94,7 @@ class Batch:
     @property
     def last_trainable_index(self) -> torch.Tensor:
         """Index of each row's last trainable token (where a sequence reward is placed); -1 if none."""
-        positions = torch.arange(self.input_ids.shape[1]).expand_as(self.input_ids)
+        positions = torch.arange(self.input_ids.shape[1], device=self.input_ids.device).expand_as(self.input_ids)
         return torch.where(self.trainable_mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
 
 

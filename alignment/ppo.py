@@ -158,7 +158,7 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
             pg_loss, pg_stats = policy_loss(logp, exp.old_logp[idx], exp.advantages[idx], mask, config.clip_range)
             vf_loss, vf_stats = value_loss(values, exp.old_values[idx], exp.returns[idx], mask,
                                            config.clip_range_value)
-            entropy = masked_mean(entropy, mask) if entropy is not None else torch.zeros(())
+            entropy = masked_mean(entropy, mask) if entropy is not None else pg_loss.new_zeros(())
             # One scalar loss, one backward: the critic shares the backbone with the policy,
             # vf_coef keeps its larger gradients from dominating the shared layers.
             loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy

@@ -150,7 +150,7 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        stats = accelerator.reduce(torch.stack([loss.detach(), torch.as_tensor(float(grad_norm))]), "mean").tolist()
+        stats = accelerator.reduce(torch.stack([loss.detach(), torch.as_tensor(float(grad_norm), device=loss.device)]), "mean").tolist()
         last = {"loss": stats[0], "grad_norm": stats[1]}
         metrics.write({"step": step, **last, "tokens": int(batch.trainable_mask.sum()),
                        "seconds": round(budget.elapsed(), 2)})
