@@ -288,7 +288,8 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
             "entropy": exp.stats["entropy"], "kl_k3_token": exp.stats["kl_k3_token"], **update,
             "rollout_seconds": round(rollout_s, 2), "seconds": round(time.monotonic() - started, 2),
         }
-        if probe and accelerator.is_main_process:
+        probe_now = iteration % config.probe_every == 0 or iteration == config.iterations
+        if probe and probe_now and accelerator.is_main_process:
             actor_critic.eval()
             with torch.no_grad():
                 record["probe_success"] = _probe(agent, probe)

@@ -16,6 +16,7 @@ class PPOConfig(BaseModel):
     index: Path | None = None  # retrieval index for the search tool
     base: str | None = None  # policy to start from (None = embedded model); also the reference
     probe: Path | None = None  # task JSONL with gold answers: greedy success measured each probe_every
+    probe_every: int = Field(1, ge=1)  # iterations between probe runs (and always after the last)
 
     # Rollouts: K samples per question from the real agent, tools live.
     iterations: int = Field(10, ge=1)

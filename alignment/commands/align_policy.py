@@ -94,6 +94,7 @@ def register(app: typer.Typer) -> None:
         kl_coef: Annotated[float, typer.Option("--kl-coef", min=0.0, help="β of the per-token KL penalty")] = 0.05,
         target_kl: Annotated[float | None, typer.Option("--target-kl", help="adaptive β toward this KL")] = None,
         probe: Annotated[Path | None, typer.Option("--probe", help="tasks with answers: greedy success")] = None,
+        probe_every: Annotated[int, typer.Option("--probe-every", min=1)] = 1,
         critic: Annotated[str, typer.Option("--critic", help="head (on the policy) or reward (from --reward)")] = "head",
         parse_error_penalty: Annotated[float, typer.Option("--parse-error-penalty", min=0.0)] = 0.0,
         step_penalty: Annotated[float, typer.Option("--step-penalty", min=0.0)] = 0.0,
@@ -110,13 +111,14 @@ def register(app: typer.Typer) -> None:
         from alignment.ppo import train_ppo
         from alignment.ppo_config import PPOConfig
 
-        config = _config(PPOConfig, out_dir=out, tasks=tasks, reward=reward, index=index, base=base, resume=resume,
-                         max_minutes=max_minutes, iterations=iterations, samples=samples,
-                         tasks_per_iteration=tasks_per_iteration, kl_coef=kl_coef, target_kl=target_kl, probe=probe,
-                         critic=critic, parse_error_penalty=parse_error_penalty, step_penalty=step_penalty,
-                         temperature=temperature, max_new_tokens=max_new_tokens, agent_max_steps=agent_max_steps, guided=guided,
-                         ppo_epochs=ppo_epochs, minibatch_size=minibatch_size, lora=_lora(lora), learning_rate=lr,
-                         max_length=max_length, seed=seed)
+        config = _config(
+            PPOConfig, out_dir=out, tasks=tasks, reward=reward, index=index, base=base, resume=resume,
+            max_minutes=max_minutes, iterations=iterations, samples=samples, tasks_per_iteration=tasks_per_iteration,
+            kl_coef=kl_coef, target_kl=target_kl, probe=probe, probe_every=probe_every, critic=critic,
+            parse_error_penalty=parse_error_penalty, step_penalty=step_penalty, temperature=temperature,
+            max_new_tokens=max_new_tokens, agent_max_steps=agent_max_steps, guided=guided, ppo_epochs=ppo_epochs,
+            minibatch_size=minibatch_size, lora=_lora(lora), learning_rate=lr, max_length=max_length, seed=seed,
+        )
         if not reward.is_dir():
             raise RankactError(f"reward model folder not found: {reward}")
         _done("PPO", train_ppo(config))
