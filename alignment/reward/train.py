@@ -219,7 +219,10 @@ def train_reward(
         result.history.append({"step": step + 1, "loss": step_loss, "lr": scheduler.get_last_lr()[0]})
         progress.update(step_loss, result.running_accuracy)
         done = step + 1 == max_steps
-        over_budget = config.max_minutes is not None and time.monotonic() - t0 > config.max_minutes * 60
+        over_budget = False
+        if config.max_minutes is not None:  # all processes must agree, or one waits forever for the others
+            late = torch.tensor(int(time.monotonic() - t0 > config.max_minutes * 60), device=accelerator.device)
+            over_budget = bool(accelerator.reduce(late, "max").item())
         interrupted = config.stop_after is not None and step + 1 >= config.stop_after and not done
         if (step + 1) % config.save_every == 0 or over_budget or interrupted:
             accelerator.wait_for_everyone()
@@ -231,18 +234,20 @@ def train_reward(
                 "rerun with --resume to continue")
             break
     progress.close()
-    # Tokens over all processes (each counted its own micro-batches).
-    result.tokens = int(accelerator.reduce(torch.tensor(result.tokens, device=accelerator.device), "sum").item())
+    # Tokens and accuracy over all processes (each counted its own micro-batches).
+    totals = accelerator.reduce(torch.tensor([result.tokens, correct, seen], device=accelerator.device), "sum")
+    result.tokens, correct, seen = (int(v) for v in totals.tolist())
+    result.running_accuracy = correct / max(seen, 1)
     result.seconds = time.monotonic() - t0
     accelerator.wait_for_everyone()
     if not main:
         return None, result
     model = accelerator.unwrap_model(wrapped)
-    if not result.stopped_early:
-        reference = _reference_sequences(tokenized, config.norm_samples, config.seed)
-        model.set_normalization(model.score_ids(reference, batch_size=config.batch_size))
-        say(f"normalization on {len(reference)} training responses: mean {model.info.mean:.4f} "
-            f"std {model.info.std:.4f}")
+    # Stats even when stopped early: the saved model is usable as it is (PPO whitens with them).
+    reference = _reference_sequences(tokenized, config.norm_samples, config.seed)
+    model.set_normalization(model.score_ids(reference, batch_size=config.batch_size))
+    say(f"normalization on {len(reference)} training responses: mean {model.info.mean:.4f} "
+        f"std {model.info.std:.4f}")
     model.save(out)
     (out / "train_log.json").write_text(json.dumps({
         "steps": result.steps, "stopped_early": result.stopped_early, "seconds": result.seconds,
