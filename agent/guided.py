@@ -8,8 +8,8 @@ tokenization a trainer sees is exactly what the model was conditioned on:
     Thought:<generated to end of line>
     <the model's choice, by log-probability, of "\\nAction:" or "\\nFinal Answer:">
     Action: <the model's choice among the valid tool names>
-    Action Input: <plain text to end of line for single-string tools; otherwise
-                   {"arg": "<generated>", ...} with the JSON punctuation forced>
+    Action Input: {"arg": "<generated>", ...} with the JSON punctuation forced
+                  (or, with string_input="plain", a single-string tool's line as text)
     Observation: <tool result, appended by the loop>
 
 Choices are scored with `score_continuations` (summed log-probs of each option), so they
@@ -51,8 +51,11 @@ class GuidedConfig(BaseModel):
     input_max_tokens: int = 48
     answer_max_tokens: int = 48
     answer_bias: float = 1.0
-    # Single-string tools: "plain" text to end of line, or "json": {"arg": "<generated>"}.
-    string_input: Literal["plain", "json"] = "plain"
+    # Single-string tools: "json" forces {"arg": " and lets the model write the value (the
+    # default: on DEV the embedded model then writes usable search queries and calculator
+    # inputs, where plain text gave "search" or "368 + 226 = 594"); "plain" lets it write
+    # the whole line after "Action Input:".
+    string_input: Literal["plain", "json"] = "json"
 
 
 def supports_guidance(llm: Any) -> bool:
@@ -188,6 +191,11 @@ class GuidedDecoder:
 
         if is_final:
             answer = self._generate(self.config.answer_max_tokens, _ANSWER_STOPS).strip()
+            if not answer:
+                # Small models like a line break right after "Final Answer:"; let the
+                # answer start on the next line rather than end empty.
+                self._force("\n")
+                answer = self._generate(self.config.answer_max_tokens, _ANSWER_STOPS).strip()
             if not answer:
                 raise ParseError("the Final Answer is empty", "Write the answer right after 'Final Answer:'.")
             return ParsedFinal(thought=thought, answer=answer, raw=self.step_text)

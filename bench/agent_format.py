@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--unguided-tokens", type=int, default=96)
-    parser.add_argument("--string-input", choices=["plain", "json"], default="plain")
+    parser.add_argument("--string-input", choices=["plain", "json"], default="json")
     parser.add_argument("--answer-bias", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="", help="append per-question rows to this JSONL file")

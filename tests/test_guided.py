@@ -107,12 +107,15 @@ def test_json_slots_for_multi_argument_tools(llm, monkeypatch):
         assert step.error.kind == "validation"
 
 
-def test_single_string_tool_takes_plain_text(llm, monkeypatch):
+@pytest.mark.parametrize("mode", ["json", "plain"])
+def test_single_string_tool_input_modes(llm, monkeypatch, mode):
     steer(llm, monkeypatch, {"\nAction:": 5.0})
-    traj = Agent(llm, [lookup], max_steps=1, guided_config=FAST).run("q")
+    config = FAST.model_copy(update={"string_input": mode})
+    traj = Agent(llm, [lookup], max_steps=1, guided_config=config).run("q")
     step = traj.steps[0]
     assert step.action == "lookup"
     assert isinstance(step.action_input, dict) and set(step.action_input) == {"query"}
+    assert ('Action Input: {"query": "' in step.raw) == (mode == "json")
 
 
 def test_sampling_with_a_seed_is_reproducible(llm):
