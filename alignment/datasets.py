@@ -10,6 +10,10 @@ tuning, TEST is held out and only ever used to report a number.
 | `arith` | seed 1001 | seed 2002 | none (the calculator is the tool) |
 | `advbench` | rows 0-259 | rows 260-519 | none (refusal requests, no gold answers) |
 
+Each task names the tool its dataset is about in `metadata["tools"]` (`search` for the QA
+sets, `calculator` for arithmetic); `rankact eval`, the demo and the bench give the agent
+only those tools (remove the key to offer every tool).
+
 Run `python -m alignment.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
 write a task file and its corpus (JSONL records `{id, title, text, source, metadata}`, which
 `rankact index build` reads).
@@ -115,7 +119,7 @@ def hotpot_tasks(split: str = "dev", folder: str | Path | None = None) -> list[T
             question=row["question"],
             answers=[row["answer"]],
             metadata={"dataset": "hotpot", "split": split, "row": index, "gold_titles": gold_titles,
-                      "type": row.get("type"), "level": row.get("level")},
+                      "type": row.get("type"), "level": row.get("level"), "tools": ["search"]},
         ))
     return tasks
 
@@ -157,7 +161,7 @@ def nq_tasks(split: str = "dev", folder: str | Path | None = None) -> list[Task]
             question=row["question"],
             answers=list(row["answers"]),
             metadata={"dataset": "nq", "split": split, "row": index,
-                      "gold_titles": [c["title"] for c in _nq_gold(row)]},
+                      "gold_titles": [c["title"] for c in _nq_gold(row)], "tools": ["search"]},
         )
         for index, row in _rows("nq", split, _nq_rows(folder))
     ]
@@ -205,7 +209,8 @@ def arith_tasks(split: str = "dev", count: int = ARITH_DEFAULT_COUNT) -> list[Ta
             continue
         seen.add(question)
         tasks.append(Task(id=f"arith-{split}-{len(tasks)}", question=question, answers=[str(answer)],
-                          metadata={"dataset": "arith", "split": split, "seed": ARITH_SEEDS[split]}))
+                          metadata={"dataset": "arith", "split": split, "seed": ARITH_SEEDS[split],
+                                    "tools": ["calculator"]}))
     return tasks
 
 

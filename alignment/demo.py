@@ -1,7 +1,8 @@
 """`rankact demo`: the whole loop on the embedded defaults, in about ten minutes on 2 cores.
 
 1. load the model and index the bundled corpus (a dozen short passages about a fictional
-   island, so the model cannot answer from memory and has to search);
+   island, so the model cannot answer from memory and has to search); lookup questions
+   give the agent the search tool, arithmetic ones the calculator (`metadata.tools`);
 2. measure the agent on held-out demo questions (the "before" column);
 3. collect K sampled trajectories per training question into a SQLite store;
 4. rank them with the SIMULATED annotator (a scoring function against the gold answers,
@@ -62,13 +63,16 @@ class DemoConfig(BaseModel):
     samples: int = Field(4, ge=2, description="trajectories per training question (K)")
     train_questions: int = Field(4, ge=1)
     heldout_questions: int = Field(4, ge=1)
-    max_steps: int = Field(3, ge=1)
-    temperature: float = Field(0.8, gt=0)
+    # Two steps, then the agent's forced-answer call: every run ends with an answer to rank
+    # (a 135M model otherwise often repeats one action until the loop guard stops it, and
+    # answerless runs all tie, leaving no pairs).
+    max_steps: int = Field(2, ge=1)
+    temperature: float = Field(0.7, gt=0)  # at 1.0 the 135M model mostly writes noise
     reward_steps: int = Field(4, ge=1)
     dpo_steps: int = Field(6, ge=1)
     dpo_beta: float = 0.1
     lr: float = 2e-4  # LoRA: few steps on few pairs must move the policy visibly
-    max_length: int = Field(768, ge=64)
+    max_length: int = Field(640, ge=64)  # training tokens per trajectory (the prompt is cut first)
     seed: int = 0
     quick: bool = False
 
@@ -172,15 +176,19 @@ class Demo:
         self.state["retriever"] = load_retriever(folder)
         return f"{len(records)} passages -> {folder}"
 
-    def _agent(self, llm: Any) -> Any:
+    def _agent(self, llm: Any, tools: Any = None) -> Any:
         from alignment.eval_setup import make_agent
 
-        return make_agent(llm, self.state.get("retriever"), max_steps=self.config.max_steps)
+        return make_agent(llm, self.state.get("retriever"), max_steps=self.config.max_steps, tools=tools)
+
+    def _evaluate(self, llm: Any, label: str) -> Any:
+        from alignment.eval_setup import evaluate_agent
+
+        return evaluate_agent(llm, self.heldout, retriever=self.state.get("retriever"), label=label,
+                              max_steps=self.config.max_steps)
 
     def eval_before(self) -> str:
-        from alignment.evaluate import evaluate
-
-        report = evaluate(self._agent(self.state["llm"]), self.heldout, label="before", progress=True)
+        report = self._evaluate(self.state["llm"], "before")
         (self.out / "eval-before.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)
         if report.n:  # recalibrate the cost of an agent run from what was just measured
@@ -194,17 +202,23 @@ class Demo:
         self.out.mkdir(parents=True, exist_ok=True)
         store = TrajectoryStore(f"sqlite:///{(self.out / 'store.db').resolve()}")
         self.state["store"] = store
-        agent = self._agent(self.state["llm"])
+        from alignment.eval_setup import tool_groups
+
         total = len(self.train) * self.config.samples
+        by_status: dict[str, int] = {}
+        failed = 0
         with _progress_bar("collecting", total) as (bar, job):
-            report = collect(self.train, agent, store, samples=self.config.samples,
-                             temperature=self.config.temperature, seed=self.config.seed,
-                             on_sample=lambda *_: bar.advance(job))
+            for names, group in tool_groups(self.train):
+                report = collect(group, self._agent(self.state["llm"], names), store, samples=self.config.samples,
+                                 temperature=self.config.temperature, seed=self.config.seed,
+                                 on_sample=lambda *_: bar.advance(job))
+                failed += report.failed
+                for status, n in report.by_status.items():
+                    by_status[status] = by_status.get(status, 0) + n
         count = store.count_trajectories()
         if count < 2:
-            raise DemoError(f"collection stored {count} trajectories ({report.failed} runs failed); "
-                            "nothing to rank")
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(report.by_status.items()))
+            raise DemoError(f"collection stored {count} trajectories ({failed} runs failed); nothing to rank")
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(by_status.items()))
         return f"{count} trajectories ({statuses}) in {self.out / 'store.db'}"
 
     def rank(self) -> str:
@@ -245,7 +259,7 @@ class Demo:
         c = self.config
         config = RewardTrainConfig(
             base=self._base_dir(), out=self.out / "reward", lora=True, max_steps=c.reward_steps,
-            batch_size=2, lr=max(c.lr, 1e-4), max_length=c.max_length, seed=c.seed, save_every=10_000,
+            batch_size=1, lr=max(c.lr, 1e-4), max_length=c.max_length, seed=c.seed, save_every=10_000,
             norm_samples=8, progress=True,
         )
         model, result = train_reward(config, self._pairs(), log=lambda *_: None)
@@ -273,11 +287,10 @@ class Demo:
 
     def eval_after(self) -> str:
         from alignment.eval_setup import load_model
-        from alignment.evaluate import evaluate
 
         self.state.pop("llm", None)
         llm = load_model(str(self.state["policy_dir"]))
-        report = evaluate(self._agent(llm), self.heldout, label="after DPO", progress=True)
+        report = self._evaluate(llm, "after DPO")
         (self.out / "eval-after.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)
         return f"EM {report.em:.0%}, success {report.success:.0%}, mean steps {report.mean_steps:.1f}"

@@ -78,8 +78,9 @@ def preset_index(name: str, split: str, data: str | Path | None = None, *, progr
     return folder
 
 
-def make_tools(retriever: Any = None, k: int = 3) -> list[Any]:
-    """The calculator always; the search tool over `retriever` when there is one."""
+def make_tools(retriever: Any = None, k: int = 3, names: Sequence[str] | None = None) -> list[Any]:
+    """The calculator always; the search tool over `retriever` when there is one. `names`
+    keeps only those tools (a task's `metadata["tools"]`), in that order."""
     from tools import calculator
 
     tools: list[Any] = [calculator]
@@ -87,10 +88,45 @@ def make_tools(retriever: Any = None, k: int = 3) -> list[Any]:
         from tools.search import SearchTool
 
         tools.append(SearchTool(retriever, k=k))
-    return tools
+    if names is None:
+        return tools
+    by_name = {t.name: t for t in tools}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise EvalSetupError(f"task asks for tools {missing} that are not available here "
+                             f"(available: {', '.join(by_name)}; search needs an index)")
+    return [by_name[n] for n in names]
 
 
-def make_agent(llm: Any, retriever: Any = None, *, max_steps: int = DEFAULT_MAX_STEPS, **kwargs: Any) -> Any:
+def make_agent(llm: Any, retriever: Any = None, *, max_steps: int = DEFAULT_MAX_STEPS,
+               tools: Sequence[str] | None = None, **kwargs: Any) -> Any:
     from agent.loop import Agent
 
-    return Agent(llm, make_tools(retriever), max_steps=max_steps, **kwargs)
+    return Agent(llm, make_tools(retriever, names=tools), max_steps=max_steps, **kwargs)
+
+
+def tool_groups(tasks: Sequence[Any]) -> list[tuple[tuple[str, ...] | None, list[Any]]]:
+    """Tasks grouped by the tool set they ask for (`metadata["tools"]`, None = all tools),
+    groups in order of first appearance."""
+    groups: dict[tuple[str, ...] | None, list[Any]] = {}
+    for task in tasks:
+        names = task.metadata.get("tools")
+        groups.setdefault(tuple(names) if names else None, []).append(task)
+    return list(groups.items())
+
+
+def evaluate_agent(llm: Any, tasks: Sequence[Any], *, retriever: Any = None, label: str = "",
+                   max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True) -> Any:
+    """`alignment.evaluate.evaluate` with one agent per tool group (see `tool_groups`), the
+    results merged into one report in the tasks' order."""
+    import time
+
+    from alignment.evaluate import evaluate, summarize
+
+    start = time.perf_counter()
+    results = {}
+    for names, group in tool_groups(tasks):
+        agent = make_agent(llm, retriever, max_steps=max_steps, tools=names)
+        report = evaluate(agent, group, label=label, progress=progress)
+        results.update({id(task): result for task, result in zip(group, report.results, strict=True)})
+    return summarize([results[id(task)] for task in tasks], label, wall_s=time.perf_counter() - start)

@@ -46,7 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-arith", type=int, default=8, help="arithmetic DEV questions to collect on")
     p.add_argument("--train-hotpot", type=int, default=8, help="HotpotQA DEV questions to collect on")
     p.add_argument("--samples", type=int, default=4, help="trajectories per training question (K)")
-    p.add_argument("--max-steps", type=int, default=4, help="agent steps per question")
+    p.add_argument("--max-steps", type=int, default=2,
+                   help="agent steps per question (then a forced answer; see alignment/demo.py for why 2)")
     p.add_argument("--sft-steps", type=int, default=16)
     p.add_argument("--dpo-steps", type=int, default=16)
     p.add_argument("--ppo", action="store_true", help="also train a reward model and run PPO iterations")

@@ -30,3 +30,24 @@ def test_model_labels_are_short():
 def test_tools_for_the_agent():
     names = [t.name for t in eval_setup.make_tools()]
     assert names == ["calculator"]
+
+
+def test_tasks_get_the_tools_they_ask_for():
+    import pytest
+
+    from agent.backends.scripted import ScriptedLLM
+    from alignment.tasks import Task
+
+    tasks = [Task(question="q1", answers=["1"], metadata={"tools": ["calculator"]}),
+             Task(question="q2", answers=["2"]),
+             Task(question="q3", answers=["3"], metadata={"tools": ["calculator"]})]
+    groups = eval_setup.tool_groups(tasks)
+    assert [(names, [t.question for t in group]) for names, group in groups] == [
+        (("calculator",), ["q1", "q3"]), (None, ["q2"])]
+    # groups run one after another; the merged report keeps the tasks' order
+    llm = ScriptedLLM(["Final Answer: 1", "Final Answer: 3", "Final Answer: 0"])
+    report = eval_setup.evaluate_agent(llm, tasks, label="x", progress=False)
+    assert [r.prediction for r in report.results] == ["1", "0", "3"]
+    assert report.em == 2 / 3
+    with pytest.raises(eval_setup.EvalSetupError, match="search needs an index"):
+        eval_setup.make_tools(names=["search"])

@@ -81,11 +81,10 @@ def evaluate(
         if refusal:
             reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
         else:
-            from alignment.eval_setup import make_agent
-            from alignment.evaluate import evaluate as run_eval
+            from alignment.eval_setup import evaluate_agent
 
-            agent = make_agent(llm, retriever, max_steps=max_steps)
-            reports.append(run_eval(agent, task_list, label=label, progress=console.is_terminal))
+            reports.append(evaluate_agent(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
+                                          progress=console.is_terminal))
         del llm
         gc.collect()
 
