@@ -12,7 +12,8 @@ passages (10 for HotpotQA, the gold passage for NQ), so every question has a use
 
 Unguided steps are capped at --unguided-tokens new tokens (default 96) so a run that
 ignores the format cannot spend minutes per question; guided slots have their own caps.
-Per-question results are appended to --out (JSONL) as they finish.
+Per-question results are appended to --out (JSONL) as they finish; a rerun with the same
+--out skips questions already there, and --summarize prints the table of such a file.
 """
 from __future__ import annotations
 
@@ -67,9 +68,7 @@ def tools_for(item: dict) -> list:
 
 
 def run(args: argparse.Namespace) -> None:
-    from rich.console import Console
     from rich.progress import track
-    from rich.table import Table
 
     from agent.backends.local import TransformersLLM
     from agent.guided import GuidedConfig
@@ -90,8 +89,15 @@ def run(args: argparse.Namespace) -> None:
     guided_config = GuidedConfig(string_input=args.string_input, answer_bias=args.answer_bias)
     unguided = GenerationConfig.model_validate({**DEFAULT_GENERATION.model_dump(),
                                                 "max_new_tokens": args.unguided_tokens})
+    done: dict[tuple[str, str], dict] = {}  # resume: rows already in --out are reused
+    if args.out and Path(args.out).is_file():
+        with open(args.out, encoding="utf-8") as fh:
+            done = {(r["mode"], r["question"]): r for r in map(json.loads, fh)}
     for item in track(items, description=f"{len(items)} questions x {modes}"):
         for mode in modes:
+            if (mode, item["question"]) in done:
+                rows[mode].append(done[(mode, item["question"])])
+                continue
             agent = Agent(llm, tools_for(item), max_steps=args.max_steps, guided=mode == "guided",
                           guided_config=guided_config, generation=unguided)
             started = time.perf_counter()
@@ -115,7 +121,14 @@ def run(args: argparse.Namespace) -> None:
     if out:
         out.close()
 
-    table = Table(title=f"agent format: {len(items)} DEV questions, max_steps={args.max_steps}")
+    report(rows, modes, f"agent format: {len(items)} DEV questions, max_steps={args.max_steps}")
+
+
+def report(rows: dict[str, list[dict]], modes: list[str], title: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
     table.add_column("metric")
     for mode in modes:
         table.add_column(mode, justify="right")
@@ -150,6 +163,19 @@ def run(args: argparse.Namespace) -> None:
             print(f"{source:7s} " + " | ".join(parts))
 
 
+def summarize(path: str) -> None:
+    """The table for a (possibly partial) --out file: only questions every mode finished."""
+    rows: dict[str, list[dict]] = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            rows.setdefault(row["mode"], []).append(row)
+    modes = list(rows)
+    done = set.intersection(*({r["question"] for r in rows[m]} for m in modes))
+    rows = {m: [r for r in rows[m] if r["question"] in done] for m in modes}
+    report(rows, modes, f"agent format: {len(done)} DEV questions (from {path})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=0, help="questions per source (default 20/15/15)")
@@ -162,7 +188,12 @@ def main() -> None:
     parser.add_argument("--answer-bias", type=float, default=1.0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--out", default="", help="append per-question rows to this JSONL file")
-    run(parser.parse_args())
+    parser.add_argument("--summarize", default="", help="only print the table of an existing --out file")
+    args = parser.parse_args()
+    if args.summarize:
+        summarize(args.summarize)
+    else:
+        run(args)
 
 
 if __name__ == "__main__":
