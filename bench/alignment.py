@@ -76,8 +76,15 @@ def main(argv: list[str] | None = None) -> None:
     from alignment.datasets import arith_tasks, hotpot_tasks
     from alignment.demo import _quiet_libraries
     from alignment.dpo import DPOConfig, train_dpo
-    from alignment.eval_setup import load_model, load_retriever, make_agent, preset_index
-    from alignment.evaluate import comparison_table, evaluate
+    from alignment.eval_setup import (
+        evaluate_agent,
+        load_model,
+        load_retriever,
+        make_agent,
+        preset_index,
+        tool_groups,
+    )
+    from alignment.evaluate import comparison_table
     from alignment.export import write_export
     from alignment.reward.data import read_pairs
     from alignment.sft import SFTConfig, best_of_pairs, train_sft
@@ -109,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     def run_eval(model_spec: str, label: str):
         t = stage(f"evaluate {label} on {len(eval_tasks)} DEV questions")
         llm = load_model(model_spec)
-        report = evaluate(make_agent(llm, retriever, max_steps=args.max_steps), eval_tasks, label=label)
+        report = evaluate_agent(llm, eval_tasks, retriever=retriever, label=label, max_steps=args.max_steps)
         timings[f"eval {label}"] = time.perf_counter() - t
         (out / f"eval-{label.replace(' ', '_')}.json").write_text(report.model_dump_json(indent=1))
         console.print(f"EM {report.em:.1%}  F1 {report.f1:.1%}  success {report.success:.1%}  "
@@ -122,19 +129,24 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = stage(f"collect {args.samples} trajectories x {len(train_tasks)} training questions")
     store = TrajectoryStore(f"sqlite:///{(out / 'store.db').resolve()}")
-    agent = make_agent(base_llm, retriever, max_steps=args.max_steps)
     from alignment.evaluate import _progress
 
+    added, by_status = 0, {}
     with _progress(True, "collecting") as bar:
         job = bar.add_task("collecting", total=len(train_tasks) * args.samples)
-        collected = collect(train_tasks, agent, store, samples=args.samples, temperature=0.8, seed=0,
-                            on_sample=lambda *_: bar.advance(job))
-    del agent, base_llm
+        for names, group in tool_groups(train_tasks):  # each task gets the tools it names
+            agent = make_agent(base_llm, retriever, max_steps=args.max_steps, tools=names)
+            collected = collect(group, agent, store, samples=args.samples, temperature=0.7, seed=0,
+                                on_sample=lambda *_: bar.advance(job))
+            added += collected.added
+            for status, n in collected.by_status.items():
+                by_status[status] = by_status.get(status, 0) + n
+    del base_llm
     rankings = SimulatedAnnotator("simulated-bench").annotate_all(store)
     pairs_path = out / "pairs.jsonl"
     n_pairs = write_export(store, "pairs", pairs_path)
     timings["collect + rank + export"] = time.perf_counter() - t0
-    console.print(f"{collected.added} trajectories {collected.by_status}; {len(rankings)} simulated rankings; "
+    console.print(f"{added} trajectories {by_status}; {len(rankings)} simulated rankings; "
                   f"{n_pairs} pairs")
     if n_pairs == 0:
         console.print("[red]no preference pairs (every ranking all ties): nothing to train on[/]")
@@ -170,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                             samples=min(args.samples, 4), agent_max_steps=args.max_steps,
                             max_length=args.max_length),
                   reward_fn=reward_model_fn(out / "reward"), tasks=train_tasks,
+                  # one agent for every rollout task, so it gets both tools
                   agent_factory=lambda llm: make_agent(llm, retriever, max_steps=args.max_steps))
         timings["train reward model + PPO"] = time.perf_counter() - t0
         reports.append(run_eval(str(out / "ppo"), "PPO")[0])
