@@ -49,7 +49,8 @@ class FinalAnswer(BaseModel):
 class Error(BaseModel):
     type: Literal["error"] = "error"
     index: int
-    kind: ErrorKind
+    # The step error kinds, or "backend" when the LLM call itself failed (the run ends).
+    kind: ErrorKind | Literal["backend"]
     message: str
 
 

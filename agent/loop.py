@@ -323,7 +323,7 @@ class Agent:
 
             if outcome.failure is not None:
                 traj.metadata["error"] = outcome.failure
-                yield ev.Error(index=index, kind="tool", message=f"backend failed: {outcome.failure}")
+                yield ev.Error(index=index, kind="backend", message=outcome.failure)
                 status = "error"
                 break
 

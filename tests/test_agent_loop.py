@@ -176,8 +176,10 @@ def test_action_and_answer_together_spends_budget():
 
 
 def test_backend_failure_ends_with_error_status():
-    traj = Agent(ScriptedLLM([calc("1+1")]), [calculator]).run("q")
-    assert traj.status == "error" and "exhausted" in traj.metadata["error"]
+    events = list(Agent(ScriptedLLM([calc("1+1")]), [calculator]).stream("q"))
+    assert [e.type for e in events][-2:] == ["error", "done"] and events[-2].kind == "backend"
+    traj = events[-1].trajectory
+    assert traj.status == "error" and "exhausted" in traj.metadata["error"] and traj.final_answer is None
 
 
 def test_stream_yields_events_in_order():
