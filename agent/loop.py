@@ -66,13 +66,9 @@ class _LLMOutcome:
 
 
 def _default_tools() -> list[Any]:
-    import tools
+    from tools import default_tools
 
-    if hasattr(tools, "default_tools"):
-        return list(tools.default_tools())
-    from tools.calculator import calculator
-
-    return [calculator]
+    return list(default_tools())
 
 
 def _canonical(value: Any) -> str:
