@@ -6,7 +6,10 @@ from agent.cli import main
 
 
 @pytest.mark.slow
-def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys):
+def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    # A random tiny model answers nothing right, so the real scoring ties every trajectory and
+    # there would be no pairs; this plumbing test ranks shorter answers first instead.
+    monkeypatch.setattr("alignment.simulated.score", lambda t, gold: (-len(t.final_answer or "x" * 999),))
     out = tmp_path / "run"
     main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(out)])
     printed = capsys.readouterr().out
@@ -19,6 +22,16 @@ def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys):
     pairs = (out / "pairs.jsonl").read_text().splitlines()
     assert pairs and all(json.loads(line)["source"] == "simulated" for line in pairs)
     assert (out / "reward" / "reward_config.json").is_file()
+
+
+def test_demo_without_pairs_stops_with_a_clear_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("alignment.simulated.score", lambda t, gold: (0,))  # everything ties
+    monkeypatch.setattr("alignment.demo.Demo.eval_before", lambda self: "skipped in this test")
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "stage 6 (export the rankings as preference pairs) failed" in err and "no preference pairs" in err
 
 
 def test_demo_stage_failure_is_one_line(tmp_path, capsys):
