@@ -298,8 +298,10 @@ class Demo:
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
+        from alignment.eval_setup import quiet_libraries
+
         console = self.console
-        _quiet_libraries()
+        quiet_libraries()
         self.out.mkdir(parents=True, exist_ok=True)
         stages = self.stages()
 
@@ -352,21 +354,6 @@ class Demo:
             "skipped": self.result.skipped, "seconds": self.result.seconds,
             "config": json.loads(self.config.model_dump_json()),
         }, indent=1))
-
-
-def _quiet_libraries() -> None:
-    """Our stages print their own progress; the libraries' per-load bars and deprecation
-    notes would only bury it."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 @contextmanager

@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> None:
     from alignment.checkpoint import LoraSettings
     from alignment.collect import collect
     from alignment.datasets import arith_tasks, hotpot_tasks
-    from alignment.demo import _quiet_libraries
     from alignment.dpo import DPOConfig, train_dpo
     from alignment.eval_setup import (
         evaluate_agent,
@@ -82,6 +81,7 @@ def main(argv: list[str] | None = None) -> None:
         load_retriever,
         make_agent,
         preset_index,
+        quiet_libraries,
         tool_groups,
     )
     from alignment.evaluate import comparison_table
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     from alignment.simulated import SimulatedAnnotator
     from alignment.store import TrajectoryStore
 
-    _quiet_libraries()
+    quiet_libraries()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}

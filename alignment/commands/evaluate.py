@@ -42,9 +42,10 @@ def evaluate(
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from alignment.datasets import advbench_tasks, parse_preset, preset_tasks
-    from alignment.eval_setup import load_retriever, model_label, preset_index
+    from alignment.eval_setup import load_retriever, model_label, preset_index, quiet_libraries
     from alignment.tasks import load_tasks
 
+    quiet_libraries()
     console = Console(stderr=as_json)
     models = model or ["default"]
     if refusal:
