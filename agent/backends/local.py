@@ -264,7 +264,7 @@ class TransformersLLM:
             pass
         seconds = time.perf_counter() - start
         done = [self._completion(r, len(prompt_ids), seconds) for r in rows]
-        return done if rows_n == n else [done[0].model_copy() for _ in range(n)]
+        return done if rows_n == n else [done[0].model_copy(deep=True) for _ in range(n)]
 
     def stream_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[str]:
         """Yield text pieces; they join to the text `continue_ids` returns for the same
