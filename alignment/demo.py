@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+import traceback
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -324,6 +325,10 @@ class Demo:
             except Exception as exc:
                 seconds = time.perf_counter() - t0
                 message = f"{exc.__class__.__name__}: {exc}" if not isinstance(exc, RankactError) else str(exc)
+                if not isinstance(exc, RankactError):  # not the user's doing: keep the traceback
+                    log = self.out / "error.txt"
+                    log.write_text("".join(traceback.format_exception(exc)))
+                    message += f" (traceback in {log})"
                 if not stage.optional:
                     raise DemoError(f"stage {i + 1} ({stage.name}) failed after {_fmt(seconds)}: {message}") from exc
                 console.print(f"  [yellow]skipped:[/] {message}")
