@@ -51,3 +51,18 @@ def test_demo_config_and_bundled_data():
     assert DemoConfig().train_questions <= len(train) and DemoConfig().heldout_questions <= len(heldout)
     with pytest.raises(ValueError):
         DemoConfig(samples=1)
+
+
+def test_demo_unexpected_failure_keeps_its_traceback(tmp_path, capsys, monkeypatch):
+    def boom(self):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("alignment.demo.Demo.load_model", lambda self: "no model needed")
+    monkeypatch.setattr("alignment.demo.Demo.index_corpus", boom)
+    with pytest.raises(SystemExit) as exc:
+        main(["demo", "--quick", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "stage 2 (index the bundled corpus) failed" in err and "RuntimeError: disk on fire" in err
+    assert "Traceback" not in err
+    assert "disk on fire" in (tmp_path / "r" / "error.txt").read_text()
