@@ -59,11 +59,12 @@ def demo_tasks() -> tuple[list[Task], list[Task]]:
 class DemoConfig(BaseModel):
     model: str = "default"
     out: Path | None = None  # default ./runs/demo-<timestamp>
-    # Sized for about ten minutes on 2 cores: an agent run of the embedded model costs ~20 s
-    # there, so 4 x 4 collected + 2 x 4 evaluated runs, plus a few training steps.
+    # Sized for about ten minutes on 2 cores. Measured: 4 x 4 collected + 2 x 4 evaluated runs
+    # and the training stages took 297 CPU-seconds (17 min wall on a machine shared ~4 ways),
+    # so 6 x 4 + 2 x 6 runs stay well inside ten minutes on two free cores.
     samples: int = Field(4, ge=2, description="trajectories per training question (K)")
-    train_questions: int = Field(4, ge=1)
-    heldout_questions: int = Field(4, ge=1)
+    train_questions: int = Field(6, ge=1)
+    heldout_questions: int = Field(6, ge=1)
     # Two steps, then the agent's forced-answer call: every run ends with an answer to rank
     # (a 135M model otherwise often repeats one action until the loop guard stops it, and
     # answerless runs all tie, leaving no pairs).
@@ -88,8 +89,8 @@ class DemoConfig(BaseModel):
 
 # Seconds per unit on the embedded 135M model, 2 CPU cores; replaced by what the run measures
 # (an agent run's cost after the "before" evaluation, a training step's after the reward model).
-SECONDS_PER_AGENT_RUN = 20.0
-SECONDS_PER_TRAIN_STEP = 12.0
+SECONDS_PER_AGENT_RUN = 10.0
+SECONDS_PER_TRAIN_STEP = 15.0
 
 
 @dataclass

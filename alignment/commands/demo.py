@@ -15,8 +15,8 @@ def demo(
     out: Annotated[Path | None, typer.Option(help="run folder (default ./runs/demo-<timestamp>)")] = None,
     samples: Annotated[int | None, typer.Option(min=2, help="trajectories per training question (K)")] = None,
     model: Annotated[str, typer.Option(help="policy to start from: default, or a model folder")] = "default",
-    questions: Annotated[int | None, typer.Option(min=1, max=8, help="training questions (default 4)")] = None,
-    heldout: Annotated[int | None, typer.Option(min=1, max=6, help="held-out questions (default 4)")] = None,
+    questions: Annotated[int | None, typer.Option(min=1, max=8, help="training questions (default 6)")] = None,
+    heldout: Annotated[int | None, typer.Option(min=1, max=6, help="held-out questions (default 6)")] = None,
     quick: Annotated[bool, typer.Option(help="tiny sizes: a smoke test of every stage in a minute or two")] = False,
     seed: Annotated[int, typer.Option(help="sampling and training seed")] = 0,
 ) -> None:
