@@ -106,6 +106,7 @@ class DemoResult:
     out: Path
     reports: list[Any] = field(default_factory=list)
     reward_accuracy: float | None = None
+    reward_scores: dict[str, float | None] = field(default_factory=dict)
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
@@ -186,8 +187,19 @@ class Demo:
     def _evaluate(self, llm: Any, label: str) -> Any:
         from alignment.eval_setup import evaluate_agent
 
+        runs = self.state.setdefault("runs", {}).setdefault(label, [])
         return evaluate_agent(llm, self.heldout, retriever=self.state.get("retriever"), label=label,
-                              max_steps=self.config.max_steps)
+                              max_steps=self.config.max_steps,
+                              on_result=lambda _result, trajectory: runs.append(trajectory))
+
+    def _reward_of(self, label: str) -> float | None:
+        """Mean normalized reward-model score of one evaluation's trajectories: the learned
+        proxy's view of before vs after, beside the gold-answer metrics."""
+        model = self.state.get("reward_model")
+        runs = [t for t in self.state.get("runs", {}).get(label, []) if t is not None]
+        if model is None or not runs:
+            return None
+        return sum(float(model.normalized(model.score_trajectory(t))) for t in runs) / len(runs)
 
     def eval_before(self) -> str:
         report = self._evaluate(self.state["llm"], "before")
@@ -295,6 +307,10 @@ class Demo:
         report = self._evaluate(llm, "after DPO")
         (self.out / "eval-after.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)
+        try:
+            self.result.reward_scores = {label: self._reward_of(label) for label in ("before", "after DPO")}
+        except Exception as exc:  # noqa: BLE001 - an extra figure; its failure must not lose the table
+            self.console.print(f"  [yellow]reward-model scoring skipped:[/] {exc}")
         return f"EM {report.em:.0%}, success {report.success:.0%}, mean steps {report.mean_steps:.1f}"
 
     # --- running ------------------------------------------------------------------------
@@ -350,13 +366,18 @@ class Demo:
         console.print(comparison_table(self.result.reports, title=f"{len(self.heldout)} held-out demo questions"))
         if self.result.reward_accuracy is not None:
             console.print(f"reward model: running accuracy {self.result.reward_accuracy:.0%} on its training pairs")
+        scores = self.result.reward_scores
+        if scores and all(v is not None for v in scores.values()):
+            console.print("reward model's mean normalized score of the held-out runs: " + ", ".join(
+                f"{label} {value:+.2f}" for label, value in scores.items()))
         console.print("rankings came from the SIMULATED annotator (gold-answer scoring), not from people; "
                       "with `rankact serve` people rank the same store on a web page.", style="yellow")
         console.print(f"everything is in {self.out} (store.db, pairs.jsonl, reward/, dpo/); "
                       f"total {_fmt(self.result.seconds)}")
         (self.out / "demo_summary.json").write_text(json.dumps({
             "reports": [r.model_dump(mode="json") for r in self.result.reports],
-            "reward_accuracy": self.result.reward_accuracy, "stages": self.result.stages,
+            "reward_accuracy": self.result.reward_accuracy, "reward_scores": self.result.reward_scores,
+            "stages": self.result.stages,
             "skipped": self.result.skipped, "seconds": self.result.seconds,
             "config": json.loads(self.config.model_dump_json()),
         }, indent=1))

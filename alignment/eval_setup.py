@@ -116,7 +116,8 @@ def tool_groups(tasks: Sequence[Any]) -> list[tuple[tuple[str, ...] | None, list
 
 
 def evaluate_agent(llm: Any, tasks: Sequence[Any], *, retriever: Any = None, label: str = "",
-                   max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True) -> Any:
+                   max_steps: int = DEFAULT_MAX_STEPS, progress: bool = True,
+                   on_result: Callable[[Any, Any], None] | None = None) -> Any:
     """`alignment.evaluate.evaluate` with one agent per tool group (see `tool_groups`), the
     results merged into one report in the tasks' order."""
     import time
@@ -127,7 +128,7 @@ def evaluate_agent(llm: Any, tasks: Sequence[Any], *, retriever: Any = None, lab
     results = {}
     for names, group in tool_groups(tasks):
         agent = make_agent(llm, retriever, max_steps=max_steps, tools=names)
-        report = evaluate(agent, group, label=label, progress=progress)
+        report = evaluate(agent, group, label=label, progress=progress, on_result=on_result)
         results.update({id(task): result for task, result in zip(group, report.results, strict=True)})
     return summarize([results[id(task)] for task in tasks], label, wall_s=time.perf_counter() - start)
 

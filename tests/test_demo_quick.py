@@ -22,6 +22,9 @@ def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypat
     pairs = (out / "pairs.jsonl").read_text().splitlines()
     assert pairs and all(json.loads(line)["source"] == "simulated" for line in pairs)
     assert (out / "reward" / "reward_config.json").is_file()
+    assert set(summary["reward_scores"]) == {"before", "after DPO"}
+    assert all(isinstance(v, float) for v in summary["reward_scores"].values())
+    assert "mean normalized score" in printed
 
 
 def test_demo_without_pairs_stops_with_a_clear_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
