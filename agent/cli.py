@@ -78,6 +78,9 @@ _EXITS = (click.exceptions.Exit, getattr(typer, "Exit", click.exceptions.Exit))
 
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Our commands show their own progress; transformers' per-load "Loading weights" bar
+    # (which follows this switch) would only bury it. Set it to 0 to see the bars again.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         rv = cli.main(args=argv, prog_name="rankact", standalone_mode=False)
         # standalone_mode=False makes click return an Exit's code instead of exiting.
