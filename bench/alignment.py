@@ -157,7 +157,9 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = stage(f"SFT on the top-ranked trajectories ({args.sft_steps} LoRA steps)")
     best = best_of_pairs(pairs)
-    train_sft(SFTConfig(out_dir=out / "sft", base=base_dir, lora=lora, max_steps=args.sft_steps,
+    # enough epochs that --sft-steps, not one pass over the few top-ranked runs, sets the length
+    epochs = max(1, -(-args.sft_steps * 2 // max(1, len(best))))
+    train_sft(SFTConfig(out_dir=out / "sft", base=base_dir, lora=lora, max_steps=args.sft_steps, epochs=epochs,
                         max_length=args.max_length, batch_size=2), trajectories=best)
     timings["train SFT"] = time.perf_counter() - t0
     reports.append(run_eval(str(out / "sft"), "SFT")[0])
