@@ -59,9 +59,8 @@ def demo_tasks() -> tuple[list[Task], list[Task]]:
 class DemoConfig(BaseModel):
     model: str = "default"
     out: Path | None = None  # default ./runs/demo-<timestamp>
-    # Sized for about ten minutes on 2 cores. Measured: 4 x 4 collected + 2 x 4 evaluated runs
-    # and the training stages took 297 CPU-seconds (17 min wall on a machine shared ~4 ways),
-    # so 6 x 4 + 2 x 6 runs stay well inside ten minutes on two free cores.
+    # Sized for about ten minutes on 2 cores: measured 5m40s wall (338 CPU-seconds) for these
+    # defaults on two mostly free cores, so a slower laptop still fits.
     samples: int = Field(4, ge=2, description="trajectories per training question (K)")
     train_questions: int = Field(6, ge=1)
     heldout_questions: int = Field(6, ge=1)
@@ -89,8 +88,8 @@ class DemoConfig(BaseModel):
 
 # Seconds per unit on the embedded 135M model, 2 CPU cores; replaced by what the run measures
 # (an agent run's cost after the "before" evaluation, a training step's after the reward model).
-SECONDS_PER_AGENT_RUN = 10.0
-SECONDS_PER_TRAIN_STEP = 15.0
+SECONDS_PER_AGENT_RUN = 6.0
+SECONDS_PER_TRAIN_STEP = 12.0
 
 
 @dataclass
