@@ -315,7 +315,7 @@ class Demo:
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from alignment.eval_setup import quiet_libraries
+        from agent.quiet import quiet_libraries
 
         console = self.console
         quiet_libraries()

@@ -131,18 +131,3 @@ def evaluate_agent(llm: Any, tasks: Sequence[Any], *, retriever: Any = None, lab
         report = evaluate(agent, group, label=label, progress=progress, on_result=on_result)
         results.update({id(task): result for task, result in zip(group, report.results, strict=True)})
     return summarize([results[id(task)] for task in tasks], label, wall_s=time.perf_counter() - start)
-
-
-def quiet_libraries() -> None:
-    """Our stages print their own progress; the libraries' per-load bars and deprecation
-    notes would only bury it."""
-    import warnings
-
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except ImportError:  # pragma: no cover
-        pass

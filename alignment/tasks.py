@@ -61,5 +61,4 @@ def load_tasks(path: str | Path) -> list[Task]:
 
 def write_tasks(tasks: list[Task], path: str | Path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
-        for task in tasks:
-            fh.write(task.model_dump_json() + "\n")
+        fh.writelines(task.model_dump_json() + "\n" for task in tasks)

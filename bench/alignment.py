@@ -71,6 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     console = Console()
+    from agent.quiet import quiet_libraries
     from alignment.checkpoint import LoraSettings
     from alignment.collect import collect
     from alignment.datasets import arith_tasks, hotpot_tasks
@@ -81,7 +82,6 @@ def main(argv: list[str] | None = None) -> None:
         load_retriever,
         make_agent,
         preset_index,
-        quiet_libraries,
         tool_groups,
     )
     from alignment.evaluate import comparison_table

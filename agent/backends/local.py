@@ -34,6 +34,7 @@ import torch
 
 from agent.errors import ModelLoadError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from agent.stops import holdback_start
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
@@ -91,17 +92,6 @@ def cut_at(tokenizer, ids: Sequence[int], text: str, k: int) -> tuple[int, str]:
 
 def _decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def _holdback_start(text: str, stops: Sequence[str]) -> int:
-    """Where a possible (still incomplete) stop string could start at the end of text."""
-    start = len(text)
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:size]):
-                start = min(start, len(text) - size)
-                break
-    return start
 
 
 def _find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
@@ -278,7 +268,7 @@ class TransformersLLM:
                     yield final[len(emitted):]
                 return
             text = _decode(self.tokenizer, row.ids)
-            limit = _holdback_start(text, config.stop)
+            limit = holdback_start(text, config.stop)
             _, safe = cut_at(self.tokenizer, row.ids, text, limit)
             safe = safe.rstrip("\ufffd")
             if len(safe) > len(emitted):

@@ -18,6 +18,7 @@ import httpx
 from agent.backends.scripted import cut_at_stop
 from agent.errors import BackendError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from agent.stops import holdback_start
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 60.0
@@ -45,16 +46,6 @@ def _retry_after(response: httpx.Response | None) -> float | None:
     except ValueError:
         when = email.utils.parsedate_to_datetime(value) if value else None
         return max(0.0, when.timestamp() - time.time()) if when else None
-
-
-def _holdback_start(text: str, stops: Sequence[str]) -> int:
-    start = len(text)
-    for stop in stops:
-        for size in range(min(len(stop) - 1, len(text)), 0, -1):
-            if text.endswith(stop[:size]):
-                start = min(start, len(text) - size)
-                break
-    return start
 
 
 class OpenAICompatibleLLM:
@@ -230,7 +221,7 @@ class OpenAICompatibleLLM:
                     if len(cut) > emitted:
                         yield cut[emitted:]
                     return
-                safe = _holdback_start(text, config.stop)
+                safe = holdback_start(text, config.stop)
                 if safe > emitted:
                     yield text[emitted:safe]
                     emitted = safe

@@ -8,19 +8,6 @@ import typer
 app = typer.Typer(add_completion=False)
 
 
-def _quiet_transformers() -> None:
-    import os
-
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-
-
 def _build_tools(index: str | None, k: int) -> list:
     from tools.calculator import calculator
 
@@ -60,8 +47,9 @@ def ask(
     from agent.guided import supports_guidance
     from agent.loop import Agent
     from agent.models import load_llm
+    from agent.quiet import quiet_libraries
 
-    _quiet_transformers()
+    quiet_libraries()
     tools = _build_tools(index, k)
     kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
     llm = load_llm(model, **kwargs)

@@ -1,24 +1,11 @@
 """`rankact generate "prompt"`: stream a model's reply to stdout."""
 from __future__ import annotations
 
-import os
 import sys
 
 import typer
 
 app = typer.Typer(add_completion=False)
-
-
-def _quiet_transformers() -> None:
-    """No weight-loading progress bars or advisory warnings around a streamed reply."""
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
 
 
 @app.command()
@@ -43,7 +30,9 @@ def generate(
 
     if top_p <= 0:
         raise RankactError("--top-p must be greater than 0")
-    _quiet_transformers()
+    from agent.quiet import quiet_libraries
+
+    quiet_libraries()
     kwargs = {"api_key": api_key, "model": server_model} if model.startswith(("http://", "https://")) else {}
     llm = load_llm(model, **kwargs)
     messages = ([ChatMessage(role="system", content=system)] if system else []) + [

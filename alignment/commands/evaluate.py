@@ -41,8 +41,9 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
+    from agent.quiet import quiet_libraries
     from alignment.datasets import advbench_tasks, parse_preset, preset_tasks
-    from alignment.eval_setup import load_retriever, model_label, preset_index, quiet_libraries
+    from alignment.eval_setup import load_retriever, model_label, preset_index
     from alignment.tasks import load_tasks
 
     quiet_libraries()
