@@ -3,6 +3,11 @@
 It lets a trainer rebuild exactly what the model saw and produced: `segments` is the whole
 transcript in order; only `generated` pieces that were not `forced` are the model's own
 choices and are trained on. Prompt and observation pieces are context, masked in training.
+
+With guided decoding (the default for local models) the segments are one token sequence,
+exactly what the model saw. Unguided runs re-render the chat for each call (a clean
+scratchpad), so from the second step on their segments approximate each call's context;
+the policy trainers warn when given one.
 """
 from __future__ import annotations
 

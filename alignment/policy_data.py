@@ -8,6 +8,7 @@ are trainable; prompt, observation and forced tokens are context.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -16,6 +17,8 @@ import torch
 from agent.trajectory import Trajectory
 
 # Role ids per token, kept beside the mask so metrics and tests can tell tokens apart.
+log = logging.getLogger(__name__)
+
 ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
 
 
@@ -49,6 +52,11 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
     prompt is gone and it is still too long, drop the end instead, so the first generated
     tokens keep the context they were sampled in.
     """
+    if trajectory.sampling.get("guided") is False and len(trajectory.steps) > 1:
+        # Unguided runs re-render the chat for every call (clean scratchpad), so after the
+        # first step their linear transcript only approximates the context each call saw.
+        log.warning("trajectory %s was recorded without guided decoding: from step 2 on its "
+                    "segments approximate what the model saw; train on guided trajectories", trajectory.id)
     ids: list[int] = []
     trainable: list[bool] = []
     roles: list[int] = []
