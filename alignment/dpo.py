@@ -17,13 +17,13 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 from pydantic import BaseModel, Field
 
 from agent.errors import RankactError
 from alignment.checkpoint import (
-    LoraSettings,
     has_checkpoint,
     is_peft,
     load_checkpoint,
@@ -32,6 +32,7 @@ from alignment.checkpoint import (
     save_checkpoint,
     save_policy,
 )
+from alignment.offline_config import OfflineTrainConfig
 from alignment.policy_data import (
     EncodedTrajectory,
     collate,
@@ -57,31 +58,12 @@ log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
 
 
-class DPOConfig(BaseModel):
-    out_dir: Path
-    pairs: Path | None = None  # PreferencePair / TRL / HH JSONL (what `rankact feedback export` writes)
-    db: str | None = None  # or a trajectory store URL: pairs derived from its rankings
-    base: str | None = None  # model folder; None = the embedded model
+class DPOConfig(OfflineTrainConfig):
     beta: float = Field(0.1, gt=0)
     loss_type: LossType = "sigmoid"
     label_smoothing: float = Field(0.0, ge=0, lt=0.5)
-    learning_rate: float | None = None  # default: 1e-4 with LoRA, 1e-5 full
-    batch_size: int = Field(2, ge=1)  # pairs per optimizer step, over all processes
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)
-    max_length: int = Field(1024, ge=8)
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    lora: LoraSettings | None = None
-    save_every: int = Field(50, ge=1)  # steps between checkpoints
-    resume: bool = False
-    seed: int = 0
-    show_progress: bool = True
 
-    @property
-    def lr(self) -> float:
-        return self.learning_rate or (1e-4 if self.lora else 1e-5)
+    DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
 
 
 class TrainResult(BaseModel):

@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from pathlib import Path
+from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, Field
 
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.checkpoint import (
-    LoraSettings,
     has_checkpoint,
     load_checkpoint,
     load_policy,
@@ -26,6 +24,7 @@ from alignment.checkpoint import (
     save_policy,
 )
 from alignment.dpo import TrainResult, load_pair_source
+from alignment.offline_config import OfflineTrainConfig
 from alignment.policy_data import (
     EncodedTrajectory,
     collate,
@@ -50,28 +49,8 @@ from alignment.rl.runtime import (
 log = logging.getLogger(__name__)
 
 
-class SFTConfig(BaseModel):
-    out_dir: Path
-    pairs: Path | None = None
-    db: str | None = None
-    base: str | None = None
-    learning_rate: float | None = None  # default: 2e-4 with LoRA, 2e-5 full
-    batch_size: int = Field(2, ge=1)
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)
-    max_length: int = Field(1024, ge=8)
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    lora: LoraSettings | None = None
-    save_every: int = Field(50, ge=1)
-    resume: bool = False
-    seed: int = 0
-    show_progress: bool = True
-
-    @property
-    def lr(self) -> float:
-        return self.learning_rate or (2e-4 if self.lora else 2e-5)
+class SFTConfig(OfflineTrainConfig):
+    DEFAULT_LR: ClassVar[tuple[float, float]] = (2e-4, 2e-5)
 
 
 def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | tuple[str, str]]:
