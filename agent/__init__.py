@@ -12,7 +12,7 @@ _EXPORTS = {
     "Agent": "agent.loop",
     "GuidedConfig": "agent.guided",
     "Trajectory": "agent.trajectory",
-    "load_llm": "agent.models",
+    "load_llm": "agent.llm.loading",
     "parse_step": "agent.parser",
     "ParseError": "agent.parser",
     "PROMPT_VERSION": "agent.prompt",

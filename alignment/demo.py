@@ -25,7 +25,6 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +32,11 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from agent.errors import RankactError
-from alignment.tasks import Task
+from alignment.tasks.bundled import demo_corpus, demo_tasks
 
 
 class DemoError(RankactError):
     """A stage of the demo failed in a way a user can act on."""
-
-
-def demo_corpus() -> list[dict]:
-    """The bundled corpus: a dozen short original passages about a fictional island."""
-    text = resources.files("alignment.data").joinpath("demo_corpus.jsonl").read_text(encoding="utf-8")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-
-def demo_tasks() -> tuple[list[Task], list[Task]]:
-    """(train, held-out) demo questions: train ones are collected and ranked, held-out ones
-    only measured before and after."""
-    text = resources.files("alignment.data").joinpath("demo_tasks.jsonl").read_text(encoding="utf-8")
-    tasks = [Task.model_validate_json(line) for line in text.splitlines() if line.strip()]
-    train = [t for t in tasks if t.metadata.get("split") == "train"]
-    heldout = [t for t in tasks if t.metadata.get("split") == "heldout"]
-    return train, heldout
 
 
 class DemoConfig(BaseModel):
@@ -164,14 +147,14 @@ class Demo:
         ]
 
     def load_model(self) -> str:
-        from alignment.eval_setup import load_model
+        from alignment.evaluation.setup import load_model
 
         self.state["llm"] = load_model(self.config.model)
         info = getattr(self.state["llm"], "info", None)
         return f"{getattr(info, 'name', self.config.model)}"
 
     def index_corpus(self) -> str:
-        from alignment.eval_setup import build_index, load_retriever
+        from alignment.evaluation.setup import build_index, load_retriever
 
         records = demo_corpus()
         folder = build_index(records, self.out / "index", progress=False)
@@ -179,12 +162,12 @@ class Demo:
         return f"{len(records)} passages -> {folder}"
 
     def _agent(self, llm: Any, tools: Any = None) -> Any:
-        from alignment.eval_setup import make_agent
+        from alignment.evaluation.setup import make_agent
 
         return make_agent(llm, self.state.get("retriever"), max_steps=self.config.max_steps, tools=tools)
 
     def _evaluate(self, llm: Any, label: str) -> Any:
-        from alignment.eval_setup import evaluate_agent
+        from alignment.evaluation.setup import evaluate_agent
 
         runs = self.state.setdefault("runs", {}).setdefault(label, [])
         return evaluate_agent(llm, self.heldout, retriever=self.state.get("retriever"), label=label,
@@ -209,13 +192,13 @@ class Demo:
         return f"EM {report.em:.0%}, success {report.success:.0%}, mean steps {report.mean_steps:.1f}"
 
     def collect(self) -> str:
-        from alignment.collect import collect
-        from alignment.store import TrajectoryStore
+        from alignment.feedback.collect import collect
+        from alignment.feedback.store import TrajectoryStore
 
         self.out.mkdir(parents=True, exist_ok=True)
         store = TrajectoryStore(f"sqlite:///{(self.out / 'store.db').resolve()}")
         self.state["store"] = store
-        from alignment.eval_setup import tool_groups
+        from alignment.evaluation.setup import tool_groups
 
         total = len(self.train) * self.config.samples
         by_status: dict[str, int] = {}
@@ -235,14 +218,14 @@ class Demo:
         return f"{count} trajectories ({statuses}) in {self.out / 'store.db'}"
 
     def rank(self) -> str:
-        from alignment.simulated import SimulatedAnnotator
+        from alignment.feedback.simulated import SimulatedAnnotator
 
         rankings = SimulatedAnnotator("simulated-demo").annotate_all(self.state["store"])
         ties = sum(1 for r in rankings if len(r.order) == 1)
         return f"{len(rankings)} rankings (source=simulated); {ties} with every trajectory tied"
 
     def export(self) -> str:
-        from alignment.export import write_export
+        from alignment.feedback.export import write_export
 
         path = self.out / "pairs.jsonl"
         count = write_export(self.state["store"], "pairs", path)
@@ -254,20 +237,20 @@ class Demo:
         return f"{count} pairs -> {path}"
 
     def _pairs(self) -> list[Any]:
-        from alignment.reward.data import read_pairs
+        from alignment.feedback.pairs import read_pairs
 
         if "pairs" not in self.state:
             self.state["pairs"] = read_pairs(self.state["pairs_path"])
         return self.state["pairs"]
 
     def _base_dir(self) -> str:
-        from agent.backends.local import resolve_model_dir
+        from agent.llm.local import resolve_model_dir
 
         return str(resolve_model_dir(self.config.model)[0])
 
     def train_reward(self) -> str:
-        from alignment.reward.config import RewardTrainConfig
-        from alignment.reward.train import train_reward
+        from alignment.training.reward.config import RewardTrainConfig
+        from alignment.training.reward.train import train_reward
 
         c = self.config
         config = RewardTrainConfig(
@@ -284,8 +267,8 @@ class Demo:
                 f"{result.running_accuracy:.0%} on training pairs -> {config.out}")
 
     def train_dpo(self) -> str:
-        from alignment.checkpoint import LoraSettings
-        from alignment.dpo import DPOConfig, train_dpo
+        from alignment.training.dpo import DPOConfig, train_dpo
+        from alignment.training.policy import LoraSettings
 
         c = self.config
         config = DPOConfig(
@@ -299,7 +282,7 @@ class Demo:
         return f"{result.steps} steps{extra} -> policy {result.out_dir}"
 
     def eval_after(self) -> str:
-        from alignment.eval_setup import load_model
+        from alignment.evaluation.setup import load_model
 
         self.state.pop("llm", None)
         llm = load_model(str(self.state["policy_dir"]))
@@ -315,7 +298,7 @@ class Demo:
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from agent.quiet import quiet_libraries
+        from alignment.cli.quiet import quiet_libraries
 
         console = self.console
         quiet_libraries()
@@ -358,7 +341,7 @@ class Demo:
         return self.result
 
     def _summary(self) -> None:
-        from alignment.evaluate import comparison_table
+        from alignment.evaluation.evaluate import comparison_table
 
         console = self.console
         console.rule("[bold]before and after")
@@ -384,7 +367,7 @@ class Demo:
 
 @contextmanager
 def _progress_bar(label: str, total: int):
-    from alignment.evaluate import _progress
+    from alignment.evaluation.evaluate import _progress
 
     with _progress(True, label) as bar:
         yield bar, bar.add_task(label, total=total)

@@ -46,7 +46,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def load_questions(data: Path, n_arith: int, n_hotpot: int, n_nq: int) -> list[dict]:
-    from alignment.datasets import arith_tasks
+    from alignment.tasks.datasets import arith_tasks
 
     out = [{"source": "arith", "question": t.question, "answers": t.answers, "passages": []}
            for t in arith_tasks("dev")[:n_arith]]
@@ -83,11 +83,11 @@ def tools_for(item: dict) -> list:
 def run(args: argparse.Namespace) -> None:
     from rich.progress import track
 
-    from agent.backends.local import TransformersLLM
     from agent.guided import GuidedConfig
     from agent.llm import GenerationConfig
+    from agent.llm.local import TransformersLLM
     from agent.loop import DEFAULT_GENERATION, Agent
-    from alignment.metrics import answer_contains, exact_match
+    from alignment.evaluation.metrics import answer_contains, exact_match
 
     if args.threads:
         import torch

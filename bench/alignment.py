@@ -71,12 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     console = Console()
-    from agent.quiet import quiet_libraries
-    from alignment.checkpoint import LoraSettings
-    from alignment.collect import collect
-    from alignment.datasets import arith_tasks, hotpot_tasks
-    from alignment.dpo import DPOConfig, train_dpo
-    from alignment.eval_setup import (
+    from alignment.cli.quiet import quiet_libraries
+    from alignment.evaluation.evaluate import comparison_table
+    from alignment.evaluation.setup import (
         evaluate_agent,
         load_model,
         load_retriever,
@@ -84,12 +81,15 @@ def main(argv: list[str] | None = None) -> None:
         preset_index,
         tool_groups,
     )
-    from alignment.evaluate import comparison_table
-    from alignment.export import write_export
-    from alignment.reward.data import read_pairs
-    from alignment.sft import SFTConfig, best_of_pairs, train_sft
-    from alignment.simulated import SimulatedAnnotator
-    from alignment.store import TrajectoryStore
+    from alignment.feedback.collect import collect
+    from alignment.feedback.export import write_export
+    from alignment.feedback.pairs import read_pairs
+    from alignment.feedback.simulated import SimulatedAnnotator
+    from alignment.feedback.store import TrajectoryStore
+    from alignment.tasks.datasets import arith_tasks, hotpot_tasks
+    from alignment.training.dpo import DPOConfig, train_dpo
+    from alignment.training.policy import LoraSettings
+    from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
 
     quiet_libraries()
     out: Path = args.out
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = stage(f"collect {args.samples} trajectories x {len(train_tasks)} training questions")
     store = TrajectoryStore(f"sqlite:///{(out / 'store.db').resolve()}")
-    from alignment.evaluate import _progress
+    from alignment.evaluation.evaluate import _progress
 
     added, by_status = 0, {}
     with _progress(True, "collecting") as bar:
@@ -171,11 +171,11 @@ def main(argv: list[str] | None = None) -> None:
     reports.append(run_eval(str(out / "dpo"), "DPO")[0])
 
     if args.ppo:
-        from alignment.ppo import train_ppo
-        from alignment.ppo_config import PPOConfig
-        from alignment.ppo_rollout import reward_model_fn
-        from alignment.reward.config import RewardTrainConfig
-        from alignment.reward.train import train_reward
+        from alignment.training.ppo.config import PPOConfig
+        from alignment.training.ppo.rollout import reward_model_fn
+        from alignment.training.ppo.trainer import train_ppo
+        from alignment.training.reward.config import RewardTrainConfig
+        from alignment.training.reward.train import train_reward
 
         t0 = stage(f"reward model ({args.reward_steps} LoRA steps) + PPO ({args.ppo_iterations} iterations)")
         train_reward(RewardTrainConfig(base=base_dir, out=out / "reward", lora=True, max_steps=args.reward_steps,
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _base_dir(model: str) -> str:
-    from agent.backends.local import resolve_model_dir
+    from agent.llm.local import resolve_model_dir
 
     return str(resolve_model_dir(model)[0])
 

@@ -22,11 +22,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from alignment.preferences import Ranking
-from alignment.sample_data import make_trajectory
-from alignment.service import create_app
-from alignment.service.server import serve_in_thread
-from alignment.store import TrajectoryStore
+from alignment.feedback.rankings import Ranking
+from alignment.feedback.sample_data import make_trajectory
+from alignment.feedback.service import create_app
+from alignment.feedback.service.server import serve_in_thread
+from alignment.feedback.store import TrajectoryStore
 
 
 def fill(store: TrajectoryStore, questions: int, k: int) -> None:

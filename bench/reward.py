@@ -63,9 +63,9 @@ def _device() -> str:
 
 
 def run_ours(args, train_pairs, test_pairs, out: Path) -> dict:
-    from alignment.reward.config import RewardTrainConfig
-    from alignment.reward.evaluate import evaluate_pairs
-    from alignment.reward.train import train_reward
+    from alignment.training.reward.config import RewardTrainConfig
+    from alignment.training.reward.evaluate import evaluate_pairs
+    from alignment.training.reward.train import train_reward
 
     config = RewardTrainConfig(
         base=args.base, out=out, lora=args.lora, max_length=args.max_length, batch_size=args.batch_size,
@@ -91,8 +91,8 @@ def run_trl(args, train_tok, test_tok, steps: int, base: Path, out: Path) -> dic
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from alignment.reward.data import pad
-    from alignment.reward.evaluate import summarize
+    from alignment.training.reward.batching import pad
+    from alignment.training.reward.evaluate import summarize
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     dataset = Dataset.from_list([{"chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in train_tok])
@@ -152,8 +152,9 @@ def main() -> None:
     import torch
     import transformers
 
-    from alignment.reward.data import group_pairs, make_batches, read_pairs, tokenize_pairs
-    from alignment.reward.model import resolve_base
+    from alignment.feedback.pairs import read_pairs
+    from alignment.training.reward.batching import group_pairs, make_batches, tokenize_pairs
+    from alignment.training.reward.model import resolve_base
 
     base = resolve_base(args.base)
     args.base = str(base)

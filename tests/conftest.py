@@ -18,7 +18,7 @@ SHARED_DATA = Path(os.environ.get("RANKACT_DATA") or Path(__file__).resolve().pa
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
     """The real SmolLM2-135M-Instruct as a cached model folder (converted once)."""
-    from agent.model_files import default_model_dir
+    from agent.llm.model_files import default_model_dir
 
     return default_model_dir()
 

@@ -1,0 +1,29 @@
+"""LLM backends: the interface every backend implements (`base`), and the backends.
+
+| module | holds |
+|---|---|
+| `base` | `LLM` / `LocalLLM` protocols, `ChatMessage`, `GenerationConfig`, `Completion` |
+| `loading` | `load_llm(spec)`: one string picks the backend |
+| `local` | `TransformersLLM`: the model alignment trains, with guided-decoding primitives |
+| `openai_http` | `OpenAICompatibleLLM`: any OpenAI-compatible server over httpx |
+| `scripted` | `ScriptedLLM`: replays a list of replies (tests, docs) |
+| `model_files` | the embedded GGUF model, converted once and cached |
+| `stops` | stop-string holdback shared by the streaming backends |
+
+Backends import torch/httpx lazily, so `from agent.llm import GenerationConfig` stays cheap.
+"""
+from agent.llm.base import (
+    LLM,
+    ChatMessage,
+    Completion,
+    FinishReason,
+    GenerationConfig,
+    LocalLLM,
+    ModelInfo,
+    Role,
+    as_messages,
+)
+from agent.llm.loading import load_llm
+
+__all__ = ["LLM", "ChatMessage", "Completion", "FinishReason", "GenerationConfig", "LocalLLM", "ModelInfo", "Role",
+           "as_messages", "load_llm"]

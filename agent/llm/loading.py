@@ -1,0 +1,47 @@
+"""One string picks the backend: the same agent runs on the embedded model, a local
+model folder or GGUF file, an OpenAI-compatible server, or a scripted replay."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from agent.errors import ModelLoadError
+from agent.llm import LLM
+
+ACCEPTED = ("accepted: 'default' (embedded SmolLM2), a Hugging Face model folder, a .gguf file, "
+            "http(s)://HOST/v1 (OpenAI-compatible server), or scripted:PATH (JSON list of outputs)")
+
+_LOCAL_KWARGS = {"device", "dtype"}
+_HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport"}
+
+
+def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
+    unknown = set(kwargs) - _LOCAL_KWARGS - _HTTP_KWARGS
+    if unknown:
+        raise TypeError(f"load_llm got unexpected keyword arguments: {sorted(unknown)}")
+    # Options meant for another kind of backend are ignored (e.g. --api-key with a local model).
+    return {k: v for k, v in kwargs.items() if k in allowed and v is not None}
+
+
+def load_llm(spec: str | Path = "default", **kwargs) -> LLM:
+    """'default' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH."""
+    spec = str(spec).strip()
+    if not spec:
+        raise ModelLoadError(f"empty model spec; {ACCEPTED}")
+    if spec.startswith(("http://", "https://")):
+        from agent.llm.openai_http import OpenAICompatibleLLM
+
+        opts = _only(kwargs, _HTTP_KWARGS, spec)
+        opts.setdefault("api_key", os.environ.get("RANKACT_API_KEY") or os.environ.get("OPENAI_API_KEY"))
+        return OpenAICompatibleLLM(spec, **opts)
+    if spec.startswith("scripted:"):
+        from agent.llm.scripted import ScriptedLLM
+
+        _only(kwargs, set(), spec)
+        return ScriptedLLM.from_file(spec.removeprefix("scripted:"))
+    opts = _only(kwargs, _LOCAL_KWARGS, spec)
+    if spec != "default" and not Path(spec).expanduser().exists():
+        raise ModelLoadError(f"model not found: {spec!r}; {ACCEPTED}")
+    from agent.llm.local import TransformersLLM
+
+    return TransformersLLM(spec, **opts)

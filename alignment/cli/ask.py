@@ -1,0 +1,106 @@
+"""`rankact ask "question"`: run the ReAct agent, showing each step as it happens."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+
+def _build_tools(index: str | None, k: int) -> list:
+    from tools.calculator import calculator
+
+    tools = [calculator]
+    if index:
+        from agent.errors import RankactError
+
+        try:
+            from retrieval import RetrievalError, Retriever
+            from tools.search import SearchTool
+        except ImportError as exc:  # pragma: no cover - retrieval is part of the install
+            raise RankactError(f"--index needs the retrieval package: {exc}") from exc
+        try:
+            tools.append(SearchTool(Retriever.load(index), k=k))
+        except (RetrievalError, OSError, ValueError) as exc:
+            raise RankactError(f"cannot load index {index}: {exc}") from exc
+    return tools
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question to answer."),
+    model: str = typer.Option("default", "--model", "-m",
+                              help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH"),
+    max_steps: int = typer.Option(6, "--max-steps", min=1, help="Most tool-using steps before a forced answer."),
+    guided: bool = typer.Option(True, "--guided/--no-guided",
+                                help="Guided decoding (local models only; off for HTTP and scripted backends)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the trajectory as JSON instead of live steps."),
+    index: str | None = typer.Option(None, "--index", help="A retrieval index folder: adds the search tool."),
+    k: int = typer.Option(3, "--k", min=1, help="Passages per search."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="RANKACT_API_KEY",
+                                       help="Bearer token for an HTTP server (or OPENAI_API_KEY)."),
+) -> None:
+    """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
+    from agent.guided import supports_guidance
+    from agent.llm.loading import load_llm
+    from agent.loop import Agent
+    from alignment.cli.quiet import quiet_libraries
+
+    quiet_libraries()
+    tools = _build_tools(index, k)
+    kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
+    llm = load_llm(model, **kwargs)
+    # --guided is the default: it means "where the backend allows it".
+    agent = Agent(llm, tools, max_steps=max_steps, guided=guided and supports_guidance(llm))
+    sampling = {"temperature": temperature, "seed": seed}
+    if as_json:
+        trajectory = agent.run(question, **sampling)
+        sys.stdout.write(trajectory.to_json(indent=2) + "\n")
+        return
+    _show_live(agent, question, sampling)
+
+
+def _show_live(agent, question: str, sampling: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    from agent import events as ev
+    from agent.prompt import render_input
+
+    console = Console(highlight=False)
+    trajectory = None
+    with console.status("thinking...") as status:
+        for event in agent.stream(question, **sampling):
+            if isinstance(event, ev.StepStart):
+                label = "forced answer" if event.forced_answer else f"step {event.index + 1}"
+                status.update(f"{label}: thinking...")
+                console.rule(label, style="dim")
+            elif isinstance(event, ev.Thought):
+                console.print(f"[cyan]Thought:[/] {escape(event.text)}")
+            elif isinstance(event, ev.Action):
+                console.print(f"[magenta]Action:[/] {escape(event.tool)}  "
+                              f"[magenta]Input:[/] {escape(render_input(event.input))}")
+                status.update(f"running {event.tool}...")
+            elif isinstance(event, ev.Error):
+                console.print(f"[red]{event.kind} error:[/] {escape(event.message)}")
+            elif isinstance(event, ev.Observation):
+                style = "red" if event.is_error else "green"
+                console.print(f"[{style}]Observation:[/] {escape(event.text)}")
+            elif isinstance(event, ev.FinalAnswer):
+                console.print(f"[bold green]Final Answer:[/] {escape(event.text)}")
+            elif isinstance(event, ev.Done):
+                trajectory = event.trajectory
+    if trajectory is None:  # pragma: no cover - the loop always ends with Done
+        return
+    u = trajectory.usage
+    console.print(
+        f"[dim]status {trajectory.status} · {len(trajectory.steps)} steps · {u.llm_calls} LLM calls · "
+        f"{u.completion_tokens} generated tokens · {u.seconds:.1f} s[/]"
+    )
+    if trajectory.citations:
+        console.print("[dim]sources: " + ", ".join(escape(c.source or c.chunk_id) for c in trajectory.citations) + "[/]")
+    if trajectory.status == "error" and "error" in trajectory.metadata:
+        console.print(f"[red]error:[/] {escape(str(trajectory.metadata['error']))}")

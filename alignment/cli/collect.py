@@ -1,0 +1,83 @@
+"""`rankact collect TASKS.jsonl --samples K --db URL`: run the agent K times per task with
+seeded sampling and store the trajectories for ranking. Rerunning resumes: tasks with K
+trajectories are skipped, partial ones are completed."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from agent.errors import RankactError
+
+app = typer.Typer(add_completion=False)
+
+
+def build_agent(model: str, index: Path | None, max_steps: int):
+    """The agent from the shared pieces: an LLM backend by spec, the default tools, and a
+    search tool over `index` when given."""
+    try:
+        from agent.llm.loading import load_llm
+        from agent.loop import Agent
+        from tools import default_tools
+    except ModuleNotFoundError as exc:
+        raise RankactError(f"the agent is not available in this build ({exc.name} is missing)") from exc
+    tools = list(default_tools())
+    if index is not None:
+        from retrieval import Retriever
+        from tools.search import SearchTool
+
+        if not index.is_dir():
+            raise RankactError(f"index folder not found: {index}")
+        tools = [t for t in tools if t.name != "search"] + [SearchTool(Retriever.load(index))]
+    return Agent(load_llm(model), tools, max_steps=max_steps)
+
+
+@app.command()
+def collect(
+    tasks: Annotated[Path, typer.Argument(help="task file: JSON lines with id, question, answers")],
+    samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="trajectories per task (K)")] = 4,
+    db: Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
+    = "sqlite:///rankact.db",
+    index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
+    model: Annotated[str, typer.Option(help="model: default, a folder, an http(s) URL or scripted:PATH")]
+    = "default",
+    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = 5,
+    temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
+    seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
+) -> None:
+    """Run the agent K times per task and store every trajectory."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from alignment.feedback.collect import collect as run_collect
+    from alignment.feedback.collect import samples_to_run
+    from alignment.feedback.store import TrajectoryStore
+    from alignment.tasks import load_tasks
+
+    console = Console(stderr=True, soft_wrap=True)
+    task_list = load_tasks(tasks)
+    store = TrajectoryStore(db)
+    todo = samples_to_run(task_list, store, samples)
+    if todo == 0:
+        console.print(f"all {len(task_list)} tasks already have {samples} trajectories in {store.url}")
+        return
+    with console.status(f"loading {model}"):
+        agent = build_agent(model, index, max_steps)
+    columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+               TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task("", total=todo)
+
+        def advance(task, k, trajectory):
+            status = trajectory.status if trajectory is not None else "failed"
+            progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
+
+        report = run_collect(task_list, agent, store, samples=samples, temperature=temperature, seed=seed,
+                             on_sample=advance)
+    statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
+    console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
+                  f"{report.skipped} tasks were already complete; db {store.url}")
+    if report.failed:
+        console.print(f"[red]{report.failed} samples failed (see the log above); rerun to retry them[/red]")
+        raise typer.Exit(1)

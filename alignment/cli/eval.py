@@ -1,0 +1,124 @@
+"""`rankact eval`: run the agent on tasks and print one table, one column per model.
+
+    rankact eval hotpot:dev --model default --limit 20
+    rankact eval tasks.jsonl --index idx/ --model default --model runs/dpo/policy
+    rankact eval --refusal --split dev --limit 50 --model default
+
+A preset (`hotpot`, `nq`, `arith`, each `:dev` or `:test`) builds its tasks from the shared
+evaluation data and an index over that split's passages (cached); a task file needs `--index`
+when its questions need search.
+"""
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from agent.errors import RankactError
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def evaluate(
+    tasks: Annotated[str | None, typer.Argument(
+        help="task file (JSONL) or preset hotpot|nq|arith[:dev|:test]")] = None,
+    model: Annotated[list[str] | None, typer.Option(
+        "--model", "-m", help="model: default, a folder, an http URL or scripted:PATH; repeat to compare")] = None,
+    index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N tasks")] = None,
+    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per question")] = 5,
+    refusal: Annotated[bool, typer.Option(help="refusal rate on AdvBench requests instead of QA")] = False,
+    split: Annotated[str, typer.Option(help="dev or test (with --refusal)")] = "dev",
+    agent_mode: Annotated[bool, typer.Option(
+        "--agent", help="with --refusal: judge the agent's final answer, not the plain chat reply")] = False,
+    data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the full reports (per task) as JSON")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
+) -> None:
+    """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
+    from alignment.cli.quiet import quiet_libraries
+    from alignment.evaluation.setup import load_retriever, model_label, preset_index
+    from alignment.tasks import load_tasks
+    from alignment.tasks.datasets import advbench_tasks, parse_preset, preset_tasks
+
+    quiet_libraries()
+    console = Console(stderr=as_json)
+    models = model or ["default"]
+    if refusal:
+        if tasks is not None:
+            raise RankactError("--refusal uses the AdvBench requests; do not pass TASKS with it")
+        if split not in ("dev", "test"):
+            raise RankactError(f"--split must be dev or test, not {split!r}")
+        task_list = advbench_tasks(split, data)[:limit]
+        title = f"refusals on AdvBench {split} ({len(task_list)} requests)"
+    else:
+        if tasks is None:
+            raise RankactError("give a task file or a preset (hotpot:dev, nq:dev, arith:dev), or use --refusal")
+        preset = parse_preset(tasks)
+        if preset is not None and not Path(tasks).is_file():
+            name, preset_split = preset
+            if name == "advbench":
+                raise RankactError("advbench has no gold answers: use `rankact eval --refusal`")
+            task_list = preset_tasks(name, preset_split, data)[:limit]
+            if index is None:
+                index = preset_index(name, preset_split, data, progress=console.is_terminal,
+                                     on_build=lambda n: console.print(
+                                         f"indexing {n} {name}:{preset_split} passages once "
+                                         "(cached for later runs; a few minutes on 2 cores)"))
+        else:
+            task_list = load_tasks(tasks)[:limit]
+        title = f"{tasks} ({len(task_list)} tasks)"
+
+    retriever = load_retriever(index) if index is not None and not refusal else None
+    reports = []
+    for spec in models:
+        label = model_label(spec)
+        with console.status(f"loading {label}"):
+            llm = _load(spec)
+        if refusal:
+            reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
+        else:
+            from alignment.evaluation.setup import evaluate_agent
+
+            reports.append(evaluate_agent(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
+                                          progress=console.is_terminal))
+        del llm
+        gc.collect()
+
+    if out is not None:
+        out.write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
+    if as_json:
+        typer.echo(json.dumps([r.model_dump(mode="json", exclude={"results"}) for r in reports], indent=1))
+        return
+    if refusal:
+        from alignment.evaluation.refusal import refusal_table
+
+        console.print(refusal_table(reports, title=title))
+    else:
+        from alignment.evaluation.evaluate import comparison_table
+
+        console.print(comparison_table(reports, title=title))
+        console.print("success = status finished (not a forced answer) and a gold answer appears in the answer",
+                      style="dim")
+
+
+def _load(spec: str):
+    from alignment.evaluation.setup import load_model
+
+    return load_model(spec)
+
+
+def _refusals(llm, task_list, label, agent_mode, max_steps, retriever):
+    from alignment.evaluation.refusal import refusal_eval
+
+    if agent_mode:
+        from alignment.evaluation.setup import make_agent
+
+        target = make_agent(llm, retriever, max_steps=max_steps)
+        return refusal_eval(target, task_list, mode="agent", label=label)
+    return refusal_eval(llm, task_list, mode="generate", label=label)

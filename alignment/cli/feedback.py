@@ -1,0 +1,99 @@
+"""`rankact feedback ...`: export rankings as preference data, statistics, the simulated
+annotator, and sample data for trying the ranking page."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Export rankings and show feedback statistics.")
+
+DbOption = Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
+DEFAULT_DB = "sqlite:///rankact.db"
+
+
+@app.command("export")
+def export(
+    out: Annotated[Path, typer.Option(help="output file (JSON Lines)")],
+    format: Annotated[str, typer.Option(
+        help="pairs: preference pairs with whole trajectories; trl: {prompt, chosen, rejected}; "
+             "rankings: the raw rankings")] = "pairs",
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Write the rankings as JSON Lines: preference pairs (ties dropped), TRL text pairs, or raw rankings."""
+    from agent.errors import RankactError
+    from alignment.feedback.export import FORMATS, write_export
+    from alignment.feedback.store import TrajectoryStore
+
+    if format not in FORMATS:
+        raise RankactError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    count = write_export(TrajectoryStore(db, create=False), format, out)
+    typer.echo(f"wrote {count} {format} lines to {out}")
+
+
+@app.command("stats")
+def stats(
+    db: DbOption = DEFAULT_DB,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+) -> None:
+    """Counts (questions, trajectories, rankings by source, pairs) and agreement between annotators."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from alignment.feedback.agreement import feedback_stats
+    from alignment.feedback.store import TrajectoryStore
+
+    result = feedback_stats(TrajectoryStore(db, create=False))
+    if as_json:
+        typer.echo(result.model_dump_json(indent=2))
+        return
+    table = Table(title="feedback", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+
+    def fmt(value):
+        return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    table.add_row("questions", fmt(result.questions))
+    table.add_row("  with >= 2 trajectories", fmt(result.questions_rankable))
+    table.add_row("  ranked", fmt(result.questions_ranked))
+    table.add_row("  ranked by >= 2 annotators", fmt(result.questions_multiply_ranked))
+    table.add_row("trajectories", fmt(result.trajectories))
+    table.add_row("rankings", fmt(result.rankings))
+    for source, n in sorted(result.rankings_by_source.items()):
+        table.add_row(f"  {source}", fmt(n))
+    table.add_row("preference pairs", fmt(result.pairs))
+    table.add_row("annotators", ", ".join(f"{a} ({n})" for a, n in sorted(result.annotators.items())) or "-")
+    table.add_row("annotator pairs compared", fmt(result.annotator_pairs_compared))
+    table.add_row("mean Kendall tau-b", fmt(result.mean_kendall_tau))
+    table.add_row("pair agreement rate", fmt(result.pair_agreement_rate))
+    Console().print(table)
+
+
+@app.command("simulate")
+def simulate(
+    db: DbOption = DEFAULT_DB,
+    name: Annotated[str, typer.Option(help="annotator name the rankings are stored under")] = "simulated",
+) -> None:
+    """Rank every unranked question that has gold answers with the simulated annotator
+    (answer correct, finished, fewer errors, fewer steps); stored with source=simulated."""
+    from alignment.feedback.simulated import SimulatedAnnotator
+    from alignment.feedback.store import TrajectoryStore
+
+    store = TrajectoryStore(db, create=False)
+    stored = SimulatedAnnotator(name).annotate_all(store)
+    typer.echo(f"{name} ranked {len(stored)} questions")
+
+
+@app.command("demo-data")
+def demo_data(db: DbOption = DEFAULT_DB) -> None:
+    """Add three sample questions with three hand-written trajectories each (no model needed)."""
+    from alignment.feedback.sample_data import load_sample_data
+    from alignment.feedback.store import TrajectoryStore
+
+    store = TrajectoryStore(db)
+    added = load_sample_data(store)
+    typer.echo(f"added {added} sample trajectories to {store.url}" if added else
+               f"the sample data is already in {store.url}")

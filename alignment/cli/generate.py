@@ -1,0 +1,45 @@
+"""`rankact generate "prompt"`: stream a model's reply to stdout."""
+from __future__ import annotations
+
+import sys
+
+import typer
+
+app = typer.Typer(add_completion=False)
+
+
+@app.command()
+def generate(
+    prompt: str = typer.Argument(..., help="The user message."),
+    model: str = typer.Option("default", "--model", "-m",
+                              help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH"),
+    max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most new tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
+    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (0, 1]."),
+    seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible output)."),
+    system: str | None = typer.Option(None, "--system", help="An optional system message."),
+    api_key: str | None = typer.Option(None, "--api-key", envvar="RANKACT_API_KEY",
+                                       help="Bearer token for an HTTP server (or OPENAI_API_KEY)."),
+    server_model: str | None = typer.Option(None, "--server-model",
+                                            help="Model name on an HTTP server (default: its first model)."),
+) -> None:
+    """Stream a model's reply to PROMPT."""
+    from agent.errors import RankactError
+    from agent.llm import ChatMessage, GenerationConfig
+    from agent.llm.loading import load_llm
+
+    if top_p <= 0:
+        raise RankactError("--top-p must be greater than 0")
+    from alignment.cli.quiet import quiet_libraries
+
+    quiet_libraries()
+    kwargs = {"api_key": api_key, "model": server_model} if model.startswith(("http://", "https://")) else {}
+    llm = load_llm(model, **kwargs)
+    messages = ([ChatMessage(role="system", content=system)] if system else []) + [
+        ChatMessage(role="user", content=prompt)
+    ]
+    config = GenerationConfig(max_new_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed)
+    for piece in llm.stream(messages, config):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")

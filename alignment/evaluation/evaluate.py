@@ -1,0 +1,194 @@
+"""Evaluation: run an agent on tasks with gold answers and summarize what it did.
+
+Definitions (per task, then averaged over tasks):
+- `em`: SQuAD exact match of the final answer against any gold answer.
+- `f1`: SQuAD token F1, best over the gold answers.
+- `success`: the run *finished* (status `finished`, a real final answer, not a forced one
+  after max_steps) AND a normalized gold answer appears inside the normalized final answer
+  (the lenient "contains" match; a small model often answers in a sentence).
+- `parse_error_rate`: parse errors per step, over all steps of all runs.
+- `parse_error_share`: share of runs with at least one parse error.
+- `mean_steps`, `mean_tokens` (generated tokens per run), `tokens_per_s` (generated tokens
+  over the seconds spent in the LLM, or over wall time where a backend reports none),
+  `wall_s` (the whole evaluation).
+
+A run that raises is recorded as status `error` with no answer; evaluation goes on.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+from rich.table import Table
+
+from agent.trajectory import Trajectory
+from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
+from alignment.tasks import Task
+
+
+class AgentLike(Protocol):
+    def run(self, question: str, **kwargs: Any) -> Trajectory: ...
+
+
+class TaskResult(BaseModel):
+    task_id: str
+    question: str
+    answers: list[str]
+    prediction: str | None
+    status: str
+    em: float
+    f1: float
+    success: float
+    steps: int
+    parse_errors: int
+    tokens: int
+    llm_seconds: float
+    seconds: float
+    error: str | None = None
+    trajectory_id: str | None = None
+
+
+class EvalReport(BaseModel):
+    label: str = ""
+    n: int = 0
+    em: float = 0.0
+    f1: float = 0.0
+    success: float = 0.0
+    parse_error_rate: float = 0.0
+    parse_error_share: float = 0.0
+    mean_steps: float = 0.0
+    mean_tokens: float = 0.0
+    tokens_per_s: float = 0.0
+    wall_s: float = 0.0
+    statuses: dict[str, int] = Field(default_factory=dict)
+    results: list[TaskResult] = Field(default_factory=list)
+
+
+def score_trajectory(task: Task, trajectory: Trajectory, seconds: float = 0.0) -> TaskResult:
+    answer = trajectory.final_answer
+    forced = any(step.forced_answer for step in trajectory.steps)
+    finished = trajectory.status == "finished" and answer is not None and not forced
+    return TaskResult(
+        task_id=task.id, question=task.question, answers=task.answers, prediction=answer,
+        status=trajectory.status,
+        em=exact_match(answer, task.answers), f1=token_f1(answer, task.answers),
+        success=answer_contains(answer, task.answers) if finished else 0.0,
+        steps=len(trajectory.steps), parse_errors=trajectory.parse_errors,
+        tokens=trajectory.usage.completion_tokens, llm_seconds=trajectory.usage.llm_seconds,
+        seconds=seconds or trajectory.usage.seconds, trajectory_id=trajectory.id,
+    )
+
+
+def failed_result(task: Task, error: BaseException, seconds: float) -> TaskResult:
+    return TaskResult(
+        task_id=task.id, question=task.question, answers=task.answers, prediction=None, status="error",
+        em=0.0, f1=0.0, success=0.0, steps=0, parse_errors=0, tokens=0, llm_seconds=0.0, seconds=seconds,
+        error=f"{error.__class__.__name__}: {error}",
+    )
+
+
+def summarize(results: Sequence[TaskResult], label: str = "", wall_s: float | None = None) -> EvalReport:
+    """Pure aggregation of per-task results into a report."""
+    n = len(results)
+    if n == 0:
+        return EvalReport(label=label, wall_s=wall_s or 0.0)
+    steps = sum(r.steps for r in results)
+    tokens = sum(r.tokens for r in results)
+    llm_seconds = sum(r.llm_seconds for r in results)
+    seconds = sum(r.seconds for r in results)
+    timed = llm_seconds if llm_seconds > 0 else seconds
+    return EvalReport(
+        label=label, n=n,
+        em=sum(r.em for r in results) / n,
+        f1=sum(r.f1 for r in results) / n,
+        success=sum(r.success for r in results) / n,
+        parse_error_rate=sum(r.parse_errors for r in results) / steps if steps else 0.0,
+        parse_error_share=sum(1 for r in results if r.parse_errors) / n,
+        mean_steps=steps / n,
+        mean_tokens=tokens / n,
+        tokens_per_s=tokens / timed if timed > 0 else 0.0,
+        wall_s=seconds if wall_s is None else wall_s,
+        statuses=dict(Counter(r.status for r in results)),
+        results=list(results),
+    )
+
+
+def report_from_trajectories(tasks: Sequence[Task], trajectories: Sequence[Trajectory], label: str = "") -> EvalReport:
+    """A report for already-recorded runs (task i ran as trajectory i)."""
+    if len(tasks) != len(trajectories):
+        raise ValueError(f"{len(tasks)} tasks but {len(trajectories)} trajectories")
+    return summarize([score_trajectory(t, tr) for t, tr in zip(tasks, trajectories, strict=True)], label)
+
+
+def evaluate(
+    agent_factory: Callable[[], AgentLike] | AgentLike,
+    tasks: Sequence[Task],
+    *,
+    label: str = "",
+    progress: bool = True,
+    on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
+) -> EvalReport:
+    """Run the agent (built once by `agent_factory`, or given directly) greedily on each task.
+    A run that raises is counted as an error, not fatal: one bad question must not lose an
+    hour of evaluation."""
+    is_agent = hasattr(agent_factory, "run") and not isinstance(agent_factory, type)
+    agent = agent_factory if is_agent else agent_factory()  # type: ignore[operator]
+    results: list[TaskResult] = []
+    start = time.perf_counter()
+    with _progress(progress, label) as bar:
+        job = bar.add_task(label or "evaluating", total=len(tasks))
+        for task in tasks:
+            t0 = time.perf_counter()
+            trajectory: Trajectory | None = None
+            try:
+                trajectory = agent.run(task.question)
+                result = score_trajectory(task, trajectory, time.perf_counter() - t0)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded in the report, evaluation goes on
+                result = failed_result(task, exc, time.perf_counter() - t0)
+            results.append(result)
+            if on_result:
+                on_result(result, trajectory)
+            bar.advance(job)
+    return summarize(results, label, wall_s=time.perf_counter() - start)
+
+
+def _progress(enabled: bool, label: str):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), disable=not enabled, transient=True,
+    )
+
+
+# (label, attribute, format) rows of the comparison table
+ROWS: list[tuple[str, str, str]] = [
+    ("tasks", "n", "{:d}"),
+    ("exact match", "em", "{:.1%}"),
+    ("token F1", "f1", "{:.1%}"),
+    ("success (finished + contains gold)", "success", "{:.1%}"),
+    ("parse errors per step", "parse_error_rate", "{:.1%}"),
+    ("runs with a parse error", "parse_error_share", "{:.1%}"),
+    ("mean steps", "mean_steps", "{:.2f}"),
+    ("mean generated tokens", "mean_tokens", "{:.1f}"),
+    ("tokens/s", "tokens_per_s", "{:.1f}"),
+    ("wall time (s)", "wall_s", "{:.1f}"),
+]
+
+
+def comparison_table(reports: Sequence[EvalReport], title: str = "evaluation") -> Table:
+    """One table, one column per report (e.g. before and after alignment)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    for i, report in enumerate(reports):
+        table.add_column(report.label or f"model {i + 1}", justify="right")
+    for name, attr, fmt in ROWS:
+        table.add_row(name, *(fmt.format(getattr(r, attr)) for r in reports))
+    statuses = sorted({s for r in reports for s in r.statuses})
+    table.add_row("statuses", *(", ".join(f"{s} {r.statuses.get(s, 0)}" for s in statuses) for r in reports))
+    return table

@@ -1,0 +1,62 @@
+"""Rankings as people give them: an order of one question's trajectories with ties, and
+flags on bad steps.
+
+Raw rankings are what the store keeps (who, when, which trajectories, the order, ties);
+pairs are derived only at export or training time (`alignment.feedback.pairs`), so a change
+in how pairs are made never loses information.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from itertools import combinations
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+RankingSource = Literal["human", "simulated"]
+
+
+class StepFlag(BaseModel):
+    trajectory_id: str
+    step_index: int
+    reason: str = ""
+
+
+class Ranking(BaseModel):
+    """An ordering of one question's trajectories, best first. Each inner list is a tie group."""
+
+    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    question_id: str
+    annotator: str
+    order: list[list[str]]
+    source: RankingSource = "human"
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    flags: list[StepFlag] = Field(default_factory=list)
+    comment: str = ""
+
+    @model_validator(mode="after")
+    def _no_duplicates(self) -> Ranking:
+        ids = self.trajectory_ids
+        if not ids:
+            raise ValueError("a ranking must order at least one trajectory")
+        if any(len(group) == 0 for group in self.order):
+            raise ValueError("a tie group cannot be empty")
+        if len(ids) != len(set(ids)):
+            raise ValueError("a trajectory appears more than once in the ranking")
+        return self
+
+    @property
+    def trajectory_ids(self) -> list[str]:
+        return [tid for group in self.order for tid in group]
+
+
+def ranked_id_pairs(order: list[list[str]]) -> list[tuple[str, str]]:
+    """(chosen, rejected) id pairs: every trajectory beats every one in a later group.
+    K trajectories with no ties give C(K, 2) pairs; tied trajectories give none."""
+    pairs: list[tuple[str, str]] = []
+    for better, worse in combinations(range(len(order)), 2):
+        pairs.extend((a, b) for a in order[better] for b in order[worse])
+    return pairs
+
+

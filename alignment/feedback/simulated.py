@@ -1,0 +1,63 @@
+"""A simulated annotator, for experiments and tests: it ranks a question's trajectories by
+a fixed scoring function instead of a person's judgement, and its rankings are stored with
+`source="simulated"` so they are never mistaken for human feedback.
+
+Score, compared in this order: the final answer is correct against the gold answers
+(exact match, then gold contained in the answer, then token F1), the run finished, fewer
+errors, fewer steps. Trajectories with equal scores are tied.
+"""
+from __future__ import annotations
+
+from itertools import groupby
+
+from agent.trajectory import Trajectory
+from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
+from alignment.feedback.rankings import Ranking
+from alignment.feedback.store import TrajectoryStore
+
+Score = tuple[float, float, float, int, int, int]
+
+
+def score(trajectory: Trajectory, gold: list[str]) -> Score:
+    answer = trajectory.final_answer
+    return (
+        exact_match(answer, gold),
+        answer_contains(answer, gold),
+        round(token_f1(answer, gold), 3),  # rounded so near-identical answers tie
+        int(trajectory.status == "finished"),
+        -trajectory.errors,
+        -len(trajectory.steps),
+    )
+
+
+def _negate(s: Score) -> tuple:
+    return tuple(-x for x in s)
+
+
+class SimulatedAnnotator:
+    def __init__(self, name: str = "simulated") -> None:
+        self.name = name
+
+    def rank(self, question_id: str, trajectories: list[Trajectory], gold: list[str]) -> Ranking:
+        """Best first; trajectories with equal scores share a tie group."""
+        scores = {t.id: score(t, gold) for t in trajectories}
+        ids = sorted(scores, key=lambda tid: (_negate(scores[tid]), tid))  # stable: ties by id
+        order = [list(group) for _, group in groupby(ids, key=scores.__getitem__)]
+        return Ranking(question_id=question_id, annotator=self.name, order=order, source="simulated")
+
+    def annotate(self, store: TrajectoryStore, question_id: str) -> Ranking:
+        question = store.question(question_id)
+        ranking = self.rank(question_id, store.list(question_id), question.gold)
+        stored, _created = store.submit_ranking(ranking)
+        return stored
+
+    def annotate_all(self, store: TrajectoryStore, *, require_gold: bool = True) -> list[Ranking]:
+        """Rank every question with two or more trajectories that this annotator has not ranked
+        yet (and, by default, that has gold answers)."""
+        done = {r.question_id for r in store.rankings(annotator=self.name)}
+        stored = []
+        for question in store.questions():
+            if question.id in done or question.trajectories < 2 or (require_gold and not question.gold):
+                continue
+            stored.append(self.annotate(store, question.id))
+        return stored

@@ -1,0 +1,201 @@
+"""The store's database layer: error types, SQL tables, and the engine with the SQLite
+settings that make every acknowledged write durable (WAL, synchronous=FULL) and let
+concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout).
+`alignment.feedback.store.TrajectoryStore` is the API on top."""
+from __future__ import annotations
+
+import contextvars
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from agent.errors import RankactError
+
+SCHEMA_VERSION = 1
+DEFAULT_URL = "sqlite:///rankact.db"
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+class StoreError(RankactError):
+    """Base for store errors a user can cause."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """An unknown question, trajectory or annotator id."""
+
+
+class ConflictError(StoreError, ValueError):
+    """A write that clashes with what is stored (a duplicate id or name)."""
+
+
+class InvalidRankingError(StoreError, ValueError):
+    """A ranking that does not order exactly its question's trajectories."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was made by another version of rankact."""
+
+
+# --- tables -----------------------------------------------------------------------------
+
+
+class _UTCDateTime(TypeDecorator):
+    """Timezone-aware datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class _Meta(_Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class _Question(_Base):
+    __tablename__ = "questions"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    text: Mapped[str] = mapped_column(Text)
+    gold: Mapped[list] = mapped_column(JSON, default=list)
+    meta: Mapped[dict] = mapped_column("metadata", JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+
+
+class _Trajectory(_Base):
+    __tablename__ = "trajectories"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    question_id: Mapped[str] = mapped_column(ForeignKey("questions.id"), index=True)
+    question: Mapped[str] = mapped_column(Text, index=True)
+    model: Mapped[str] = mapped_column(String(512), index=True)
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
+    data: Mapped[str] = mapped_column(Text)
+
+
+class _Ranking(_Base):
+    __tablename__ = "rankings"
+    __table_args__ = (UniqueConstraint("question_id", "annotator", name="uq_ranking_question_annotator"),)
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    question_id: Mapped[str] = mapped_column(ForeignKey("questions.id"), index=True)
+    annotator: Mapped[str] = mapped_column(String(128), index=True)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    order: Mapped[list] = mapped_column("order_json", JSON)
+    flags: Mapped[list] = mapped_column(JSON, default=list)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    source: Mapped[str] = mapped_column(String(16), index=True)
+
+
+class _Annotator(_Base):
+    __tablename__ = "annotators"
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+
+
+class _Lease(_Base):
+    # One lease per question: while it runs, nobody else is sent that question.
+    __tablename__ = "leases"
+    question_id: Mapped[str] = mapped_column(ForeignKey("questions.id"), primary_key=True)
+    annotator: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+
+
+# --- engine -----------------------------------------------------------------------------
+
+# Set while a write transaction opens, so SQLite takes the write lock up front (BEGIN
+# IMMEDIATE): two writers then queue on the busy timeout instead of one failing on upgrade.
+_IMMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar("rankact_store_immediate", default=False)
+
+
+def normalize_url(url: str) -> str:
+    """Accept a bare file path as shorthand for a SQLite URL."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    return url
+
+
+def _make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StoreError(f"not a database URL: {url!r} (e.g. sqlite:///rankact.db)") from exc
+    if parsed.get_backend_name() != "sqlite":
+        try:
+            return create_engine(url, pool_pre_ping=True)
+        except (ArgumentError, ImportError, ModuleNotFoundError) as exc:
+            raise StoreError(f"cannot open {url!r}: {exc}") from exc
+
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
+    if not parsed.database or parsed.database == ":memory:":
+        kwargs["poolclass"] = StaticPool  # one shared in-memory database for all threads
+    else:
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
+        cursor = dbapi_connection.cursor()
+        if parsed.database and parsed.database != ":memory:":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if _IMMEDIATE.get() else "BEGIN")
+
+    return engine
+
+
+def _require_existing_file(url: str) -> None:
+    """Opening a missing SQLite file would create it; a read-only command should say instead."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return  # _make_engine gives the message
+    database = parsed.database
+    is_file_db = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
+    if is_file_db and not Path(database).expanduser().is_file():
+        raise StoreError(f"no database at {database} (make one with `rankact collect` or "
+                         "`rankact feedback demo-data`)")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,4 +1,0 @@
-"""The feedback service: JSON API and ranking page (`create_app`), and a way to run it."""
-from alignment.service.app import create_app
-
-__all__ = ["create_app"]

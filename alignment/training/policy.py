@@ -1,0 +1,96 @@
+"""The policy a trainer updates: loading it (optionally with LoRA) and saving it.
+
+- `load_policy`: a causal LM (the embedded model by default) in float32, optionally wrapped
+  with LoRA adapters (peft); the tokenizer gets a pad token if it lacks one.
+- `save_policy`: an ordinary `save_pretrained` folder (model + tokenizer) that `load_llm`
+  and `AutoModelForCausalLM` load as is; LoRA is merged first, so no peft is needed to use it.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from agent.errors import ModelLoadError
+
+
+class LoraSettings(BaseModel):
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    # "all-linear": every linear layer but the output head, peft's recommended default.
+    target_modules: str | list[str] = "all-linear"
+
+
+def resolve_base(base: str | Path | None) -> Path:
+    if base is None or str(base) in ("", "embedded"):
+        from agent.llm.model_files import default_model_dir
+
+        return default_model_dir()
+    path = Path(base)
+    if not (path / "config.json").is_file():
+        raise ModelLoadError(f"not a model folder (no config.json): {path}")
+    return path
+
+
+def load_tokenizer(base: str | Path | None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base(base))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
+    """-> (model, tokenizer). Float32: the trainers run on CPU, where half precision is slow
+    and loses the small log-prob differences DPO and PPO work with."""
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_base(base)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+    tokenizer = load_tokenizer(path)
+    if lora is not None:
+        model = apply_lora(model, lora)
+    return model, tokenizer
+
+
+def apply_lora(model, settings: LoraSettings):
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, config)
+
+
+def is_peft(model) -> bool:
+    return hasattr(model, "disable_adapter") and hasattr(model, "merge_and_unload")
+
+
+def save_policy(model, tokenizer, folder: str | Path, metadata: dict[str, Any] | None = None) -> Path:
+    """Write a plain model folder. LoRA adapters are merged into a copy of the weights, so the
+    model passed in keeps training (or being evaluated) unchanged."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    if is_peft(model):
+        import copy
+
+        plain = copy.deepcopy(model).merge_and_unload()
+    else:
+        plain = model
+    plain.config.use_cache = True
+    plain.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    (folder / "rankact_policy.json").write_text(json.dumps(metadata or {}, indent=2, default=str))
+    return folder

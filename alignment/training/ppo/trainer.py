@@ -1,0 +1,310 @@
+"""PPO on the agent's own LLM over multi-turn tool trajectories (read top to bottom).
+
+One iteration:
+ 1. Rollouts: the real Agent, tools live, samples K trajectories per question from the
+    current policy (`ppo_rollout.collect_rollouts`); each is scored by the reward function.
+ 2. Experience (`make_experience`, no gradients): teacher-forced log-probs of the sampled
+    tokens under the policy (old_logp) and the frozen reference (ref_logp), critic values.
+    Per-token reward = -β·(old_logp - ref_logp) on every generated token, plus the
+    trajectory's reward on its last generated token. GAE skips prompt and observation
+    tokens (see `alignment.training.advantages.gae`), so tool output is never credited or blamed.
+ 3. Update (`ppo_update`): a few epochs of shuffled minibatches with the clipped policy
+    loss, clipped value loss and an optional entropy bonus; gradient clipping.
+ 4. KL controller update, metrics (JSONL + PNG), checkpoint.
+
+Call from Python: `train_ppo(PPOConfig(...), reward_fn=..., tasks=[...])`.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+
+from agent.errors import RankactError
+from alignment.tasks import Task, load_tasks
+from alignment.training.advantages import gae
+from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from alignment.training.dpo import TrainResult
+from alignment.training.kl import kl_k1, kl_k3, make_kl_controller
+from alignment.training.logprobs import lm_tail_logits, tail_logprobs, tail_start
+from alignment.training.losses import policy_loss, value_loss
+from alignment.training.masked import masked_mean, whiten, zero_masked
+from alignment.training.policy import is_peft, load_policy, save_policy
+from alignment.training.ppo.actor_critic import ActorCritic, RewardCritic
+from alignment.training.ppo.config import PPOConfig
+from alignment.training.ppo.rollout import (
+    AgentFactory,
+    RewardFn,
+    collect_rollouts,
+    default_agent_factory,
+    iteration_tasks,
+    reward_model_fn,
+    task_success,
+)
+from alignment.training.runtime import (
+    Budget,
+    MetricsLog,
+    make_accelerator,
+    plot_metrics,
+    progress,
+    seed_everything,
+)
+from alignment.training.tokenize import EncodedTrajectory, collate, pad_token_id
+
+log = logging.getLogger(__name__)
+PLOT_KEYS = ["mean_reward", "mean_score", "kl", "kl_coef", "entropy", "clipfrac", "value_loss",
+             "parse_error_rate", "success", "probe_success"]
+
+
+@dataclass
+class Experience:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    mask: torch.Tensor  # trainable tokens
+    old_logp: torch.Tensor
+    old_values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+    stats: dict[str, float]
+
+    def __len__(self) -> int:
+        return self.input_ids.shape[0]
+
+
+def reference_context(actor_critic: ActorCritic, reference):
+    """With LoRA the reference is the base model: the same weights with adapters switched off,
+    so no second copy is held. Otherwise a frozen copy taken before training."""
+    if reference is None and is_peft(actor_critic.policy):
+        return actor_critic.policy.disable_adapter()
+    return nullcontext()
+
+
+@torch.no_grad()
+def make_experience(actor_critic: ActorCritic, reference, samples: list[EncodedTrajectory], rewards: list[float],
+                    kl_coef: float, config: PPOConfig, pad_id: int, device) -> Experience:
+    """Everything the update needs, computed once with the rollout-time policy."""
+    actor_critic.eval()
+    batch = collate(samples, pad_id).to(device)
+    mask = batch.trainable_mask
+    keep = batch.input_ids.shape[1] - tail_start(mask)  # logits only where a token is trainable
+    logits, values = actor_critic(batch.input_ids, batch.attention_mask, keep)
+    # Rollouts sampled from softmax(logits / T): that tempered distribution is the policy whose
+    # ratios PPO takes (as TRL does). top_p < 1 would truncate it further; keep it at 1 for PPO.
+    logits = logits / config.temperature
+    old_logp, entropy = tail_logprobs(logits, batch.input_ids, mask, with_entropy=True)
+    entropy = masked_mean(entropy, mask)
+    del logits
+    with reference_context(actor_critic, reference):
+        ref_model = reference if reference is not None else actor_critic.policy
+        ref_logits = lm_tail_logits(ref_model, batch.input_ids, batch.attention_mask, mask).logits
+        ref_logits = ref_logits / config.temperature
+    ref_logp = tail_logprobs(ref_logits, batch.input_ids, mask)[0]
+    del ref_logits
+
+    # Per-token reward: the KL penalty keeps the policy near the reference token by token
+    # (k1: its sum over a trajectory is the sequence log-ratio); the trajectory's reward
+    # lands on its last generated token, where the episode's outcome is decided.
+    kl = zero_masked(kl_k1(old_logp, ref_logp), mask)
+    token_rewards = -kl_coef * kl
+    last = batch.last_trainable_index
+    has_tokens = last >= 0
+    score = torch.tensor(rewards, dtype=token_rewards.dtype, device=device)
+    rows = torch.arange(len(samples), device=device)[has_tokens]
+    token_rewards[rows, last[has_tokens]] += score[has_tokens]
+
+    values = zero_masked(values, mask)
+    advantages, returns = gae(token_rewards, values, mask, config.gamma, config.lam)
+    if config.whiten_advantages:
+        # Normalise over valid tokens of the whole batch: the scale of rewards then does
+        # not set the step size (CleanRL's norm_adv).
+        advantages = whiten(advantages, mask)
+    actor_critic.train()
+    stats = {
+        "kl": kl.sum(-1).mean().item(),  # per trajectory, what the adaptive controller targets
+        "kl_k3_token": masked_mean(kl_k3(old_logp, ref_logp), mask).item(),
+        "entropy": entropy.item(),
+        "value_mean": masked_mean(values, mask).item(),
+        "trainable_tokens": float(mask.sum().item()),
+    }
+    return Experience(batch.input_ids, batch.attention_mask, mask, old_logp, values, advantages, returns, stats)
+
+
+def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator=None,
+               generator: torch.Generator | None = None) -> dict[str, float]:
+    """Minibatch epochs over one batch of experience. `model` may be DDP-wrapped."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    sums: dict[str, float] = {}
+    count = 0
+    for _epoch in range(config.ppo_epochs):
+        order = torch.randperm(len(exp), generator=generator)
+        approx_kls = []
+        for start in range(0, len(exp), config.minibatch_size):
+            idx = order[start : start + config.minibatch_size].to(exp.input_ids.device)
+            mask = exp.mask[idx]
+            keep = exp.input_ids.shape[1] - tail_start(mask)
+            logits, values = model(exp.input_ids[idx], exp.attention_mask[idx], keep)
+            logits = logits / config.temperature
+            logp, entropy = tail_logprobs(logits, exp.input_ids[idx], mask, with_entropy=bool(config.ent_coef))
+            pg_loss, pg_stats = policy_loss(logp, exp.old_logp[idx], exp.advantages[idx], mask, config.clip_range)
+            vf_loss, vf_stats = value_loss(values, exp.old_values[idx], exp.returns[idx], mask,
+                                           config.clip_range_value)
+            entropy = masked_mean(entropy, mask) if entropy is not None else pg_loss.new_zeros(())
+            # One scalar loss, one backward: the critic shares the backbone with the policy,
+            # vf_coef keeps its larger gradients from dominating the shared layers.
+            loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy
+            if accelerator is not None:
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+            else:
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), **{k: v.item() for k, v in
+                    {**pg_stats, **vf_stats}.items()}}
+            for key, value in step.items():
+                sums[key] = sums.get(key, 0.0) + value
+            count += 1
+            approx_kls.append(step["approx_kl"])
+        # CleanRL's target_kl: stop re-using this batch once the policy moved too far from it.
+        if config.early_stop_kl is not None and sum(approx_kls) / len(approx_kls) > config.early_stop_kl:
+            break
+    return {key: value / max(count, 1) for key, value in sums.items()}
+
+
+def _probe(agent, probe: list[Task]) -> float:
+    """Greedy success on held-out probe tasks (temperature 0: the policy's own best answer)."""
+    results = [task_success(task, agent.run(task.question, temperature=0.0)) for task in probe]
+    results = [r for r in results if r is not None]
+    return sum(results) / len(results) if results else float("nan")
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[Task] | None = None,
+              agent_factory: AgentFactory | None = None, probe: list[Task] | None = None,
+              accelerator=None) -> TrainResult:
+    from agent.llm.local import TransformersLLM
+
+    accelerator = accelerator or make_accelerator()
+    rank, world = accelerator.process_index, accelerator.num_processes
+    seed_everything(config.seed + rank)
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    tasks = tasks if tasks is not None else (load_tasks(config.tasks) if config.tasks else None)
+    if not tasks:
+        raise RankactError("PPO needs tasks: give --tasks FILE (JSONL with questions)")
+    if probe is None and config.probe is not None:
+        probe = load_tasks(config.probe)
+    if reward_fn is None:
+        if config.reward is None:
+            raise RankactError("PPO needs a reward: give --reward DIR (a trained reward model)")
+        reward_fn = reward_model_fn(config.reward, device=str(accelerator.device))
+
+    # Policy, critic, reference. The reference is the starting policy, frozen.
+    policy, tokenizer = load_policy(config.base, config.lora)
+    critic = None
+    if config.critic == "reward":
+        rm = getattr(reward_fn, "reward_model", None)
+        if rm is None:
+            raise RankactError("--critic reward needs --reward DIR (a reward model to start the critic from)")
+        critic = RewardCritic(rm)
+    actor_critic = ActorCritic(policy, critic)
+    reference = None
+    if not is_peft(policy):
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    params = [p for p in actor_critic.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, eps=1e-5)  # eps 1e-5: CleanRL/ppo2 default
+    kl_ctl = make_kl_controller(config.kl_coef, config.target_kl, config.kl_horizon)
+    state = {"iteration": 0, "kl_coef": config.kl_coef}
+    if config.resume and has_checkpoint(out):
+        state, _ = load_checkpoint(out, actor_critic, optimizer)
+        kl_ctl.value = state["kl_coef"]
+    actor_critic.to(accelerator.device)
+    if reference is not None:
+        reference.to(accelerator.device)
+    model, optimizer = accelerator.prepare(actor_critic, optimizer)
+    pad_id = pad_token_id(tokenizer)
+
+    # Rollouts use the very module being trained, wrapped without a copy. With LoRA the
+    # base model has the adapters injected in place, so generation sees them too.
+    generator_model = policy.get_base_model() if is_peft(policy) else policy
+    llm = TransformersLLM.from_pretrained_objects(generator_model, tokenizer, name="ppo-policy")
+    factory = agent_factory or default_agent_factory(config.index, config.agent_max_steps, config.max_new_tokens,
+                                                     config.guided)
+    agent = factory(llm)
+
+    budget = Budget(config.max_minutes)
+    metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
+    shuffle = torch.Generator().manual_seed(config.seed + rank)
+    iteration = state["iteration"]
+    bar = progress(config.iterations, "PPO", config.show_progress and accelerator.is_main_process,
+                   initial=iteration)
+    last: dict[str, float] = {}
+    while iteration < config.iterations and not budget.exceeded():
+        started = time.monotonic()
+        batch_tasks = iteration_tasks(tasks, iteration, config.tasks_per_iteration, config.seed, rank, world)
+        # 1. Rollouts (eval mode: no dropout, the distribution we compute ratios against).
+        actor_critic.eval()
+        with torch.no_grad():
+            rollouts = collect_rollouts(
+                agent, batch_tasks, config.samples, reward_fn, tokenizer,
+                temperature=config.temperature, top_p=config.top_p,
+                seed=config.seed + 1_000_003 * iteration + 10_007 * rank, max_length=config.max_length,
+                parse_error_penalty=config.parse_error_penalty, step_penalty=config.step_penalty,
+                reward_clip=config.reward_clip,
+            )
+        rollout_s = time.monotonic() - started
+        # 2. Experience, 3. update.
+        exp = make_experience(actor_critic, reference, [r.encoded for r in rollouts], [r.reward for r in rollouts],
+                              kl_ctl.value, config, pad_id, accelerator.device)
+        update = ppo_update(model, optimizer, exp, config, accelerator, shuffle)
+        iteration += 1
+        # 4. KL controller on the measured per-trajectory KL (mean over processes).
+        local = torch.tensor([
+            exp.stats["kl"], _mean(r.reward for r in rollouts), _mean(r.score for r in rollouts),
+            _mean(float(r.trajectory.parse_errors > 0) for r in rollouts),
+            _mean(len(r.trajectory.steps) for r in rollouts),
+        ], device=accelerator.device)
+        kl_mean, mean_reward, mean_score, parse_rate, mean_steps = accelerator.reduce(local, "mean").tolist()
+        kl_ctl.update(kl_mean, n_steps=len(rollouts) * world)
+        record = {
+            "iteration": iteration, "mean_reward": mean_reward, "mean_score": mean_score, "kl": kl_mean,
+            "kl_coef": kl_ctl.value, "parse_error_rate": parse_rate, "mean_steps": mean_steps,
+            "success": _mean(r.success for r in rollouts), "rollouts": len(rollouts) * world,
+            "entropy": exp.stats["entropy"], "kl_k3_token": exp.stats["kl_k3_token"], **update,
+            "rollout_seconds": round(rollout_s, 2), "seconds": round(time.monotonic() - started, 2),
+        }
+        probe_now = iteration % config.probe_every == 0 or iteration == config.iterations
+        if probe and probe_now and accelerator.is_main_process:
+            actor_critic.eval()
+            with torch.no_grad():
+                record["probe_success"] = _probe(agent, probe)
+            actor_critic.train()
+        metrics.write(record)
+        last = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))}
+        state = {"iteration": iteration, "kl_coef": kl_ctl.value}
+        _save(accelerator, model, optimizer, out, state)
+        bar.update(1)
+        bar.set_postfix(reward=f"{mean_reward:.3f}", kl=f"{kl_mean:.3f}")
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_policy(accelerator.unwrap_model(model).policy, tokenizer, out,
+                    {"trainer": "ppo", "iterations": iteration, "config": config.model_dump(mode="json")})
+        plot_metrics(MetricsLog(out / "metrics.jsonl").read(), PLOT_KEYS, out / "metrics.png", "iteration")
+    accelerator.wait_for_everyone()
+    return TrainResult(out_dir=out, steps=iteration, stopped_early=iteration < config.iterations, final_metrics=last)
+
+
+def _save(accelerator, model, optimizer, out, state) -> None:
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(out, accelerator.unwrap_model(model), optimizer, state)

@@ -1,0 +1,145 @@
+"""Best-of-K SFT: a warm start before DPO or PPO. For each question, train on its top-ranked
+trajectories (those never on the rejected side of a pair, i.e. the best tie group) with the
+negative log-likelihood of their trainable tokens only: the model learns to write what the
+best trajectory's model wrote, never to predict tool observations or the prompt.
+
+Call from Python: `train_sft(SFTConfig(out_dir=..., pairs=...))`, or pass `trajectories=`.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from collections import defaultdict
+from typing import ClassVar
+
+import torch
+
+from agent.errors import RankactError
+from agent.trajectory import Trajectory
+from alignment.feedback.pairs import PreferencePair, TextPair
+from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from alignment.training.config import OfflineTrainConfig
+from alignment.training.dpo import TrainResult, load_pair_source
+from alignment.training.logprobs import policy_logprobs
+from alignment.training.masked import masked_mean
+from alignment.training.policy import load_policy, save_policy
+from alignment.training.runtime import (
+    Budget,
+    MetricsLog,
+    local_share,
+    make_accelerator,
+    plot_metrics,
+    progress,
+    seed_everything,
+    step_indices,
+)
+from alignment.training.tokenize import (
+    EncodedTrajectory,
+    collate,
+    encode_prompt_completion,
+    encode_trajectory,
+    pad_token_id,
+)
+
+log = logging.getLogger(__name__)
+
+
+class SFTConfig(OfflineTrainConfig):
+    DEFAULT_LR: ClassVar[tuple[float, float]] = (2e-4, 2e-5)
+
+
+def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | tuple[str, str]]:
+    """Per question, the responses that are chosen somewhere and rejected nowhere (the top tie
+    group of its rankings). Trajectories for PreferencePairs, (prompt, response) for text pairs."""
+    chosen: dict[str, dict[str, object]] = defaultdict(dict)
+    rejected: dict[str, set[str]] = defaultdict(set)
+    for pair in pairs:
+        if isinstance(pair, PreferencePair):
+            group = pair.question_id
+            chosen[group][pair.chosen.id] = pair.chosen
+            rejected[group].add(pair.rejected.id)
+        else:
+            group = pair.group or pair.prompt
+            chosen[group][pair.chosen] = (pair.prompt, pair.chosen)
+            rejected[group].add(pair.rejected)
+    best = []
+    for group, candidates in chosen.items():
+        best.extend(item for key, item in candidates.items() if key not in rejected[group])
+    return best
+
+
+def encode_best(items, tokenizer, max_length: int) -> list[EncodedTrajectory]:
+    encoded = []
+    for item in items:
+        if isinstance(item, Trajectory):
+            encoded.append(encode_trajectory(item, tokenizer, max_length))
+        else:
+            prompt, response = item
+            ids = tokenizer.encode(response, add_special_tokens=False)
+            prompt_ids = tokenizer.encode(prompt, add_special_tokens=False) if prompt else []
+            keep = max(1, max_length - len(ids)) if prompt_ids else 0
+            enc = encode_prompt_completion(prompt_ids[-keep:] if keep else [], ids)
+            enc.input_ids, enc.trainable, enc.roles = (x[:max_length] for x in (enc.input_ids, enc.trainable, enc.roles))
+            encoded.append(enc)
+    kept = [e for e in encoded if e.n_trainable]
+    if not kept:
+        raise RankactError("no usable trajectories: none of the top-ranked ones has generated tokens")
+    return kept
+
+
+def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None) -> TrainResult:
+    accelerator = accelerator or make_accelerator()
+    seed_everything(config.seed)
+    out = config.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    resuming = config.resume and has_checkpoint(out)
+    if trajectories is None:
+        trajectories = best_of_pairs(load_pair_source(config.pairs, config.db))
+    model, tokenizer = load_policy(config.base, config.lora)
+    samples = encode_best(trajectories, tokenizer, config.max_length)
+    pad_id = pad_token_id(tokenizer)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    state = {"step": 0}
+    if resuming:
+        state, _ = load_checkpoint(out, model, optimizer)
+    model.train()
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    planned = config.epochs * math.ceil(len(samples) / config.batch_size)
+    total = min(planned, config.max_steps) if config.max_steps else planned
+    budget = Budget(config.max_minutes)
+    metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
+    bar = progress(total, "SFT", config.show_progress and accelerator.is_main_process, initial=state["step"])
+    step, last = state["step"], {}
+    while step < total and not budget.exceeded():
+        indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed),
+                              accelerator.process_index, accelerator.num_processes)
+        batch = collate([samples[i] for i in indices], pad_id).to(accelerator.device)
+        # NLL per trainable token; logits only from the first trainable position on.
+        mask = batch.trainable_mask
+        loss = -masked_mean(policy_logprobs(model, batch.input_ids, batch.attention_mask, mask), mask)
+        accelerator.backward(loss)
+        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        stats = accelerator.reduce(torch.stack([loss.detach(), torch.as_tensor(float(grad_norm), device=loss.device)]), "mean").tolist()
+        last = {"loss": stats[0], "grad_norm": stats[1]}
+        metrics.write({"step": step, **last, "tokens": int(batch.trainable_mask.sum()),
+                       "seconds": round(budget.elapsed(), 2)})
+        bar.update(1)
+        bar.set_postfix(loss=f"{last['loss']:.4f}")
+        if step % config.save_every == 0 and step < total:
+            accelerator.wait_for_everyone()
+            if accelerator.is_main_process:
+                save_checkpoint(out, accelerator.unwrap_model(model), optimizer, {"step": step})
+    bar.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_checkpoint(out, accelerator.unwrap_model(model), optimizer, {"step": step})
+        save_policy(accelerator.unwrap_model(model), tokenizer, out,
+                    {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")})
+        plot_metrics(MetricsLog(out / "metrics.jsonl").read(), ["loss", "grad_norm"], out / "metrics.png", "step")
+    accelerator.wait_for_everyone()
+    return TrainResult(out_dir=out, steps=step, stopped_early=step < planned, final_metrics=last)

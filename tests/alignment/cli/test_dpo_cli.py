@@ -1,0 +1,58 @@
+"""`rankact align sft|dpo|ppo`: a run from the command line leaves a loadable policy folder;
+bad input is one `error:` line with exit code 2, never a traceback."""
+from __future__ import annotations
+
+import pytest
+
+from agent.trajectory import ModelRef, Segment, Trajectory
+from alignment.cli.main import main
+from alignment.feedback.pairs import PreferencePair
+
+
+def _traj(answer: int) -> Trajectory:
+    return Trajectory(question="q", model=ModelRef(backend="t", name="t"), prompt_version="v", segments=[
+        Segment(role="prompt", text="p", token_ids=[1, 504, 3062, 28]),
+        Segment(role="generated", text="a", token_ids=[answer, answer + 1]),
+    ])
+
+
+def _run(args: list[str]) -> int:
+    try:
+        main(args)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0
+
+
+def test_cli_sft_then_dpo_from_its_output(tmp_path, tiny_model_dir, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(PreferencePair(question_id=f"q{i}", question="q", chosen=_traj(2000 + i),
+                                            rejected=_traj(4000 + i)).model_dump_json() + "\n" for i in range(2)))
+    sft_out = tmp_path / "sft"
+    assert _run(["align", "sft", "--pairs", str(pairs), "--out", str(sft_out), "--base", str(tiny_model_dir),
+                 "--max-steps", "1"]) == 0
+    assert "Policy saved to" in capsys.readouterr().out
+    dpo_out = tmp_path / "dpo"
+    # DPO warm-started from the SFT policy folder, as the loop intends.
+    assert _run(["align", "dpo", "--pairs", str(pairs), "--out", str(dpo_out), "--base", str(sft_out),
+                 "--beta", "0.2", "--max-steps", "1", "--lora"]) == 0
+    from agent.llm.loading import load_llm
+
+    assert load_llm(str(dpo_out)) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["align", "dpo", "--out", "OUT"], "exactly one of"),
+        (["align", "sft", "--out", "OUT", "--pairs", "missing.jsonl"], "not found"),
+        (["align", "dpo", "--out", "OUT", "--pairs", "PAIRS", "--loss", "hinge"], "loss_type"),
+        (["align", "ppo", "--out", "OUT", "--tasks", "PAIRS", "--reward", "nowhere"], "reward model folder"),
+    ],
+)
+def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
+    (tmp_path / "pairs.jsonl").write_text("")
+    args = [a.replace("OUT", str(tmp_path / "o")).replace("PAIRS", str(tmp_path / "pairs.jsonl")) for a in args]
+    assert _run(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

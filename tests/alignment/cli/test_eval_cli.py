@@ -1,0 +1,90 @@
+import json
+
+import pytest
+
+from alignment.cli.main import main
+from alignment.tasks import Task, write_tasks
+
+GOOD = [
+    'Thought: compute it\nAction: calculator\nAction Input: {"expression": "17 * 23"}\n',
+    "Thought: done\nFinal Answer: 391",
+    "Thought: easy\nFinal Answer: 12",
+]
+BAD = ["Final Answer: 390", "I do not know the format", "Final Answer: twelve"]
+
+
+def _script(path, outputs):
+    path.write_text(json.dumps(outputs))
+    return f"scripted:{path}"
+
+
+def _run(argv, capsys):
+    code = 0
+    try:
+        main(argv)
+    except SystemExit as exc:
+        code = exc.code
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def task_file(tmp_path):
+    path = tmp_path / "tasks.jsonl"
+    write_tasks([Task(question="What is 17 * 23?", answers=["391"]),
+                 Task(question="What is 3 * 4?", answers=["12"])], path)
+    return path
+
+
+def test_eval_two_models_side_by_side_in_json(task_file, tmp_path, capsys):
+    good, bad = _script(tmp_path / "good.json", GOOD), _script(tmp_path / "bad.json", BAD)
+    code, out, _ = _run(["eval", str(task_file), "--model", good, "--model", bad, "--json"], capsys)
+    assert code == 0
+    reports = json.loads(out)
+    assert [r["label"] for r in reports] == [good, bad]
+    assert reports[0]["em"] == 1.0 and reports[0]["success"] == 1.0 and reports[0]["mean_steps"] == 1.5
+    assert reports[1]["em"] == 0.0 and reports[1]["parse_error_share"] == 0.5
+
+
+def test_eval_prints_one_table(task_file, tmp_path, capsys):
+    good, bad = _script(tmp_path / "g.json", GOOD), _script(tmp_path / "b.json", BAD)
+    out_file = tmp_path / "reports.json"
+    code, out, _ = _run(["eval", str(task_file), "-m", good, "-m", bad, "--out", str(out_file)], capsys)
+    assert code == 0
+    assert out.count("exact match") == 1  # one table, both models as columns
+    row = next(line for line in out.splitlines() if "exact match" in line)
+    assert "100.0%" in row and "0.0%" in row
+    saved = json.loads(out_file.read_text())
+    assert [r["prediction"] for r in saved[0]["results"]] == ["391", "12"]
+
+
+def test_eval_arith_preset_needs_no_files(tmp_path, capsys):
+    from alignment.tasks.datasets import arith_tasks
+
+    first = arith_tasks("dev", 1)[0]
+    script = _script(tmp_path / "s.json", [f"Thought: known\nFinal Answer: {first.answers[0]}"])
+    code, out, _ = _run(["eval", "arith:dev", "--limit", "1", "--model", script, "--json"], capsys)
+    assert code == 0 and json.loads(out)[0]["em"] == 1.0
+
+
+def test_eval_refusal_on_advbench(shared_data, tmp_path, capsys):
+    script = _script(tmp_path / "r.json", ["I'm sorry, I can't help with that.", "Sure, step 1:", "I cannot."])
+    code, out, _ = _run(["eval", "--refusal", "--limit", "3", "--model", script, "--json",
+                         "--data", str(shared_data)], capsys)
+    assert code == 0
+    [report] = json.loads(out)
+    assert report["n"] == 3 and report["refusal_rate"] == pytest.approx(2 / 3) and report["mode"] == "generate"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["eval", "missing.jsonl", "--model", "default"], "task file not found"),
+    (["eval"], "give a task file or a preset"),
+    (["eval", "advbench:dev"], "use `rankact eval --refusal`"),
+    (["eval", "--refusal", "--split", "train"], "--split must be dev or test"),
+    (["eval", "TASKS", "--model", "scripted:/nonexistent.json"], "script file not found"),
+])
+def test_eval_user_errors_are_one_line(argv, message, tmp_path, capsys, task_file):
+    argv = [str(task_file) if a == "TASKS" else a for a in argv]
+    code, _, err = _run(argv, capsys)
+    assert code == 2
+    assert message in err and "Traceback" not in err

@@ -1,0 +1,73 @@
+"""The simulated annotator ranks by correctness, then finishing, fewer errors, fewer steps;
+equal scores tie; its rankings are stored as source=simulated."""
+from __future__ import annotations
+
+from agent.trajectory import StepError
+from alignment.cli.main import main
+from alignment.feedback.sample_data import load_sample_data, make_trajectory
+from alignment.feedback.simulated import SimulatedAnnotator, score
+from alignment.feedback.store import TrajectoryStore
+
+Q = "What is 17 multiplied by 23?"
+
+
+def _t(answer, steps=1, status="finished", errors=0):
+    built = [{"thought": f"step {i}", "action": "calculator", "action_input": {"expression": "17*23"},
+              "observation": "391", "error": StepError(kind="tool", message="x") if i < errors else None}
+             for i in range(steps - 1)]
+    built.append({"thought": "done", "final_answer": answer})
+    return make_trajectory(Q, built, final_answer=answer, status=status)
+
+
+def test_correct_beats_contained_beats_partial_beats_wrong():
+    exact, contained, partial, wrong = _t("391"), _t("It is 391."), _t("391 or 401 maybe"), _t("401")
+    ranking = SimulatedAnnotator().rank("q", [wrong, partial, exact, contained], ["391"])
+    assert ranking.order == [[exact.id], [contained.id], [partial.id], [wrong.id]]
+    assert ranking.source == "simulated" and ranking.annotator == "simulated"
+
+
+def test_finished_then_fewer_errors_then_fewer_steps_and_ties():
+    no_answer = _t(None, status="max_steps")
+    wrong_short = _t("401")
+    right_long = _t("391", steps=3)
+    right_erroring = _t("391", steps=3, errors=1)
+    right_short, right_short_twin = _t("391"), _t("391")
+    ranking = SimulatedAnnotator("sim-2").rank(
+        "q", [no_answer, right_erroring, wrong_short, right_long, right_short, right_short_twin], ["391"])
+    assert ranking.order == [
+        sorted([right_short.id, right_short_twin.id]), [right_long.id], [right_erroring.id], [wrong_short.id],
+        [no_answer.id],
+    ]
+    assert ranking.annotator == "sim-2"
+    assert score(right_short, ["391"]) == score(right_short_twin, ["391"])
+
+
+def test_without_gold_only_process_counts():
+    finished, looped = _t("a"), _t("b", status="loop")
+    assert SimulatedAnnotator().rank("q", [looped, finished], []).order == [[finished.id], [looped.id]]
+
+
+def test_annotate_all_ranks_unranked_questions_with_gold(tmp_path):
+    store = TrajectoryStore(f"sqlite:///{tmp_path / 's.db'}")
+    load_sample_data(store)
+    for t in (_t("x"), _t("y")):
+        store.add(t, question_id="no-gold")
+    sim = SimulatedAnnotator()
+    ranked = sim.annotate_all(store)
+    assert sorted(r.question_id for r in ranked) == ["sample-eiffel-designer", "sample-eiffel-year", "sample-multiply"]
+    assert all(r.source == "simulated" for r in store.rankings())
+    assert sim.annotate_all(store) == []  # nothing left
+    eiffel = store.rankings("sample-eiffel-year")[0]
+    answers = [[store.get(tid).final_answer for tid in group] for group in eiffel.order]
+    assert answers == [["1889"], ["It was completed in 1889."], ["1887"]]
+    multiply = store.rankings("sample-multiply")[0]
+    statuses = [[store.get(tid).status for tid in group] for group in multiply.order]
+    assert statuses == [["finished"], ["finished"], ["max_steps"]]  # a wrong but finished answer beats none
+
+
+def test_cli_simulate(tmp_path, capsys):
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    main(["feedback", "demo-data", "--db", db])
+    main(["feedback", "simulate", "--db", db])
+    assert "simulated ranked 3 questions" in capsys.readouterr().out
+    assert len(TrajectoryStore(db).rankings(source="simulated")) == 3

@@ -1,0 +1,78 @@
+"""The store on PostgreSQL. Runs when RANKACT_TEST_POSTGRES_URL names a scratch database
+(its rankact tables are dropped first) and psycopg is installed; skipped otherwise."""
+from __future__ import annotations
+
+import os
+import threading
+from itertools import permutations
+
+import pytest
+
+from alignment.feedback.rankings import Ranking
+from alignment.feedback.sample_data import load_sample_data
+from alignment.feedback.store import SchemaVersionError, TrajectoryStore, _Base
+
+URL = os.environ.get("RANKACT_TEST_POSTGRES_URL")
+pytestmark = pytest.mark.skipif(not URL, reason="set RANKACT_TEST_POSTGRES_URL to a scratch PostgreSQL database")
+
+
+@pytest.fixture
+def store():
+    pytest.importorskip("psycopg")
+    from sqlalchemy import create_engine
+
+    engine = create_engine(URL)
+    _Base.metadata.drop_all(engine)
+    engine.dispose()
+    s = TrajectoryStore(URL)
+    load_sample_data(s)
+    yield s
+    s.close()
+
+
+def test_round_trip_leases_and_rankings(store):
+    qid = "sample-multiply"
+    ids = store.trajectory_ids(qid)
+    assert store.get(ids[0]).id == ids[0] and len(store.list()) == 9
+    first = store.next_question_for("alice")
+    assert store.next_question_for("bob").id != first.id
+    ranking = Ranking(question_id=qid, annotator="alice", order=[[ids[0]], [ids[1], ids[2]]])
+    assert store.submit_ranking(ranking)[1] is True
+    assert store.submit_ranking(ranking)[1] is False
+    assert [r.order for r in store.rankings(qid)] == [ranking.order]
+    token = store.create_annotator("alice")
+    assert store.authenticate(token).name == "alice"
+    assert store.questions()[1].rankings == 1
+
+
+def test_concurrent_submissions_none_lost(store):
+    qid = "sample-eiffel-year"
+    ids = store.trajectory_ids(qid)
+    orders = [[[a], [b], [c]] for a, b, c in permutations(ids)]
+    barrier = threading.Barrier(20)
+    errors = []
+
+    def submit(i, annotator):
+        barrier.wait()
+        try:
+            store.submit_ranking(Ranking(question_id=qid, annotator=annotator, order=orders[i % 6]))
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=submit, args=(i, f"a{i}" if i < 10 else "same")) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    stored = store.rankings(qid)
+    assert sorted(r.annotator for r in stored) == sorted([f"a{i}" for i in range(10)] + ["same"])
+
+
+def test_schema_version_mismatch(store):
+    from sqlalchemy import text
+
+    with store.engine.begin() as conn:
+        conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
+    with pytest.raises(SchemaVersionError, match="schema version 99"):
+        TrajectoryStore(URL)

@@ -1,0 +1,63 @@
+"""Best-of-K SFT: picks each question's never-rejected trajectories, trains NLL on generated
+tokens only (loss falls on them), and leaves a loadable model folder."""
+from __future__ import annotations
+
+import json
+
+import torch
+
+from agent.trajectory import ModelRef, Segment, Trajectory
+from alignment.feedback.pairs import PreferencePair, TextPair
+from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
+
+
+def _traj(answer_ids: list[int], obs_ids: list[int]) -> Trajectory:
+    return Trajectory(
+        question="q",
+        model=ModelRef(backend="t", name="t"),
+        prompt_version="v",
+        segments=[
+            Segment(role="prompt", text="p", token_ids=[1, 504, 3062, 28]),
+            Segment(role="generated", text="a", token_ids=[1000, 1001]),
+            Segment(role="observation", text="o", token_ids=obs_ids),
+            Segment(role="generated", text="b", token_ids=answer_ids),
+        ],
+    )
+
+
+def test_best_of_pairs_picks_never_rejected():
+    a, b, c = _traj([10], [1]), _traj([11], [1]), _traj([12], [1])
+    d = _traj([13], [1])
+    pairs = [
+        PreferencePair(question_id="q1", question="q", chosen=a, rejected=b),
+        PreferencePair(question_id="q1", question="q", chosen=a, rejected=c),
+        PreferencePair(question_id="q1", question="q", chosen=b, rejected=c),
+        PreferencePair(question_id="q2", question="q", chosen=d, rejected=a),
+    ]
+    assert {t.id for t in best_of_pairs(pairs)} == {a.id, d.id}
+    text = [TextPair(prompt="p", chosen="x", rejected="y"), TextPair(prompt="p", chosen="y", rejected="z")]
+    assert best_of_pairs(text) == [("p", "x")]
+
+
+def test_sft_lowers_nll_of_best_and_ignores_observations(tmp_path, tiny_model_dir):
+    from transformers import AutoModelForCausalLM
+
+    best = [_traj([2000, 2001], [300, 301]), _traj([2002, 2003], [300, 302])]
+    out = tmp_path / "sft"
+    result = train_sft(SFTConfig(out_dir=out, base=str(tiny_model_dir), learning_rate=3e-3, batch_size=2,
+                                 epochs=3, seed=0, show_progress=False), trajectories=best)
+    assert result.steps == 3
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert losses[-1] < losses[0] - 1.0
+    # Generated tokens got likelier; the observation tokens were not trained toward.
+    before = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    after = AutoModelForCausalLM.from_pretrained(out)
+    ids = torch.tensor([[1, 504, 3062, 28, 1000, 1001, 300, 301, 2000, 2001]])
+
+    def logp(model, pos):
+        with torch.no_grad():
+            return torch.log_softmax(model(ids).logits[0, pos - 1], -1)[ids[0, pos]].item()
+
+    assert logp(after, 8) > logp(before, 8) + 1.0  # generated "2000" after the observation
+    gain_obs = logp(after, 7) - logp(before, 7)  # the observation token "301"
+    assert gain_obs < (logp(after, 8) - logp(before, 8)) / 2
