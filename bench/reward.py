@@ -91,8 +91,9 @@ def run_trl(args, train_tok, test_tok, steps: int, base: Path, out: Path) -> dic
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from alignment.training.reward.batching import pad
     from alignment.training.reward.evaluate import summarize
+    from alignment.training.tokenize import collate as pad_batch
+    from alignment.training.tokenize import encode_prompt_completion, pad_token_id
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     dataset = Dataset.from_list([{"chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in train_tok])
@@ -127,14 +128,15 @@ def run_trl(args, train_tok, test_tok, steps: int, base: Path, out: Path) -> dic
 
     model = trainer.model.eval()
     device = next(model.parameters()).device
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     unique = sorted({tuple(s) for p in test_tok for s in (p.chosen, p.rejected)}, key=len)
     scores: dict[tuple, float] = {}
     t1 = time.monotonic()
     with torch.no_grad():
         for i in range(0, len(unique), 16):
             chunk = unique[i : i + 16]
-            ids, mask = pad(chunk, pad_id)
+            padded = pad_batch([encode_prompt_completion([], s) for s in chunk], pad_id)
+            ids, mask = padded.input_ids, padded.attention_mask
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0]
             scores.update(zip(chunk, logits.float().cpu().tolist(), strict=True))

@@ -80,6 +80,15 @@ def weights_revision(folder: Path) -> str | None:
     return digest.hexdigest()[:12]
 
 
+def pad_token_id(tokenizer) -> int:
+    """The one padding rule (inference and every trainer): the tokenizer's pad token, else its
+    end-of-sequence token, else 0. Padding is always masked, so only consistency matters."""
+    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
+        if candidate is not None:
+            return int(candidate)
+    return 0
+
+
 def cut_at(tokenizer, ids: Sequence[int], text: str, k: int) -> tuple[int, str]:
     """Longest prefix ids[:m] whose decoding is a prefix of text[:k]: returns (m, decoded)."""
     # Walk back from the token count that could reach k; decoding is cheap (Rust).
@@ -209,8 +218,7 @@ class TransformersLLM:
         self._last_only = _last_logits_kwargs(model)
         self.prefix_cache = _plain_attention(model)
         self._prefix: tuple[_CacheState, tuple] | None = None
-        pad = tokenizer.pad_token_id
-        self.pad_id = pad if pad is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        self.pad_id = pad_token_id(tokenizer)
 
     @property
     def device(self) -> torch.device:

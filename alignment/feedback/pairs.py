@@ -172,3 +172,19 @@ def read_pairs(path: str | Path, rows: str | slice | None = None) -> list[Prefer
     if not pairs:
         raise PairFileError(f"no pairs in {path} (range {rows or 'all'})")
     return pairs
+
+
+def load_pair_source(pairs: Path | None, db: str | None) -> list[PreferencePair | TextPair]:
+    """The pairs a trainer reads: a pair file, or the rankings in a trajectory store."""
+    if (pairs is None) == (db is None):
+        raise RankactError("give exactly one of a pair file (--pairs) or a store URL (--db)")
+    if pairs is not None:
+        return read_pairs(pairs)
+    from alignment.feedback.export import preference_pairs  # export imports this module
+    from alignment.feedback.store import TrajectoryStore
+
+    with TrajectoryStore(db, create=False) as store:
+        found = list(preference_pairs(store))
+    if not found:
+        raise RankactError(f"no ranked pairs in {db}: rank some trajectories first")
+    return found

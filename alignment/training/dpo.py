@@ -23,7 +23,7 @@ import torch
 from pydantic import BaseModel, Field
 
 from agent.errors import RankactError
-from alignment.feedback.pairs import PreferencePair, TextPair
+from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import policy_logprobs
@@ -39,13 +39,7 @@ from alignment.training.runtime import (
     seed_everything,
     step_indices,
 )
-from alignment.training.tokenize import (
-    EncodedTrajectory,
-    collate,
-    encode_prompt_completion,
-    encode_trajectory,
-    pad_token_id,
-)
+from alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
@@ -69,42 +63,7 @@ class TrainResult(BaseModel):
 # --------------------------------------------------------------------------- data
 
 
-def load_pair_source(pairs: Path | None, db: str | None) -> list[PreferencePair | TextPair]:
-    if (pairs is None) == (db is None):
-        raise RankactError("give exactly one of a pair file (--pairs) or a store URL (--db)")
-    if pairs is not None:
-        from alignment.feedback.pairs import read_pairs
-
-        return read_pairs(pairs)
-    from alignment.feedback.export import preference_pairs
-    from alignment.feedback.store import TrajectoryStore
-
-    with TrajectoryStore(db, create=False) as store:
-        found = list(preference_pairs(store))
-    if not found:
-        raise RankactError(f"no ranked pairs in {db}: rank some trajectories first")
-    return found
-
-
-def encode_pair(pair: PreferencePair | TextPair, tokenizer, max_length: int) -> tuple[EncodedTrajectory, ...]:
-    if isinstance(pair, PreferencePair):
-        return (
-            encode_trajectory(pair.chosen, tokenizer, max_length),
-            encode_trajectory(pair.rejected, tokenizer, max_length),
-        )
-    # Text pairs: prompt and each response tokenized on their own (no merge across the cut).
-    prompt = tokenizer.encode(pair.prompt, add_special_tokens=False) if pair.prompt else []
-    out = []
-    for response in (pair.chosen, pair.rejected):
-        ids = tokenizer.encode(response, add_special_tokens=False)
-        keep_prompt = max(1, max_length - len(ids)) if prompt else 0
-        enc = encode_prompt_completion(prompt[-keep_prompt:] if keep_prompt else [], ids)
-        enc.input_ids, enc.trainable, enc.roles = enc.input_ids[:max_length], enc.trainable[:max_length], enc.roles[:max_length]
-        out.append(enc)
-    return tuple(out)
-
-
-def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[EncodedTrajectory, EncodedTrajectory]]:
+def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encoded]]:
     encoded = [encode_pair(p, tokenizer, max_length) for p in pairs]
     kept = [e for e in encoded if e[0].n_trainable and e[1].n_trainable]
     if len(kept) < len(encoded):

@@ -16,10 +16,10 @@ import torch
 
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
-from alignment.feedback.pairs import PreferencePair, TextPair
+from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from alignment.training.config import OfflineTrainConfig
-from alignment.training.dpo import TrainResult, load_pair_source
+from alignment.training.dpo import TrainResult
 from alignment.training.logprobs import policy_logprobs
 from alignment.training.masked import masked_mean
 from alignment.training.policy import load_policy, save_policy
@@ -33,13 +33,7 @@ from alignment.training.runtime import (
     seed_everything,
     step_indices,
 )
-from alignment.training.tokenize import (
-    EncodedTrajectory,
-    collate,
-    encode_prompt_completion,
-    encode_trajectory,
-    pad_token_id,
-)
+from alignment.training.tokenize import Encoded, collate, encode_text, encode_trajectory, pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -68,19 +62,14 @@ def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | t
     return best
 
 
-def encode_best(items, tokenizer, max_length: int) -> list[EncodedTrajectory]:
+def encode_best(items, tokenizer, max_length: int) -> list[Encoded]:
     encoded = []
     for item in items:
         if isinstance(item, Trajectory):
             encoded.append(encode_trajectory(item, tokenizer, max_length))
         else:
             prompt, response = item
-            ids = tokenizer.encode(response, add_special_tokens=False)
-            prompt_ids = tokenizer.encode(prompt, add_special_tokens=False) if prompt else []
-            keep = max(1, max_length - len(ids)) if prompt_ids else 0
-            enc = encode_prompt_completion(prompt_ids[-keep:] if keep else [], ids)
-            enc.input_ids, enc.trainable, enc.roles = (x[:max_length] for x in (enc.input_ids, enc.trainable, enc.roles))
-            encoded.append(enc)
+            encoded.append(encode_text(prompt, response, tokenizer, max_length))
     kept = [e for e in encoded if e.n_trainable]
     if not kept:
         raise RankactError("no usable trajectories: none of the top-ranked ones has generated tokens")

@@ -1,92 +1,152 @@
-"""Trajectories -> token tensors for the policy trainers.
+"""The one way a trajectory or a preference pair becomes token ids, for every trainer.
 
-A trajectory's `segments` already carry the token ids the model saw and sampled (local
-backends), so we concatenate those and never re-tokenize across a segment boundary (BPE
-merges across a boundary would give ids the model never produced). A segment without ids
-(e.g. collected over HTTP) is tokenized on its own. Only `generated`, non-`forced` tokens
-are trainable; prompt, observation and forced tokens are context.
+SFT, DPO, PPO and the reward model all call these functions, so a sequence is tokenized,
+truncated and padded the same way wherever it is trained or scored (a reward model scores
+a PPO rollout on exactly the ids it was trained on).
+
+- Recorded ids are reused: a trajectory's `segments` carry the token ids the model saw and
+  sampled (local backends), so they are concatenated, never re-tokenized across a segment
+  boundary (BPE merges across a boundary would give ids the model never produced). A
+  segment without ids (e.g. collected over HTTP) is tokenized on its own.
+- Trainable tokens: only `generated`, non-`forced` tokens. Prompt, observation and forced
+  tokens are context. Position 0 has no prediction, so it is never trainable.
+- One truncation policy (`truncate`), TRL's: over `max_length`, drop tokens from the start
+  of the leading prompt first (its beginning matters least to the tokens after it), keeping
+  one so the first response token still has a prediction; if it is still too long, drop the
+  end, so the tokens that remain keep the context they were sampled in.
+- One padding rule: right padding with `pad_token_id(tokenizer)` (`collate`).
 """
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
+from agent.llm.local import pad_token_id
 from agent.trajectory import Trajectory
+from alignment.feedback.pairs import PreferencePair, TextPair
 
-# Role ids per token, kept beside the mask so metrics and tests can tell tokens apart.
 log = logging.getLogger(__name__)
 
+# Role ids per token, kept beside the mask so metrics and tests can tell tokens apart.
 ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
+
+__all__ = ["ROLE_IDS", "Batch", "Encoded", "TruncationStats", "collate", "encode_pair", "encode_prompt_completion",
+           "encode_text", "encode_trajectory", "pad_token_id", "text_ids", "truncate", "truncation_stats"]
 
 
 @dataclass
-class EncodedTrajectory:
+class Encoded:
+    """One sequence ready for a trainer: ids, which of them a loss may use, and their roles."""
+
     input_ids: list[int]
     trainable: list[bool]
     roles: list[int]
-    truncated: bool = False
+    prompt_cut: int = 0  # tokens dropped from the start of the leading prompt
+    end_cut: int = 0  # tokens dropped from the end
     meta: dict = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.input_ids)
 
     @property
+    def truncated(self) -> bool:
+        return bool(self.prompt_cut or self.end_cut)
+
+    @property
     def n_trainable(self) -> int:
         return sum(self.trainable)
 
 
-def _segment_ids(segment, tokenizer) -> list[int]:
-    if segment.token_ids is not None:
-        return list(segment.token_ids)
-    return list(tokenizer.encode(segment.text, add_special_tokens=False))
+def text_ids(tokenizer, text: str) -> list[int]:
+    """Token ids of a piece of text, no special tokens added."""
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
-def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None = None) -> EncodedTrajectory:
-    """Concatenate the segments' ids with a trainable mask and per-token roles.
+def truncate(encoded: Encoded, max_length: int | None) -> Encoded:
+    """The one truncation policy (see the module docstring); the first token is never trainable."""
+    ids, trainable, roles = list(encoded.input_ids), list(encoded.trainable), list(encoded.roles)
+    prompt_cut = end_cut = 0
+    if max_length is not None and len(ids) > max_length:
+        leading_prompt = next((i for i, r in enumerate(roles) if r != ROLE_IDS["prompt"]), len(roles))
+        prompt_cut = min(len(ids) - max_length, max(leading_prompt - 1, 0))
+        ids, trainable, roles = ids[prompt_cut:], trainable[prompt_cut:], roles[prompt_cut:]
+        end_cut = len(ids) - max_length if len(ids) > max_length else 0
+        ids, trainable, roles = ids[:max_length], trainable[:max_length], roles[:max_length]
+    if trainable:
+        trainable[0] = False  # position 0 has no prediction to train
+    return replace(encoded, input_ids=ids, trainable=trainable, roles=roles,
+                   prompt_cut=encoded.prompt_cut + prompt_cut, end_cut=encoded.end_cut + end_cut)
 
-    Over `max_length`: drop tokens from the start of the leading prompt first (left
-    truncation: the instructions' beginning matters least to the tokens we train); if the
-    prompt is gone and it is still too long, drop the end instead, so the first generated
-    tokens keep the context they were sampled in.
-    """
+
+def _assemble(pieces: Iterable[tuple[str, list[int], bool]], max_length: int | None, meta: dict) -> Encoded:
+    ids: list[int] = []
+    trainable: list[bool] = []
+    roles: list[int] = []
+    for role, piece, learn in pieces:
+        ids.extend(piece)
+        trainable.extend([learn] * len(piece))
+        roles.extend([ROLE_IDS[role]] * len(piece))
+    return truncate(Encoded(ids, trainable, roles, meta=meta), max_length)
+
+
+def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None = None) -> Encoded:
+    """A trajectory's segments as one sequence: recorded ids, trainable = generated and not forced."""
     if trajectory.sampling.get("guided") is False and len(trajectory.steps) > 1:
         # Unguided runs re-render the chat for every call (clean scratchpad), so after the
         # first step their linear transcript only approximates the context each call saw.
         log.warning("trajectory %s was recorded without guided decoding: from step 2 on its "
                     "segments approximate what the model saw; train on guided trajectories", trajectory.id)
-    ids: list[int] = []
-    trainable: list[bool] = []
-    roles: list[int] = []
-    for segment in trajectory.segments:
-        seg_ids = _segment_ids(segment, tokenizer)
-        learn = segment.role == "generated" and not segment.forced
-        ids.extend(seg_ids)
-        trainable.extend([learn] * len(seg_ids))
-        roles.extend([ROLE_IDS[segment.role]] * len(seg_ids))
-    truncated = False
-    if max_length is not None and len(ids) > max_length:
-        truncated = True
-        leading_prompt = next((i for i, r in enumerate(roles) if r != ROLE_IDS["prompt"]), len(roles))
-        # Keep >= 1 context token so the first trainable token still has a prediction.
-        cut = min(len(ids) - max_length, max(leading_prompt - 1, 0))
-        ids, trainable, roles = ids[cut:], trainable[cut:], roles[cut:]
-        ids, trainable, roles = ids[:max_length], trainable[:max_length], roles[:max_length]
-    if trainable:
-        trainable[0] = False  # position 0 has no prediction to train
-    return EncodedTrajectory(ids, trainable, roles, truncated, {"trajectory_id": trajectory.id})
+    pieces = [
+        (s.role, list(s.token_ids) if s.token_ids is not None else text_ids(tokenizer, s.text),
+         s.role == "generated" and not s.forced)
+        for s in trajectory.segments
+    ]
+    return _assemble(pieces, max_length, {"trajectory_id": trajectory.id})
 
 
-def encode_prompt_completion(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> EncodedTrajectory:
-    """A single-turn sample (prompt then completion), e.g. synthetic rollouts in tests."""
-    ids = list(prompt_ids) + list(completion_ids)
-    trainable = [False] * len(prompt_ids) + [True] * len(completion_ids)
-    roles = [ROLE_IDS["prompt"]] * len(prompt_ids) + [ROLE_IDS["generated"]] * len(completion_ids)
-    if trainable:
-        trainable[0] = False
-    return EncodedTrajectory(ids, trainable, roles)
+def encode_prompt_completion(prompt_ids: Sequence[int], completion_ids: Sequence[int],
+                             max_length: int | None = None) -> Encoded:
+    """A single-turn sample from ids: the prompt is context, the completion trainable."""
+    return _assemble([("prompt", list(prompt_ids), False), ("generated", list(completion_ids), True)],
+                     max_length, {})
+
+
+def encode_text(prompt: str, response: str, tokenizer, max_length: int | None = None) -> Encoded:
+    """A text sample (TRL / HH-RLHF pairs): prompt and response tokenized on their own, so no
+    token merges across the cut."""
+    return encode_prompt_completion(text_ids(tokenizer, prompt), text_ids(tokenizer, response), max_length)
+
+
+def encode_pair(pair: PreferencePair | TextPair, tokenizer, max_length: int | None) -> tuple[Encoded, Encoded]:
+    """(chosen, rejected) of a `PreferencePair` (whole trajectories) or a `TextPair`."""
+    if isinstance(pair, PreferencePair):
+        return (encode_trajectory(pair.chosen, tokenizer, max_length),
+                encode_trajectory(pair.rejected, tokenizer, max_length))
+    return (encode_text(pair.prompt, pair.chosen, tokenizer, max_length),
+            encode_text(pair.prompt, pair.rejected, tokenizer, max_length))
+
+
+@dataclass
+class TruncationStats:
+    sequences: int = 0
+    prompt_truncated: int = 0  # the leading prompt was cut from the left
+    response_truncated: int = 0  # the end was cut (the sequence was too long even without its prompt)
+
+    def describe(self) -> str:
+        return (f"{self.sequences} sequences; prompt truncated (left) in {self.prompt_truncated}, "
+                f"end truncated (right) in {self.response_truncated}")
+
+
+def truncation_stats(encoded: Iterable[Encoded]) -> TruncationStats:
+    stats = TruncationStats()
+    for e in encoded:
+        stats.sequences += 1
+        stats.prompt_truncated += bool(e.prompt_cut)
+        stats.response_truncated += bool(e.end_cut)
+    return stats
 
 
 @dataclass
@@ -106,7 +166,7 @@ class Batch:
         return torch.where(self.trainable_mask.bool(), positions, torch.full_like(positions, -1)).max(dim=1).values
 
 
-def collate(samples: Sequence[EncodedTrajectory], pad_token_id: int) -> Batch:
+def collate(samples: Sequence[Encoded], pad_token_id: int) -> Batch:
     """Right-pad to the longest sample. Padding is masked out of attention and losses."""
     if not samples:
         raise ValueError("cannot collate an empty batch")
@@ -126,10 +186,3 @@ def collate(samples: Sequence[EncodedTrajectory], pad_token_id: int) -> Batch:
         trainable[row, :n] = torch.tensor(sample.trainable, dtype=torch.float32)
         roles[row, :n] = torch.tensor(sample.roles, dtype=torch.long)
     return Batch(input_ids, attention, trainable, roles)
-
-
-def pad_token_id(tokenizer) -> int:
-    for candidate in (tokenizer.pad_token_id, tokenizer.eos_token_id, 0):
-        if candidate is not None:
-            return int(candidate)
-    return 0

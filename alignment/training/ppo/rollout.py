@@ -14,7 +14,7 @@ from pathlib import Path
 
 from agent.trajectory import Trajectory
 from alignment.tasks import Task
-from alignment.training.tokenize import EncodedTrajectory, encode_trajectory
+from alignment.training.tokenize import Encoded, encode_trajectory
 
 RewardFn = Callable[[Trajectory], float]
 AgentFactory = Callable[[object], object]  # llm -> Agent
@@ -26,7 +26,7 @@ class Rollout:
     trajectory: Trajectory
     score: float  # the reward function's value
     reward: float  # score + penalties, clipped: what PPO maximises (before the KL term)
-    encoded: EncodedTrajectory
+    encoded: Encoded
     success: float | None = None  # answer contains a gold answer (tasks with answers only)
 
 

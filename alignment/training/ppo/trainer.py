@@ -53,7 +53,7 @@ from alignment.training.runtime import (
     progress,
     seed_everything,
 )
-from alignment.training.tokenize import EncodedTrajectory, collate, pad_token_id
+from alignment.training.tokenize import Encoded, collate, pad_token_id
 
 log = logging.getLogger(__name__)
 PLOT_KEYS = ["mean_reward", "mean_score", "kl", "kl_coef", "entropy", "clipfrac", "value_loss",
@@ -84,7 +84,7 @@ def reference_context(actor_critic: ActorCritic, reference):
 
 
 @torch.no_grad()
-def make_experience(actor_critic: ActorCritic, reference, samples: list[EncodedTrajectory], rewards: list[float],
+def make_experience(actor_critic: ActorCritic, reference, samples: list[Encoded], rewards: list[float],
                     kl_coef: float, config: PPOConfig, pad_id: int, device) -> Experience:
     """Everything the update needs, computed once with the rollout-time policy."""
     actor_critic.eval()

@@ -1,5 +1,5 @@
-"""Reward-model batches: pairs tokenized with left truncation of the prompt, then packed so
-that all comparisons of one prompt stay in one batch, each sequence forwarded once."""
+"""Reward-model batches: pairs through the one tokenization (`alignment.training.tokenize`),
+packed so that all comparisons of one prompt stay in one batch, each sequence forwarded once."""
 from __future__ import annotations
 
 import random
@@ -7,98 +7,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from agent.errors import RankactError
-from agent.trajectory import Trajectory
-from alignment.feedback.pairs import PreferencePair, TextPair, prompt_and_response
-
-# --------------------------------------------------------------------------- tokenizing
+from alignment.feedback.pairs import PreferencePair, TextPair
+from alignment.training.tokenize import TruncationStats, encode_pair, truncation_stats
 
 
 @dataclass
 class TokenizedPair:
     group: str
-    chosen: list[int]  # prompt + response ids, already truncated
+    chosen: list[int]  # ids from `alignment.training.tokenize.encode_pair`, already truncated
     rejected: list[int]
-
-
-@dataclass
-class TruncationStats:
-    sequences: int = 0
-    prompt_truncated: int = 0  # prompt cut from the left to fit
-    response_truncated: int = 0  # response alone too long: cut from the right, prompt dropped
-
-    def describe(self) -> str:
-        return (
-            f"{self.sequences} sequences; prompt truncated (left) in {self.prompt_truncated}, "
-            f"response truncated (right) in {self.response_truncated}"
-        )
-
-
-def fit(prompt: list[int], response: list[int], max_length: int, stats: TruncationStats) -> list[int]:
-    """prompt + response in at most max_length tokens: cut the prompt from the left, never the
-    response; a response that alone is too long is cut from the right (and counted apart)."""
-    stats.sequences += 1
-    if len(prompt) + len(response) <= max_length:
-        return prompt + response
-    if len(response) >= max_length:
-        stats.response_truncated += 1
-        return response[:max_length]
-    stats.prompt_truncated += 1
-    return prompt[len(prompt) + len(response) - max_length :] + response
-
-
-def _encode(tokenizer, text: str) -> list[int]:
-    return tokenizer(text, add_special_tokens=False)["input_ids"] if text else []
-
-
-def trajectory_ids(trajectory: Trajectory, tokenizer) -> list[int]:
-    """The trajectory as the policy saw it: its segments' recorded token ids when every segment
-    has them, else the tokenized transcript."""
-    if not trajectory.segments:
-        raise RankactError(f"trajectory {trajectory.id} has no segments to score")
-    if all(s.token_ids is not None for s in trajectory.segments):
-        return [t for s in trajectory.segments for t in s.token_ids]
-    return _encode(tokenizer, trajectory.transcript())
-
-
-def _trajectory_parts(trajectory: Trajectory, tokenizer) -> tuple[list[int], list[int]]:
-    """(prompt ids, response ids), split where `prompt_and_response` splits the text."""
-    segments = trajectory.segments
-    cut = 0
-    while cut < len(segments) and segments[cut].role == "prompt" and not segments[cut].forced:
-        cut += 1
-    if segments and all(s.token_ids is not None for s in segments):
-        return [t for s in segments[:cut] for t in s.token_ids], [t for s in segments[cut:] for t in s.token_ids]
-    prompt, response = prompt_and_response(trajectory)
-    return _encode(tokenizer, prompt), _encode(tokenizer, response)
 
 
 def tokenize_pairs(
     pairs: Sequence[PreferencePair | TextPair], tokenizer, max_length: int
 ) -> tuple[list[TokenizedPair], TruncationStats]:
-    stats = TruncationStats()
+    """Every pair through the one tokenization (`encode_pair`), grouped by question or prompt."""
     out: list[TokenizedPair] = []
+    encoded = []
     for i, pair in enumerate(pairs):
-        if isinstance(pair, PreferencePair):
-            if not pair.chosen.segments or not pair.rejected.segments:
-                raise RankactError(f"pair {i} ({pair.question_id}): a trajectory has no segments")
-            cp, cr = _trajectory_parts(pair.chosen, tokenizer)
-            rp, rr = _trajectory_parts(pair.rejected, tokenizer)
-            if cp != rp:  # different prompts (e.g. prompt versions): each scored whole
-                cp, cr, rp, rr = [], cp + cr, [], rp + rr
-            group = pair.question_id
-        else:
-            cp = rp = _encode(tokenizer, pair.prompt)
-            cr, rr = _encode(tokenizer, pair.chosen), _encode(tokenizer, pair.rejected)
-            group = pair.group or f"pair-{i}"
-        if not cr and not cp:
+        chosen, rejected = encode_pair(pair, tokenizer, max_length)
+        if not len(chosen):
             raise RankactError(f"pair {i}: empty chosen text")
-        if not rr and not rp:
+        if not len(rejected):
             raise RankactError(f"pair {i}: empty rejected text")
-        out.append(TokenizedPair(group, fit(cp, cr, max_length, stats), fit(rp, rr, max_length, stats)))
-    return out, stats
-
-
-# --------------------------------------------------------------------------- batching
+        group = pair.question_id if isinstance(pair, PreferencePair) else (pair.group or f"pair-{i}")
+        out.append(TokenizedPair(group, chosen.input_ids, rejected.input_ids))
+        encoded += [chosen, rejected]
+    return out, truncation_stats(encoded)
 
 
 def group_pairs(pairs: Sequence[TokenizedPair]) -> list[list[int]]:
@@ -128,7 +63,7 @@ def make_batches(groups: Sequence[list[int]], batch_size: int, seed: int, epoch:
 
 
 @dataclass
-class Batch:
+class PairBatch:
     """Unique sequences of a batch (InstructGPT: each response forwarded once, however many
     pairs it is in) plus, per pair, the row of its chosen and rejected sequence and a weight
     so that each group counts once in the loss."""
@@ -143,7 +78,7 @@ class Batch:
         return sum(len(s) for s in self.sequences)
 
 
-def collate(pairs: Sequence[TokenizedPair], indices: Sequence[int]) -> Batch:
+def collate_pairs(pairs: Sequence[TokenizedPair], indices: Sequence[int]) -> PairBatch:
     rows: dict[tuple[int, ...], int] = {}
     sizes: dict[str, int] = {}
     for i in indices:
@@ -155,20 +90,4 @@ def collate(pairs: Sequence[TokenizedPair], indices: Sequence[int]) -> Batch:
     chosen = [row(pairs[i].chosen) for i in indices]
     rejected = [row(pairs[i].rejected) for i in indices]
     weights = [1.0 / sizes[pairs[i].group] for i in indices]
-    return Batch([list(k) for k in rows], chosen, rejected, weights)
-
-
-def pad(sequences: Sequence[Sequence[int]], pad_id: int, side: str = "right"):
-    """(input_ids, attention_mask) tensors, padded on `side`."""
-    import torch
-
-    length = max(len(s) for s in sequences)
-    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(sequences), length), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        if not seq:
-            continue
-        sl = slice(0, len(seq)) if side == "right" else slice(length - len(seq), length)
-        ids[i, sl] = torch.tensor(seq, dtype=torch.long)
-        mask[i, sl] = 1
-    return ids, mask
+    return PairBatch([list(k) for k in rows], chosen, rejected, weights)

@@ -19,7 +19,14 @@ from torch import nn
 
 from agent.errors import ModelLoadError, RankactError
 from agent.trajectory import Trajectory
-from alignment.training.reward.batching import pad, trajectory_ids
+from alignment.training.tokenize import (
+    Encoded,
+    collate,
+    encode_prompt_completion,
+    encode_text,
+    encode_trajectory,
+    pad_token_id,
+)
 
 CONFIG_FILE = "reward_config.json"
 HEAD_FILE = "head.safetensors"
@@ -156,8 +163,7 @@ class RewardModel(nn.Module):
 
     @property
     def pad_id(self) -> int:
-        pad_id = self.tokenizer.pad_token_id
-        return pad_id if pad_id is not None else (self.tokenizer.eos_token_id or 0)
+        return pad_token_id(self.tokenizer)
 
     def decoder(self) -> nn.Module:
         # The decoder stack alone: skips the LM head (a vocab-sized matmul we never use).
@@ -178,31 +184,41 @@ class RewardModel(nn.Module):
     def device(self) -> torch.device:
         return self.head.weight.device
 
+    def encode(self, trajectory: Trajectory) -> Encoded:
+        """The ids this model reads for a trajectory: the same function (and max_length) that
+        encoded its training pairs, so PPO-time scores are on what it was trained on."""
+        return encode_trajectory(trajectory, self.tokenizer, self.info.max_length)
+
     @torch.no_grad()
-    def score_ids(self, sequences: Sequence[Sequence[int]], batch_size: int = 8) -> list[float]:
-        """Scores of token-id sequences (each cut to its last max_length tokens)."""
+    def score_encoded(self, samples: Sequence[Encoded], batch_size: int = 8) -> list[float]:
+        """Scores of encoded sequences, batched by similar length (any batch size gives the
+        same numbers up to float noise)."""
+        if any(len(s) == 0 for s in samples):
+            raise RankactError("cannot score an empty sequence")
         was_training = self.training
         self.eval()
-        seqs = [list(s)[-self.info.max_length :] for s in sequences]
-        if any(not s for s in seqs):
-            raise RankactError("cannot score an empty sequence")
-        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]))  # similar lengths pad less
-        scores = [0.0] * len(seqs)
+        order = sorted(range(len(samples)), key=lambda i: len(samples[i]))  # similar lengths pad less
+        scores = [0.0] * len(samples)
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            ids, mask = pad([seqs[i] for i in chunk], self.pad_id)
-            values = self(ids.to(self.device), mask.to(self.device)).float().cpu().tolist()
+            batch = collate([samples[i] for i in chunk], self.pad_id)
+            values = self(batch.input_ids.to(self.device), batch.attention_mask.to(self.device)).float().cpu().tolist()
             for i, value in zip(chunk, values, strict=True):
                 scores[i] = value
         self.train(was_training)
         return scores
 
+    def score_ids(self, sequences: Sequence[Sequence[int]], batch_size: int = 8) -> list[float]:
+        """Scores of token-id sequences (truncated like any other to max_length)."""
+        return self.score_encoded([encode_prompt_completion([], s, self.info.max_length) for s in sequences],
+                                  batch_size)
+
     def score_texts(self, texts: Sequence[str], batch_size: int = 8) -> list[float]:
-        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        return self.score_ids(ids, batch_size)
+        return self.score_encoded([encode_text("", t, self.tokenizer, self.info.max_length) for t in texts],
+                                  batch_size)
 
     def score_trajectory(self, trajectory: Trajectory) -> float:
-        return self.score_ids([trajectory_ids(trajectory, self.tokenizer)])[0]
+        return self.score_encoded([self.encode(trajectory)])[0]
 
     def normalized(self, x: float | torch.Tensor) -> float | torch.Tensor:
         """(x - mean) / std with the stats saved at training time (for PPO reward whitening)."""

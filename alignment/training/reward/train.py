@@ -23,15 +23,14 @@ from alignment.feedback.pairs import PreferencePair, TextPair
 from alignment.training.losses import bradley_terry_loss
 from alignment.training.reward.batching import (
     TokenizedPair,
-    TruncationStats,
-    collate,
+    collate_pairs,
     group_pairs,
     make_batches,
-    pad,
     tokenize_pairs,
 )
 from alignment.training.reward.config import RewardTrainConfig
 from alignment.training.reward.model import RewardModel
+from alignment.training.tokenize import TruncationStats, collate, encode_prompt_completion
 
 CHECKPOINT_DIR = "checkpoint"
 
@@ -199,7 +198,7 @@ def train_reward(
         step_loss = 0.0
         for k in range(config.grad_accum):
             index = step * per_step + k * procs + accelerator.process_index
-            batch = collate(tokenized, batch_at(index))
+            batch = collate_pairs(tokenized, batch_at(index))
             with accelerator.accumulate(wrapped):
                 loss, chosen, rejected = _forward(wrapped, batch, model.pad_id, accelerator.device, config)
                 accelerator.backward(loss)  # scaled by 1/grad_accum by accelerate
@@ -258,8 +257,9 @@ def train_reward(
 
 
 def _forward(wrapped, batch, pad_id: int, device, config: RewardTrainConfig):
-    ids, mask = pad(batch.sequences, pad_id)
-    scores = wrapped(ids.to(device), mask.to(device)).float()
+    # Sequences are already encoded (and truncated) by `tokenize_pairs`: only padding is left.
+    padded = collate([encode_prompt_completion([], s) for s in batch.sequences], pad_id)
+    scores = wrapped(padded.input_ids.to(device), padded.attention_mask.to(device)).float()
     chosen = scores[torch.tensor(batch.chosen_rows, device=device)]
     rejected = scores[torch.tensor(batch.rejected_rows, device=device)]
     weights = torch.tensor(batch.weights, device=device)

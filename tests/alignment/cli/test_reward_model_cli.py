@@ -8,7 +8,6 @@ import torch
 
 from agent.trajectory import ModelRef, Segment, Trajectory
 from alignment.cli.main import main
-from alignment.training.reward.batching import pad
 from alignment.training.reward.model import RewardModel, last_token_index
 
 
@@ -19,6 +18,18 @@ def model(tiny_model_dir) -> RewardModel:
 
 
 SEQS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17], [18]]
+
+
+def pad(sequences, pad_id, side="right"):
+    """(input_ids, attention_mask) padded on `side`: left padding checks the model reads the
+    same token with the same positions whichever side the padding is on."""
+    length = max(len(s) for s in sequences)
+    ids = torch.full((len(sequences), length), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        cols = slice(0, len(seq)) if side == "right" else slice(length - len(seq), length)
+        ids[i, cols], mask[i, cols] = torch.tensor(seq), 1
+    return ids, mask
 
 
 def test_last_token_index_is_the_last_real_token_on_either_side():
@@ -42,14 +53,15 @@ def test_scores_do_not_depend_on_padding_side_or_batch_composition(model):
     assert model.score_ids(SEQS, batch_size=1) == pytest.approx(model.score_ids(SEQS, batch_size=3), abs=1e-5)
 
 
-def test_score_trajectory_uses_the_recorded_token_ids_else_the_transcript(model):
+def test_score_trajectory_uses_the_recorded_token_ids_else_each_segment_tokenized(model):
     segments = [Segment(role="prompt", text="Q: hi\n", token_ids=[50, 51]),
                 Segment(role="generated", text="Final Answer: yo", token_ids=[60, 61, 62])]
     traj = Trajectory(question="hi", model=ModelRef(backend="local", name="t"), prompt_version="v", segments=segments)
     assert model.score_trajectory(traj) == pytest.approx(model.score_ids([[50, 51, 60, 61, 62]])[0], abs=1e-6)
     text_only = traj.model_copy(update={"segments": [s.model_copy(update={"token_ids": None}) for s in segments]})
-    assert model.score_trajectory(text_only) == pytest.approx(model.score_texts(["Q: hi\nFinal Answer: yo"])[0],
-                                                              abs=1e-6)
+    encode = model.tokenizer.encode
+    per_segment = encode("Q: hi\n", add_special_tokens=False) + encode("Final Answer: yo", add_special_tokens=False)
+    assert model.score_trajectory(text_only) == pytest.approx(model.score_ids([per_segment])[0], abs=1e-6)
 
 
 def _run(argv, capsys) -> tuple[int, str, str]:

@@ -80,9 +80,9 @@ def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
 
 
 def test_pairs_and_best_of_k_from_a_store(tmp_path):
+    from alignment.feedback.pairs import load_pair_source
     from alignment.feedback.rankings import Ranking
     from alignment.feedback.store import TrajectoryStore
-    from alignment.training.dpo import load_pair_source
     from alignment.training.sft import best_of_pairs
 
     url = f"sqlite:///{tmp_path / 'store.db'}"

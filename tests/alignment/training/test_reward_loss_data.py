@@ -15,14 +15,13 @@ from alignment.feedback.rankings import Ranking
 from alignment.training.losses import bradley_terry_loss, pairwise_accuracy
 from alignment.training.reward.batching import (
     TokenizedPair,
-    TruncationStats,
-    collate,
-    fit,
+    collate_pairs,
     group_pairs,
     make_batches,
     tokenize_pairs,
 )
 from alignment.training.reward.evaluate import summarize, wilson_interval
+from alignment.training.tokenize import encode_prompt_completion, truncation_stats
 
 
 def _nll(x: float) -> float:  # -log σ(x), by hand
@@ -123,12 +122,16 @@ def test_read_pairs_formats_ranges_and_errors(tmp_path):
         read_pairs(hh, "3")
 
 
-def test_truncation_cuts_the_prompt_from_the_left_and_never_the_response():
-    stats = TruncationStats()
-    assert fit([1, 2], [3], 5, stats) == [1, 2, 3]
-    assert fit([1, 2, 3, 4, 5, 6], [7, 8, 9], 5, stats) == [5, 6, 7, 8, 9]  # response whole, prompt tail
-    assert fit([1, 2], [3, 4, 5, 6, 7, 8], 5, stats) == [3, 4, 5, 6, 7]  # response alone too long
-    assert (stats.sequences, stats.prompt_truncated, stats.response_truncated) == (3, 1, 1)
+def test_truncation_cuts_the_prompt_from_the_left_then_the_end():
+    fits = encode_prompt_completion([1, 2], [3], 5)
+    prompt_cut = encode_prompt_completion([1, 2, 3, 4, 5, 6], [7, 8, 9], 5)
+    too_long = encode_prompt_completion([1, 2], [3, 4, 5, 6, 7, 8], 5)
+    assert fits.input_ids == [1, 2, 3]
+    assert prompt_cut.input_ids == [5, 6, 7, 8, 9]  # response whole, prompt tail
+    # Response alone too long: one prompt token kept as context, then the response's start.
+    assert too_long.input_ids == [2, 3, 4, 5, 6] and too_long.trainable == [False, True, True, True, True]
+    stats = truncation_stats([fits, prompt_cut, too_long])
+    assert (stats.sequences, stats.prompt_truncated, stats.response_truncated) == (3, 2, 1)
 
 
 def test_tokenize_pairs_keeps_each_response_whole(tiny_model_dir):
@@ -175,6 +178,6 @@ def test_k_way_ranking_with_ties_gives_grouped_pairs_kept_in_one_batch():
     assert make_batches(groups, 2, 0, 0) == make_batches(groups, 2, 0, 0)  # seeded
     assert {tuple(map(tuple, make_batches(groups, 2, s, 0))) for s in range(6)}.__len__() > 1  # shuffled
     # In the batch, each response is forwarded once; the group's pairs weigh 1/5 each.
-    batch = collate(tokenized, list(range(5)))
+    batch = collate_pairs(tokenized, list(range(5)))
     assert len(batch.sequences) == 4 and batch.weights == [0.2] * 5
     assert batch.sequences[batch.chosen_rows[0]] == [1, ord("a")]

@@ -9,8 +9,8 @@ from alignment.training.tokenize import ROLE_IDS, collate, encode_prompt_complet
 class CharTokenizer:
     """One id per character: makes it visible which segments were tokenized here."""
 
-    def encode(self, text, add_special_tokens=False):
-        return [ord(c) for c in text]
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
 
 
 def _traj(segments):
@@ -61,3 +61,42 @@ def test_collate_pads_and_masks():
     assert batch.trainable_mask.tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 0]]
     assert batch.last_trainable_index.tolist() == [4, 1]
     assert batch.roles[1, 2].item() == ROLE_IDS["padding"]
+
+
+def _long_trajectory(answer_id: int) -> Trajectory:
+    """130 tokens: a 40-token prompt, then generated / observation / generated pieces."""
+    return _traj([
+        Segment(role="prompt", text="", token_ids=list(range(1000, 1040))),
+        Segment(role="generated", text="", token_ids=list(range(2000, 2030))),
+        Segment(role="observation", text="", token_ids=list(range(3000, 3030))),
+        Segment(role="generated", text="", token_ids=list(range(4000, 4029)) + [answer_id]),
+    ])
+
+
+def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_model_dir, tmp_path, monkeypatch):
+    """Training and PPO-time scoring go through one tokenization: for a trajectory longer than
+    max_length, the ids the reward model trains on are exactly the ids it later scores."""
+    from alignment.feedback.pairs import PreferencePair
+    from alignment.training.reward.config import RewardTrainConfig
+    from alignment.training.reward.model import RewardModel
+    from alignment.training.reward.train import train_reward
+
+    long_good, long_bad = _long_trajectory(5000), _long_trajectory(5001)
+    seen: list[list[int]] = []
+    forward = RewardModel.forward
+
+    def spy(self, input_ids, attention_mask):
+        seen.extend(row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask, strict=True))
+        return forward(self, input_ids, attention_mask)
+
+    monkeypatch.setattr(RewardModel, "forward", spy)
+    pair = PreferencePair(question_id="q", question="q", chosen=long_good, rejected=long_bad)
+    config = RewardTrainConfig(base=str(tiny_model_dir), out=tmp_path / "rm", max_length=64, batch_size=1,
+                               max_steps=1, norm_samples=2, progress=False)
+    model, _ = train_reward(config, [pair], log=lambda *_: None)
+    trained = [row for row in seen]
+    seen.clear()
+    model.score_trajectory(long_good)
+    (scored,) = seen
+    assert len(scored) == 64 and scored in trained
+    assert scored[-1] != 5000  # over max_length, the end is cut (the one policy): not the last 64 tokens
