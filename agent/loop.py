@@ -43,6 +43,8 @@ MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
 LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
+# Tool-using steps before the forced answer, for every command and trainer (`agent.build`).
+DEFAULT_MAX_STEPS = 5
 
 
 @dataclass
@@ -116,7 +118,7 @@ class Agent:
         llm: LLM,
         tools: Sequence[Any] | None = None,
         *,
-        max_steps: int = 6,
+        max_steps: int = DEFAULT_MAX_STEPS,
         guided: bool | None = None,
         max_parse_errors: int = 3,
         loop_limit: int = 3,

@@ -147,32 +147,32 @@ class Demo:
         ]
 
     def load_model(self) -> str:
-        from alignment.evaluation.setup import load_model
+        from agent.llm import load_llm
 
-        self.state["llm"] = load_model(self.config.model)
+        self.state["llm"] = load_llm(self.config.model)
         info = getattr(self.state["llm"], "info", None)
         return f"{getattr(info, 'name', self.config.model)}"
 
     def index_corpus(self) -> str:
-        from alignment.evaluation.setup import build_index, load_retriever
+        from agent.build import load_index
+        from alignment.tasks.indexes import build_index
 
         records = demo_corpus()
         folder = build_index(records, self.out / "index", progress=False)
-        self.state["retriever"] = load_retriever(folder)
+        self.state["retriever"] = load_index(folder)
         return f"{len(records)} passages -> {folder}"
 
-    def _agent(self, llm: Any, tools: Any = None) -> Any:
-        from alignment.evaluation.setup import make_agent
+    def _agents(self, llm: Any) -> Any:
+        from alignment.tasks.agents import TaskAgents
 
-        return make_agent(llm, self.state.get("retriever"), max_steps=self.config.max_steps, tools=tools)
+        return TaskAgents(llm, retriever=self.state.get("retriever"), max_steps=self.config.max_steps)
 
     def _evaluate(self, llm: Any, label: str) -> Any:
-        from alignment.evaluation.setup import evaluate_agent
+        from alignment.evaluation.evaluate import evaluate
 
         runs = self.state.setdefault("runs", {}).setdefault(label, [])
-        return evaluate_agent(llm, self.heldout, retriever=self.state.get("retriever"), label=label,
-                              max_steps=self.config.max_steps,
-                              on_result=lambda _result, trajectory: runs.append(trajectory))
+        return evaluate(self._agents(llm), self.heldout, label=label,
+                        on_result=lambda _result, trajectory: runs.append(trajectory))
 
     def _reward_of(self, label: str) -> float | None:
         """Mean normalized reward-model score of one evaluation's trajectories: the learned
@@ -198,19 +198,12 @@ class Demo:
         self.out.mkdir(parents=True, exist_ok=True)
         store = TrajectoryStore(f"sqlite:///{(self.out / 'store.db').resolve()}")
         self.state["store"] = store
-        from alignment.evaluation.setup import tool_groups
-
         total = len(self.train) * self.config.samples
-        by_status: dict[str, int] = {}
-        failed = 0
         with _progress_bar("collecting", total) as (bar, job):
-            for names, group in tool_groups(self.train):
-                report = collect(group, self._agent(self.state["llm"], names), store, samples=self.config.samples,
-                                 temperature=self.config.temperature, seed=self.config.seed,
-                                 on_sample=lambda *_: bar.advance(job))
-                failed += report.failed
-                for status, n in report.by_status.items():
-                    by_status[status] = by_status.get(status, 0) + n
+            report = collect(self.train, self._agents(self.state["llm"]), store, samples=self.config.samples,
+                             temperature=self.config.temperature, seed=self.config.seed,
+                             on_sample=lambda *_: bar.advance(job))
+        failed, by_status = report.failed, report.by_status
         count = store.count_trajectories()
         if count < 2:
             raise DemoError(f"collection stored {count} trajectories ({failed} runs failed); nothing to rank")
@@ -282,10 +275,10 @@ class Demo:
         return f"{result.steps} steps{extra} -> policy {result.out_dir}"
 
     def eval_after(self) -> str:
-        from alignment.evaluation.setup import load_model
+        from agent.llm import load_llm
 
         self.state.pop("llm", None)
-        llm = load_model(str(self.state["policy_dir"]))
+        llm = load_llm(str(self.state["policy_dir"]))
         report = self._evaluate(llm, "after DPO")
         (self.out / "eval-after.json").write_text(report.model_dump_json(indent=1))
         self.result.reports.append(report)

@@ -66,27 +66,26 @@ def load_questions(data: Path, n_arith: int, n_hotpot: int, n_nq: int) -> list[d
     return out
 
 
-def tools_for(item: dict) -> list:
-    from tools.calculator import calculator
-
+def retriever_for(item: dict):
+    """A BM25 index over the question's own passages (None for arithmetic)."""
     if not item["passages"]:
-        return [calculator]
+        return None
     from retrieval import HashingEmbedder, Retriever
-    from tools.search import SearchTool
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": f"p{i}", "title": p["title"], "text": p["text"], "source": p["title"]}
                    for i, p in enumerate(item["passages"])])
-    return [calculator, SearchTool(retriever, k=2, mode="bm25")]
+    return retriever
 
 
 def run(args: argparse.Namespace) -> None:
     from rich.progress import track
 
+    from agent.build import build_agent
     from agent.guided import GuidedConfig
     from agent.llm import GenerationConfig
     from agent.llm.local import TransformersLLM
-    from agent.loop import DEFAULT_GENERATION, Agent
+    from agent.loop import DEFAULT_GENERATION
     from alignment.evaluation.metrics import answer_contains, exact_match
 
     if args.threads:
@@ -111,8 +110,9 @@ def run(args: argparse.Namespace) -> None:
             if (mode, item["question"]) in done:
                 rows[mode].append(done[(mode, item["question"])])
                 continue
-            agent = Agent(llm, tools_for(item), max_steps=args.max_steps, guided=mode == "guided",
-                          guided_config=guided_config, generation=unguided)
+            agent = build_agent(llm, retriever=retriever_for(item), search_k=2, search_mode="bm25",
+                                max_steps=args.max_steps, guided=mode == "guided", guided_config=guided_config,
+                                generation=unguided)
             started = time.perf_counter()
             traj = agent.run(item["question"])
             steps = len(traj.steps)

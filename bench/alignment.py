@@ -71,22 +71,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     console = Console()
+    from agent.build import load_index
+    from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import comparison_table
-    from alignment.evaluation.setup import (
-        evaluate_agent,
-        load_model,
-        load_retriever,
-        make_agent,
-        preset_index,
-        tool_groups,
-    )
+    from alignment.evaluation.evaluate import comparison_table, evaluate_llm
     from alignment.feedback.collect import collect
     from alignment.feedback.export import write_export
     from alignment.feedback.pairs import read_pairs
     from alignment.feedback.simulated import SimulatedAnnotator
     from alignment.feedback.store import TrajectoryStore
+    from alignment.tasks.agents import TaskAgents
     from alignment.tasks.datasets import arith_tasks, hotpot_tasks
+    from alignment.tasks.indexes import preset_index
     from alignment.training.dpo import DPOConfig, train_dpo
     from alignment.training.policy import LoraSettings
     from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
@@ -110,13 +106,13 @@ def main(argv: list[str] | None = None) -> None:
                   f"training: {len(train_tasks)} other DEV questions x {args.samples} samples; out: {out}")
 
     t0 = stage("index HotpotQA DEV paragraphs (cached after the first run)")
-    retriever = load_retriever(preset_index("hotpot", "dev", args.data, progress=True))
+    retriever = load_index(preset_index("hotpot", "dev", args.data, progress=True))
     timings["index (or cache hit)"] = time.perf_counter() - t0
 
     def run_eval(model_spec: str, label: str):
         t = stage(f"evaluate {label} on {len(eval_tasks)} DEV questions")
-        llm = load_model(model_spec)
-        report = evaluate_agent(llm, eval_tasks, retriever=retriever, label=label, max_steps=args.max_steps)
+        llm = load_llm(model_spec)
+        report = evaluate_llm(llm, eval_tasks, retriever=retriever, label=label, max_steps=args.max_steps)
         timings[f"eval {label}"] = time.perf_counter() - t
         (out / f"eval-{label.replace(' ', '_')}.json").write_text(report.model_dump_json(indent=1))
         console.print(f"EM {report.em:.1%}  F1 {report.f1:.1%}  success {report.success:.1%}  "
@@ -131,16 +127,12 @@ def main(argv: list[str] | None = None) -> None:
     store = TrajectoryStore(f"sqlite:///{(out / 'store.db').resolve()}")
     from alignment.evaluation.evaluate import _progress
 
-    added, by_status = 0, {}
     with _progress(True, "collecting") as bar:
         job = bar.add_task("collecting", total=len(train_tasks) * args.samples)
-        for names, group in tool_groups(train_tasks):  # each task gets the tools it names
-            agent = make_agent(base_llm, retriever, max_steps=args.max_steps, tools=names)
-            collected = collect(group, agent, store, samples=args.samples, temperature=0.7, seed=0,
-                                on_sample=lambda *_: bar.advance(job))
-            added += collected.added
-            for status, n in collected.by_status.items():
-                by_status[status] = by_status.get(status, 0) + n
+        # each task gets the tools it names
+        collected = collect(train_tasks, TaskAgents(base_llm, retriever=retriever, max_steps=args.max_steps), store,
+                            samples=args.samples, temperature=0.7, seed=0, on_sample=lambda *_: bar.advance(job))
+    added, by_status = collected.added, collected.by_status
     del base_llm
     rankings = SimulatedAnnotator("simulated-bench").annotate_all(store)
     pairs_path = out / "pairs.jsonl"
@@ -184,8 +176,7 @@ def main(argv: list[str] | None = None) -> None:
                             samples=min(args.samples, 4), agent_max_steps=args.max_steps,
                             max_length=args.max_length),
                   reward_fn=reward_model_fn(out / "reward"), tasks=train_tasks,
-                  # one agent for every rollout task, so it gets both tools
-                  agent_factory=lambda llm: make_agent(llm, retriever, max_steps=args.max_steps))
+                  agent_factory=lambda llm: TaskAgents(llm, retriever=retriever, max_steps=args.max_steps))
         timings["train reward model + PPO"] = time.perf_counter() - t0
         reports.append(run_eval(str(out / "ppo"), "PPO")[0])
 

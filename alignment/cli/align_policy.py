@@ -10,6 +10,7 @@ import typer
 from pydantic import ValidationError
 
 from agent.errors import RankactError
+from agent.loop import DEFAULT_MAX_STEPS
 
 Out = Annotated[Path, typer.Option("--out", help="output folder: the trained policy, metrics and checkpoint")]
 Base = Annotated[str | None, typer.Option("--base", help="model folder to start from (default: the embedded model)")]
@@ -100,7 +101,7 @@ def register(app: typer.Typer) -> None:
         step_penalty: Annotated[float, typer.Option("--step-penalty", min=0.0)] = 0.0,
         temperature: Annotated[float, typer.Option("--temperature", min=0.01)] = 1.0,
         max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 128,
-        agent_max_steps: Annotated[int, typer.Option("--agent-max-steps", min=1)] = 4,
+        agent_max_steps: Annotated[int, typer.Option("--agent-max-steps", min=1)] = DEFAULT_MAX_STEPS,
         guided: Annotated[bool | None, typer.Option("--guided/--no-guided",
                                                     help="guided decoding in rollouts (default: the agent's)")] = None,
         ppo_epochs: Annotated[int, typer.Option("--ppo-epochs", min=1)] = 2,

@@ -5,26 +5,9 @@ import sys
 
 import typer
 
+from agent.loop import DEFAULT_MAX_STEPS
+
 app = typer.Typer(add_completion=False)
-
-
-def _build_tools(index: str | None, k: int) -> list:
-    from tools.calculator import calculator
-
-    tools = [calculator]
-    if index:
-        from agent.errors import RankactError
-
-        try:
-            from retrieval import RetrievalError, Retriever
-            from tools.search import SearchTool
-        except ImportError as exc:  # pragma: no cover - retrieval is part of the install
-            raise RankactError(f"--index needs the retrieval package: {exc}") from exc
-        try:
-            tools.append(SearchTool(Retriever.load(index), k=k))
-        except (RetrievalError, OSError, ValueError) as exc:
-            raise RankactError(f"cannot load index {index}: {exc}") from exc
-    return tools
 
 
 @app.command()
@@ -32,7 +15,8 @@ def ask(
     question: str = typer.Argument(..., help="The question to answer."),
     model: str = typer.Option("default", "--model", "-m",
                               help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH"),
-    max_steps: int = typer.Option(6, "--max-steps", min=1, help="Most tool-using steps before a forced answer."),
+    max_steps: int = typer.Option(DEFAULT_MAX_STEPS, "--max-steps", min=1,
+                                  help="Most tool-using steps before a forced answer."),
     guided: bool = typer.Option(True, "--guided/--no-guided",
                                 help="Guided decoding (local models only; off for HTTP and scripted backends)."),
     as_json: bool = typer.Option(False, "--json", help="Print the trajectory as JSON instead of live steps."),
@@ -44,17 +28,16 @@ def ask(
                                        help="Bearer token for an HTTP server (or OPENAI_API_KEY)."),
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
-    from agent.guided import supports_guidance
-    from agent.llm.loading import load_llm
-    from agent.loop import Agent
+    from agent.build import build_agent, load_index
+    from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
 
     quiet_libraries()
-    tools = _build_tools(index, k)
+    retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
     kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
     llm = load_llm(model, **kwargs)
     # --guided is the default: it means "where the backend allows it".
-    agent = Agent(llm, tools, max_steps=max_steps, guided=guided and supports_guidance(llm))
+    agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided)
     sampling = {"temperature": temperature, "seed": seed}
     if as_json:
         trajectory = agent.run(question, **sampling)

@@ -8,29 +8,9 @@ from typing import Annotated
 
 import typer
 
-from agent.errors import RankactError
+from agent.loop import DEFAULT_MAX_STEPS
 
 app = typer.Typer(add_completion=False)
-
-
-def build_agent(model: str, index: Path | None, max_steps: int):
-    """The agent from the shared pieces: an LLM backend by spec, the default tools, and a
-    search tool over `index` when given."""
-    try:
-        from agent.llm.loading import load_llm
-        from agent.loop import Agent
-        from tools import default_tools
-    except ModuleNotFoundError as exc:
-        raise RankactError(f"the agent is not available in this build ({exc.name} is missing)") from exc
-    tools = list(default_tools())
-    if index is not None:
-        from retrieval import Retriever
-        from tools.search import SearchTool
-
-        if not index.is_dir():
-            raise RankactError(f"index folder not found: {index}")
-        tools = [t for t in tools if t.name != "search"] + [SearchTool(Retriever.load(index))]
-    return Agent(load_llm(model), tools, max_steps=max_steps)
 
 
 @app.command()
@@ -42,7 +22,7 @@ def collect(
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
     model: Annotated[str, typer.Option(help="model: default, a folder, an http(s) URL or scripted:PATH")]
     = "default",
-    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = 5,
+    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
 ) -> None:
@@ -50,10 +30,13 @@ def collect(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    from agent.build import load_index
+    from agent.llm import load_llm
     from alignment.feedback.collect import collect as run_collect
     from alignment.feedback.collect import samples_to_run
     from alignment.feedback.store import TrajectoryStore
     from alignment.tasks import load_tasks
+    from alignment.tasks.agents import TaskAgents
 
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
@@ -62,8 +45,9 @@ def collect(
     if todo == 0:
         console.print(f"all {len(task_list)} tasks already have {samples} trajectories in {store.url}")
         return
+    retriever = load_index(index) if index is not None else None
     with console.status(f"loading {model}"):
-        agent = build_agent(model, index, max_steps)
+        agents = TaskAgents(load_llm(model), retriever=retriever, max_steps=max_steps)
     columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
@@ -73,7 +57,7 @@ def collect(
             status = trajectory.status if trajectory is not None else "failed"
             progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
-        report = run_collect(task_list, agent, store, samples=samples, temperature=temperature, seed=seed,
+        report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
                              on_sample=advance)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from agent.errors import RankactError
+from agent.loop import DEFAULT_MAX_STEPS
 
 app = typer.Typer(add_completion=False)
 
@@ -31,7 +32,7 @@ def evaluate(
         "--model", "-m", help="model: default, a folder, an http URL or scripted:PATH; repeat to compare")] = None,
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N tasks")] = None,
-    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per question")] = 5,
+    max_steps: Annotated[int, typer.Option(min=1, help="agent steps per question")] = DEFAULT_MAX_STEPS,
     refusal: Annotated[bool, typer.Option(help="refusal rate on AdvBench requests instead of QA")] = False,
     split: Annotated[str, typer.Option(help="dev or test (with --refusal)")] = "dev",
     agent_mode: Annotated[bool, typer.Option(
@@ -41,10 +42,12 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
+    from agent.build import load_index
     from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.setup import load_retriever, model_label, preset_index
+    from alignment.evaluation.evaluate import model_label
     from alignment.tasks import load_tasks
     from alignment.tasks.datasets import advbench_tasks, parse_preset, preset_tasks
+    from alignment.tasks.indexes import preset_index
 
     quiet_libraries()
     console = Console(stderr=as_json)
@@ -74,7 +77,7 @@ def evaluate(
             task_list = load_tasks(tasks)[:limit]
         title = f"{tasks} ({len(task_list)} tasks)"
 
-    retriever = load_retriever(index) if index is not None and not refusal else None
+    retriever = load_index(index) if index is not None and not refusal else None
     reports = []
     for spec in models:
         label = model_label(spec)
@@ -83,10 +86,10 @@ def evaluate(
         if refusal:
             reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
         else:
-            from alignment.evaluation.setup import evaluate_agent
+            from alignment.evaluation.evaluate import evaluate_llm
 
-            reports.append(evaluate_agent(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
-                                          progress=console.is_terminal))
+            reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
+                                        progress=console.is_terminal))
         del llm
         gc.collect()
 
@@ -108,17 +111,17 @@ def evaluate(
 
 
 def _load(spec: str):
-    from alignment.evaluation.setup import load_model
+    from agent.llm import load_llm
 
-    return load_model(spec)
+    return load_llm(spec)
 
 
 def _refusals(llm, task_list, label, agent_mode, max_steps, retriever):
     from alignment.evaluation.refusal import refusal_eval
 
     if agent_mode:
-        from alignment.evaluation.setup import make_agent
+        from agent.build import build_agent
 
-        target = make_agent(llm, retriever, max_steps=max_steps)
+        target = build_agent(llm, retriever=retriever, max_steps=max_steps)
         return refusal_eval(target, task_list, mode="agent", label=label)
     return refusal_eval(llm, task_list, mode="generate", label=label)

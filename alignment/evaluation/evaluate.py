@@ -19,14 +19,17 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from agent.build import DEFAULT_MAX_STEPS
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
 from alignment.tasks import Task
+from alignment.tasks.agents import TaskAgents, per_task
 
 
 class AgentLike(Protocol):
@@ -124,18 +127,17 @@ def report_from_trajectories(tasks: Sequence[Task], trajectories: Sequence[Traje
 
 
 def evaluate(
-    agent_factory: Callable[[], AgentLike] | AgentLike,
+    agents: Callable[[Task], AgentLike] | AgentLike,
     tasks: Sequence[Task],
     *,
     label: str = "",
     progress: bool = True,
     on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
 ) -> EvalReport:
-    """Run the agent (built once by `agent_factory`, or given directly) greedily on each task.
-    A run that raises is counted as an error, not fatal: one bad question must not lose an
-    hour of evaluation."""
-    is_agent = hasattr(agent_factory, "run") and not isinstance(agent_factory, type)
-    agent = agent_factory if is_agent else agent_factory()  # type: ignore[operator]
+    """Run each task greedily with its agent (`agents(task)`, e.g. `TaskAgents`, or one agent
+    for all). A run that raises is counted as an error, not fatal: one bad question must not
+    lose an hour of evaluation."""
+    agent_for = per_task(agents)
     results: list[TaskResult] = []
     start = time.perf_counter()
     with _progress(progress, label) as bar:
@@ -144,7 +146,7 @@ def evaluate(
             t0 = time.perf_counter()
             trajectory: Trajectory | None = None
             try:
-                trajectory = agent.run(task.question)
+                trajectory = agent_for(task).run(task.question)
                 result = score_trajectory(task, trajectory, time.perf_counter() - t0)
             except KeyboardInterrupt:
                 raise
@@ -155,6 +157,22 @@ def evaluate(
                 on_result(result, trajectory)
             bar.advance(job)
     return summarize(results, label, wall_s=time.perf_counter() - start)
+
+
+def evaluate_llm(llm: Any, tasks: Sequence[Task], *, retriever: Any = None, max_steps: int = DEFAULT_MAX_STEPS,
+                 label: str = "", progress: bool = True,
+                 on_result: Callable[[TaskResult, Trajectory | None], None] | None = None) -> EvalReport:
+    """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names)."""
+    return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps), tasks, label=label,
+                    progress=progress, on_result=on_result)
+
+
+def model_label(spec: str) -> str:
+    """A short column title for a model spec (a folder's last two parts)."""
+    if spec.startswith(("http://", "https://", "scripted:")) or spec == "default":
+        return spec
+    parts = Path(spec).parts
+    return "/".join(parts[-2:]) if len(parts) > 1 else spec
 
 
 def _progress(enabled: bool, label: str):

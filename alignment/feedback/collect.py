@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 from agent.trajectory import Trajectory
 from alignment.feedback.store import TrajectoryStore
 from alignment.tasks import Task
+from alignment.tasks.agents import per_task
 
 log = logging.getLogger("rankact.collect")
 
@@ -39,7 +40,7 @@ def sample_seed(base_seed: int, sample_index: int) -> int:
 
 def collect(
     tasks: Sequence[Task],
-    agent: RunsQuestions,
+    agents: Callable[[Task], RunsQuestions] | RunsQuestions,
     store: TrajectoryStore,
     *,
     samples: int,
@@ -47,9 +48,11 @@ def collect(
     seed: int = 0,
     on_sample: Callable[[Task, int, Trajectory | None], None] | None = None,
 ) -> CollectReport:
-    """Run `agent` until every task has `samples` trajectories in `store`."""
+    """Run each task's agent (`agents(task)`, e.g. `TaskAgents`, or one agent for all) until
+    every task has `samples` trajectories in `store`."""
     if samples < 1:
         raise ValueError("samples must be at least 1")
+    agent_for = per_task(agents)
     report = CollectReport(tasks=len(tasks))
     for task in tasks:
         done = store.sample_indices(task.id)
@@ -63,7 +66,7 @@ def collect(
         for k in missing:
             sample = sample_seed(seed, k)
             try:
-                trajectory = agent.run(task.question, temperature=temperature, seed=sample)
+                trajectory = agent_for(task).run(task.question, temperature=temperature, seed=sample)
             except Exception:  # one bad sample must not end a long collection run
                 log.exception("task %s sample %d failed", task.id, k)
                 report.failed += 1

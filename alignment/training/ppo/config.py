@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from agent.loop import DEFAULT_MAX_STEPS
 from alignment.training.policy import LoraSettings
 
 
@@ -25,7 +26,7 @@ class PPOConfig(BaseModel):
     temperature: float = Field(1.0, gt=0)  # sampling: PPO's ratios assume we sample from π itself
     top_p: float = Field(1.0, gt=0, le=1)
     max_new_tokens: int = Field(128, ge=1)  # per LLM call in the agent
-    agent_max_steps: int = Field(4, ge=1)
+    agent_max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1)
     guided: bool | None = None  # None: the agent's own default
     max_length: int = Field(1024, ge=8)  # tokens per trajectory in training (prompt cut first)
 

@@ -14,10 +14,12 @@ from pathlib import Path
 
 from agent.trajectory import Trajectory
 from alignment.tasks import Task
+from alignment.tasks.agents import per_task
 from alignment.training.tokenize import Encoded, encode_trajectory
 
 RewardFn = Callable[[Trajectory], float]
-AgentFactory = Callable[[object], object]  # llm -> Agent
+# llm -> the agent(s) for the rollouts: one Agent, or a task -> Agent callable (`TaskAgents`).
+AgentFactory = Callable[[object], object]
 
 
 @dataclass
@@ -62,25 +64,21 @@ def task_success(task: Task, trajectory: Trajectory) -> float | None:
 
 
 def default_agent_factory(index: Path | None, max_steps: int, max_new_tokens: int, guided: bool | None):
-    """The same agent `rankact eval` builds: calculator, plus search over `index` if given."""
+    """llm -> the agents `rankact eval` builds (`TaskAgents`: each task's tools; search over
+    `index` if given). The index is loaded here, once, before any model."""
+    from agent.build import load_index
     from agent.llm import GenerationConfig
     from agent.loop import DEFAULT_GENERATION
-    from alignment.evaluation.setup import load_retriever, make_agent
+    from alignment.tasks.agents import TaskAgents
 
-    retriever = load_retriever(index) if index is not None else None
+    retriever = load_index(index) if index is not None else None
     generation = GenerationConfig(**{**DEFAULT_GENERATION.model_dump(), "max_new_tokens": max_new_tokens})
-
-    def factory(llm):
-        kwargs = {"generation": generation}
-        if guided is not None:
-            kwargs["guided"] = guided
-        return make_agent(llm, retriever, max_steps=max_steps, **kwargs)
-
-    return factory
+    options = {"generation": generation, **({"guided": guided} if guided is not None else {})}
+    return lambda llm: TaskAgents(llm, retriever=retriever, max_steps=max_steps, **options)
 
 
 def collect_rollouts(
-    agent,
+    agents,
     tasks: Sequence[Task],
     samples: int,
     reward_fn: RewardFn,
@@ -97,10 +95,11 @@ def collect_rollouts(
 ) -> list[Rollout]:
     """K sampled trajectories per task, sequentially (the local backend generates one
     sequence at a time with a KV cache; each rollout gets its own seed, so runs repeat)."""
+    agent_for = per_task(agents)
     rollouts: list[Rollout] = []
     for t, task in enumerate(tasks):
         for k in range(samples):
-            trajectory = agent.run(task.question, temperature=temperature, top_p=top_p, seed=seed + t * samples + k)
+            trajectory = agent_for(task).run(task.question, temperature=temperature, top_p=top_p, seed=seed + t * samples + k)
             score = float(reward_fn(trajectory))
             if not math.isfinite(score):
                 score = 0.0  # a broken score must not poison the batch; counted as neutral

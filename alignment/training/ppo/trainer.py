@@ -26,6 +26,7 @@ import torch
 
 from agent.errors import RankactError
 from alignment.tasks import Task, load_tasks
+from alignment.tasks.agents import per_task
 from alignment.training.advantages import gae
 from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from alignment.training.dpo import TrainResult
@@ -176,9 +177,10 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
     return {key: value / max(count, 1) for key, value in sums.items()}
 
 
-def _probe(agent, probe: list[Task]) -> float:
+def _probe(agents, probe: list[Task]) -> float:
     """Greedy success on held-out probe tasks (temperature 0: the policy's own best answer)."""
-    results = [task_success(task, agent.run(task.question, temperature=0.0)) for task in probe]
+    agent_for = per_task(agents)
+    results = [task_success(task, agent_for(task).run(task.question, temperature=0.0)) for task in probe]
     results = [r for r in results if r is not None]
     return sum(results) / len(results) if results else float("nan")
 
@@ -203,6 +205,9 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
         raise RankactError("PPO needs tasks: give --tasks FILE (JSONL with questions)")
     if probe is None and config.probe is not None:
         probe = load_tasks(config.probe)
+    # The agent factory loads the index: a bad one fails here, before any model is loaded.
+    factory = agent_factory or default_agent_factory(config.index, config.agent_max_steps, config.max_new_tokens,
+                                                     config.guided)
     if reward_fn is None:
         if config.reward is None:
             raise RankactError("PPO needs a reward: give --reward DIR (a trained reward model)")
@@ -237,9 +242,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
     # base model has the adapters injected in place, so generation sees them too.
     generator_model = policy.get_base_model() if is_peft(policy) else policy
     llm = TransformersLLM.from_pretrained_objects(generator_model, tokenizer, name="ppo-policy")
-    factory = agent_factory or default_agent_factory(config.index, config.agent_max_steps, config.max_new_tokens,
-                                                     config.guided)
-    agent = factory(llm)
+    agents = factory(llm)
 
     budget = Budget(config.max_minutes)
     metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
@@ -255,7 +258,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
         actor_critic.eval()
         with torch.no_grad():
             rollouts = collect_rollouts(
-                agent, batch_tasks, config.samples, reward_fn, tokenizer,
+                agents, batch_tasks, config.samples, reward_fn, tokenizer,
                 temperature=config.temperature, top_p=config.top_p,
                 seed=config.seed + 1_000_003 * iteration + 10_007 * rank, max_length=config.max_length,
                 parse_error_penalty=config.parse_error_penalty, step_penalty=config.step_penalty,
@@ -286,7 +289,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
         if probe and probe_now and accelerator.is_main_process:
             actor_critic.eval()
             with torch.no_grad():
-                record["probe_success"] = _probe(agent, probe)
+                record["probe_success"] = _probe(agents, probe)
             actor_critic.train()
         metrics.write(record)
         last = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))}

@@ -37,7 +37,7 @@ def test_ask_json_prints_a_valid_trajectory(script, capsys):
     "args, message",
     [
         (["--model", "scripted:/no/such/file.json"], "not found"),
-        (["--index", "/no/such/index"], "cannot load index"),
+        (["--index", "/no/such/index"], "index folder not found"),
     ],
 )
 def test_ask_user_errors_are_one_line(script, capsys, args, message):

@@ -53,7 +53,7 @@ def test_evaluate_keeps_going_when_a_run_raises():
             return _trajectory("Paris" if question == "q1" else "nope")
 
     seen = []
-    report = evaluate(Agent, TASKS, label="x", progress=False, on_result=lambda r, t: seen.append(r.status))
+    report = evaluate(Agent(), TASKS, label="x", progress=False, on_result=lambda r, t: seen.append(r.status))
     assert report.n == 4 and seen == ["finished", "error", "finished", "finished"]
     assert report.em == pytest.approx(1 / 4)
     assert "backend died" in report.results[1].error

@@ -88,3 +88,24 @@ def test_cli_collect_with_the_scripted_backend_resumes(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["collect", str(tmp_path / "missing.jsonl"), "--db", db])
     assert exit_info.value.code == 2
+
+
+def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
+    """Collection stores trajectories made with the tools eval measures (metadata.tools)."""
+    from retrieval import HashingEmbedder, Retriever
+
+    retriever = Retriever(HashingEmbedder())
+    retriever.add([{"id": "d", "text": "Four is two plus two.", "title": "Four"}])
+    retriever.save(tmp_path / "idx")
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text(json.dumps({"id": "arith", "question": "2+2?", "answers": ["4"],
+                                 "metadata": {"tools": ["calculator"]}}) + "\n"
+                     + json.dumps({"id": "lookup", "question": "What is four?", "answers": ["2+2"]}) + "\n")
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps(["Final Answer: 4"] * 2))
+    db = f"sqlite:///{tmp_path / 'c.db'}"
+    main(["collect", str(tasks), "--samples", "1", "--db", db, "--model", f"scripted:{script}",
+          "--index", str(tmp_path / "idx")])
+    with TrajectoryStore(db, create=False) as store:
+        assert [t.name for t in store.list("arith")[0].tools] == ["calculator"]
+        assert [t.name for t in store.list("lookup")[0].tools] == ["calculator", "search"]

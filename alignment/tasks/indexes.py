@@ -1,0 +1,47 @@
+"""Retrieval indexes for task corpora: building one from JSONL-shaped records, and the cached
+index over a preset split's passages.
+
+Preset indexes are cached under `<rankact cache>/indexes/<preset>-<split>-<hash>`, the hash
+covering the passages, so a changed data file rebuilds rather than reusing a stale index.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from agent.llm.model_files import cache_root
+
+
+def build_index(records: Sequence[dict], out: Path, *, progress: bool = True, embedder: Any = None) -> Path:
+    """Index JSONL-shaped records ({id, title, text, source, metadata}) into `out` (the
+    retriever saves atomically: an interrupted build never leaves a folder that looks complete)."""
+    from retrieval import Retriever
+
+    retriever = Retriever(embedder, show_progress=progress)
+    retriever.add(list(records))
+    retriever.save(out)
+    return Path(out)
+
+
+def preset_index(name: str, split: str, data: str | Path | None = None, *, progress: bool = True,
+                 on_build: Callable[[int], None] | None = None) -> Path | None:
+    """The cached index over a preset split's passages, built on first use; None for presets
+    without a corpus (arithmetic)."""
+    from alignment.tasks.datasets import preset_corpus
+
+    passages = preset_corpus(name, split, data)
+    if not passages:
+        return None
+    digest = hashlib.sha256()
+    for p in passages:
+        digest.update(p.id.encode())
+        digest.update(p.text.encode())
+    folder = cache_root() / "indexes" / f"{name}-{split}-{digest.hexdigest()[:12]}"
+    if not folder.is_dir():
+        if on_build:
+            on_build(len(passages))
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        build_index([p.model_dump() for p in passages], folder, progress=progress)
+    return folder
