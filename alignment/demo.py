@@ -247,17 +247,18 @@ class Demo:
 
         c = self.config
         config = RewardTrainConfig(
-            base=self._base_dir(), out=self.out / "reward", lora=True, max_steps=c.reward_steps,
-            batch_size=1, lr=max(c.lr, 1e-4), max_length=c.max_length, seed=c.seed, save_every=10_000,
-            norm_samples=8, progress=True,
+            base=self._base_dir(), out_dir=self.out / "reward", lora=RewardTrainConfig.DEFAULT_LORA,
+            max_steps=c.reward_steps, batch_size=1, learning_rate=max(c.lr, 1e-4), max_length=c.max_length,
+            seed=c.seed, save_every=10_000, norm_samples=8,
         )
         model, result = train_reward(config, self._pairs(), log=lambda *_: None)
         if result.steps:
             self.seconds_per_step = max(0.05, result.seconds / result.steps)
-        self.result.reward_accuracy = result.running_accuracy
+        loss, accuracy = result.final_metrics["loss"], result.final_metrics["accuracy"]
+        self.result.reward_accuracy = accuracy
         self.state["reward_model"] = model
-        return (f"{result.steps} steps, loss {result.final_loss:.3f}, running accuracy "
-                f"{result.running_accuracy:.0%} on training pairs -> {config.out}")
+        return (f"{result.steps} steps, loss {loss:.3f}, running accuracy {accuracy:.0%} on training pairs "
+                f"-> {config.out_dir}")
 
     def train_dpo(self) -> str:
         from alignment.training.dpo import DPOConfig, train_dpo

@@ -170,8 +170,9 @@ def main(argv: list[str] | None = None) -> None:
         from alignment.training.reward.train import train_reward
 
         t0 = stage(f"reward model ({args.reward_steps} LoRA steps) + PPO ({args.ppo_iterations} iterations)")
-        train_reward(RewardTrainConfig(base=base_dir, out=out / "reward", lora=True, max_steps=args.reward_steps,
-                                       batch_size=4, lr=1e-4, max_length=args.max_length, norm_samples=32), pairs)
+        train_reward(RewardTrainConfig(base=base_dir, out_dir=out / "reward", lora=RewardTrainConfig.DEFAULT_LORA,
+                                       max_steps=args.reward_steps, batch_size=4, learning_rate=1e-4,
+                                       max_length=args.max_length, norm_samples=32), pairs)
         train_ppo(PPOConfig(out_dir=out / "ppo", base=base_dir, lora=lora, iterations=args.ppo_iterations,
                             samples=min(args.samples, 4), agent_max_steps=args.max_steps,
                             max_length=args.max_length),

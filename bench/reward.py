@@ -68,9 +68,9 @@ def run_ours(args, train_pairs, test_pairs, out: Path) -> dict:
     from alignment.training.reward.train import train_reward
 
     config = RewardTrainConfig(
-        base=args.base, out=out, lora=args.lora, max_length=args.max_length, batch_size=args.batch_size,
-        grad_accum=args.grad_accum, lr=args.lr, max_steps=args.max_steps, seed=args.seed,
-        save_every=10**9, norm_samples=64, head_init_std=args.head_init_std,
+        base=args.base, out_dir=out, lora=RewardTrainConfig.DEFAULT_LORA if args.lora else None,
+        max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, learning_rate=args.lr,
+        max_steps=args.max_steps, seed=args.seed, save_every=10**9, norm_samples=64, head_init_std=args.head_init_std,
     )
     t0 = time.monotonic()
     model, result = train_reward(config, train_pairs)
@@ -80,7 +80,7 @@ def run_ours(args, train_pairs, test_pairs, out: Path) -> dict:
         "name": "rankact" + (" (LoRA)" if args.lora else ""), "steps": result.steps, "train_wall_s": train_wall,
         "train_loop_s": result.seconds, "train_tokens": result.tokens, "tokens_per_s": result.tokens_per_second,
         "test": evaluation.model_dump(), "eval_s": evaluation.seconds,
-        "truncation": vars(result.truncation), "final_loss": result.final_loss,
+        "truncation": result.notes["truncation"], "final_loss": result.final_metrics.get("loss"),
     }
 
 
@@ -155,8 +155,8 @@ def main() -> None:
     import transformers
 
     from alignment.feedback.pairs import read_pairs
+    from alignment.training.policy import resolve_base
     from alignment.training.reward.batching import group_pairs, make_batches, tokenize_pairs
-    from alignment.training.reward.model import resolve_base
 
     base = resolve_base(args.base)
     args.base = str(base)

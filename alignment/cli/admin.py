@@ -5,15 +5,16 @@ from typing import Annotated
 
 import typer
 
+from alignment.cli.options import DEFAULT_DB, Db
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Manage annotators and their tokens.")
 
-DbOption = Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
 
 
 @app.command("create-annotator")
 def create_annotator(
     name: Annotated[str, typer.Argument(help="the annotator's name (shown with their rankings)")],
-    db: DbOption = "sqlite:///rankact.db",
+    db: Db = DEFAULT_DB,
     admin: Annotated[bool, typer.Option("--admin", help="mark as an administrator")] = False,
 ) -> None:
     """Create an annotator and print their token (shown once; only its hash is stored)."""
@@ -24,7 +25,7 @@ def create_annotator(
 
 
 @app.command("list")
-def list_annotators(db: DbOption = "sqlite:///rankact.db") -> None:
+def list_annotators(db: Db = DEFAULT_DB) -> None:
     """List annotators with how many rankings each has given."""
     from collections import Counter
 

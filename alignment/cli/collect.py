@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
+from alignment.cli.options import DEFAULT_DB, Db
 
 app = typer.Typer(add_completion=False)
 
@@ -17,8 +18,7 @@ app = typer.Typer(add_completion=False)
 def collect(
     tasks: Annotated[Path, typer.Argument(help="task file: JSON lines with id, question, answers")],
     samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="trajectories per task (K)")] = 4,
-    db: Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
-    = "sqlite:///rankact.db",
+    db: Db = DEFAULT_DB,
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
     model: Annotated[str, typer.Option(help="model: default, a folder, an http(s) URL or scripted:PATH")]
     = "default",

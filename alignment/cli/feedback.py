@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from alignment.cli.options import DEFAULT_DB, Db
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export rankings and show feedback statistics.")
 
-DbOption = Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
-DEFAULT_DB = "sqlite:///rankact.db"
 
 
 @app.command("export")
@@ -20,7 +20,7 @@ def export(
     format: Annotated[str, typer.Option(
         help="pairs: preference pairs with whole trajectories; trl: {prompt, chosen, rejected}; "
              "rankings: the raw rankings")] = "pairs",
-    db: DbOption = DEFAULT_DB,
+    db: Db = DEFAULT_DB,
 ) -> None:
     """Write the rankings as JSON Lines: preference pairs (ties dropped), TRL text pairs, or raw rankings."""
     from agent.errors import RankactError
@@ -35,7 +35,7 @@ def export(
 
 @app.command("stats")
 def stats(
-    db: DbOption = DEFAULT_DB,
+    db: Db = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
     """Counts (questions, trajectories, rankings by source, pairs) and agreement between annotators."""
@@ -74,7 +74,7 @@ def stats(
 
 @app.command("simulate")
 def simulate(
-    db: DbOption = DEFAULT_DB,
+    db: Db = DEFAULT_DB,
     name: Annotated[str, typer.Option(help="annotator name the rankings are stored under")] = "simulated",
 ) -> None:
     """Rank every unranked question that has gold answers with the simulated annotator
@@ -88,7 +88,7 @@ def simulate(
 
 
 @app.command("demo-data")
-def demo_data(db: DbOption = DEFAULT_DB) -> None:
+def demo_data(db: Db = DEFAULT_DB) -> None:
     """Add three sample questions with three hand-written trajectories each (no model needed)."""
     from alignment.feedback.sample_data import load_sample_data
     from alignment.feedback.store import TrajectoryStore

@@ -5,13 +5,14 @@ from typing import Annotated
 
 import typer
 
+from alignment.cli.options import DEFAULT_DB, Db
+
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def serve(
-    db: Annotated[str, typer.Option(help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
-    = "sqlite:///rankact.db",
+    db: Db = DEFAULT_DB,
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
     lease: Annotated[float, typer.Option(min=1, help="seconds a question stays reserved for its annotator")] = 600,

@@ -1,36 +1,55 @@
-"""Settings shared by the offline policy trainers (best-of-K SFT and DPO)."""
+"""Settings every trainer shares, with defaults that run on a 2-core CPU.
+
+`TrainConfig` is the base the reward-model (`reward.config`), SFT and DPO
+(`OfflineTrainConfig` here) and PPO (`ppo.config`) configs extend. The `rankact align`
+options are generated from these fields (`alignment.cli.config_options`): a default or a
+help text lives here once, never restated in the CLI.
+"""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from alignment.training.policy import LoraSettings
 
+MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 
-class OfflineTrainConfig(BaseModel):
-    out_dir: Path
-    pairs: Path | None = None  # PreferencePair / TRL / HH JSONL (what `rankact feedback export` writes)
-    db: str | None = None  # or a trajectory store URL: pairs derived from its rankings
-    base: str | None = None  # model folder; None = the embedded model
-    learning_rate: float | None = None  # default: DEFAULT_LR (LoRA, full) of the trainer
-    batch_size: int = Field(2, ge=1)  # items per optimizer step, over all processes
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    max_minutes: float | None = Field(None, gt=0)
-    max_length: int = Field(1024, ge=8)
-    max_grad_norm: float = 1.0
-    weight_decay: float = 0.0
-    lora: LoraSettings | None = None
-    save_every: int = Field(50, ge=1)  # steps between checkpoints
-    resume: bool = False
-    seed: int = 0
-    show_progress: bool = True
 
-    DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)  # (with LoRA, full fine-tuning)
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt setting is an error, not silently ignored
+
+    out_dir: Path = Field(description="output folder: the trained model, metrics.jsonl, metrics.png, checkpoint")
+    base: str | None = Field(None, description="model folder to start from (default: the embedded model)")
+    lora: LoraSettings | None = Field(None, description="train LoRA adapters instead of all weights")
+    learning_rate: float | None = Field(None, gt=0, description="learning rate (default depends on --lora)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="clip the gradient norm to this")
+    max_length: int = Field(1024, ge=8, description="tokens per sequence (the prompt is cut first)")
+    max_minutes: float | None = Field(None, gt=0, description="stop (and save) after M minutes")
+    save_every: int = Field(50, ge=1, description="checkpoint every N steps")
+    resume: bool = Field(False, description="continue from the checkpoint in the output folder")
+    seed: int = Field(0, description="seed for data order, sampling and initialisation")
+    mixed_precision: MixedPrecision = Field(
+        "no", description="auto: bf16 on a GPU that supports it, else fp32; or no, bf16, fp16")
+    show_progress: bool = Field(True, description="show a progress bar")
+
+    # Per trainer: learning rate (with LoRA, full fine-tuning) and the LoRA settings `--lora` means.
+    DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
+    DEFAULT_LORA: ClassVar[LoraSettings] = LoraSettings()
 
     @property
     def lr(self) -> float:
         lora_lr, full_lr = self.DEFAULT_LR
         return self.learning_rate or (lora_lr if self.lora else full_lr)
+
+
+class OfflineTrainConfig(TrainConfig):
+    """Settings shared by the offline policy trainers (best-of-K SFT and DPO)."""
+
+    pairs: Path | None = Field(None, description="pair file (JSONL from `rankact feedback export`)")
+    db: str | None = Field(None, description="or a trajectory store URL: pairs from its rankings")
+    batch_size: int = Field(2, ge=1, description="items per optimizer step, over all processes")
+    epochs: int = Field(1, ge=1, description="passes over the data")
+    max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps")

@@ -20,23 +20,20 @@ from pathlib import Path
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from agent.errors import RankactError
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
-from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import policy_logprobs
 from alignment.training.losses import LossType, dpo_loss
 from alignment.training.policy import is_peft, load_policy, resolve_base, save_policy
 from alignment.training.runtime import (
-    Budget,
-    MetricsLog,
+    TrainingRun,
+    TrainResult,
+    clip_gradients,
     local_share,
-    make_accelerator,
-    plot_metrics,
     progress,
-    seed_everything,
     step_indices,
 )
 from alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id
@@ -46,21 +43,11 @@ REFERENCE_FILE = "reference_logps.pt"
 
 
 class DPOConfig(OfflineTrainConfig):
-    beta: float = Field(0.1, gt=0)
-    loss_type: LossType = "sigmoid"
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5)
+    beta: float = Field(0.1, gt=0, description="strength of the pull to the reference")
+    loss_type: LossType = Field("sigmoid", description="sigmoid (DPO) or ipo")
+    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO: assumed label-flip rate")
 
     DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
-
-
-class TrainResult(BaseModel):
-    out_dir: Path
-    steps: int
-    stopped_early: bool  # budget or max_steps ended it before the planned epochs
-    final_metrics: dict[str, float] = Field(default_factory=dict)
-
-
-# --------------------------------------------------------------------------- data
 
 
 def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encoded]]:
@@ -142,84 +129,49 @@ def load_or_compute_reference(config: DPOConfig, model, encoded, pad_id, acceler
 
 
 def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:
-    accelerator = accelerator or make_accelerator()
-    seed_everything(config.seed)
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    resuming = config.resume and has_checkpoint(out)
-    if config.resume and not resuming:
-        log.warning("--resume: no checkpoint in %s, starting fresh", out)
-
+    run = TrainingRun(config, "DPO", accelerator=accelerator)
     pairs = pairs if pairs is not None else load_pair_source(config.pairs, config.db)
     model, tokenizer = load_policy(config.base, config.lora)
     encoded = encode_pairs(pairs, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    state = {"step": 0}
-    if resuming:
-        state, _ = load_checkpoint(out, model, optimizer)
-    model.to(accelerator.device)
-    fingerprint = _fingerprint(encoded, resolve_base(config.base), config.max_length)
-    ref = load_or_compute_reference(config, model, encoded, pad_id, accelerator, fingerprint, resuming)
-    model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
-
     planned = config.epochs * math.ceil(len(encoded) / config.batch_size)
     total = min(planned, config.max_steps) if config.max_steps else planned
-    budget = Budget(config.max_minutes)
-    metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
-    bar = progress(total, "DPO", config.show_progress and accelerator.is_main_process, initial=state["step"])
-    step, last = state["step"], {}
-    while step < total and not budget.exceeded():
-        indices = local_share(
-            step_indices(step, len(encoded), config.batch_size, config.seed),
-            accelerator.process_index,
-            accelerator.num_processes,
-        )
-        chosen, rejected = pair_logps(model, encoded, indices, pad_id, accelerator.device)
-        ref_pair = ref[indices].to(accelerator.device)
+    fingerprint = _fingerprint(encoded, resolve_base(config.base), config.max_length)
+    run_key = {"pairs": fingerprint[:16], "batch_size": config.batch_size, "seed": config.seed}
+    state = run.resume(model, optimizer, run_key)
+    model.to(run.device)
+    ref = load_or_compute_reference(config, model, encoded, pad_id, run.accelerator, fingerprint, bool(state))
+    model.train()
+    model, optimizer = run.accelerator.prepare(model, optimizer)
+
+    run.start(total, initial=state.get("step", 0))
+    step, last, tokens = state.get("step", 0), {}, 0
+    while step < total and not run.over_budget():
+        indices = local_share(step_indices(step, len(encoded), config.batch_size, config.seed), run.rank, run.world)
+        chosen, rejected = pair_logps(model, encoded, indices, pad_id, run.device)
+        ref_pair = ref[indices].to(run.device)
         losses, chosen_r, rejected_r = dpo_loss(
             chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], config.beta, config.loss_type, config.label_smoothing
         )
         loss = losses.mean()
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        run.accelerator.backward(loss)
+        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        stats = torch.stack(
-            [loss.detach(), (chosen_r > rejected_r).float().mean(), (chosen_r - rejected_r).mean(),
-             chosen_r.mean(), rejected_r.mean(), torch.as_tensor(float(grad_norm), device=loss.device)]
-        )
-        stats = accelerator.reduce(stats, "mean").tolist()
+        tokens += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in indices)
+        stats = torch.stack([loss.detach(), (chosen_r > rejected_r).float().mean(), (chosen_r - rejected_r).mean(),
+                             chosen_r.mean(), rejected_r.mean(), grad_norm])
+        stats = run.accelerator.reduce(stats, "mean").tolist()
         last = dict(zip(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "grad_norm"], stats,
                         strict=True))
-        metrics.write({"step": step, **last, "seconds": round(budget.elapsed(), 2)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}", acc=f"{last['accuracy']:.2f}")
+        run.log({"step": step, **last}, loss=last["loss"], acc=last["accuracy"])
         if step % config.save_every == 0 and step < total:
-            _save(accelerator, model, optimizer, out, step)
-    bar.close()
-    _save(accelerator, model, optimizer, out, step)
-    _finish(accelerator, model, tokenizer, config, step)
-    return TrainResult(out_dir=out, steps=step, stopped_early=step < planned, final_metrics=last)
-
-
-def _save(accelerator, model, optimizer, out: Path, step: int) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(out, accelerator.unwrap_model(model), optimizer, {"step": step})
-
-
-def _finish(accelerator, model, tokenizer, config: DPOConfig, step: int) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_policy(
-            accelerator.unwrap_model(model), tokenizer, config.out_dir,
-            {"trainer": "dpo", "steps": step, "config": config.model_dump(mode="json")},
-        )
-        records = MetricsLog(config.out_dir / "metrics.jsonl").read()
-        plot_metrics(records, ["loss", "accuracy", "margin", "chosen_reward", "rejected_reward"],
-                     config.out_dir / "metrics.png", "step")
-    accelerator.wait_for_everyone()
+            run.save(model, optimizer, {"step": step})
+    run.save(model, optimizer, {"step": step})
+    unwrapped = run.accelerator.unwrap_model(model)
+    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward"], save=lambda: save_policy(
+        unwrapped, tokenizer, config.out_dir, {"trainer": "dpo", "steps": step, "config": config.model_dump(mode="json")}))
+    return run.result(step, step < planned, last, tokens=tokens * run.world)

@@ -45,32 +45,34 @@ def load_tokenizer(base: str | Path | None):
     return tokenizer
 
 
-def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
-    """-> (model, tokenizer). Float32: the trainers run on CPU, where half precision is slow
-    and loses the small log-prob differences DPO and PPO work with."""
+def load_causal_lm(path: Path):
+    """A causal LM in float32: the trainers run on CPU, where half precision is slow and loses
+    the small log-prob differences DPO and PPO work with (CUDA runs add autocast on top)."""
     from transformers import AutoModelForCausalLM
 
-    path = resolve_base(base)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load model from {path}: {exc}") from exc
+        raise ModelLoadError(f"cannot load a causal LM from {path}: {exc}") from None
+
+
+def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
+    """-> (model, tokenizer), LoRA adapters added when `lora` is given."""
+    path = resolve_base(base)
+    model = load_causal_lm(path)
     tokenizer = load_tokenizer(path)
     if lora is not None:
         model = apply_lora(model, lora)
     return model, tokenizer
 
 
-def apply_lora(model, settings: LoraSettings):
+def apply_lora(model, settings: LoraSettings, task_type: str | None = "CAUSAL_LM"):
+    """Wrap `model` with LoRA adapters (peft). The reward model passes task_type=None: its
+    backbone is read through its decoder, not as a language model."""
     from peft import LoraConfig, get_peft_model
 
-    config = LoraConfig(
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        task_type="CAUSAL_LM",
-    )
+    config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                        target_modules=settings.target_modules, task_type=task_type)
     return get_peft_model(model, config)
 
 

@@ -17,22 +17,11 @@ import torch
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
-from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from alignment.training.config import OfflineTrainConfig
-from alignment.training.dpo import TrainResult
 from alignment.training.logprobs import policy_logprobs
 from alignment.training.masked import masked_mean
 from alignment.training.policy import load_policy, save_policy
-from alignment.training.runtime import (
-    Budget,
-    MetricsLog,
-    local_share,
-    make_accelerator,
-    plot_metrics,
-    progress,
-    seed_everything,
-    step_indices,
-)
+from alignment.training.runtime import TrainingRun, TrainResult, clip_gradients, local_share, step_indices
 from alignment.training.tokenize import Encoded, collate, encode_text, encode_trajectory, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -77,11 +66,7 @@ def encode_best(items, tokenizer, max_length: int) -> list[Encoded]:
 
 
 def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None) -> TrainResult:
-    accelerator = accelerator or make_accelerator()
-    seed_everything(config.seed)
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    resuming = config.resume and has_checkpoint(out)
+    run = TrainingRun(config, "SFT", accelerator=accelerator)
     if trajectories is None:
         trajectories = best_of_pairs(load_pair_source(config.pairs, config.db))
     model, tokenizer = load_policy(config.base, config.lora)
@@ -89,46 +74,35 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     pad_id = pad_token_id(tokenizer)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    state = {"step": 0}
-    if resuming:
-        state, _ = load_checkpoint(out, model, optimizer)
-    model.train()
-    model, optimizer = accelerator.prepare(model, optimizer)
-
     planned = config.epochs * math.ceil(len(samples) / config.batch_size)
     total = min(planned, config.max_steps) if config.max_steps else planned
-    budget = Budget(config.max_minutes)
-    metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
-    bar = progress(total, "SFT", config.show_progress and accelerator.is_main_process, initial=state["step"])
-    step, last = state["step"], {}
-    while step < total and not budget.exceeded():
-        indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed),
-                              accelerator.process_index, accelerator.num_processes)
-        batch = collate([samples[i] for i in indices], pad_id).to(accelerator.device)
+    run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed}
+    state = run.resume(model, optimizer, run_key)
+    model.train()
+    model, optimizer = run.accelerator.prepare(model, optimizer)
+
+    run.start(total, initial=state.get("step", 0))
+    step, last, tokens = state.get("step", 0), {}, 0
+    while step < total and not run.over_budget():
+        indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed), run.rank, run.world)
+        batch = collate([samples[i] for i in indices], pad_id).to(run.device)
         # NLL per trainable token; logits only from the first trainable position on.
         mask = batch.trainable_mask
         loss = -masked_mean(policy_logprobs(model, batch.input_ids, batch.attention_mask, mask), mask)
-        accelerator.backward(loss)
-        grad_norm = accelerator.clip_grad_norm_(params, config.max_grad_norm)
+        run.accelerator.backward(loss)
+        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
-        stats = accelerator.reduce(torch.stack([loss.detach(), torch.as_tensor(float(grad_norm), device=loss.device)]), "mean").tolist()
+        tokens += int(batch.attention_mask.sum())
+        stats = run.accelerator.reduce(torch.stack([loss.detach(), grad_norm]), "mean").tolist()
         last = {"loss": stats[0], "grad_norm": stats[1]}
-        metrics.write({"step": step, **last, "tokens": int(batch.trainable_mask.sum()),
-                       "seconds": round(budget.elapsed(), 2)})
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}")
+        run.log({"step": step, **last, "tokens": int(mask.sum())}, loss=last["loss"])
         if step % config.save_every == 0 and step < total:
-            accelerator.wait_for_everyone()
-            if accelerator.is_main_process:
-                save_checkpoint(out, accelerator.unwrap_model(model), optimizer, {"step": step})
-    bar.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(out, accelerator.unwrap_model(model), optimizer, {"step": step})
-        save_policy(accelerator.unwrap_model(model), tokenizer, out,
-                    {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")})
-        plot_metrics(MetricsLog(out / "metrics.jsonl").read(), ["loss", "grad_norm"], out / "metrics.png", "step")
-    accelerator.wait_for_everyone()
-    return TrainResult(out_dir=out, steps=step, stopped_early=step < planned, final_metrics=last)
+            run.save(model, optimizer, {"step": step})
+    run.save(model, optimizer, {"step": step})
+    unwrapped = run.accelerator.unwrap_model(model)
+    run.finish(["loss", "grad_norm"], save=lambda: save_policy(
+        unwrapped, tokenizer, config.out_dir,
+        {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")}))
+    return run.result(step, step < planned, last, tokens=tokens * run.world)

@@ -28,8 +28,6 @@ from agent.errors import RankactError
 from alignment.tasks import Task, load_tasks
 from alignment.tasks.agents import per_task
 from alignment.training.advantages import gae
-from alignment.training.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
-from alignment.training.dpo import TrainResult
 from alignment.training.kl import kl_k1, kl_k3, make_kl_controller
 from alignment.training.logprobs import lm_tail_logits, tail_logprobs, tail_start
 from alignment.training.losses import policy_loss, value_loss
@@ -46,14 +44,7 @@ from alignment.training.ppo.rollout import (
     reward_model_fn,
     task_success,
 )
-from alignment.training.runtime import (
-    Budget,
-    MetricsLog,
-    make_accelerator,
-    plot_metrics,
-    progress,
-    seed_everything,
-)
+from alignment.training.runtime import TrainingRun, TrainResult
 from alignment.training.tokenize import Encoded, collate, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -159,10 +150,10 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
             loss = pg_loss + config.vf_coef * vf_loss - config.ent_coef * entropy
             if accelerator is not None:
                 accelerator.backward(loss)
-                accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                accelerator.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
             else:
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm or float("inf"))
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step = {"policy_loss": pg_loss.item(), "value_loss": vf_loss.item(), **{k: v.item() for k, v in
@@ -195,11 +186,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
               accelerator=None) -> TrainResult:
     from agent.llm.local import TransformersLLM
 
-    accelerator = accelerator or make_accelerator()
-    rank, world = accelerator.process_index, accelerator.num_processes
-    seed_everything(config.seed + rank)
-    out = config.out_dir
-    out.mkdir(parents=True, exist_ok=True)
+    run = TrainingRun(config, "PPO", accelerator=accelerator, seed_per_process=True)
     tasks = tasks if tasks is not None else (load_tasks(config.tasks) if config.tasks else None)
     if not tasks:
         raise RankactError("PPO needs tasks: give --tasks FILE (JSONL with questions)")
@@ -211,7 +198,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
     if reward_fn is None:
         if config.reward is None:
             raise RankactError("PPO needs a reward: give --reward DIR (a trained reward model)")
-        reward_fn = reward_model_fn(config.reward, device=str(accelerator.device))
+        reward_fn = reward_model_fn(config.reward, device=str(run.device))
 
     # Policy, critic, reference. The reference is the starting policy, frozen.
     policy, tokenizer = load_policy(config.base, config.lora)
@@ -228,14 +215,14 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
     params = [p for p in actor_critic.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, eps=1e-5)  # eps 1e-5: CleanRL/ppo2 default
     kl_ctl = make_kl_controller(config.kl_coef, config.target_kl, config.kl_horizon)
-    state = {"iteration": 0, "kl_coef": config.kl_coef}
-    if config.resume and has_checkpoint(out):
-        state, _ = load_checkpoint(out, actor_critic, optimizer)
-        kl_ctl.value = state["kl_coef"]
-    actor_critic.to(accelerator.device)
+    run_key = {"tasks": len(tasks), "tasks_per_iteration": config.tasks_per_iteration, "samples": config.samples,
+               "seed": config.seed, "world": run.world}
+    state = run.resume(actor_critic, optimizer, run_key)
+    kl_ctl.value = state.get("kl_coef", kl_ctl.value)
+    actor_critic.to(run.device)
     if reference is not None:
-        reference.to(accelerator.device)
-    model, optimizer = accelerator.prepare(actor_critic, optimizer)
+        reference.to(run.device)
+    model, optimizer = run.accelerator.prepare(actor_critic, optimizer)
     pad_id = pad_token_id(tokenizer)
 
     # Rollouts use the very module being trained, wrapped without a copy. With LoRA the
@@ -244,70 +231,59 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
     llm = TransformersLLM.from_pretrained_objects(generator_model, tokenizer, name="ppo-policy")
     agents = factory(llm)
 
-    budget = Budget(config.max_minutes)
-    metrics = MetricsLog(out / "metrics.jsonl", enabled=accelerator.is_main_process)
-    shuffle = torch.Generator().manual_seed(config.seed + rank)
-    iteration = state["iteration"]
-    bar = progress(config.iterations, "PPO", config.show_progress and accelerator.is_main_process,
-                   initial=iteration)
+    shuffle = torch.Generator().manual_seed(config.seed + run.rank)
+    iteration = state.get("iteration", 0)
+    run.start(config.iterations, initial=iteration)
     last: dict[str, float] = {}
-    while iteration < config.iterations and not budget.exceeded():
+    tokens = 0
+    while iteration < config.iterations and not run.over_budget():
         started = time.monotonic()
-        batch_tasks = iteration_tasks(tasks, iteration, config.tasks_per_iteration, config.seed, rank, world)
+        batch_tasks = iteration_tasks(tasks, iteration, config.tasks_per_iteration, config.seed, run.rank, run.world)
         # 1. Rollouts (eval mode: no dropout, the distribution we compute ratios against).
         actor_critic.eval()
         with torch.no_grad():
             rollouts = collect_rollouts(
                 agents, batch_tasks, config.samples, reward_fn, tokenizer,
                 temperature=config.temperature, top_p=config.top_p,
-                seed=config.seed + 1_000_003 * iteration + 10_007 * rank, max_length=config.max_length,
+                seed=config.seed + 1_000_003 * iteration + 10_007 * run.rank, max_length=config.max_length,
                 parse_error_penalty=config.parse_error_penalty, step_penalty=config.step_penalty,
                 reward_clip=config.reward_clip,
             )
         rollout_s = time.monotonic() - started
         # 2. Experience, 3. update.
         exp = make_experience(actor_critic, reference, [r.encoded for r in rollouts], [r.reward for r in rollouts],
-                              kl_ctl.value, config, pad_id, accelerator.device)
-        update = ppo_update(model, optimizer, exp, config, accelerator, shuffle)
+                              kl_ctl.value, config, pad_id, run.device)
+        update = ppo_update(model, optimizer, exp, config, run.accelerator, shuffle)
         iteration += 1
+        tokens += sum(len(r.encoded) for r in rollouts)
         # 4. KL controller on the measured per-trajectory KL (mean over processes).
         local = torch.tensor([
             exp.stats["kl"], _mean(r.reward for r in rollouts), _mean(r.score for r in rollouts),
             _mean(float(r.trajectory.parse_errors > 0) for r in rollouts),
             _mean(len(r.trajectory.steps) for r in rollouts),
-        ], device=accelerator.device)
-        kl_mean, mean_reward, mean_score, parse_rate, mean_steps = accelerator.reduce(local, "mean").tolist()
-        kl_ctl.update(kl_mean, n_steps=len(rollouts) * world)
+        ], device=run.device)
+        kl_mean, mean_reward, mean_score, parse_rate, mean_steps = run.accelerator.reduce(local, "mean").tolist()
+        kl_ctl.update(kl_mean, n_steps=len(rollouts) * run.world)
         record = {
             "iteration": iteration, "mean_reward": mean_reward, "mean_score": mean_score, "kl": kl_mean,
             "kl_coef": kl_ctl.value, "parse_error_rate": parse_rate, "mean_steps": mean_steps,
-            "success": _mean(r.success for r in rollouts), "rollouts": len(rollouts) * world,
+            "success": _mean(r.success for r in rollouts), "rollouts": len(rollouts) * run.world,
             "entropy": exp.stats["entropy"], "kl_k3_token": exp.stats["kl_k3_token"], **update,
-            "rollout_seconds": round(rollout_s, 2), "seconds": round(time.monotonic() - started, 2),
+            "rollout_seconds": round(rollout_s, 2), "iteration_seconds": round(time.monotonic() - started, 2),
         }
         probe_now = iteration % config.probe_every == 0 or iteration == config.iterations
-        if probe and probe_now and accelerator.is_main_process:
+        if probe and probe_now and run.is_main:
             actor_critic.eval()
             with torch.no_grad():
                 record["probe_success"] = _probe(agents, probe)
             actor_critic.train()
-        metrics.write(record)
+        run.log(record, reward=mean_reward, kl=kl_mean)
         last = {k: float(v) for k, v in record.items() if isinstance(v, (int, float))}
-        state = {"iteration": iteration, "kl_coef": kl_ctl.value}
-        _save(accelerator, model, optimizer, out, state)
-        bar.update(1)
-        bar.set_postfix(reward=f"{mean_reward:.3f}", kl=f"{kl_mean:.3f}")
-    bar.close()
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_policy(accelerator.unwrap_model(model).policy, tokenizer, out,
-                    {"trainer": "ppo", "iterations": iteration, "config": config.model_dump(mode="json")})
-        plot_metrics(MetricsLog(out / "metrics.jsonl").read(), PLOT_KEYS, out / "metrics.png", "iteration")
-    accelerator.wait_for_everyone()
-    return TrainResult(out_dir=out, steps=iteration, stopped_early=iteration < config.iterations, final_metrics=last)
-
-
-def _save(accelerator, model, optimizer, out, state) -> None:
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        save_checkpoint(out, accelerator.unwrap_model(model), optimizer, state)
+        if iteration % config.save_every == 0 or iteration == config.iterations:
+            run.save(model, optimizer, {"iteration": iteration, "kl_coef": kl_ctl.value})
+    run.save(model, optimizer, {"iteration": iteration, "kl_coef": kl_ctl.value})
+    trained = run.accelerator.unwrap_model(model).policy
+    run.finish(PLOT_KEYS, x_key="iteration", save=lambda: save_policy(
+        trained, tokenizer, config.out_dir,
+        {"trainer": "ppo", "iterations": iteration, "config": config.model_dump(mode="json")}))
+    return run.result(iteration, iteration < config.iterations, last, tokens=tokens * run.world)

@@ -19,6 +19,7 @@ from torch import nn
 
 from agent.errors import ModelLoadError, RankactError
 from agent.trajectory import Trajectory
+from alignment.training.policy import LoraSettings, apply_lora, load_causal_lm, resolve_base
 from alignment.training.tokenize import (
     Encoded,
     collate,
@@ -43,27 +44,6 @@ class RewardModelInfo(BaseModel):
     mean: float = 0.0
     std: float = 1.0
     norm_samples: int = 0  # how many scores the stats come from (0 = not computed)
-
-
-def resolve_base(base: str | Path | None) -> Path:
-    if base is None:
-        from agent.llm.model_files import default_model_dir
-
-        return default_model_dir()
-    path = Path(base)
-    if not (path / "config.json").is_file():
-        raise ModelLoadError(f"not a model folder (no config.json): {path}")
-    return path
-
-
-def _load_lm(path: Path):
-    from transformers import AutoModelForCausalLM
-
-    try:
-        # fp32 weights: training on CPU needs them; CUDA runs use autocast (bf16) on top.
-        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"cannot load a causal LM from {path}: {exc}") from None
 
 
 def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -97,28 +77,20 @@ class RewardModel(nn.Module):
         cls,
         base: str | Path | None = None,
         max_length: int = 512,
-        lora: bool = False,
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.0,
-        lora_targets: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+        lora: LoraSettings | None = None,
         head_init_std: float | None = None,
     ) -> RewardModel:
         from transformers import AutoTokenizer
 
         path = resolve_base(base)
-        lm = _load_lm(path)
+        lm = load_causal_lm(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-        if lora:
-            from peft import LoraConfig, get_peft_model
-
-            config = LoraConfig(
-                r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=list(lora_targets)
-            )
-            lm = get_peft_model(lm, config)
+        if lora is not None:
+            lm = apply_lora(lm, lora, task_type=None)
         # A LoRA adapter needs the exact base folder to load onto; a full model only its name.
-        name = str(path) if lora or base is not None else _embedded_name()
-        info = RewardModelInfo(base_model=name, lora=lora, max_length=max_length, hidden_size=lm.config.hidden_size)
+        name = str(path) if lora is not None or base is not None else _embedded_name()
+        info = RewardModelInfo(base_model=name, lora=lora is not None, max_length=max_length,
+                               hidden_size=lm.config.hidden_size)
         return cls(lm, tokenizer, info, head_init_std=head_init_std)
 
     @classmethod
@@ -138,9 +110,9 @@ class RewardModel(nn.Module):
         if info.lora:
             from peft import PeftModel
 
-            lm = PeftModel.from_pretrained(_load_lm(resolve_base(info.base_model)), backbone)
+            lm = PeftModel.from_pretrained(load_causal_lm(resolve_base(info.base_model)), backbone)
         else:
-            lm = _load_lm(backbone)
+            lm = load_causal_lm(backbone)
         tokenizer = AutoTokenizer.from_pretrained(backbone)
         head = nn.Linear(info.hidden_size, 1)
         head.load_state_dict(load_file(folder / HEAD_FILE))

@@ -46,7 +46,7 @@ def test_cli_sft_then_dpo_from_its_output(tmp_path, tiny_model_dir, capsys):
     [
         (["align", "dpo", "--out", "OUT"], "exactly one of"),
         (["align", "sft", "--out", "OUT", "--pairs", "missing.jsonl"], "not found"),
-        (["align", "dpo", "--out", "OUT", "--pairs", "PAIRS", "--loss", "hinge"], "loss_type"),
+        (["align", "dpo", "--out", "OUT", "--pairs", "PAIRS", "--loss", "hinge"], "'--loss'"),
         (["align", "ppo", "--out", "OUT", "--tasks", "PAIRS", "--reward", "nowhere"], "reward model folder"),
     ],
 )

@@ -37,7 +37,7 @@ def run_in_launcher(model_dir: str, out: str) -> None:
     from alignment.training.runtime import make_accelerator
     from tools import calculator
 
-    accelerator = make_accelerator(cpu=True)
+    accelerator = make_accelerator()  # no GPU here: CPU processes over gloo
     assert accelerator.num_processes == 2 and dist.is_initialized()
     pairs = [PreferencePair(question_id=f"q{i}", question="q", chosen=_traj([2000 + i, 7]),
                             rejected=_traj([4000 + i, 9])) for i in range(4)]

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 
 from agent.errors import RankactError
 from alignment.feedback.pairs import TextPair
+from alignment.training.policy import LoraSettings
 from alignment.training.reward.config import RewardTrainConfig
 from alignment.training.reward.model import RewardModel
 from alignment.training.reward.train import train_reward
@@ -22,8 +23,9 @@ def _pairs(n: int = 24) -> list[TextPair]:
 
 
 def _config(tiny_model_dir, out, **kw) -> RewardTrainConfig:
-    base = {"base": str(tiny_model_dir), "out": out, "max_length": 32, "batch_size": 4, "grad_accum": 2, "lr": 3e-3,
-                "max_steps": 6, "save_every": 2, "seed": 3, "progress": False, "norm_samples": 8, "warmup_steps": 1}
+    base = {"base": str(tiny_model_dir), "out_dir": out, "max_length": 32, "batch_size": 4, "grad_accum": 2,
+            "learning_rate": 3e-3, "max_steps": 6, "save_every": 2, "seed": 3, "show_progress": False,
+            "norm_samples": 8, "warmup_steps": 1}
     return RewardTrainConfig(**(base | kw))
 
 
@@ -66,7 +68,8 @@ def test_saved_model_round_trips_scores_and_stats(tiny_model_dir, tmp_path):
 
 
 def test_lora_trains_adapters_and_head_only_and_round_trips(tiny_model_dir, tmp_path):
-    model, _ = train_reward(_config(tiny_model_dir, tmp_path / "lora", lora=True, lora_r=4, max_steps=2),
+    model, _ = train_reward(_config(tiny_model_dir, tmp_path / "lora", lora=LoraSettings(r=4, target_modules=["q_proj", "v_proj"]),
+                                    max_steps=2),
                             _pairs(8), log=lambda *_: None)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all("lora_" in n or n.startswith("head.") for n in trainable)

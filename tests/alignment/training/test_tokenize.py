@@ -91,8 +91,8 @@ def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_m
 
     monkeypatch.setattr(RewardModel, "forward", spy)
     pair = PreferencePair(question_id="q", question="q", chosen=long_good, rejected=long_bad)
-    config = RewardTrainConfig(base=str(tiny_model_dir), out=tmp_path / "rm", max_length=64, batch_size=1,
-                               max_steps=1, norm_samples=2, progress=False)
+    config = RewardTrainConfig(base=str(tiny_model_dir), out_dir=tmp_path / "rm", max_length=64, batch_size=1,
+                               max_steps=1, norm_samples=2, show_progress=False)
     model, _ = train_reward(config, [pair], log=lambda *_: None)
     trained = [row for row in seen]
     seen.clear()

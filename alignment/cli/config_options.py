@@ -1,0 +1,101 @@
+"""Command-line options generated from a trainer's pydantic config.
+
+Each `rankact align` command is built from its config class: one option per field, with
+the field's type, default and description, so a default lives in the config alone and the
+CLI can never drift from what `train_*` does when called from Python. A few fields read
+better as other flags (`out_dir` is `--out`, `learning_rate` is `--lr`); `lora` is a switch
+that turns on the trainer's own `DEFAULT_LORA` settings.
+"""
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import typer
+from pydantic import BaseModel, ValidationError
+
+from agent.errors import RankactError
+
+FLAGS = {"out_dir": "--out", "learning_rate": "--lr", "loss_type": "--loss"}
+# Never options: the CLI always shows progress; stop_after only simulates an interruption in tests.
+HIDDEN = {"show_progress", "stop_after"}
+
+
+def flag(name: str) -> str:
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _optional_inner(annotation: Any) -> Any:
+    """`X | None` -> X (typer wants the inner type; the None default says it is optional)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def option_parameters(config_cls: type[BaseModel], *, required: Sequence[str] = (),
+                      exclude: Sequence[str] = ()) -> list[inspect.Parameter]:
+    """One keyword parameter per config field, for typer to turn into options."""
+    params = []
+    for name, field in config_cls.model_fields.items():
+        if name in HIDDEN or name in exclude:
+            continue
+        help_text = field.description or ""
+        annotation = _optional_inner(field.annotation)
+        if name == "lora":  # a switch for the trainer's DEFAULT_LORA settings
+            default = typer.Option(False, "--lora", help=help_text)
+            annotation = bool
+        elif annotation is bool:
+            default = typer.Option(field.default, f"{flag(name)}/--no-{flag(name)[2:]}", help=help_text)
+        else:
+            value = ... if name in required or field.is_required() else field.default
+            default = typer.Option(value, flag(name), help=help_text, show_default=value is not None)
+            if field.annotation is not annotation and value is not ...:
+                annotation = field.annotation  # keeps `X | None`
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=annotation))
+    return params
+
+
+def build_config(config_cls: type[BaseModel], values: dict[str, Any]) -> Any:
+    """The config from parsed options; an invalid value is one line naming its option."""
+    values = dict(values)
+    if "lora" in values:
+        values["lora"] = config_cls.DEFAULT_LORA.model_copy() if values["lora"] else None
+    try:
+        return config_cls(**values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        raise RankactError(f"invalid {flag(name) if name else 'option'}: {first['msg']}") from None
+
+
+def config_command(
+    app: typer.Typer,
+    name: str,
+    config_cls: type[BaseModel],
+    run: Callable[..., None],
+    *,
+    help: str,
+    required: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    extra: Sequence[inspect.Parameter] = (),
+) -> None:
+    """Register `rankact align NAME`: its options are `config_cls`'s fields plus `extra`
+    parameters; `run(config, **extra_values)` does the work."""
+    params = [*extra, *option_parameters(config_cls, required=required, exclude=exclude)]
+    extra_names = {p.name for p in extra}
+
+    def command(**kwargs: Any) -> None:
+        config = build_config(config_cls, {k: v for k, v in kwargs.items() if k not in extra_names})
+        run(config, **{k: v for k, v in kwargs.items() if k in extra_names})
+
+    command.__signature__ = inspect.Signature(params)  # what typer reads
+    command.__annotations__ = {}
+    command.__doc__ = help
+    command.__name__ = name.replace("-", "_")
+    app.command(name)(command)

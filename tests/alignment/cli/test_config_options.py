@@ -1,0 +1,49 @@
+"""`rankact align` options come from the trainers' configs: every setting is an option, and
+every option's default is the config's (a default is never written twice)."""
+from __future__ import annotations
+
+import pytest
+import typer
+
+from alignment.cli.align import app
+from alignment.cli.config_options import HIDDEN, flag
+from alignment.training.dpo import DPOConfig
+from alignment.training.ppo.config import PPOConfig
+from alignment.training.reward.config import RewardTrainConfig
+from alignment.training.sft import SFTConfig
+
+CONFIGS = {"sft": SFTConfig, "dpo": DPOConfig, "ppo": PPOConfig, "reward": RewardTrainConfig}
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_every_config_field_is_an_option_with_the_configs_default(name):
+    config_cls = CONFIGS[name]
+    command = typer.main.get_command(app).commands[name]
+    options = {p.name: p for p in command.params}
+    for field_name, field in config_cls.model_fields.items():
+        if field_name in HIDDEN:
+            continue
+        option = options[field_name]
+        assert flag(field_name) in option.opts
+        if field_name == "lora":
+            assert field.default is None and option.default is False  # the switch for DEFAULT_LORA
+        elif not option.required:
+            assert option.default == field.default, field_name
+
+
+def test_the_lora_switch_turns_on_the_trainers_own_lora_settings():
+    from alignment.cli.config_options import build_config
+
+    reward = build_config(RewardTrainConfig, {"out_dir": "o", "lora": True})
+    dpo = build_config(DPOConfig, {"out_dir": "o", "lora": True})
+    assert reward.lora == RewardTrainConfig.DEFAULT_LORA and dpo.lora == DPOConfig.DEFAULT_LORA
+    assert reward.lora != dpo.lora and build_config(DPOConfig, {"out_dir": "o", "lora": False}).lora is None
+
+
+def test_one_default_store_url():
+    import inspect
+
+    from alignment.cli import options
+    from alignment.feedback.store import TrajectoryStore
+
+    assert options.DEFAULT_DB == inspect.signature(TrajectoryStore).parameters["url"].default
