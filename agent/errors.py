@@ -1,4 +1,33 @@
-"""Errors a user can cause. The CLI prints these as one line, without a traceback."""
+"""The error tree. Every error a user can cause derives from `RankactError`; the command
+line prints any of them as one line (`error: ...`, exit status 2), never a traceback.
+
+    RankactError
+    ├── ModelLoadError        a model path, file or package that cannot be loaded (agent.llm)
+    ├── BackendError          a backend could not produce a completion: HTTP error, no server (agent.llm)
+    ├── ParseError            model output that is not a valid ReAct step (agent.parser; the
+    │                         loop turns it into an observation with a hint)
+    ├── AgentSetupError       a bad index folder, a tool that is not available (agent.build)
+    └── ...                   the layers above add their branches (task files, the store,
+                              pair files, datasets, the demo, command-line values), each
+                              drawn in that layer's own errors module
+
+    ToolError (tools.base)    a tool call failed; the loop turns it into an observation
+    ├── ToolArgumentError     arguments that do not validate against the tool's schema
+    ├── ToolTimeoutError      the tool ran past its timeout
+    └── ToolExecutionError    the tool raised: HttpGetRefused, FileAccessRefused, CalculatorError
+
+    RetrievalError (retrieval.errors)
+    ├── IndexFormatError      not an index folder, damaged, or another format version
+    ├── EmbedderMismatchError the index was built with another embedder
+    └── DocumentError         adding an existing id, updating or deleting an unknown one
+
+`tools` and `retrieval` sit below this package and import nothing of ours (the arrows
+point one way), so their two bases cannot inherit from `RankactError`. They are the
+other members of `user_errors()`, what every boundary that meets a person catches:
+`agent.build.load_index` turns retrieval errors into `AgentSetupError`, the loop turns tool
+errors into observations, and the CLI prints any of the three as one line.
+"""
+from __future__ import annotations
 
 
 class RankactError(Exception):
@@ -11,3 +40,12 @@ class ModelLoadError(RankactError):
 
 class BackendError(RankactError):
     """A backend failed to produce a completion (HTTP error, unreachable server, ...)."""
+
+
+def user_errors() -> tuple[type[Exception], ...]:
+    """What a boundary that meets a person catches (the CLI): `RankactError` and the two bases
+    of the layers below. Imported on call, so importing this module stays free."""
+    from retrieval.errors import RetrievalError
+    from tools.base import ToolError
+
+    return (RankactError, RetrievalError, ToolError)

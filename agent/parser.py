@@ -15,14 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.errors import RankactError
+
 FORMAT_HINT = (
     "Use the format: 'Thought: <reasoning>' then either 'Action: <tool name>' and "
     "'Action Input: <JSON object>' on their own lines, or 'Final Answer: <answer>'."
 )
 
 
-class ParseError(ValueError):
-    """The text is not a valid step. `hint` tells the model how to fix it."""
+class ParseError(RankactError, ValueError):
+    """The model's text is not a valid step (part of the tree in `agent.errors`). `hint` tells the model how to fix it."""
 
     def __init__(self, message: str, hint: str = FORMAT_HINT) -> None:
         super().__init__(message)

@@ -32,11 +32,8 @@ from pydantic import BaseModel, Field
 from rich.console import Console
 
 from agent.errors import RankactError
+from alignment.errors import DemoError
 from alignment.tasks.bundled import demo_corpus, demo_tasks
-
-
-class DemoError(RankactError):
-    """A stage of the demo failed in a way a user can act on."""
 
 
 class DemoConfig(BaseModel):

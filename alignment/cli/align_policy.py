@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import typer
 
-from agent.errors import RankactError
 from alignment.cli.config_options import config_command
+from alignment.errors import CommandError
 from alignment.training.dpo import DPOConfig
 from alignment.training.ppo.config import PPOConfig
 from alignment.training.sft import SFTConfig
@@ -35,7 +35,7 @@ def _ppo(config: PPOConfig) -> None:
     from alignment.training.ppo.trainer import train_ppo
 
     if not config.reward.is_dir():
-        raise RankactError(f"reward model folder not found: {config.reward}")
+        raise CommandError(f"reward model folder not found: {config.reward}")
     _done("PPO", train_ppo(config))
 
 

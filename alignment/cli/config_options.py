@@ -17,7 +17,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 
-from agent.errors import RankactError
+from alignment.errors import CommandError
 
 FLAGS = {"out_dir": "--out", "learning_rate": "--lr", "loss_type": "--loss"}
 # Never options: the CLI always shows progress; stop_after only simulates an interruption in tests.
@@ -71,7 +71,7 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any]) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
-        raise RankactError(f"invalid {flag(name) if name else 'option'}: {first['msg']}") from None
+        raise CommandError(f"invalid {flag(name) if name else 'option'}: {first['msg']}") from None
 
 
 def config_command(

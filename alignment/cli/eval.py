@@ -18,8 +18,8 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agent.errors import RankactError
 from agent.loop import DEFAULT_MAX_STEPS
+from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
 
@@ -54,19 +54,19 @@ def evaluate(
     models = model or ["default"]
     if refusal:
         if tasks is not None:
-            raise RankactError("--refusal uses the AdvBench requests; do not pass TASKS with it")
+            raise CommandError("--refusal uses the AdvBench requests; do not pass TASKS with it")
         if split not in ("dev", "test"):
-            raise RankactError(f"--split must be dev or test, not {split!r}")
+            raise CommandError(f"--split must be dev or test, not {split!r}")
         task_list = advbench_tasks(split, data)[:limit]
         title = f"refusals on AdvBench {split} ({len(task_list)} requests)"
     else:
         if tasks is None:
-            raise RankactError("give a task file or a preset (hotpot:dev, nq:dev, arith:dev), or use --refusal")
+            raise CommandError("give a task file or a preset (hotpot:dev, nq:dev, arith:dev), or use --refusal")
         preset = parse_preset(tasks)
         if preset is not None and not Path(tasks).is_file():
             name, preset_split = preset
             if name == "advbench":
-                raise RankactError("advbench has no gold answers: use `rankact eval --refusal`")
+                raise CommandError("advbench has no gold answers: use `rankact eval --refusal`")
             task_list = preset_tasks(name, preset_split, data)[:limit]
             if index is None:
                 index = preset_index(name, preset_split, data, progress=console.is_terminal,

@@ -23,12 +23,12 @@ def export(
     db: Db = DEFAULT_DB,
 ) -> None:
     """Write the rankings as JSON Lines: preference pairs (ties dropped), TRL text pairs, or raw rankings."""
-    from agent.errors import RankactError
+    from alignment.errors import CommandError
     from alignment.feedback.export import FORMATS, write_export
     from alignment.feedback.store import TrajectoryStore
 
     if format not in FORMATS:
-        raise RankactError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+        raise CommandError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
     count = write_export(TrajectoryStore(db, create=False), format, out)
     typer.echo(f"wrote {count} {format} lines to {out}")
 

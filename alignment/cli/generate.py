@@ -24,12 +24,12 @@ def generate(
                                             help="Model name on an HTTP server (default: its first model)."),
 ) -> None:
     """Stream a model's reply to PROMPT."""
-    from agent.errors import RankactError
     from agent.llm import ChatMessage, GenerationConfig
     from agent.llm.loading import load_llm
+    from alignment.errors import CommandError
 
     if top_p <= 0:
-        raise RankactError("--top-p must be greater than 0")
+        raise CommandError("--top-p must be greater than 0")
     from alignment.cli.quiet import quiet_libraries
 
     quiet_libraries()

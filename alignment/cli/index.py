@@ -10,13 +10,10 @@ from typing import Annotated
 
 import typer
 
-from agent.errors import RankactError
+from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build and search a retrieval index.")
 
-
-class IndexCommandError(RankactError):
-    """A bad index folder, embedder, source list or option."""
 
 
 @contextmanager
@@ -27,7 +24,7 @@ def _user_errors() -> Iterator[None]:
     try:
         yield
     except (RetrievalError, ValueError) as exc:
-        raise IndexCommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None
 
 
 def parse_filters(items: list[str]) -> dict[str, str | list[str]]:
@@ -36,7 +33,7 @@ def parse_filters(items: list[str]) -> dict[str, str | list[str]]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise IndexCommandError(f"--filter expects key=value, got {item!r}")
+            raise CommandError(f"--filter expects key=value, got {item!r}")
         key = key.strip()
         if key in out:
             prev = out[key]
@@ -70,7 +67,7 @@ def build(
         for error in report.load.errors:
             typer.echo(f"skipped {error.source}: {error.message}", err=True)
         if not report.load.documents:
-            raise IndexCommandError("nothing to index: no document could be loaded from the sources given")
+            raise CommandError("nothing to index: no document could be loaded from the sources given")
         retriever.save(out)
     typer.echo(f"indexed {retriever.num_documents} documents as {len(retriever)} chunks into {out} "
                f"({report.embedded} embedded, {report.chunks - report.embedded} from cache; "
@@ -104,19 +101,19 @@ def search(
     from retrieval import Retriever, make_embedder
 
     if (query is None) == (queries is None):
-        raise IndexCommandError("give either a QUERY or --queries FILE")
+        raise CommandError("give either a QUERY or --queries FILE")
     if queries is not None:
         try:
             lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines()]
         except (OSError, UnicodeDecodeError) as exc:
-            raise IndexCommandError(f"cannot read --queries {queries}: {exc}") from None
+            raise CommandError(f"cannot read --queries {queries}: {exc}") from None
         batch = [line for line in lines if line]
     else:
         batch = [query]
     filters = parse_filters(filter or [])
     with _user_errors():
         if not index_dir.is_dir():
-            raise IndexCommandError(f"no index at {index_dir}: folder not found")
+            raise CommandError(f"no index at {index_dir}: folder not found")
         retriever = Retriever.load(index_dir, make_embedder(embedder) if embedder else None)
         results = retriever.search_batch(batch, k=k, filter=filters or None, mode=mode, mmr=mmr)
     for q, hits in zip(batch, results, strict=True):

@@ -13,7 +13,7 @@ import sys
 import click
 import typer
 
-from agent.errors import RankactError
+from agent.errors import user_errors
 
 # name -> (module holding `app`, one-line help shown by `rankact --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -92,14 +92,23 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("aborted", err=True)
         sys.exit(130)
     except _CLICK_ERRORS as exc:
-        exc.show()
-        sys.exit(getattr(exc, "exit_code", 1))
-    except RankactError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        # A bad option or argument: one line, like every other error, naming where help is.
+        ctx = getattr(exc, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None and ctx.command_path else ""
+        click.echo(f"error: {one_line(exc.format_message())}{where}", err=True)
+        sys.exit(getattr(exc, "exit_code", 1) or 1)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if not isinstance(exc, user_errors()):
+            raise  # a bug: the traceback is what a bug report needs
+        click.echo(f"error: {one_line(str(exc)) or exc.__class__.__name__}", err=True)
+        sys.exit(2)
+
+
+def one_line(message: str) -> str:
+    return " ".join(message.split())
 
 if __name__ == "__main__":
     main()

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from agent.errors import RankactError
+from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
 
@@ -23,13 +23,13 @@ def score(
     from alignment.training.reward.model import RewardModel
 
     if not trajectory.is_file():
-        raise RankactError(f"trajectory file not found: {trajectory}")
+        raise CommandError(f"trajectory file not found: {trajectory}")
     try:
         traj = Trajectory.from_json(trajectory.read_bytes())
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "file"
-        raise RankactError(f"{trajectory} is not a trajectory ({where}: {first['msg']})") from None
+        raise CommandError(f"{trajectory} is not a trajectory ({where}: {first['msg']})") from None
     model = RewardModel.load(model_dir)
     raw = model.score_trajectory(traj)
     typer.echo(f"raw {raw:.6f}\nnormalized {model.normalized(raw):.6f}")

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
+from alignment.errors import PairFileError
 from alignment.feedback.rankings import Ranking, RankingSource, ranked_id_pairs
 
 
@@ -85,9 +86,6 @@ def to_text_pair(pair: PreferencePair) -> TextPair:
 
 ASSISTANT = "\n\nAssistant:"
 
-
-class PairFileError(RankactError):
-    """A pair file is missing or holds a line we cannot read."""
 
 
 def parse_range(spec: str | None) -> slice:

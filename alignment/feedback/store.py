@@ -22,16 +22,12 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from agent.trajectory import Trajectory
+from alignment.errors import ConflictError, InvalidRankingError, NotFoundError, SchemaVersionError, StoreError
 from alignment.feedback.rankings import Ranking, StepFlag
 from alignment.feedback.store_schema import (
     _IMMEDIATE,
     DEFAULT_URL,
     SCHEMA_VERSION,
-    ConflictError,
-    InvalidRankingError,
-    NotFoundError,
-    SchemaVersionError,
-    StoreError,
     _Annotator,
     _Base,
     _Lease,

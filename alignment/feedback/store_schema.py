@@ -1,4 +1,4 @@
-"""The store's database layer: error types, SQL tables, and the engine with the SQLite
+"""The store's database layer: SQL tables, and the engine with the SQLite
 settings that make every acknowledged write durable (WAL, synchronous=FULL) and let
 concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout).
 `alignment.feedback.store.TrajectoryStore` is the API on top."""
@@ -26,33 +26,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 
-from agent.errors import RankactError
+from alignment.errors import StoreError
 
 SCHEMA_VERSION = 1
 DEFAULT_URL = "sqlite:///rankact.db"
-
-
-# --- errors -----------------------------------------------------------------------------
-
-
-class StoreError(RankactError):
-    """Base for store errors a user can cause."""
-
-
-class NotFoundError(StoreError, LookupError):
-    """An unknown question, trajectory or annotator id."""
-
-
-class ConflictError(StoreError, ValueError):
-    """A write that clashes with what is stored (a duplicate id or name)."""
-
-
-class InvalidRankingError(StoreError, ValueError):
-    """A ranking that does not order exactly its question's trajectories."""
-
-
-class SchemaVersionError(StoreError):
-    """The database was made by another version of rankact."""
 
 
 # --- tables -----------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.errors import RankactError
+from alignment.errors import DatasetError
 from alignment.tasks import Task, write_tasks
 
 Split = Literal["dev", "test"]
@@ -51,9 +52,6 @@ ARITH_SEEDS = {"dev": 1001, "test": 2002}
 ARITH_DEFAULT_COUNT = 200
 PRESETS = ("hotpot", "nq", "arith", "advbench")
 
-
-class DatasetError(RankactError):
-    pass
 
 
 class Passage(BaseModel):

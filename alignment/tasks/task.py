@@ -12,11 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from agent.errors import RankactError
-
-
-class TaskFileError(RankactError):
-    pass
+from alignment.errors import TaskFileError
 
 
 class Task(BaseModel):

@@ -1,0 +1,61 @@
+"""The alignment layer's branch of the error tree (its root, `RankactError`, and the lower
+layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one line.
+
+    RankactError (agent.errors)
+    ├── TaskFileError         a task file that is missing or holds a line that is not a task
+    ├── DatasetError          the shared evaluation data is missing or malformed
+    ├── PairFileError         a pair file that is missing or holds a line that is not a pair
+    ├── StoreError            the trajectory store refused an operation
+    │   ├── NotFoundError         an unknown question, trajectory or annotator id
+    │   ├── ConflictError         a write that clashes with what is stored
+    │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
+    │   └── SchemaVersionError    a database made by another version of rankact
+    ├── CommandError          a command-line value the options' own checks cannot catch
+    └── DemoError             a demo stage failed in a way a user can act on
+"""
+from __future__ import annotations
+
+from agent.errors import RankactError
+
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InvalidRankingError", "NotFoundError",
+           "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
+
+
+class TaskFileError(RankactError):
+    """A task file is missing or holds a line that is not a task."""
+
+
+class DatasetError(RankactError):
+    """The shared evaluation data is missing or malformed."""
+
+
+class PairFileError(RankactError):
+    """A pair file is missing or holds a line we cannot read."""
+
+
+class StoreError(RankactError):
+    """Base for store errors a user can cause."""
+
+
+class NotFoundError(StoreError, LookupError):
+    """An unknown question, trajectory or annotator id."""
+
+
+class ConflictError(StoreError, ValueError):
+    """A write that clashes with what is stored (a duplicate id or name)."""
+
+
+class InvalidRankingError(StoreError, ValueError):
+    """A ranking that does not order exactly its question's trajectories."""
+
+
+class SchemaVersionError(StoreError):
+    """The database was made by another version of rankact."""
+
+
+class CommandError(RankactError):
+    """A bad command-line value: an index folder, embedder, source list or option."""
+
+
+class DemoError(RankactError):
+    """A stage of the demo failed in a way a user can act on."""

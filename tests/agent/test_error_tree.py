@@ -1,0 +1,85 @@
+"""One error tree: every error class a user can cause derives from `RankactError`, and the
+command line prints any of them as one line."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+from agent.errors import RankactError
+
+# Packages that may derive from agent.errors (the layers at and above agent).
+PRODUCT_PACKAGES = ["agent", "alignment"]
+
+
+def _exception_classes(package: str) -> list[type[BaseException]]:
+    found = []
+    root = importlib.import_module(package)
+    for info in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+        if info.name.endswith("__main__"):
+            continue
+        module = importlib.import_module(info.name)
+        for _, obj in inspect.getmembers(module, inspect.isclass):
+            if issubclass(obj, BaseException) and obj.__module__ == info.name:
+                found.append(obj)
+    return found
+
+
+@pytest.mark.parametrize("package", PRODUCT_PACKAGES)
+def test_every_error_class_derives_from_one_base(package):
+    classes = _exception_classes(package)
+    assert classes  # the walk found the error classes
+    outside = [f"{c.__module__}.{c.__qualname__}" for c in classes if not issubclass(c, RankactError)]
+    assert outside == []
+
+
+def test_the_lower_layers_errors_are_in_the_tree():
+    """tools/ and retrieval/ import nothing above them, so their bases are declared beside
+    RankactError's branches rather than below it; the CLI prints them as one line too."""
+    from agent.errors import user_errors
+    from retrieval.errors import RetrievalError
+    from tools.base import ToolError
+
+    assert set(user_errors()) == {RankactError, RetrievalError, ToolError}
+
+
+def test_the_tree_is_drawn_in_the_base_modules_docstring():
+    import agent.errors
+
+    doc = agent.errors.__doc__
+    for name in ("RankactError", "ModelLoadError", "BackendError", "ParseError", "AgentSetupError",
+                 "ToolError", "RetrievalError"):
+        assert name in doc, name
+
+
+@pytest.mark.parametrize("error", ["RankactError", "RetrievalError", "ToolError", "ParseError"])
+def test_the_cli_prints_each_as_one_line(error, monkeypatch, capsys):
+    from agent.parser import ParseError
+    cli_main = importlib.import_module("alignment.cli.main")
+    from retrieval.errors import RetrievalError
+    from tools.base import ToolError
+
+    cls = {"RankactError": RankactError, "RetrievalError": RetrievalError, "ToolError": ToolError,
+           "ParseError": ParseError}[error]
+
+    def boom(*args, **kwargs):
+        raise cls("something the user did\nwith a second line")
+
+    monkeypatch.setattr(cli_main.cli, "main", boom)
+    with pytest.raises(SystemExit) as info:
+        cli_main.main(["ask", "q"])
+    assert info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["error: something the user did with a second line"]
+
+
+def test_usage_errors_are_one_line(capsys):
+    from alignment.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["align", "dpo", "--no-such-option"])
+    assert info.value.code == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--no-such-option" in lines[0], lines
