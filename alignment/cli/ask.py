@@ -6,6 +6,7 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
+from alignment.cli.options import ApiKey, Model
 
 app = typer.Typer(add_completion=False)
 
@@ -13,8 +14,7 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def ask(
     question: str = typer.Argument(..., help="The question to answer."),
-    model: str = typer.Option("default", "--model", "-m",
-                              help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH"),
+    model: Model = "default",
     max_steps: int = typer.Option(DEFAULT_MAX_STEPS, "--max-steps", min=1,
                                   help="Most tool-using steps before a forced answer."),
     guided: bool = typer.Option(True, "--guided/--no-guided",
@@ -24,8 +24,7 @@ def ask(
     k: int = typer.Option(3, "--k", min=1, help="Passages per search."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="RANKACT_API_KEY",
-                                       help="Bearer token for an HTTP server (or OPENAI_API_KEY)."),
+    api_key: ApiKey = None,
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
     from agent.build import build_agent, load_index

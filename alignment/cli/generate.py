@@ -5,21 +5,21 @@ import sys
 
 import typer
 
+from alignment.cli.options import ApiKey, Model
+
 app = typer.Typer(add_completion=False)
 
 
 @app.command()
 def generate(
     prompt: str = typer.Argument(..., help="The user message."),
-    model: str = typer.Option("default", "--model", "-m",
-                              help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH"),
+    model: Model = "default",
     max_tokens: int = typer.Option(256, "--max-tokens", min=1, help="Most new tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0, help="Nucleus sampling mass (0, 1]."),
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible output)."),
     system: str | None = typer.Option(None, "--system", help="An optional system message."),
-    api_key: str | None = typer.Option(None, "--api-key", envvar="RANKACT_API_KEY",
-                                       help="Bearer token for an HTTP server (or OPENAI_API_KEY)."),
+    api_key: ApiKey = None,
     server_model: str | None = typer.Option(None, "--server-model",
                                             help="Model name on an HTTP server (default: its first model)."),
 ) -> None:

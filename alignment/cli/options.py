@@ -10,3 +10,9 @@ from alignment.feedback.store_schema import DEFAULT_URL
 # The trajectory store every feedback command reads and writes; its default is the store's own.
 Db = Annotated[str, typer.Option("--db", help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
 DEFAULT_DB = DEFAULT_URL
+
+# The model an agent or a reply comes from; every backend `agent.llm.load_llm` accepts.
+Model = Annotated[str, typer.Option("--model", "-m",
+                                    help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="RANKACT_API_KEY",
+                                            help="Bearer token for an HTTP server (or OPENAI_API_KEY).")]

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 from pathlib import Path
 from typing import ClassVar
 
@@ -27,12 +26,13 @@ from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import policy_logprobs
 from alignment.training.losses import LossType, dpo_loss
-from alignment.training.policy import is_peft, load_policy, resolve_base, save_policy
+from alignment.training.policy import is_peft, load_policy, load_trainable, resolve_base, save_policy
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
     clip_gradients,
     local_share,
+    planned_steps,
     progress,
     step_indices,
 )
@@ -131,13 +131,10 @@ def load_or_compute_reference(config: DPOConfig, model, encoded, pad_id, acceler
 def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:
     run = TrainingRun(config, "DPO", accelerator=accelerator)
     pairs = pairs if pairs is not None else load_pair_source(config.pairs, config.db)
-    model, tokenizer = load_policy(config.base, config.lora)
+    model, tokenizer, params, optimizer = load_trainable(config)
     encoded = encode_pairs(pairs, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    planned = config.epochs * math.ceil(len(encoded) / config.batch_size)
-    total = min(planned, config.max_steps) if config.max_steps else planned
+    planned, total = planned_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
     fingerprint = _fingerprint(encoded, resolve_base(config.base), config.max_length)
     run_key = {"pairs": fingerprint[:16], "batch_size": config.batch_size, "seed": config.seed}
     state = run.resume(model, optimizer, run_key)

@@ -66,6 +66,14 @@ def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
     return model, tokenizer
 
 
+def load_trainable(config):
+    """(model, tokenizer, trainable parameters, AdamW) for a policy trainer's config."""
+    model, tokenizer = load_policy(config.base, config.lora)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return model, tokenizer, params, optimizer
+
+
 def apply_lora(model, settings: LoraSettings, task_type: str | None = "CAUSAL_LM"):
     """Wrap `model` with LoRA adapters (peft). The reward model passes task_type=None: its
     backbone is read through its decoder, not as a language model."""

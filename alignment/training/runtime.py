@@ -136,6 +136,13 @@ def progress(total: int, desc: str, enabled: bool, initial: int = 0):
     return tqdm(total=total, desc=desc, initial=initial, disable=not enabled, dynamic_ncols=True)
 
 
+def planned_steps(items: int, batch_size: int, epochs: int, max_steps: int | None) -> tuple[int, int]:
+    """(planned, total): optimizer steps for `epochs` passes over `items`, and the steps this
+    run takes (--max-steps caps it; stopping before `planned` counts as stopping early)."""
+    planned = epochs * math.ceil(items / batch_size)
+    return planned, min(planned, max_steps) if max_steps else planned
+
+
 def step_indices(step: int, n: int, batch_size: int, seed: int) -> list[int]:
     """The global batch of a step: a seeded permutation per epoch, so every process agrees on
     it and resume continues with exactly the batches it had not seen."""

@@ -8,7 +8,6 @@ Call from Python: `train_sft(SFTConfig(out_dir=..., pairs=...))`, or pass `traje
 from __future__ import annotations
 
 import logging
-import math
 from collections import defaultdict
 from typing import ClassVar
 
@@ -20,8 +19,15 @@ from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import policy_logprobs
 from alignment.training.masked import masked_mean
-from alignment.training.policy import load_policy, save_policy
-from alignment.training.runtime import TrainingRun, TrainResult, clip_gradients, local_share, step_indices
+from alignment.training.policy import load_trainable, save_policy
+from alignment.training.runtime import (
+    TrainingRun,
+    TrainResult,
+    clip_gradients,
+    local_share,
+    planned_steps,
+    step_indices,
+)
 from alignment.training.tokenize import Encoded, collate, encode_text, encode_trajectory, pad_token_id
 
 log = logging.getLogger(__name__)
@@ -69,13 +75,10 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     run = TrainingRun(config, "SFT", accelerator=accelerator)
     if trajectories is None:
         trajectories = best_of_pairs(load_pair_source(config.pairs, config.db))
-    model, tokenizer = load_policy(config.base, config.lora)
+    model, tokenizer, params, optimizer = load_trainable(config)
     samples = encode_best(trajectories, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    planned = config.epochs * math.ceil(len(samples) / config.batch_size)
-    total = min(planned, config.max_steps) if config.max_steps else planned
+    planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
     run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed}
     state = run.resume(model, optimizer, run_key)
     model.train()

@@ -114,21 +114,15 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
 
     # -- errors: always JSON, always a status the client can act on --
 
-    @app.exception_handler(NotFoundError)
-    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+    def answer_with(status: int):
+        async def handler(_request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.exception_handler(ConflictError)
-    async def _conflict(_request: Request, exc: ConflictError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return handler
 
-    @app.exception_handler(InvalidRankingError)
-    async def _invalid(_request: Request, exc: InvalidRankingError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
-
-    @app.exception_handler(StoreError)
-    async def _store_error(_request: Request, exc: StoreError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+    # The store's errors, most specific first (StoreError is the base of the others).
+    for error, status in ((NotFoundError, 404), (ConflictError, 409), (InvalidRankingError, 422), (StoreError, 400)):
+        app.add_exception_handler(error, answer_with(status))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:

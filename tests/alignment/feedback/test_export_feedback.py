@@ -12,16 +12,11 @@ from alignment.feedback.agreement import feedback_stats, kendall_tau_b, pair_agr
 from alignment.feedback.export import export_lines, write_export
 from alignment.feedback.pairs import PreferencePair, TextPair
 from alignment.feedback.rankings import Ranking
-from alignment.feedback.sample_data import load_sample_data
-from alignment.feedback.store import TrajectoryStore
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = TrajectoryStore(f"sqlite:///{tmp_path / 'e.db'}")
-    load_sample_data(s)
-    yield s
-    s.close()
+def store(sample_store):
+    return sample_store
 
 
 def _rank(store, qid, annotator, order, source="human"):

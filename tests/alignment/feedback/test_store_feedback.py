@@ -22,11 +22,8 @@ from alignment.tasks import Task
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = TrajectoryStore(f"sqlite:///{tmp_path / 'feedback.db'}")
-    load_sample_data(s)
-    yield s
-    s.close()
+def store(sample_store):
+    return sample_store
 
 
 def _ids(store, qid):

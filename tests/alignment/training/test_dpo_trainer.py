@@ -7,25 +7,11 @@ import json
 import math
 
 import pytest
+from trajectory_factory import two_step_trajectory
 
-from agent.trajectory import ModelRef, Segment, Trajectory
 from alignment.feedback.pairs import PreferencePair
 from alignment.training import dpo as dpo_module
 from alignment.training.dpo import DPOConfig, train_dpo
-
-
-def _traj(answer_ids: list[int], obs_ids: list[int]) -> Trajectory:
-    return Trajectory(
-        question="q",
-        model=ModelRef(backend="t", name="t"),
-        prompt_version="v",
-        segments=[
-            Segment(role="prompt", text="p", token_ids=[1, 504, 3062, 28]),
-            Segment(role="generated", text="a", token_ids=[1000, 1001]),
-            Segment(role="observation", text="o", token_ids=obs_ids),
-            Segment(role="generated", text="b", token_ids=answer_ids),
-        ],
-    )
 
 
 def make_pairs(n: int = 4) -> list[PreferencePair]:
@@ -33,8 +19,8 @@ def make_pairs(n: int = 4) -> list[PreferencePair]:
         PreferencePair(
             question_id=f"q{i}",
             question="q",
-            chosen=_traj([2000 + i, 2100], [300, 301 + i]),
-            rejected=_traj([4000 + i, 4100], [500, 501]),
+            chosen=two_step_trajectory([2000 + i, 2100], [300, 301 + i]),
+            rejected=two_step_trajectory([4000 + i, 4100], [500, 501]),
         )
         for i in range(n)
     ]
@@ -86,7 +72,7 @@ def test_pairs_and_best_of_k_from_a_store(tmp_path):
     from alignment.training.sft import best_of_pairs
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
-    good, mid, bad = _traj([2000, 1], [300]), _traj([3000, 1], [300]), _traj([4000, 1], [300])
+    good, mid, bad = two_step_trajectory([2000, 1], [300]), two_step_trajectory([3000, 1], [300]), two_step_trajectory([4000, 1], [300])
     with TrajectoryStore(url) as store:
         qid = store.add(good)
         store.add(mid, qid)

@@ -5,29 +5,15 @@ from __future__ import annotations
 import json
 
 import torch
+from trajectory_factory import two_step_trajectory
 
-from agent.trajectory import ModelRef, Segment, Trajectory
 from alignment.feedback.pairs import PreferencePair, TextPair
 from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
 
 
-def _traj(answer_ids: list[int], obs_ids: list[int]) -> Trajectory:
-    return Trajectory(
-        question="q",
-        model=ModelRef(backend="t", name="t"),
-        prompt_version="v",
-        segments=[
-            Segment(role="prompt", text="p", token_ids=[1, 504, 3062, 28]),
-            Segment(role="generated", text="a", token_ids=[1000, 1001]),
-            Segment(role="observation", text="o", token_ids=obs_ids),
-            Segment(role="generated", text="b", token_ids=answer_ids),
-        ],
-    )
-
-
 def test_best_of_pairs_picks_never_rejected():
-    a, b, c = _traj([10], [1]), _traj([11], [1]), _traj([12], [1])
-    d = _traj([13], [1])
+    a, b, c = two_step_trajectory([10], [1]), two_step_trajectory([11], [1]), two_step_trajectory([12], [1])
+    d = two_step_trajectory([13], [1])
     pairs = [
         PreferencePair(question_id="q1", question="q", chosen=a, rejected=b),
         PreferencePair(question_id="q1", question="q", chosen=a, rejected=c),
@@ -42,7 +28,7 @@ def test_best_of_pairs_picks_never_rejected():
 def test_sft_lowers_nll_of_best_and_ignores_observations(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    best = [_traj([2000, 2001], [300, 301]), _traj([2002, 2003], [300, 302])]
+    best = [two_step_trajectory([2000, 2001], [300, 301]), two_step_trajectory([2002, 2003], [300, 302])]
     out = tmp_path / "sft"
     result = train_sft(SFTConfig(out_dir=out, base=str(tiny_model_dir), learning_rate=3e-3, batch_size=2,
                                  epochs=3, seed=0, show_progress=False), trajectories=best)
