@@ -93,3 +93,27 @@ class LocalLLM(LLM, Protocol):
     def score_continuations(self, prompt_ids: Sequence[int], options: Sequence[Sequence[int]]) -> list[float]:
         """Sum of log-probabilities of each option's tokens following prompt_ids."""
         ...
+
+    # Batched forms, for lockstep rollouts (many trajectories advanced together). Row i of the
+    # result is what the single-row call would return for row i: with greedy decoding exactly,
+    # with sampling the same for the same (seed, row) whatever else is in the batch.
+    # `batched_primitives` gives loop-over-rows fallbacks for backends without real batching.
+
+    def continue_batch(self, prompts: Sequence[Sequence[int]], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        """`continue_ids` for every row (each its own prompt, stop strings, seed, length)."""
+        ...
+
+    def score_batch(self, prompts: Sequence[Sequence[int]],
+                    options: Sequence[Sequence[Sequence[int]]]) -> list[list[float]]:
+        """`score_continuations` for every row."""
+        ...
+
+
+class batched_primitives:
+    """Mixin: `continue_batch` / `score_batch` as loops over the single-row calls."""
+
+    def continue_batch(self, prompts, configs):
+        return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
+
+    def score_batch(self, prompts, options):
+        return [self.score_continuations(p, o) for p, o in zip(prompts, options, strict=True)]
