@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -56,6 +56,36 @@ class GuidedConfig(BaseModel):
     # inputs, where plain text gave "search" or "368 + 226 = 594"); "plain" lets it write
     # the whole line after "Action Input:".
     string_input: Literal["plain", "json"] = "json"
+
+
+@dataclass
+class Continue:
+    """Request: `llm.continue_ids(ids, config)`; answered with a `Completion`."""
+
+    ids: list[int]
+    config: GenerationConfig
+
+
+@dataclass
+class Score:
+    """Request: `llm.score_continuations(ids, options)`; answered with a list of floats."""
+
+    ids: list[int]
+    options: list[list[int]]
+
+
+def answer(llm: Any, request: Continue | Score) -> Any:
+    """Carry out one request on `llm` (the one-row path; `agent.batch` answers many at once)."""
+    if isinstance(request, Continue):
+        return llm.continue_ids(request.ids, request.config)
+    return llm.score_continuations(request.ids, request.options)
+
+
+def received(value: Any) -> Any:
+    """A request's answer, or the exception its execution ended with, raised here."""
+    if isinstance(value, BaseException):
+        raise value
+    return value
 
 
 def supports_guidance(llm: Any) -> bool:
@@ -129,22 +159,22 @@ class GuidedDecoder:
         self.calls += 1
         return self.sampling.model_copy(update={"max_new_tokens": max_new_tokens, "stop": stop, "seed": call_seed})
 
-    def _generate(self, max_new_tokens: int, stop: list[str]) -> str:
-        completion: Completion = self.llm.continue_ids(list(self.ids), self._config(max_new_tokens, stop))
+    def _generate(self, max_new_tokens: int, stop: list[str]) -> Generator[Continue, Any, str]:
+        completion: Completion = received((yield Continue(list(self.ids), self._config(max_new_tokens, stop))))
         ids = list(completion.token_ids or [])
         self.prompt_tokens += completion.prompt_tokens or len(self.ids)
         self.completion_tokens += completion.completion_tokens or len(ids)
         self._append("generated", completion.text, ids)
         return completion.text
 
-    def _choose(self, options: Sequence[str], bias: Sequence[float] | None = None) -> int:
+    def _choose(self, options: Sequence[str], bias: Sequence[float] | None = None) -> Generator[Score, Any, int]:
         """Index of the option the model prefers (sampled when temperature > 0)."""
         encoded = [self.llm.encode(o) for o in options]
         if len(options) == 1:
             self._append("generated", options[0], encoded[0], forced=True)
             return 0
         config = self._config(1, [])
-        scores = list(self.llm.score_continuations(list(self.ids), encoded))
+        scores = list(received((yield Score(list(self.ids), encoded))))
         self.prompt_tokens += len(self.ids) * len(options)
         if bias:
             scores = [s + b for s, b in zip(scores, bias, strict=True)]
@@ -173,12 +203,29 @@ class GuidedDecoder:
         self._after_observation = False
 
     def step(self, *, forced_answer: bool = False) -> ParsedAction | ParsedFinal:
-        """Decode one step. Raises ParseError only for an empty final answer."""
+        """Decode one step on this decoder's llm. Raises ParseError only for an empty final answer."""
+        requests = self.step_requests(forced_answer=forced_answer)
+        value = None
+        while True:
+            try:
+                request = requests.send(value)
+            except StopIteration as done:
+                return done.value
+            try:
+                value = answer(self.llm, request)
+            except Exception as exc:  # noqa: BLE001 - raised inside the step, where it belongs
+                value = exc
+
+    def step_requests(self, *, forced_answer: bool = False) -> Generator[Continue | Score, Any,
+                                                                           ParsedAction | ParsedFinal]:
+        """Decode one step as a generator of the primitive requests it needs (`Continue`,
+        `Score`), each answered by the driver: one at a time (`step`) or batched with other
+        trajectories' requests (`agent.batch`)."""
         self.step_text = ""
         if self.segments and self.segments[-1].role == "generated":
             self._force("\n")  # a previous step ended inside the assistant's text
         self._force("Thought:")
-        thought = self._generate(self.config.thought_max_tokens, _THOUGHT_STOPS)
+        thought = yield from self._generate(self.config.thought_max_tokens, _THOUGHT_STOPS)
         thought = thought.strip() or None
 
         if forced_answer or not self.tools:
@@ -186,32 +233,32 @@ class GuidedDecoder:
             is_final = True
         else:
             bias = [0.0, self.config.answer_bias if self._after_observation else 0.0]
-            is_final = self._choose([ACTION, FINAL], bias) == 1
+            is_final = (yield from self._choose([ACTION, FINAL], bias)) == 1
         self._after_observation = False
 
         if is_final:
-            answer = self._generate(self.config.answer_max_tokens, _ANSWER_STOPS).strip()
-            if not answer:
+            text = (yield from self._generate(self.config.answer_max_tokens, _ANSWER_STOPS)).strip()
+            if not text:
                 # Small models like a line break right after "Final Answer:"; let the
                 # answer start on the next line rather than end empty.
                 self._force("\n")
-                answer = self._generate(self.config.answer_max_tokens, _ANSWER_STOPS).strip()
-            if not answer:
+                text = (yield from self._generate(self.config.answer_max_tokens, _ANSWER_STOPS)).strip()
+            if not text:
                 raise ParseError("the Final Answer is empty", "Write the answer right after 'Final Answer:'.")
-            return ParsedFinal(thought=thought, answer=answer, raw=self.step_text)
+            return ParsedFinal(thought=thought, answer=text, raw=self.step_text)
 
         names = list(self.tools)
-        name = names[self._choose([" " + n for n in names])]
+        name = names[(yield from self._choose([" " + n for n in names]))]
         self._force("\nAction Input:")
-        action_input = self._input(self.tools[name])
+        action_input = yield from self._input(self.tools[name])
         return ParsedAction(thought=thought, action=name, action_input=action_input, raw=self.step_text)
 
-    def _input(self, tool: Any) -> dict[str, Any] | str:
+    def _input(self, tool: Any) -> Generator[Continue | Score, Any, dict[str, Any] | str]:
         limit = self.config.input_max_tokens
         plain = getattr(tool, "single_string_input", False) and self.config.string_input == "plain"
         args = None if plain else _schema_args(tool)
         if args is None:  # plain text (single-string tools) or free-form JSON
-            text = self._generate(limit, ["\n"])
+            text = yield from self._generate(limit, ["\n"])
             try:
                 return parse_action_input(text)
             except ParseError:
@@ -225,14 +272,14 @@ class GuidedDecoder:
             key = f'{opener}"{arg.name}":'
             if arg.type == "string":
                 self._force(key + ' "')
-                values[arg.name] = self._generate(limit, ['"', "\n"])
+                values[arg.name] = yield from self._generate(limit, ['"', "\n"])
                 self._force('"')
             elif arg.type == "boolean":
                 self._force(key)
-                values[arg.name] = self._choose([" true", " false"]) == 0
+                values[arg.name] = (yield from self._choose([" true", " false"])) == 0
             else:  # integer / number: the model writes the digits
                 self._force(key)
-                text = self._generate(limit, [",", "}", "\n"]).strip()
+                text = (yield from self._generate(limit, [",", "}", "\n"])).strip()
                 try:
                     values[arg.name] = json.loads(text)
                 except ValueError:

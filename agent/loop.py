@@ -1,10 +1,12 @@
 """`Agent`: the ReAct loop, with sync, streaming and async front ends over one core.
 
-The core (`_core`) is a generator that never does I/O itself: it yields `_LLMCall` and
-`_ToolCall` requests and typed events, and receives the requests' results back. The sync
-driver runs requests inline; the async driver runs LLM calls in a thread
-(`asyncio.to_thread`) and awaits tools natively. So `run`, `stream`, `arun` and `astream`
-share every rule below, and none of them can drift from the others.
+The core (`core`) is a generator that never does I/O itself: it yields requests (the LLM
+primitives `Continue`, `Score` and `Chat`, and `ToolCall`) and typed events, and receives
+the requests' answers back. The sync driver answers requests inline; the async driver runs
+LLM requests in a thread (`asyncio.to_thread`) and awaits tools natively; the lockstep driver
+(`agent.batch`) answers the requests of many trajectories together, one batched forward per
+primitive. So `run`, `stream`, `arun`, `astream` and `run_batch` share every rule below, and
+none of them can drift from the others.
 
 Rules: a parse error becomes an observation with a format hint and spends the parse-error
 budget (exhausted: status "error", never the parse text as the answer); invalid arguments,
@@ -20,13 +22,13 @@ import json
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from agent import events as ev
 from agent.errors import RankactError
-from agent.guided import GuidedConfig, GuidedDecoder, supports_guidance
+from agent.guided import Continue, GuidedConfig, GuidedDecoder, Score, answer, received, supports_guidance
 from agent.llm import LLM, Completion, GenerationConfig
 from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
 from agent.prompt import (
@@ -48,12 +50,18 @@ DEFAULT_MAX_STEPS = 5
 
 
 @dataclass
-class _LLMCall:
-    fn: Callable[[], Any]
+class Chat:
+    """Request (unguided runs): `llm.generate(messages, config)`; answered with a `Completion`."""
+
+    messages: list
+    config: GenerationConfig
+
+
+LLM_REQUESTS = (Continue, Score, Chat)
 
 
 @dataclass
-class _ToolCall:
+class ToolCall:
     tool: Any
     args: Any
 
@@ -159,7 +167,7 @@ class Agent:
     def stream(
         self, question: str, *, temperature: float | None = None, seed: int | None = None, top_p: float | None = None
     ) -> Iterator[ev.Event]:
-        core = self._core(question, self._sampling(temperature, seed, top_p))
+        core = self.core(question, self.sampling(temperature, seed, top_p))
         value: Any = None
         while True:
             try:
@@ -167,10 +175,10 @@ class Agent:
             except StopIteration:
                 return
             value = None
-            if isinstance(item, _LLMCall):
-                value = item.fn()
-            elif isinstance(item, _ToolCall):
-                value = self._call_tool(item)
+            if isinstance(item, LLM_REQUESTS):
+                value = self.answer(item)
+            elif isinstance(item, ToolCall):
+                value = self.call_tool(item)
             else:
                 yield item
 
@@ -183,7 +191,7 @@ class Agent:
     async def astream(
         self, question: str, *, temperature: float | None = None, seed: int | None = None, top_p: float | None = None
     ) -> AsyncIterator[ev.Event]:
-        core = self._core(question, self._sampling(temperature, seed, top_p))
+        core = self.core(question, self.sampling(temperature, seed, top_p))
         value: Any = None
         while True:
             try:
@@ -191,15 +199,24 @@ class Agent:
             except StopIteration:
                 return
             value = None
-            if isinstance(item, _LLMCall):
-                value = await asyncio.to_thread(item.fn)
-            elif isinstance(item, _ToolCall):
+            if isinstance(item, LLM_REQUESTS):
+                value = await asyncio.to_thread(self.answer, item)
+            elif isinstance(item, ToolCall):
                 value = await self._acall_tool(item)
             else:
                 yield item
 
-    # ---- tools ----------------------------------------------------------------------
-    def _call_tool(self, call: _ToolCall) -> Any:
+    # ---- requests the core yields -----------------------------------------------------
+    def answer(self, request: Continue | Score | Chat) -> Any:
+        """Carry out one LLM request; a failure is returned (and raised inside the core)."""
+        try:
+            if isinstance(request, Chat):
+                return self.llm.generate(request.messages, request.config)
+            return answer(self.llm, request)
+        except Exception as exc:  # noqa: BLE001 - the core decides what a failure means
+            return exc
+
+    def call_tool(self, call: ToolCall) -> Any:
         """A ToolResult, or the exception the call ended with."""
         try:
             if self.tool_timeout is None:
@@ -220,7 +237,7 @@ class Agent:
         except Exception as exc:  # noqa: BLE001 - every tool failure becomes an observation
             return exc
 
-    async def _acall_tool(self, call: _ToolCall) -> Any:
+    async def _acall_tool(self, call: ToolCall) -> Any:
         try:
             if self.tool_timeout is None:
                 return await call.tool.ainvoke(call.args)
@@ -231,7 +248,7 @@ class Agent:
             return exc
 
     # ---- the core -------------------------------------------------------------------
-    def _sampling(self, temperature: float | None, seed: int | None, top_p: float | None) -> GenerationConfig:
+    def sampling(self, temperature: float | None, seed: int | None, top_p: float | None) -> GenerationConfig:
         update = {k: v for k, v in {"temperature": temperature, "seed": seed, "top_p": top_p}.items() if v is not None}
         return GenerationConfig.model_validate({**self.generation.model_dump(), **update})
 
@@ -239,9 +256,10 @@ class Agent:
         seed = None if sampling.seed is None else sampling.seed * 1000 + index
         return sampling.model_copy(update={"seed": seed})
 
-    def _unguided_step(self, messages: list, config: GenerationConfig, names: list[str]) -> _LLMOutcome:
+    @staticmethod
+    def _unguided_step(messages: list, config: GenerationConfig, names: list[str]) -> Generator[Chat, Any, _LLMOutcome]:
         try:
-            completion = self.llm.generate(messages, config)
+            completion = received((yield Chat(messages, config)))
         except RankactError as exc:
             return _LLMOutcome(failure=str(exc))
         out = _LLMOutcome(raw=completion.text, completion=completion)
@@ -252,16 +270,16 @@ class Agent:
         return out
 
     @staticmethod
-    def _guided_step(decoder: GuidedDecoder, forced: bool) -> _LLMOutcome:
+    def _guided_step(decoder: GuidedDecoder, forced: bool) -> Generator[Continue | Score, Any, _LLMOutcome]:
         try:
-            parsed = decoder.step(forced_answer=forced)
+            parsed = yield from decoder.step_requests(forced_answer=forced)
             return _LLMOutcome(parsed=parsed, raw=decoder.step_text)
         except ParseError as exc:
             return _LLMOutcome(error=exc, raw=decoder.step_text)
         except RankactError as exc:
             return _LLMOutcome(failure=str(exc), raw=decoder.step_text)
 
-    def _core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
+    def core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
         started = time.perf_counter()
         tools = {t.name: t for t in self.tools}
         names = list(tools)
@@ -294,7 +312,7 @@ class Agent:
             yield ev.StepStart(index=index, forced_answer=forced)
             step_started = time.perf_counter()
             if decoder is not None:
-                outcome = yield _LLMCall(lambda forced=forced: self._guided_step(decoder, forced))
+                outcome = yield from self._guided_step(decoder, forced)
                 usage.prompt_tokens, usage.completion_tokens = decoder.prompt_tokens, decoder.completion_tokens
                 usage.llm_calls = decoder.calls
             else:
@@ -307,7 +325,7 @@ class Agent:
                 elif forced:
                     self._add_segment(traj, "prompt", "\n" + FORCE_ANSWER_MESSAGE + "\n")
                 config = self._call_config(sampling, index)
-                outcome = yield _LLMCall(lambda m=messages, c=config: self._unguided_step(m, c, names))
+                outcome = yield from self._unguided_step(messages, config, names)
                 usage.llm_calls += 1
                 if outcome.completion is not None:
                     c = outcome.completion
@@ -380,7 +398,7 @@ class Agent:
 
             tool_started = time.perf_counter()
             if args is not None:
-                result = yield _ToolCall(tool, args)
+                result = yield ToolCall(tool, args)
             usage.tool_seconds += time.perf_counter() - tool_started
 
             if isinstance(result, Exception):

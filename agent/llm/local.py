@@ -34,6 +34,7 @@ import torch
 
 from agent.errors import ModelLoadError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from agent.llm.lockstep import Batch, RowCache
 from agent.llm.stops import holdback_start
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
@@ -218,6 +219,7 @@ class TransformersLLM:
         self._last_only = _last_logits_kwargs(model)
         self.prefix_cache = _plain_attention(model)
         self._prefix: tuple[_CacheState, tuple] | None = None
+        self._rows, self._rows_key = RowCache(), None
         self.pad_id = pad_token_id(tokenizer)
 
     @property
@@ -282,6 +284,109 @@ class TransformersLLM:
             if len(safe) > len(emitted):
                 yield safe[len(emitted):]
                 emitted = safe
+
+    # ---- lockstep batches (agent.llm.lockstep) --------------------------------------
+    def continue_batch(self, prompts: Sequence[Sequence[int]], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        """`continue_ids` for many rows in one lockstep decode: each row its own prompt, stop
+        strings, length and seed (row i samples from a generator seeded with its own seed, so
+        its result does not depend on the other rows)."""
+        if len(prompts) != len(configs):
+            raise ValueError("continue_batch needs one config per prompt")
+        if not prompts:
+            return []
+        if any(not p for p in prompts):
+            raise ValueError("cannot continue an empty prompt")
+        if not self.prefix_cache:  # caches we cannot slice per row: one row at a time
+            return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
+        start = time.perf_counter()
+        prompts = [list(p) for p in prompts]
+        rows = self._lockstep_rows().start(prompts)
+        gens = [None if c.temperature == 0 else torch.Generator(device=self.device).manual_seed(
+            c.seed if c.seed is not None else secrets.randbits(62)) for c in configs]
+        states = [_Row() for _ in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                batch = Batch(self.model, rows, self.pad_id, self._cache_arg, self.device)
+                logits = batch.feed([p[len(r.ids):] for p, r in zip(prompts, rows, strict=True)]).float()
+                for _ in range(max(c.max_new_tokens for c in configs)):
+                    feed: list[list[int]] = []
+                    for i, (state, config) in enumerate(zip(states, configs, strict=True)):
+                        if not state.done:
+                            token = int(self._pick(logits[i : i + 1], config, None if gens[i] is None else [gens[i]])[0])
+                            self._advance(state, token, config.stop)
+                            if not state.done and len(state.ids) >= config.max_new_tokens:
+                                state.done = True  # finish_reason stays "length"
+                        feed.append([] if state.done else [state.ids[-1]])
+                    if all(s.done for s in states):
+                        break
+                    logits = batch.feed(feed).float()
+                for state in states:
+                    state.done = True
+                kept = []
+                for i, (prompt, state) in enumerate(zip(prompts, states, strict=True)):
+                    # Cached: the prompt and the generated tokens that were fed and survive the stop cut.
+                    fed = len(batch.ids[i]) - len(prompt)
+                    keep = min(fed, state.keep if state.keep is not None else len(state.ids))
+                    kept.append(batch.row(i).prefix(len(prompt) + keep))
+                self._lockstep_rows().keep(kept)
+        finally:
+            self.model.train(was_training)
+        seconds = time.perf_counter() - start
+        return [self._completion(s, len(p), seconds) for s, p in zip(states, prompts, strict=True)]
+
+    def score_batch(self, prompts: Sequence[Sequence[int]],
+                    options: Sequence[Sequence[Sequence[int]]]) -> list[list[float]]:
+        """`score_continuations` for many rows in one forward (plus one over the copies of
+        rows whose options are longer than a token)."""
+        if len(prompts) != len(options):
+            raise ValueError("score_batch needs one option list per prompt")
+        if not prompts:
+            return []
+        if any(not p for p in prompts):
+            raise ValueError("score_continuations needs a non-empty prompt")
+        if not self.prefix_cache:
+            return [self.score_continuations(p, o) for p, o in zip(prompts, options, strict=True)]
+        prompts = [list(p) for p in prompts]
+        options = [[list(o) for o in opts] for opts in options]
+        rows = self._lockstep_rows().start(prompts)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                batch = Batch(self.model, rows, self.pad_id, self._cache_arg, self.device)
+                first = torch.log_softmax(
+                    batch.feed([p[len(r.ids):] for p, r in zip(prompts, rows, strict=True)]).float(), dim=-1)
+                scores = [[float(first[i, o[0]]) if o else 0.0 for o in opts] for i, opts in enumerate(options)]
+                longer = [(i, j) for i, opts in enumerate(options) for j, o in enumerate(opts) if len(o) > 1]
+                if longer:
+                    # Each multi-token option continues a copy of its row: feed all but its last
+                    # token and read the log-probs of tokens 2.. from the columns before them.
+                    index = [i for i, _ in longer]
+                    copies = batch.expand([index.count(i) for i in range(len(batch))])
+                    order = sorted(range(len(longer)), key=lambda k: longer[k][0])  # expand keeps row order
+                    seqs = [options[longer[k][0]][longer[k][1]][:-1] for k in order]
+                    logits = torch.log_softmax(copies.feed(seqs, all_logits=True).float(), dim=-1)
+                    width = logits.shape[1]
+                    for row, k in enumerate(order):
+                        i, j = longer[k]
+                        option = options[i][j]
+                        start = width - (len(option) - 1)
+                        for n, token in enumerate(option[1:]):
+                            scores[i][j] += float(logits[row, start + n, token])
+                self._lockstep_rows().keep([batch.row(i) for i in range(len(batch))])
+        finally:
+            self.model.train(was_training)
+        return scores
+
+    def _lockstep_rows(self) -> RowCache:
+        """The rows kept between lockstep calls, dropped when the weights change (PPO)."""
+        key = self._weights_key()
+        if self._rows_key != key:
+            self._rows.clear()
+            self._rows_key = key
+        return self._rows
 
     def score_continuations(self, prompt_ids: Sequence[int], options: Sequence[Sequence[int]]) -> list[float]:
         """Sum of log-probs of each option after prompt_ids. The options run as one batch;
@@ -406,8 +511,9 @@ class TransformersLLM:
         return (str(self.device), sum(p._version for p in self.model.parameters()))
 
     def clear_cache(self) -> None:
-        """Forget the prefix KV cache (done automatically when the weights change)."""
+        """Forget the prefix KV caches (done automatically when the weights change)."""
         self._prefix = None
+        self._rows.clear()
 
     def _take_prefix(self, prompt_ids: list[int]) -> _CacheState:
         held, self._prefix = self._prefix, None  # the held cache is mutated by this call

@@ -23,6 +23,10 @@ def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:
 
 
 class ScriptedLLM:
+    # Replies come out in call order, so trajectories must run one after another: a lockstep
+    # driver (agent.batch) would hand one trajectory's reply to another.
+    one_trajectory_at_a_time = True
+
     def __init__(self, outputs: Sequence[str], *, name: str = "scripted"):
         if isinstance(outputs, str) or not all(isinstance(o, str) for o in outputs):
             raise TypeError("ScriptedLLM needs a list of strings")

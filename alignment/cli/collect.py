@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
+from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import DEFAULT_DB, Db
+from alignment.cli.options import DEFAULT_DB, BatchSize, Db
 
 app = typer.Typer(add_completion=False)
 
@@ -25,6 +26,7 @@ def collect(
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -58,6 +60,7 @@ def collect(
             progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
         report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
+                             batch_size=batch_size,
                              on_sample=advance)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "

@@ -18,7 +18,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
+from alignment.cli.options import BatchSize
 from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
@@ -40,6 +42,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the full reports (per task) as JSON")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from agent.build import load_index
@@ -89,7 +92,7 @@ def evaluate(
             from alignment.evaluation.evaluate import evaluate_llm
 
             reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
-                                        progress=console.is_terminal))
+                                        progress=console.is_terminal, batch_size=batch_size))
         del llm
         gc.collect()
 

@@ -16,3 +16,7 @@ Model = Annotated[str, typer.Option("--model", "-m",
                                     help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH")]
 ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="RANKACT_API_KEY",
                                             help="Bearer token for an HTTP server (or OPENAI_API_KEY).")]
+
+# Trajectories advanced together in lockstep (agent.batch): the speed of collect, eval and PPO.
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1,
+                                        help="trajectories decoded together (1: one at a time)")]

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from rich.table import Table
 
+from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.build import DEFAULT_MAX_STEPS
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
@@ -133,38 +134,39 @@ def evaluate(
     label: str = "",
     progress: bool = True,
     on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> EvalReport:
     """Run each task greedily with its agent (`agents(task)`, e.g. `TaskAgents`, or one agent
-    for all). A run that raises is counted as an error, not fatal: one bad question must not
-    lose an hour of evaluation."""
+    for all), `batch_size` trajectories in lockstep (`agent.batch`). A run that raises is
+    counted as an error, not fatal: one bad question must not lose an hour of evaluation."""
     agent_for = per_task(agents)
-    results: list[TaskResult] = []
+    results: list[TaskResult | None] = [None] * len(tasks)
     start = time.perf_counter()
     with _progress(progress, label) as bar:
         job = bar.add_task(label or "evaluating", total=len(tasks))
-        for task in tasks:
-            t0 = time.perf_counter()
-            trajectory: Trajectory | None = None
-            try:
-                trajectory = agent_for(task).run(task.question)
-                result = score_trajectory(task, trajectory, time.perf_counter() - t0)
-            except KeyboardInterrupt:
-                raise
-            except Exception as exc:  # noqa: BLE001 - recorded in the report, evaluation goes on
-                result = failed_result(task, exc, time.perf_counter() - t0)
-            results.append(result)
+
+        def finished(i: int, trajectory: Trajectory | None, error: BaseException | None) -> None:
+            task = tasks[i]
+            seconds = trajectory.usage.seconds if trajectory is not None else 0.0
+            if error is not None:
+                results[i] = failed_result(task, error, seconds)
+            else:
+                results[i] = score_trajectory(task, trajectory, seconds)
             if on_result:
-                on_result(result, trajectory)
+                on_result(results[i], trajectory)
             bar.advance(job)
-    return summarize(results, label, wall_s=time.perf_counter() - start)
+
+        run_batch([Job(agent_for(task), task.question) for task in tasks], batch_size=batch_size, on_done=finished)
+    return summarize([r for r in results if r is not None], label, wall_s=time.perf_counter() - start)
 
 
 def evaluate_llm(llm: Any, tasks: Sequence[Task], *, retriever: Any = None, max_steps: int = DEFAULT_MAX_STEPS,
                  label: str = "", progress: bool = True,
-                 on_result: Callable[[TaskResult, Trajectory | None], None] | None = None) -> EvalReport:
+                 on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE) -> EvalReport:
     """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names)."""
     return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps), tasks, label=label,
-                    progress=progress, on_result=on_result)
+                    progress=progress, on_result=on_result, batch_size=batch_size)
 
 
 def model_label(spec: str) -> str:

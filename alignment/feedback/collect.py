@@ -13,6 +13,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
+from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.trajectory import Trajectory
 from alignment.feedback.store import TrajectoryStore
 from alignment.tasks import Task
@@ -47,13 +48,17 @@ def collect(
     temperature: float = 0.8,
     seed: int = 0,
     on_sample: Callable[[Task, int, Trajectory | None], None] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> CollectReport:
     """Run each task's agent (`agents(task)`, e.g. `TaskAgents`, or one agent for all) until
-    every task has `samples` trajectories in `store`."""
+    every task has `samples` trajectories in `store`; `batch_size` runs advance in lockstep
+    (`agent.batch`) and each is stored as soon as it finishes."""
     if samples < 1:
         raise ValueError("samples must be at least 1")
     agent_for = per_task(agents)
     report = CollectReport(tasks=len(tasks))
+    jobs: list[Job] = []
+    planned: list[tuple[Task, int]] = []
     for task in tasks:
         done = store.sample_indices(task.id)
         missing = [k for k in range(samples) if k not in done]
@@ -62,26 +67,28 @@ def collect(
             continue
         if not done:  # the question exists (with its gold answers) even if every sample fails
             store.add_question(task.question, task.id, gold=task.answers, metadata=task.metadata)
-        stored_any = False
         for k in missing:
-            sample = sample_seed(seed, k)
-            try:
-                trajectory = agent_for(task).run(task.question, temperature=temperature, seed=sample)
-            except Exception:  # one bad sample must not end a long collection run
-                log.exception("task %s sample %d failed", task.id, k)
-                report.failed += 1
-                if on_sample:
-                    on_sample(task, k, None)
-                continue
+            jobs.append(Job(agent_for(task), task.question, temperature=temperature, seed=sample_seed(seed, k)))
+            planned.append((task, k))
+    stored_tasks: set[str] = set()
+
+    def finished(i: int, trajectory: Trajectory | None, error: BaseException | None) -> None:
+        task, k = planned[i]
+        if error is not None:  # one bad sample must not end a long collection run
+            log.error("task %s sample %d failed: %s: %s", task.id, k, type(error).__name__, error)
+            report.failed += 1
+        else:
             trajectory.metadata = {**trajectory.metadata, "task_id": task.id, "sample_index": k,
-                                   "seed": sample, "temperature": temperature}
+                                   "seed": sample_seed(seed, k), "temperature": temperature}
             store.add(trajectory, question_id=task.id, gold=task.answers)
-            stored_any = True
+            stored_tasks.add(task.id)
             report.added += 1
             report.by_status[trajectory.status] = report.by_status.get(trajectory.status, 0) + 1
-            if on_sample:
-                on_sample(task, k, trajectory)
-        report.completed += stored_any
+        if on_sample:
+            on_sample(task, k, trajectory if error is None else None)
+
+    run_batch(jobs, batch_size=batch_size, on_done=finished)
+    report.completed = len(stored_tasks)
     return report
 
 

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
 from alignment.training.config import TrainConfig
 
@@ -26,6 +27,7 @@ class PPOConfig(TrainConfig):
     max_new_tokens: int = Field(128, ge=1, description="tokens per LLM call in the agent")
     agent_max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, description="agent steps per rollout")
     guided: bool | None = Field(None, description="guided decoding in rollouts (default: where the backend allows)")
+    rollout_batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="rollouts advanced together in lockstep")
 
     # Reward: the reward model's normalized score at the last generated token, plus penalties.
     parse_error_penalty: float = Field(0.0, ge=0, description="subtracted per parse error")

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.trajectory import Trajectory
 from alignment.tasks import Task
 from alignment.tasks.agents import per_task
@@ -92,22 +93,24 @@ def collect_rollouts(
     step_penalty: float = 0.0,
     reward_clip: float | None = None,
     on_rollout: Callable[[], None] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Rollout]:
-    """K sampled trajectories per task, sequentially (the local backend generates one
-    sequence at a time with a KV cache; each rollout gets its own seed, so runs repeat)."""
+    """K sampled trajectories per task, `batch_size` of them in lockstep (`agent.batch`); each
+    rollout has its own seed, so runs repeat whatever the batch make-up."""
     agent_for = per_task(agents)
+    jobs = [Job(agent_for(task), task.question, temperature=temperature, top_p=top_p, seed=seed + t * samples + k)
+            for t, task in enumerate(tasks) for k in range(samples)]
+    trajectories = run_batch(jobs, batch_size=batch_size, on_done=(lambda *_: on_rollout()) if on_rollout else None)
     rollouts: list[Rollout] = []
-    for t, task in enumerate(tasks):
-        for k in range(samples):
-            trajectory = agent_for(task).run(task.question, temperature=temperature, top_p=top_p, seed=seed + t * samples + k)
-            score = float(reward_fn(trajectory))
-            if not math.isfinite(score):
-                score = 0.0  # a broken score must not poison the batch; counted as neutral
-            reward = sequence_reward(trajectory, score, parse_error_penalty, step_penalty, reward_clip)
-            encoded = encode_trajectory(trajectory, tokenizer, max_length)
-            rollouts.append(Rollout(task, trajectory, score, reward, encoded, task_success(task, trajectory)))
-            if on_rollout:
-                on_rollout()
+    for (task, trajectory) in zip([task for task in tasks for _ in range(samples)], trajectories, strict=True):
+        if isinstance(trajectory, BaseException):
+            raise trajectory  # a bug, not a bad rollout: stop the training run
+        score = float(reward_fn(trajectory))
+        if not math.isfinite(score):
+            score = 0.0  # a broken score must not poison the batch; counted as neutral
+        reward = sequence_reward(trajectory, score, parse_error_penalty, step_penalty, reward_clip)
+        encoded = encode_trajectory(trajectory, tokenizer, max_length)
+        rollouts.append(Rollout(task, trajectory, score, reward, encoded, task_success(task, trajectory)))
     return rollouts
 
 

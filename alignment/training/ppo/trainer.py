@@ -247,7 +247,7 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
                 temperature=config.temperature, top_p=config.top_p,
                 seed=config.seed + 1_000_003 * iteration + 10_007 * run.rank, max_length=config.max_length,
                 parse_error_penalty=config.parse_error_penalty, step_penalty=config.step_penalty,
-                reward_clip=config.reward_clip,
+                reward_clip=config.reward_clip, batch_size=config.rollout_batch_size,
             )
         rollout_s = time.monotonic() - started
         # 2. Experience, 3. update.

@@ -1,0 +1,160 @@
+"""`run_batch`: many trajectories advanced in lockstep, the K samples of a question and many
+questions at once.
+
+Each job is an agent's `core` (the one loop every driver shares). A round advances every
+active job to its next request, then answers the requests together: all `Continue` requests
+in one `llm.continue_batch` (one lockstep decode), all `Score` requests in one
+`llm.score_batch`, tool calls concurrently in threads, and `Chat` requests (served models)
+concurrently too. Finished trajectories leave the batch and queued jobs join it, so the batch
+stays full. With a local model, `agent.llm.lockstep` keeps each row's KV cache between rounds
+and shares prompt prefixes (system prompt, tools, the question of K samples).
+
+Reproducibility: every request carries its own seed (derived from the run's seed and the call
+index, as in a sequential run), and the backend samples each row from its own generator, so a
+job's trajectory does not depend on what else is in the batch; greedy runs equal sequential
+ones (up to float summation order).
+"""
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agent import events as ev
+from agent.guided import Continue, Score
+from agent.loop import Agent, Chat, ToolCall
+from agent.trajectory import Trajectory
+
+DEFAULT_BATCH_SIZE = 8
+
+
+@dataclass
+class Job:
+    """One trajectory to run: `agent.run(question, temperature=, seed=, top_p=)`."""
+
+    agent: Agent
+    question: str
+    temperature: float | None = None
+    seed: int | None = None
+    top_p: float | None = None
+
+
+@dataclass
+class _Active:
+    index: int
+    core: Any
+    request: Any = None
+    answer: Any = None
+    trajectory: Trajectory | None = None
+    error: BaseException | None = None
+    pending: list = field(default_factory=list)
+
+
+def _advance(active: _Active) -> None:
+    """Send the last answer and run the core to its next request (or to its end)."""
+    value, active.answer = active.answer, None
+    while True:
+        try:
+            item = active.core.send(value)
+        except StopIteration:
+            active.request = None
+            return
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not end the others
+            active.error, active.request = exc, None
+            return
+        value = None
+        if isinstance(item, ev.Done):
+            active.trajectory = item.trajectory
+            continue
+        if isinstance(item, (Continue, Score, Chat, ToolCall)):
+            active.request = item
+            return
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    on_done: Callable[[int, Trajectory | None, BaseException | None], None] | None = None,
+    threads: int = 8,
+) -> list[Trajectory | BaseException]:
+    """Run every job; result i is job i's trajectory, or the exception a bug ended it with.
+    `on_done(i, trajectory, error)` is called as each job finishes (e.g. to store it)."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if any(getattr(getattr(job.agent, "llm", None), "one_trajectory_at_a_time", False) for job in jobs):
+        batch_size = 1  # e.g. a scripted backend, whose replies are consumed in call order
+    results: list[Trajectory | BaseException | None] = [None] * len(jobs)
+    queue = list(range(len(jobs)))[::-1]
+    active: list[_Active] = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rankact-batch") as pool:
+        while queue or active:
+            while queue and len(active) < batch_size:
+                i = queue.pop()
+                job = jobs[i]
+                if not hasattr(job.agent, "core"):  # anything with `.run` (test doubles, wrappers)
+                    active.append(_run_alone(i, job))
+                    continue
+                core = job.agent.core(job.question, job.agent.sampling(job.temperature, job.seed, job.top_p))
+                started = _Active(i, core)
+                _advance(started)
+                active.append(started)
+            for job_state in [a for a in active if a.request is None]:
+                active.remove(job_state)
+                result = job_state.trajectory if job_state.error is None else job_state.error
+                results[job_state.index] = result
+                if on_done:
+                    on_done(job_state.index, job_state.trajectory if job_state.error is None else None,
+                            job_state.error)
+            if not active:
+                continue
+            _answer_round(active, jobs, pool)
+            for job_state in active:
+                _advance(job_state)
+    return results  # type: ignore[return-value]
+
+
+def _run_alone(index: int, job: Job) -> _Active:
+    """A job whose agent only offers `.run`: run to the end now, outside the lockstep."""
+    sampling = {k: v for k, v in (("temperature", job.temperature), ("seed", job.seed), ("top_p", job.top_p))
+                if v is not None}
+    done = _Active(index, core=None)
+    try:
+        done.trajectory = job.agent.run(job.question, **sampling)
+    except Exception as exc:  # noqa: BLE001 - the job's result
+        done.error = exc
+    return done
+
+
+def _answer_round(active: list[_Active], jobs: Sequence[Job], pool) -> None:
+    """Answer every active job's request: LLM primitives batched per backend, tools and chat
+    requests concurrently."""
+    futures = {}
+    for a in active:
+        agent = jobs[a.index].agent
+        if isinstance(a.request, ToolCall):
+            futures[pool.submit(agent.call_tool, a.request)] = a
+        elif isinstance(a.request, Chat):
+            futures[pool.submit(agent.answer, a.request)] = a
+    for kind, call in ((Continue, "continue_batch"), (Score, "score_batch")):
+        by_llm: dict[int, list[_Active]] = {}
+        for a in active:
+            if isinstance(a.request, kind):
+                by_llm.setdefault(id(jobs[a.index].agent.llm), []).append(a)
+        for group in by_llm.values():
+            llm = jobs[group[0].index].agent.llm
+            batched = getattr(llm, call, None)
+            try:
+                if batched is None:  # a backend without batching: one row at a time
+                    answers = [jobs[a.index].agent.answer(a.request) for a in group]
+                elif kind is Continue:
+                    answers = batched([a.request.ids for a in group], [a.request.config for a in group])
+                else:
+                    answers = batched([a.request.ids for a in group], [a.request.options for a in group])
+            except Exception as exc:  # noqa: BLE001 - each job's core decides what a failure means
+                answers = [exc] * len(group)
+            for a, value in zip(group, answers, strict=True):
+                a.answer = value
+    for future in concurrent.futures.as_completed(futures):
+        futures[future].answer = future.result()
