@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import DEFAULT_DB, Db
+from alignment.cli.options import DEFAULT_DB, Db, Engine
 
 app = typer.Typer(add_completion=False)
 
@@ -25,6 +25,7 @@ def collect(
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
+    engine: Engine = "auto",
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -47,7 +48,7 @@ def collect(
         return
     retriever = load_index(index) if index is not None else None
     with console.status(f"loading {model}"):
-        agents = TaskAgents(load_llm(model), retriever=retriever, max_steps=max_steps)
+        agents = TaskAgents(load_llm(model, engine=engine), retriever=retriever, max_steps=max_steps)
     columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:

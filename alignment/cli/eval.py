@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from agent.loop import DEFAULT_MAX_STEPS
+from alignment.cli.options import Engine
 from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
@@ -40,6 +41,7 @@ def evaluate(
     data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the full reports (per task) as JSON")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
+    engine: Engine = "auto",
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from agent.build import load_index
@@ -82,7 +84,7 @@ def evaluate(
     for spec in models:
         label = model_label(spec)
         with console.status(f"loading {label}"):
-            llm = _load(spec)
+            llm = _load(spec, engine)
         if refusal:
             reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
         else:
@@ -110,10 +112,10 @@ def evaluate(
                       style="dim")
 
 
-def _load(spec: str):
+def _load(spec: str, engine: str = "auto"):
     from agent.llm import load_llm
 
-    return load_llm(spec)
+    return load_llm(spec, engine=engine)
 
 
 def _refusals(llm, task_list, label, agent_mode, max_steps, retriever):
