@@ -3,8 +3,12 @@
 | module | holds |
 |---|---|
 | `base` | `LLM` / `LocalLLM` protocols, `ChatMessage`, `GenerationConfig`, `Completion` |
-| `loading` | `load_llm(spec)`: one string picks the backend |
+| `loading` | `load_llm(spec, engine=)`: one string picks the backend, `engine` the local engine |
 | `local` | `TransformersLLM`: the model alignment trains, with guided-decoding primitives |
+| `ct2` | `CTranslate2LLM`: the same primitives on the CTranslate2 int8 CPU engine (ask/collect/eval) |
+| `ct2_files` | a model folder converted to CTranslate2 once and cached |
+| `chat_tokens` | chat template, encode/decode and the exact stop-string cut rule both engines share |
+| `parity` | mean per-token log-prob gap between an engine and PyTorch |
 | `openai_http` | `OpenAICompatibleLLM`: any OpenAI-compatible server over httpx |
 | `scripted` | `ScriptedLLM`: replays a list of replies (tests, docs) |
 | `model_files` | the embedded GGUF model, converted once and cached |

@@ -11,14 +11,15 @@ because the agent needs three things `generate` does not give directly:
   independent of n;
 * streaming pieces that join to the same text `generate` returns.
 
-Cut rule (documented contract, tested): let `k` be the character offset where the
-earliest stop string starts in the decoded text. The kept ids are the longest prefix
-`ids[:m]` whose decoding is a prefix of `text[:k]`; the returned text is `decode(ids[:m])`.
-When the stop starts on a token boundary this is exactly `text[:k]`. When it starts in
-the middle of a token (e.g. token `" Obs"` for stop `"Obs"` after `"x"` gives `"x Obs"`),
-that whole token is dropped, so the text may end a few characters before the stop string:
-ids are what the model produced, never re-tokenized. The end-of-sequence token ends a
-completion with finish_reason "stop" and is not part of token_ids or text.
+Cut rule (documented contract, tested; shared with the CTranslate2 engine in
+`agent.llm.chat_tokens`): let `k` be the character offset where the earliest stop string
+starts in the decoded text. The kept ids are the longest prefix `ids[:m]` whose decoding
+is a prefix of `text[:k]`; the returned text is `decode(ids[:m])`. When the stop starts on
+a token boundary this is exactly `text[:k]`. When it starts in the middle of a token (e.g.
+token `" Obs"` for stop `"Obs"` after `"x"` gives `"x Obs"`), that whole token is dropped,
+so the text may end a few characters before the stop string: ids are what the model
+produced, never re-tokenized. The end-of-sequence token ends a completion with
+finish_reason "stop" and is not part of token_ids or text.
 """
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ from pathlib import Path
 import torch
 
 from agent.errors import ModelLoadError
-from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo
+from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
+from agent.llm.chat_tokens import Row as _Row
 from agent.llm.lockstep import Batch, RowCache
-from agent.llm.stops import holdback_start
+
+__all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
 
@@ -88,25 +92,6 @@ def pad_token_id(tokenizer) -> int:
         if candidate is not None:
             return int(candidate)
     return 0
-
-
-def cut_at(tokenizer, ids: Sequence[int], text: str, k: int) -> tuple[int, str]:
-    """Longest prefix ids[:m] whose decoding is a prefix of text[:k]: returns (m, decoded)."""
-    # Walk back from the token count that could reach k; decoding is cheap (Rust).
-    for m in range(len(ids), -1, -1):
-        piece = _decode(tokenizer, ids[:m])
-        if len(piece) <= k and text.startswith(piece):
-            return m, piece
-    return 0, ""
-
-
-def _decode(tokenizer, ids: Sequence[int]) -> str:
-    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
-
-
-def _find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
-    hits = [(text.find(s), s) for s in stops if s and s in text]
-    return min(hits, key=lambda h: (h[0], -len(h[1]))) if hits else None
 
 
 def _cache_argument(model) -> str:
@@ -174,18 +159,9 @@ class _CacheState:
     ok: bool = True
 
 
-@dataclass
-class _Row:
-    ids: list[int] = field(default_factory=list)
-    done: bool = False
-    finish_reason: str = "length"
-    stop_sequence: str | None = None
-    keep: int | None = None  # number of ids kept after a stop cut
-    text: str | None = None
-
-
-class TransformersLLM:
-    """A causal LM from a Hugging Face folder, a GGUF file, or the embedded SmolLM2."""
+class TransformersLLM(ChatTokenizer):
+    """A causal LM from a Hugging Face folder, a GGUF file, or the embedded SmolLM2.
+    `continue_batch` / `score_batch` decode many rows in lockstep (`agent.llm.lockstep`)."""
 
     def __init__(self, model: str | Path = "default", *, device: str = "cpu", dtype=None):
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -211,10 +187,7 @@ class TransformersLLM:
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        if eos is None:
-            eos = tokenizer.eos_token_id
-        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.eos_ids = eos_ids(tokenizer, getattr(getattr(model, "generation_config", None), "eos_token_id", None))
         self._cache_arg = _cache_argument(model)
         self._last_only = _last_logits_kwargs(model)
         self.prefix_cache = _plain_attention(model)
@@ -225,20 +198,6 @@ class TransformersLLM:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    # ---- text <-> ids ------------------------------------------------------------
-    def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
-        msgs = [m.model_dump() for m in as_messages(messages)]
-        if getattr(self.tokenizer, "chat_template", None):
-            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-        # No template: a plain transcript the model can continue.
-        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return _decode(self.tokenizer, ids)
 
     # ---- the LLM protocol ----------------------------------------------------------
     def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Completion:
@@ -277,10 +236,7 @@ class TransformersLLM:
                 if final[len(emitted):]:
                     yield final[len(emitted):]
                 return
-            text = _decode(self.tokenizer, row.ids)
-            limit = holdback_start(text, config.stop)
-            _, safe = cut_at(self.tokenizer, row.ids, text, limit)
-            safe = safe.rstrip("\ufffd")
+            safe = safe_text(self.tokenizer, row, config.stop)
             if len(safe) > len(emitted):
                 yield safe[len(emitted):]
                 emitted = safe
@@ -456,15 +412,10 @@ class TransformersLLM:
 
     # ---- decoding core -------------------------------------------------------------
     def _completion(self, row: _Row, prompt_tokens: int, seconds: float) -> Completion:
-        ids = row.ids if row.keep is None else row.ids[: row.keep]
-        return Completion(
-            text=self._final_text(row), token_ids=list(ids), finish_reason=row.finish_reason,
-            stop_sequence=row.stop_sequence, prompt_tokens=prompt_tokens,
-            completion_tokens=len(row.ids), seconds=seconds,
-        )
+        return completion(self.tokenizer, row, prompt_tokens, seconds)
 
     def _final_text(self, row: _Row) -> str:
-        return row.text if row.text is not None else _decode(self.tokenizer, row.ids)
+        return final_text(self.tokenizer, row)
 
     def _pick(self, logits: torch.Tensor, config: GenerationConfig, gens: list[torch.Generator] | None):
         if gens is None:
@@ -558,15 +509,4 @@ class TransformersLLM:
         yield rows
 
     def _advance(self, row: _Row, tok: int, stops: Sequence[str]) -> None:
-        if tok in self.eos_ids:
-            row.done, row.finish_reason = True, "stop"
-            return
-        row.ids.append(tok)
-        if not stops:
-            return
-        text = _decode(self.tokenizer, row.ids)
-        hit = _find_stop(text, stops)
-        if hit:
-            k, stop = hit
-            row.keep, row.text = cut_at(self.tokenizer, row.ids, text, k)
-            row.done, row.finish_reason, row.stop_sequence = True, "stop", stop
+        advance(row, tok, stops, self.tokenizer, self.eos_ids)

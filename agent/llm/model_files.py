@@ -77,14 +77,14 @@ def _stat_stamp(path: Path) -> list[int]:
     return [st.st_size, st.st_mtime_ns, st.st_ino]
 
 
-def is_complete(folder: Path) -> bool:
+def is_complete(folder: Path, weights_name: str = _WEIGHTS) -> bool:
     """True when the cache folder was fully written and its weights are intact.
 
     Hashing 540 MB of weights costs ~0.4 s, so after a successful check the weights'
     (size, mtime, inode) are written to `verified.json`; while they are unchanged the
     hash is not recomputed. Any write to the weights changes mtime and forces a rehash."""
     marker = folder / _MARKER
-    weights = folder / _WEIGHTS
+    weights = folder / weights_name
     verified = folder / _VERIFIED
     try:
         meta = json.loads(marker.read_text())
@@ -160,18 +160,24 @@ def _convert(gguf_path: Path, target: Path) -> None:
         if model.generation_config is not None:
             model.generation_config.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
-        weights = staging / _WEIGHTS
-        (staging / _MARKER).write_text(json.dumps({
-            "source": str(gguf_path),
-            "weights_size": weights.stat().st_size,
-            "weights_sha256": file_sha256(weights),
-        }))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
+        publish(staging, target, _WEIGHTS, source=str(gguf_path))
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish(staging: Path, target: Path, weights_name: str, **meta) -> None:
+    """Write the marker last (weights size and hash, plus meta), then move the staging
+    folder into place, replacing a corrupt or partial target."""
+    weights = staging / weights_name
+    (staging / _MARKER).write_text(json.dumps({
+        **meta,
+        "weights_size": weights.stat().st_size,
+        "weights_sha256": file_sha256(weights),
+    }))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
 
 
 def default_model_dir() -> Path:

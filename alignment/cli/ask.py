@@ -6,7 +6,7 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, Model
+from alignment.cli.options import ApiKey, Engine, Model
 
 app = typer.Typer(add_completion=False)
 
@@ -25,6 +25,7 @@ def ask(
     temperature: float = typer.Option(0.0, "--temperature", min=0.0, help="0 = greedy."),
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
     api_key: ApiKey = None,
+    engine: Engine = "torch",
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
     from agent.build import build_agent, load_index
@@ -34,7 +35,7 @@ def ask(
     quiet_libraries()
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
     kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
-    llm = load_llm(model, **kwargs)
+    llm = load_llm(model, engine=engine, **kwargs)
     # --guided is the default: it means "where the backend allows it".
     agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided)
     sampling = {"temperature": temperature, "seed": seed}

@@ -10,7 +10,7 @@ import typer
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import DEFAULT_DB, BatchSize, Db
+from alignment.cli.options import DEFAULT_DB, BatchSize, Db, Engine
 
 app = typer.Typer(add_completion=False)
 
@@ -27,6 +27,7 @@ def collect(
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine: Engine = "torch",
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -49,7 +50,7 @@ def collect(
         return
     retriever = load_index(index) if index is not None else None
     with console.status(f"loading {model}"):
-        agents = TaskAgents(load_llm(model), retriever=retriever, max_steps=max_steps)
+        agents = TaskAgents(load_llm(model, engine=engine), retriever=retriever, max_steps=max_steps)
     columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:

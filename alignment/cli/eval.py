@@ -20,7 +20,7 @@ from rich.console import Console
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import BatchSize
+from alignment.cli.options import BatchSize, Engine
 from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
@@ -43,6 +43,7 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="also write the full reports (per task) as JSON")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    engine: Engine = "torch",
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from agent.build import load_index
@@ -85,7 +86,7 @@ def evaluate(
     for spec in models:
         label = model_label(spec)
         with console.status(f"loading {label}"):
-            llm = _load(spec)
+            llm = _load(spec, engine)
         if refusal:
             reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
         else:
@@ -113,10 +114,10 @@ def evaluate(
                       style="dim")
 
 
-def _load(spec: str):
+def _load(spec: str, engine: str = "auto"):
     from agent.llm import load_llm
 
-    return load_llm(spec)
+    return load_llm(spec, engine=engine)
 
 
 def _refusals(llm, task_list, label, agent_mode, max_steps, retriever):

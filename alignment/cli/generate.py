@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from alignment.cli.options import ApiKey, Model
+from alignment.cli.options import ApiKey, Engine, Model
 
 app = typer.Typer(add_completion=False)
 
@@ -22,6 +22,7 @@ def generate(
     api_key: ApiKey = None,
     server_model: str | None = typer.Option(None, "--server-model",
                                             help="Model name on an HTTP server (default: its first model)."),
+    engine: Engine = "torch",
 ) -> None:
     """Stream a model's reply to PROMPT."""
     from agent.llm import ChatMessage, GenerationConfig
@@ -34,7 +35,7 @@ def generate(
 
     quiet_libraries()
     kwargs = {"api_key": api_key, "model": server_model} if model.startswith(("http://", "https://")) else {}
-    llm = load_llm(model, **kwargs)
+    llm = load_llm(model, engine=engine, **kwargs)
     messages = ([ChatMessage(role="system", content=system)] if system else []) + [
         ChatMessage(role="user", content=prompt)
     ]

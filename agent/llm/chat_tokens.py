@@ -1,0 +1,111 @@
+"""Text <-> token ids for the local backends, and the one stop-string cut rule they share.
+
+Both local engines (PyTorch `TransformersLLM`, CTranslate2 `CTranslate2LLM`) decode with a
+Hugging Face tokenizer and must cut completions identically, so the rule lives here once.
+
+Cut rule: let `k` be the character offset where the earliest stop string starts in the
+decoded text. The kept ids are the longest prefix `ids[:m]` whose decoding is a prefix of
+`text[:k]`; the returned text is `decode(ids[:m])`. A stop starting mid-token drops that
+whole token, so ids are what the model produced, never re-tokenized. The end-of-sequence
+token ends a completion with finish_reason "stop" and is not part of token_ids or text.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from agent.llm.base import ChatMessage, Completion, as_messages
+from agent.llm.stops import holdback_start
+
+
+def decode(tokenizer, ids: Sequence[int]) -> str:
+    return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+def cut_at(tokenizer, ids: Sequence[int], text: str, k: int) -> tuple[int, str]:
+    """Longest prefix ids[:m] whose decoding is a prefix of text[:k]: returns (m, decoded)."""
+    # Walk back from the token count that could reach k; decoding is cheap (Rust).
+    for m in range(len(ids), -1, -1):
+        piece = decode(tokenizer, ids[:m])
+        if len(piece) <= k and text.startswith(piece):
+            return m, piece
+    return 0, ""
+
+
+def find_stop(text: str, stops: Sequence[str]) -> tuple[int, str] | None:
+    hits = [(text.find(s), s) for s in stops if s and s in text]
+    return min(hits, key=lambda h: (h[0], -len(h[1]))) if hits else None
+
+
+def eos_ids(tokenizer, generation_eos=None) -> set[int]:
+    """The ids that end a completion: the generation config's, else the tokenizer's."""
+    eos = generation_eos if generation_eos is not None else tokenizer.eos_token_id
+    return set(eos if isinstance(eos, list) else [eos]) - {None}
+
+
+class ChatTokenizer:
+    """render_prompt / encode / decode over `self.tokenizer` (a Hugging Face tokenizer)."""
+
+    tokenizer: object
+
+    def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
+        msgs = [m.model_dump() for m in as_messages(messages)]
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+        # No template: a plain transcript the model can continue.
+        return "".join(f"{m['role']}: {m['content']}\n" for m in msgs) + "assistant: "
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return decode(self.tokenizer, ids)
+
+
+@dataclass
+class Row:
+    """One completion being decoded: its ids so far and, once done, why it ended."""
+
+    ids: list[int] = field(default_factory=list)
+    done: bool = False
+    finish_reason: str = "length"
+    stop_sequence: str | None = None
+    keep: int | None = None  # number of ids kept after a stop cut
+    text: str | None = None
+
+
+def advance(row: Row, tok: int, stops: Sequence[str], tokenizer, eos: set[int]) -> None:
+    """Add one generated token to row, ending it at end-of-sequence or a stop string."""
+    if tok in eos:
+        row.done, row.finish_reason = True, "stop"
+        return
+    row.ids.append(tok)
+    if not stops:
+        return
+    text = decode(tokenizer, row.ids)
+    hit = find_stop(text, stops)
+    if hit:
+        k, stop = hit
+        row.keep, row.text = cut_at(tokenizer, row.ids, text, k)
+        row.done, row.finish_reason, row.stop_sequence = True, "stop", stop
+
+
+def final_text(tokenizer, row: Row) -> str:
+    return row.text if row.text is not None else decode(tokenizer, row.ids)
+
+
+def completion(tokenizer, row: Row, prompt_tokens: int, seconds: float) -> Completion:
+    ids = row.ids if row.keep is None else row.ids[: row.keep]
+    return Completion(
+        text=final_text(tokenizer, row), token_ids=list(ids), finish_reason=row.finish_reason,
+        stop_sequence=row.stop_sequence, prompt_tokens=prompt_tokens,
+        completion_tokens=len(row.ids), seconds=seconds,
+    )
+
+
+def safe_text(tokenizer, row: Row, stops: Sequence[str]) -> str:
+    """What a stream may show of an unfinished row: text that cannot become the start of a
+    stop string, without a trailing incomplete UTF-8 character."""
+    text = decode(tokenizer, row.ids)
+    _, safe = cut_at(tokenizer, row.ids, text, holdback_start(text, stops))
+    return safe.rstrip("\ufffd")
