@@ -88,31 +88,79 @@ def run_batch(
     results: list[Trajectory | BaseException | None] = [None] * len(jobs)
     queue = list(range(len(jobs)))[::-1]
     active: list[_Active] = []
-    with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rankact-batch") as pool:
-        while queue or active:
+
+    def settle() -> None:
+        """Start queued jobs up to batch_size; move finished ones to the results."""
+        while True:
+            for job_state in [a for a in active if a.request is None]:
+                active.remove(job_state)
+                results[job_state.index] = job_state.trajectory if job_state.error is None else job_state.error
+                if on_done:
+                    on_done(job_state.index, job_state.trajectory if job_state.error is None else None,
+                            job_state.error)
+            if not queue or len(active) >= batch_size:
+                return
             while queue and len(active) < batch_size:
                 i = queue.pop()
                 job = jobs[i]
                 if not hasattr(job.agent, "core"):  # anything with `.run` (test doubles, wrappers)
                     active.append(_run_alone(i, job))
                     continue
-                core = job.agent.core(job.question, job.agent.sampling(job.temperature, job.seed, job.top_p))
-                started = _Active(i, core)
+                started = _Active(i, job.agent.core(job.question,
+                                                    job.agent.sampling(job.temperature, job.seed, job.top_p)))
                 _advance(started)
                 active.append(started)
-            for job_state in [a for a in active if a.request is None]:
-                active.remove(job_state)
-                result = job_state.trajectory if job_state.error is None else job_state.error
-                results[job_state.index] = result
-                if on_done:
-                    on_done(job_state.index, job_state.trajectory if job_state.error is None else None,
-                            job_state.error)
-            if not active:
-                continue
-            _answer_round(active, jobs, pool)
-            for job_state in active:
-                _advance(job_state)
+
+    llms = {id(getattr(job.agent, "llm", None)): getattr(job.agent, "llm", None) for job in jobs}
+    session_of = getattr(next(iter(llms.values())), "decode_session", None) if len(llms) == 1 else None
+    session = session_of() if session_of is not None and batch_size > 1 else None
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rankact-batch") as pool:
+        settle()
+        if session is not None:
+            _continuous(session, active, jobs, pool, settle)
+        while active:
+            # Cheap requests first (option scores, tools, chat), repeatedly, so that every job
+            # reaches its next generation: the long decode then runs with the whole batch.
+            while any(not isinstance(a.request, Continue) for a in active):
+                waiting = [a for a in active if not isinstance(a.request, Continue)]
+                _answer(waiting, jobs, pool)
+                for job_state in waiting:
+                    _advance(job_state)
+                settle()
+            if active:
+                _answer(active, jobs, pool)
+                for job_state in active:
+                    _advance(job_state)
+                settle()
     return results  # type: ignore[return-value]
+
+
+def _continuous(session, active: list[_Active], jobs: Sequence[Job], pool, settle: Callable[[], None]) -> None:
+    """Token-level scheduling on a backend's decode session: generation requests join the
+    running decode as they arrive and leave as they finish; option scores, tools and chat are
+    answered between decode steps."""
+    decoding: dict[int, _Active] = {}
+    while active:
+        while any(not isinstance(a.request, Continue) for a in active):
+            waiting = [a for a in active if not isinstance(a.request, Continue)]
+            _answer(waiting, jobs, pool)
+            for job_state in waiting:
+                _advance(job_state)
+            settle()
+        for job_state in active:
+            if job_state.index not in decoding:
+                session.add(job_state.index, job_state.request.ids, job_state.request.config)
+                decoding[job_state.index] = job_state
+        try:
+            done = session.step()
+        except Exception as exc:  # noqa: BLE001 - every decoding job gets the failure
+            done = [(index, exc) for index in list(decoding)]
+            session.__init__(session.llm)
+        for index, completion in done:
+            job_state = decoding.pop(index)
+            job_state.answer = completion
+            _advance(job_state)
+        settle()
 
 
 def _run_alone(index: int, job: Job) -> _Active:
@@ -127,9 +175,9 @@ def _run_alone(index: int, job: Job) -> _Active:
     return done
 
 
-def _answer_round(active: list[_Active], jobs: Sequence[Job], pool) -> None:
-    """Answer every active job's request: LLM primitives batched per backend, tools and chat
-    requests concurrently."""
+def _answer(active: list[_Active], jobs: Sequence[Job], pool) -> None:
+    """Answer the jobs' requests: LLM primitives batched per backend, tools and chat requests
+    concurrently."""
     futures = {}
     for a in active:
         agent = jobs[a.index].agent

@@ -37,7 +37,7 @@ from agent.errors import ModelLoadError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
 from agent.llm.chat_tokens import Row as _Row
-from agent.llm.lockstep import Batch, RowCache
+from agent.llm.lockstep import Batch, Row, RowCache, join, select
 
 __all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
@@ -256,7 +256,7 @@ class TransformersLLM(ChatTokenizer):
             return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
         start = time.perf_counter()
         prompts = [list(p) for p in prompts]
-        rows = self._lockstep_rows().start(prompts)
+        rows = self._prefilled(prompts)
         gens = [None if c.temperature == 0 else torch.Generator(device=self.device).manual_seed(
             c.seed if c.seed is not None else secrets.randbits(62)) for c in configs]
         states = [_Row() for _ in prompts]
@@ -306,7 +306,7 @@ class TransformersLLM(ChatTokenizer):
             return [self.score_continuations(p, o) for p, o in zip(prompts, options, strict=True)]
         prompts = [list(p) for p in prompts]
         options = [[list(o) for o in opts] for opts in options]
-        rows = self._lockstep_rows().start(prompts)
+        rows = self._prefilled(prompts)
         was_training = self.model.training
         self.model.eval()
         try:
@@ -335,6 +335,26 @@ class TransformersLLM(ChatTokenizer):
         finally:
             self.model.train(was_training)
         return scores
+
+    def decode_session(self) -> DecodeSession | None:
+        """Continuous batching of `continue_ids` requests (None where rows cannot be sliced)."""
+        return DecodeSession(self) if self.prefix_cache else None
+
+    def _prefilled(self, prompts: list[list[int]]) -> list[Row]:
+        """Each prompt's row with everything but its last token already in the cache.
+
+        New tokens are fed row by row here (a prefill), so that the batched forward that
+        follows feeds one token per row: padding every row to the longest new piece (an
+        observation of a few hundred tokens beside rows that add one) would multiply the
+        prefill by the batch size."""
+        rows = self._lockstep_rows().start(prompts)
+        with torch.inference_mode():
+            for i, (row, prompt) in enumerate(zip(rows, prompts, strict=True)):
+                if len(prompt) - len(row.ids) > 1:
+                    single = Batch(self.model, [row], self.pad_id, self._cache_arg, self.device)
+                    single.feed([prompt[len(row.ids):-1]])
+                    rows[i] = single.row(0)
+        return rows
 
     def _lockstep_rows(self) -> RowCache:
         """The rows kept between lockstep calls, dropped when the weights change (PPO)."""
@@ -510,3 +530,64 @@ class TransformersLLM(ChatTokenizer):
 
     def _advance(self, row: _Row, tok: int, stops: Sequence[str]) -> None:
         advance(row, tok, stops, self.tokenizer, self.eos_ids)
+
+
+class DecodeSession:
+    """Continuous batching: `continue_ids` requests decoded together one token at a time; a
+    request joins at the next step and leaves as soon as it is finished, so a short reply never
+    waits for a long one (what `continue_batch` does within one call). Each row samples from
+    its own seeded generator: its completion is what `continue_ids` gives for the same request."""
+
+    def __init__(self, llm: TransformersLLM):
+        self.llm = llm
+        self.batch: Batch | None = None
+        self.slots: list[dict] = []
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def add(self, key: object, prompt: Sequence[int], config: GenerationConfig) -> None:
+        prompt = list(prompt)
+        if not prompt:
+            raise ValueError("cannot continue an empty prompt")
+        llm = self.llm
+        row = llm._prefilled([prompt])[0]
+        with torch.inference_mode():
+            self.batch = join(self.batch, Batch(llm.model, [row], llm.pad_id, llm._cache_arg, llm.device))
+        gen = None if config.temperature == 0 else torch.Generator(device=llm.device).manual_seed(
+            config.seed if config.seed is not None else secrets.randbits(62))
+        self.slots.append({"key": key, "prompt": prompt, "config": config, "gen": gen, "state": _Row(),
+                           "feed": [prompt[-1]], "start": time.perf_counter()})
+
+    def step(self) -> list[tuple[object, Completion]]:
+        """One decode step for every row; the requests that finished, with their completions."""
+        if not self.slots:
+            return []
+        llm = self.llm
+        was_training = llm.model.training
+        llm.model.eval()
+        finished, staying = [], []
+        try:
+            with torch.inference_mode():
+                logits = self.batch.feed([s["feed"] for s in self.slots]).float()
+                for i, slot in enumerate(self.slots):
+                    state, config = slot["state"], slot["config"]
+                    gens = None if slot["gen"] is None else [slot["gen"]]
+                    llm._advance(state, int(llm._pick(logits[i : i + 1], config, gens)[0]), config.stop)
+                    if not state.done and len(state.ids) >= config.max_new_tokens:
+                        state.done = True  # finish_reason stays "length"
+                    if not state.done:
+                        slot["feed"] = [state.ids[-1]]
+                        staying.append(i)
+                        continue
+                    prompt = slot["prompt"]
+                    fed = len(self.batch.ids[i]) - len(prompt)
+                    keep = min(fed, state.keep if state.keep is not None else len(state.ids))
+                    llm._lockstep_rows().keep([self.batch.row(i).prefix(len(prompt) + keep)])
+                    seconds = time.perf_counter() - slot["start"]
+                    finished.append((slot["key"], llm._completion(state, len(prompt), seconds)))
+                self.batch = select(self.batch, staying)
+                self.slots = [self.slots[i] for i in staying]
+        finally:
+            llm.model.train(was_training)
+        return finished

@@ -171,3 +171,53 @@ class Batch:
                                                   layer.values.index_select(0, device_index))
                                                  for layer in self.cache.layers])
         return out
+
+
+def _pad_time(tensor: torch.Tensor, width: int) -> torch.Tensor:
+    """[rows, heads, T, dim] right-padded with zeros to `width` slots."""
+    if tensor.shape[2] == width:
+        return tensor
+    pad = torch.zeros((*tensor.shape[:2], width - tensor.shape[2], tensor.shape[3]), dtype=tensor.dtype,
+                      device=tensor.device)
+    return torch.cat([tensor, pad], dim=2)
+
+
+def join(batch: Batch | None, other: Batch) -> Batch:
+    """One batch holding the rows of both (`other`'s after `batch`'s); time padded to match."""
+    if batch is None or len(batch) == 0:
+        return other
+    from transformers import DynamicCache
+
+    width = max(batch.valid.shape[1], other.valid.shape[1])
+    layers = [(torch.cat([_pad_time(a.keys, width), _pad_time(b.keys, width)]),
+               torch.cat([_pad_time(a.values, width), _pad_time(b.values, width)]))
+              for a, b in zip(batch.cache.layers, other.cache.layers, strict=True)]
+    out = Batch.__new__(Batch)
+    out.model, out.pad_id, out.cache_arg, out.device = batch.model, batch.pad_id, batch.cache_arg, batch.device
+    out.ids = batch.ids + other.ids
+    valid = [torch.nn.functional.pad(v, (0, width - v.shape[1])) for v in (batch.valid, other.valid)]
+    out.valid = torch.cat(valid)
+    out.pos = torch.cat([batch.pos, other.pos])
+    out.cache = DynamicCache(ddp_cache_data=layers)
+    return out
+
+
+def select(batch: Batch, keep: Sequence[int]) -> Batch | None:
+    """The batch restricted to rows `keep` (None when no row is left)."""
+    if not keep:
+        return None
+    if len(keep) == len(batch):
+        return batch
+    from transformers import DynamicCache
+
+    index = torch.tensor(list(keep), dtype=torch.long)
+    device_index = index.to(batch.device)
+    out = Batch.__new__(Batch)
+    out.model, out.pad_id, out.cache_arg, out.device = batch.model, batch.pad_id, batch.cache_arg, batch.device
+    out.ids = [batch.ids[i] for i in keep]
+    out.valid = batch.valid.index_select(0, index)
+    out.pos = batch.pos.index_select(0, index)
+    out.cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, device_index),
+                                              layer.values.index_select(0, device_index))
+                                             for layer in batch.cache.layers])
+    return out
