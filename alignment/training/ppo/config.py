@@ -7,10 +7,10 @@ from typing import Literal
 from pydantic import Field
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.training.config import TrainConfig
+from alignment.training.config import PolicyTrainConfig
 
 
-class PPOConfig(TrainConfig):
+class PPOConfig(PolicyTrainConfig):
     tasks: Path | None = Field(None, description="task JSONL the agent answers in rollouts (gold answers optional)")
     reward: Path | None = Field(None, description="reward model folder (`rankact align reward`); or reward_fn=")
     index: Path | None = Field(None, description="retrieval index for the search tool")
