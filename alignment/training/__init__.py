@@ -3,7 +3,7 @@
 | module | step |
 |---|---|
 | `tokenize` | a `Trajectory` or a pair -> token ids, trainable mask, truncation, `collate` (every trainer) |
-| `logprobs` | per-token log-probs of the trainable tokens, logits only where needed |
+| `logprobs` | per-token log-probs of the trainable tokens: one decoder pass, the LM head over trainable positions in checkpointed chunks |
 | `masked` | masked means, sums and whitening over `[batch, time]` |
 | `losses` | DPO / IPO, Bradley-Terry, PPO policy and value losses, NLL: pure functions |
 | `kl` | KL estimators and the KL-coefficient controllers |

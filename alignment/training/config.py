@@ -1,9 +1,10 @@
 """Settings every trainer shares, with defaults that run on a 2-core CPU.
 
 `TrainConfig` is the base the reward-model (`reward.config`), SFT and DPO
-(`OfflineTrainConfig` here) and PPO (`ppo.config`) configs extend. The `rankact align`
-options are generated from these fields (`alignment.cli.config_options`): a default or a
-help text lives here once, never restated in the CLI.
+(`OfflineTrainConfig` here) and PPO (`ppo.config`) configs extend; `PolicyTrainConfig` adds
+what only the policy trainers use. The `rankact align` options are generated from these
+fields (`alignment.cli.config_options`): a default or a help text lives here once, never
+restated in the CLI.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from alignment.training.logprobs import DEFAULT_CHUNK_SIZE
 from alignment.training.policy import LoraSettings
 
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
@@ -34,6 +36,9 @@ class TrainConfig(BaseModel):
     mixed_precision: MixedPrecision = Field(
         "no", description="auto: bf16 on a GPU that supports it, else fp32; or no, bf16, fp16")
     show_progress: bool = Field(True, description="show a progress bar")
+    gradient_checkpointing: bool = Field(
+        True, description="recompute each decoder layer's activations in backward instead of keeping them "
+                          "(much less memory; one more forward per backward)")
 
     # Per trainer: learning rate (with LoRA, full fine-tuning) and the LoRA settings `--lora` means.
     DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
@@ -45,7 +50,15 @@ class TrainConfig(BaseModel):
         return self.learning_rate or (lora_lr if self.lora else full_lr)
 
 
-class OfflineTrainConfig(TrainConfig):
+class PolicyTrainConfig(TrainConfig):
+    """Settings of the trainers that update the policy LM (SFT, DPO, PPO)."""
+
+    logprob_chunk: int | None = Field(
+        DEFAULT_CHUNK_SIZE, ge=1, description="positions projected onto the vocabulary at a time for log-probs "
+                                              "(memory vs speed)")
+
+
+class OfflineTrainConfig(PolicyTrainConfig):
     """Settings shared by the offline policy trainers (best-of-K SFT and DPO)."""
 
     pairs: Path | None = Field(None, description="pair file (JSONL from `rankact feedback export`)")

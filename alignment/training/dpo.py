@@ -24,7 +24,7 @@ from pydantic import Field
 from agent.errors import RankactError
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
-from alignment.training.logprobs import policy_logprobs
+from alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
 from alignment.training.losses import LossType, dpo_loss
 from alignment.training.policy import is_peft, load_policy, load_trainable, resolve_base, save_policy
 from alignment.training.runtime import (
@@ -70,18 +70,22 @@ def _fingerprint(encoded, base: Path, max_length: int) -> str:
 # --------------------------------------------------------------------------- log-probs
 
 
-def pair_logps(model, encoded, indices, pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+def pair_logps(model, encoded, indices, pad_id: int, device,
+               chunk_size: int | None = DEFAULT_CHUNK_SIZE) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed trainable-token log-probs of chosen and rejected for `indices`, one forward
     pass over both halves (DDP needs exactly one forward per backward)."""
     samples = [encoded[i][0] for i in indices] + [encoded[i][1] for i in indices]
     batch = collate(samples, pad_id).to(device)
-    sums = policy_logprobs(model, batch.input_ids, batch.attention_mask, batch.trainable_mask).sum(-1)
+    logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.trainable_mask,
+                             chunk_size=chunk_size)
+    sums = logp.sum(-1)
     n = len(indices)
     return sums[:n], sums[n:]
 
 
 @torch.no_grad()
-def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 2) -> torch.Tensor:
+def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 2,
+                    chunk_size: int | None = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
     """[N, 2] reference log-probs; each process scores its share, then all gather the lot."""
     model.eval()
     mine = list(range(accelerator.process_index, len(encoded), accelerator.num_processes))
@@ -89,7 +93,7 @@ def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 
     bar = progress(len(mine), "reference log-probs", accelerator.is_main_process)
     for start in range(0, len(mine), batch_size):
         chunk = mine[start : start + batch_size]
-        chosen, rejected = pair_logps(model, encoded, chunk, pad_id, accelerator.device)
+        chosen, rejected = pair_logps(model, encoded, chunk, pad_id, accelerator.device, chunk_size)
         results.extend(zip(chunk, chosen.tolist(), rejected.tolist(), strict=True))
         bar.update(len(chunk))
     bar.close()
@@ -113,13 +117,14 @@ def load_or_compute_reference(config: DPOConfig, model, encoded, pad_id, acceler
         log.warning("%s was computed for other pairs or another model; recomputing", path)
     if is_peft(model):
         with model.disable_adapter():  # adapters off = the base model = the reference
-            table = reference_logps(model, encoded, pad_id, accelerator)
+            table = reference_logps(model, encoded, pad_id, accelerator, chunk_size=config.logprob_chunk)
     elif resuming:  # trained weights are loaded already: score with a fresh copy of the base
         reference, _ = load_policy(config.base)
-        table = reference_logps(reference.to(accelerator.device), encoded, pad_id, accelerator)
+        table = reference_logps(reference.to(accelerator.device), encoded, pad_id, accelerator,
+                                chunk_size=config.logprob_chunk)
         del reference
     else:
-        table = reference_logps(model, encoded, pad_id, accelerator)
+        table = reference_logps(model, encoded, pad_id, accelerator, chunk_size=config.logprob_chunk)
     if accelerator.is_main_process:
         torch.save({"fingerprint": fingerprint, "logps": table}, path)
     return table
@@ -147,7 +152,7 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
     step, last, tokens = state.get("step", 0), {}, 0
     while step < total and not run.over_budget():
         indices = local_share(step_indices(step, len(encoded), config.batch_size, config.seed), run.rank, run.world)
-        chosen, rejected = pair_logps(model, encoded, indices, pad_id, run.device)
+        chosen, rejected = pair_logps(model, encoded, indices, pad_id, run.device, config.logprob_chunk)
         ref_pair = ref[indices].to(run.device)
         losses, chosen_r, rejected_r = dpo_loss(
             chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], config.beta, config.loss_type, config.label_smoothing

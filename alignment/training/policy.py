@@ -2,6 +2,7 @@
 
 - `load_policy`: a causal LM (the embedded model by default) in float32, optionally wrapped
   with LoRA adapters (peft); the tokenizer gets a pad token if it lacks one.
+- `enable_gradient_checkpointing`: the decoder layers' activations recomputed in backward.
 - `save_policy`: an ordinary `save_pretrained` folder (model + tokenizer) that `load_llm`
   and `AutoModelForCausalLM` load as is; LoRA is merged first, so no peft is needed to use it.
 """
@@ -69,6 +70,8 @@ def load_policy(base: str | Path | None, lora: LoraSettings | None = None):
 def load_trainable(config):
     """(model, tokenizer, trainable parameters, AdamW) for a policy trainer's config."""
     model, tokenizer = load_policy(config.base, config.lora)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     return model, tokenizer, params, optimizer
@@ -82,6 +85,17 @@ def apply_lora(model, settings: LoraSettings, task_type: str | None = "CAUSAL_LM
     config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
                         target_modules=settings.target_modules, task_type=task_type)
     return get_peft_model(model, config)
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Keep only each decoder layer's input for backward and recompute the rest (a training-mode
+    switch: eval and no-grad passes, rollouts included, run as usual). Non-reentrant: it needs
+    no input that requires grad (a LoRA model's embeddings are frozen) and works under DDP."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.x names it so
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def is_peft(model) -> bool:

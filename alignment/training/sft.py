@@ -17,7 +17,7 @@ from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
-from alignment.training.logprobs import policy_logprobs
+from alignment.training.logprobs import token_logprobs
 from alignment.training.masked import masked_mean
 from alignment.training.policy import load_trainable, save_policy
 from alignment.training.runtime import (
@@ -89,9 +89,10 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     while step < total and not run.over_budget():
         indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed), run.rank, run.world)
         batch = collate([samples[i] for i in indices], pad_id).to(run.device)
-        # NLL per trainable token; logits only from the first trainable position on.
+        # NLL per trainable token; only trainable positions are projected onto the vocabulary.
         mask = batch.trainable_mask
-        loss = -masked_mean(policy_logprobs(model, batch.input_ids, batch.attention_mask, mask), mask)
+        logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, chunk_size=config.logprob_chunk)
+        loss = -masked_mean(logp, mask)
         run.accelerator.backward(loss)
         grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
         optimizer.step()

@@ -1,5 +1,6 @@
 """The PPO model: the policy LM plus a critic, behind one `forward` (one module, so DDP
-sees a single forward per backward).
+sees a single forward per backward). The forward returns the policy's hidden states, not
+logits; log-probs are projected from them chunk by chunk (`alignment.training.logprobs`).
 
 Critic options:
 - `ValueHead`: a small `nn.Linear(hidden, 1)` on the policy's last hidden states. Cheap:
@@ -19,6 +20,8 @@ import copy
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from alignment.training.logprobs import final_hidden
 
 
 def _shift(x: torch.Tensor) -> torch.Tensor:
@@ -60,16 +63,19 @@ class ActorCritic(nn.Module):
             critic = ValueHead(policy.config.hidden_size)
         self.critic = critic
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                logits_to_keep: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (logits [B, K, V] of the last K = logits_to_keep positions (0: all), values [B, T])."""
-        shared = isinstance(self.critic, ValueHead)
-        out = self.policy(
-            input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=shared, use_cache=False,
-            logits_to_keep=logits_to_keep,
-        )
-        if shared:
-            values = self.critic(out.hidden_states[-1])
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (the policy's last hidden state [B, T, H], values [B, T]).
+
+        Hidden states, not logits: the caller projects only trainable positions onto the
+        vocabulary, in chunks (`logprobs.hidden_logprobs` with `get_output_embeddings()`), and
+        the value head reads the same states, so one decoder pass serves both."""
+        hidden = final_hidden(self.policy, input_ids, attention_mask)
+        if isinstance(self.critic, ValueHead):
+            values = self.critic(hidden)
         else:
             values = self.critic(input_ids, attention_mask)
-        return out.logits, values
+        return hidden, values
+
+    def get_output_embeddings(self) -> nn.Module:
+        """The policy's LM head, so `logprobs.lm_head` finds it through a DDP wrapper too."""
+        return self.policy.get_output_embeddings()

@@ -8,10 +8,10 @@ from pydantic import Field
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.training.config import TrainConfig
+from alignment.training.config import PolicyTrainConfig
 
 
-class PPOConfig(TrainConfig):
+class PPOConfig(PolicyTrainConfig):
     tasks: Path | None = Field(None, description="task JSONL the agent answers in rollouts (gold answers optional)")
     reward: Path | None = Field(None, description="reward model folder (`rankact align reward`); or reward_fn=")
     index: Path | None = Field(None, description="retrieval index for the search tool")

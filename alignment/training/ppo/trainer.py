@@ -29,10 +29,10 @@ from alignment.tasks import Task, load_tasks
 from alignment.tasks.agents import per_task
 from alignment.training.advantages import gae
 from alignment.training.kl import kl_k1, kl_k3, make_kl_controller
-from alignment.training.logprobs import lm_tail_logits, tail_logprobs, tail_start
+from alignment.training.logprobs import hidden_logprobs, lm_head, token_logprobs
 from alignment.training.losses import policy_loss, value_loss
 from alignment.training.masked import masked_mean, whiten, zero_masked
-from alignment.training.policy import is_peft, load_policy, save_policy
+from alignment.training.policy import enable_gradient_checkpointing, is_peft, load_policy, save_policy
 from alignment.training.ppo.actor_critic import ActorCritic, RewardCritic
 from alignment.training.ppo.config import PPOConfig
 from alignment.training.ppo.rollout import (
@@ -82,20 +82,18 @@ def make_experience(actor_critic: ActorCritic, reference, samples: list[Encoded]
     actor_critic.eval()
     batch = collate(samples, pad_id).to(device)
     mask = batch.trainable_mask
-    keep = batch.input_ids.shape[1] - tail_start(mask)  # logits only where a token is trainable
-    logits, values = actor_critic(batch.input_ids, batch.attention_mask, keep)
     # Rollouts sampled from softmax(logits / T): that tempered distribution is the policy whose
     # ratios PPO takes (as TRL does). top_p < 1 would truncate it further; keep it at 1 for PPO.
-    logits = logits / config.temperature
-    old_logp, entropy = tail_logprobs(logits, batch.input_ids, mask, with_entropy=True)
+    hidden, values = actor_critic(batch.input_ids, batch.attention_mask)
+    old_logp, entropy = hidden_logprobs(lm_head(actor_critic), hidden, batch.input_ids, mask,
+                                        temperature=config.temperature, with_entropy=True,
+                                        chunk_size=config.logprob_chunk)
     entropy = masked_mean(entropy, mask)
-    del logits
+    del hidden
     with reference_context(actor_critic, reference):
         ref_model = reference if reference is not None else actor_critic.policy
-        ref_logits = lm_tail_logits(ref_model, batch.input_ids, batch.attention_mask, mask).logits
-        ref_logits = ref_logits / config.temperature
-    ref_logp = tail_logprobs(ref_logits, batch.input_ids, mask)[0]
-    del ref_logits
+        ref_logp, _ = token_logprobs(ref_model, batch.input_ids, batch.attention_mask, mask,
+                                     temperature=config.temperature, chunk_size=config.logprob_chunk)
 
     # Per-token reward: the KL penalty keeps the policy near the reference token by token
     # (k1: its sum over a trajectory is the sequence log-ratio); the trajectory's reward
@@ -129,6 +127,7 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
                generator: torch.Generator | None = None) -> dict[str, float]:
     """Minibatch epochs over one batch of experience. `model` may be DDP-wrapped."""
     params = [p for p in model.parameters() if p.requires_grad]
+    head = lm_head(model)
     sums: dict[str, float] = {}
     count = 0
     for _epoch in range(config.ppo_epochs):
@@ -137,10 +136,11 @@ def ppo_update(model, optimizer, exp: Experience, config: PPOConfig, accelerator
         for start in range(0, len(exp), config.minibatch_size):
             idx = order[start : start + config.minibatch_size].to(exp.input_ids.device)
             mask = exp.mask[idx]
-            keep = exp.input_ids.shape[1] - tail_start(mask)
-            logits, values = model(exp.input_ids[idx], exp.attention_mask[idx], keep)
-            logits = logits / config.temperature
-            logp, entropy = tail_logprobs(logits, exp.input_ids[idx], mask, with_entropy=bool(config.ent_coef))
+            # The forward goes through `model` (DDP's one forward per backward); the head is
+            # then applied to trainable positions only, in chunks.
+            hidden, values = model(exp.input_ids[idx], exp.attention_mask[idx])
+            logp, entropy = hidden_logprobs(head, hidden, exp.input_ids[idx], mask, temperature=config.temperature,
+                                            with_entropy=bool(config.ent_coef), chunk_size=config.logprob_chunk)
             pg_loss, pg_stats = policy_loss(logp, exp.old_logp[idx], exp.advantages[idx], mask, config.clip_range)
             vf_loss, vf_stats = value_loss(values, exp.old_values[idx], exp.returns[idx], mask,
                                            config.clip_range_value)
@@ -202,6 +202,8 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
 
     # Policy, critic, reference. The reference is the starting policy, frozen.
     policy, tokenizer = load_policy(config.base, config.lora)
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(policy)
     critic = None
     if config.critic == "reward":
         rm = getattr(reward_fn, "reward_model", None)

@@ -13,6 +13,10 @@ class RewardTrainConfig(TrainConfig):
     max_length: int = Field(512, ge=8, description="tokens per sequence (the prompt is cut first)")
     mixed_precision: MixedPrecision = Field(
         "auto", description="auto: bf16 on a GPU that supports it, else fp32; or no, bf16, fp16")
+    # Off here: bench/reward.py's measured figures are without it; turn it on for long sequences.
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each decoder layer's activations in backward instead of keeping them "
+                           "(much less memory; one more forward per backward)")
     batch_size: int = Field(8, ge=1, description="pairs per micro-batch; one prompt's pairs are never split")
     grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps (default: --epochs passes over the data)")

@@ -1,5 +1,9 @@
 """`RewardModel`: a causal LM backbone with a scalar head read at the last non-padding token.
 
+It never projects onto the vocabulary: `forward` runs the decoder alone (`get_decoder()`) to
+its last hidden state and applies the `[hidden, 1]` head there, so the 49k-wide logits that
+the policy trainers compute in chunks (`alignment.training.logprobs`) never exist here.
+
 Saved as a folder:
   backbone/            the fine-tuned model (save_pretrained) or a peft LoRA adapter
   tokenizer files      in backbone/

@@ -17,6 +17,7 @@ import torch
 from agent.errors import RankactError
 from alignment.feedback.pairs import PreferencePair, TextPair
 from alignment.training.losses import bradley_terry_loss
+from alignment.training.policy import enable_gradient_checkpointing
 from alignment.training.reward.batching import (
     TokenizedPair,
     collate_pairs,
@@ -40,6 +41,8 @@ def train_reward(
     accelerator = run.accelerator
     model = RewardModel.from_base(config.base, max_length=config.max_length, lora=config.lora,
                                   head_init_std=config.head_init_std)  # the head's init follows the seed
+    if config.gradient_checkpointing:
+        enable_gradient_checkpointing(model.lm)
     tokenized, truncation = tokenize_pairs(pairs, model.tokenizer, config.max_length)
     groups = group_pairs(tokenized)
     n_batches = len(make_batches(groups, config.batch_size, config.seed, 0))

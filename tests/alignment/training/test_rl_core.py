@@ -156,7 +156,7 @@ def test_kl_controllers():
 def test_tail_logits_match_full_forward(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from alignment.training.logprobs import policy_logprobs, tail_start
+    from alignment.training.logprobs import tail_start, token_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 11, 0]])
@@ -164,7 +164,7 @@ def test_tail_logits_match_full_forward(tiny_model_dir):
     mask = torch.tensor([[0, 0, 0, 1, 1, 1], [0, 0, 0, 0, 1, 0]])
     assert tail_start(mask) == 2
     full = sequence_logprobs(model(input_ids=ids, attention_mask=attention).logits, ids, mask)
-    tail = policy_logprobs(model, ids, attention, mask)
+    tail, _ = token_logprobs(model, ids, attention, mask)
     assert torch.allclose(full, tail, atol=1e-5)
 
 
