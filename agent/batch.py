@@ -119,14 +119,7 @@ def run_batch(
         if session is not None:
             _continuous(session, active, jobs, pool, settle)
         while active:
-            # Cheap requests first (option scores, tools, chat), repeatedly, so that every job
-            # reaches its next generation: the long decode then runs with the whole batch.
-            while any(not isinstance(a.request, Continue) for a in active):
-                waiting = [a for a in active if not isinstance(a.request, Continue)]
-                _answer(waiting, jobs, pool)
-                for job_state in waiting:
-                    _advance(job_state)
-                settle()
+            _until_generation(active, jobs, pool, settle)
             if active:
                 _answer(active, jobs, pool)
                 for job_state in active:
@@ -135,18 +128,24 @@ def run_batch(
     return results  # type: ignore[return-value]
 
 
+def _until_generation(active: list[_Active], jobs: Sequence[Job], pool, settle: Callable[[], None]) -> None:
+    """Answer the cheap requests (option scores, tools, chat) and advance, repeatedly, until
+    every active job waits on a generation: the long decode then runs with the whole batch."""
+    while any(not isinstance(a.request, Continue) for a in active):
+        waiting = [a for a in active if not isinstance(a.request, Continue)]
+        _answer(waiting, jobs, pool)
+        for job_state in waiting:
+            _advance(job_state)
+        settle()
+
+
 def _continuous(session, active: list[_Active], jobs: Sequence[Job], pool, settle: Callable[[], None]) -> None:
     """Token-level scheduling on a backend's decode session: generation requests join the
     running decode as they arrive and leave as they finish; option scores, tools and chat are
     answered between decode steps."""
     decoding: dict[int, _Active] = {}
     while active:
-        while any(not isinstance(a.request, Continue) for a in active):
-            waiting = [a for a in active if not isinstance(a.request, Continue)]
-            _answer(waiting, jobs, pool)
-            for job_state in waiting:
-                _advance(job_state)
-            settle()
+        _until_generation(active, jobs, pool, settle)
         for job_state in active:
             if job_state.index not in decoding:
                 session.add(job_state.index, job_state.request.ids, job_state.request.config)

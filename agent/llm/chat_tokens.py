@@ -44,7 +44,8 @@ def eos_ids(tokenizer, generation_eos=None) -> set[int]:
 
 
 class ChatTokenizer:
-    """render_prompt / encode / decode over `self.tokenizer` (a Hugging Face tokenizer)."""
+    """render_prompt / encode / decode over `self.tokenizer` (a Hugging Face tokenizer), and the
+    chat-level `LLM` calls of a local engine as its token-level ones on the rendered prompt."""
 
     tokenizer: object
 
@@ -60,6 +61,15 @@ class ChatTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return decode(self.tokenizer, ids)
+
+    def generate(self, messages: Sequence[ChatMessage], config):
+        return self.continue_ids(self.encode(self.render_prompt(messages)), config)
+
+    def sample(self, messages: Sequence[ChatMessage], config, n: int):
+        return self.sample_ids(self.encode(self.render_prompt(messages)), config, n)
+
+    def stream(self, messages: Sequence[ChatMessage], config):
+        return self.stream_ids(self.encode(self.render_prompt(messages)), config)
 
 
 @dataclass

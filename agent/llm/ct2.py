@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agent.errors import ModelLoadError
-from agent.llm.base import ChatMessage, Completion, GenerationConfig, ModelInfo
+from agent.llm.base import Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, Row, advance, completion, eos_ids, final_text, safe_text
 from agent.llm.ct2_files import ct2_model_dir
 from agent.llm.local import resolve_model_dir, weights_revision
@@ -155,15 +155,6 @@ class CTranslate2LLM(ChatTokenizer):
         self.generator = self._new_generator()
 
     # ---- the LLM protocol ----------------------------------------------------------
-    def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Completion:
-        return self.continue_ids(self.encode(self.render_prompt(messages)), config)
-
-    def sample(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int) -> list[Completion]:
-        return self.sample_ids(self.encode(self.render_prompt(messages)), config, n)
-
-    def stream(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Iterator[str]:
-        return self.stream_ids(self.encode(self.render_prompt(messages)), config)
-
     def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:
         return self.continue_batch([prompt_ids], [config])[0]
 

@@ -34,10 +34,10 @@ from pathlib import Path
 import torch
 
 from agent.errors import ModelLoadError
-from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo
+from agent.llm import Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
 from agent.llm.chat_tokens import Row as _Row
-from agent.llm.lockstep import Batch, Row, RowCache, join, select
+from agent.llm.lockstep import Batch, Row, RowCache, common_prefix, join, select
 
 __all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
@@ -143,15 +143,6 @@ def _plain_attention(model) -> bool:
     return all(t == "full_attention" for t in getattr(config, "layer_types", None) or ["full_attention"])
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 @dataclass
 class _CacheState:
     cache: object = None
@@ -200,15 +191,6 @@ class TransformersLLM(ChatTokenizer):
         return next(self.model.parameters()).device
 
     # ---- the LLM protocol ----------------------------------------------------------
-    def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Completion:
-        return self.continue_ids(self.encode(self.render_prompt(messages)), config)
-
-    def sample(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int) -> list[Completion]:
-        return self.sample_ids(self.encode(self.render_prompt(messages)), config, n)
-
-    def stream(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Iterator[str]:
-        return self.stream_ids(self.encode(self.render_prompt(messages)), config)
-
     def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:
         return self.sample_ids(prompt_ids, config, 1)[0]
 
@@ -491,7 +473,7 @@ class TransformersLLM(ChatTokenizer):
         if held is None:
             return _CacheState()
         state, key = held
-        keep = min(_common_prefix(state.fed, prompt_ids), len(prompt_ids) - 1)  # feed >= 1 token
+        keep = min(common_prefix(state.fed, prompt_ids), len(prompt_ids) - 1)  # feed >= 1 token
         if key != self._weights_key() or keep <= 0:
             return _CacheState()
         try:
