@@ -154,7 +154,7 @@ def _continuous(session, active: list[_Active], jobs: Sequence[Job], pool, settl
             done = session.step()
         except Exception as exc:  # noqa: BLE001 - every decoding job gets the failure
             done = [(index, exc) for index in list(decoding)]
-            session.__init__(session.llm)
+            session.clear()
         for index, completion in done:
             job_state = decoding.pop(index)
             job_state.answer = completion

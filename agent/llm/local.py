@@ -236,43 +236,13 @@ class TransformersLLM(ChatTokenizer):
             raise ValueError("cannot continue an empty prompt")
         if not self.prefix_cache:  # caches we cannot slice per row: one row at a time
             return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
-        start = time.perf_counter()
-        prompts = [list(p) for p in prompts]
-        rows = self._prefilled(prompts)
-        gens = [None if c.temperature == 0 else torch.Generator(device=self.device).manual_seed(
-            c.seed if c.seed is not None else secrets.randbits(62)) for c in configs]
-        states = [_Row() for _ in prompts]
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                batch = Batch(self.model, rows, self.pad_id, self._cache_arg, self.device)
-                logits = batch.feed([p[len(r.ids):] for p, r in zip(prompts, rows, strict=True)]).float()
-                for _ in range(max(c.max_new_tokens for c in configs)):
-                    feed: list[list[int]] = []
-                    for i, (state, config) in enumerate(zip(states, configs, strict=True)):
-                        if not state.done:
-                            token = int(self._pick(logits[i : i + 1], config, None if gens[i] is None else [gens[i]])[0])
-                            self._advance(state, token, config.stop)
-                            if not state.done and len(state.ids) >= config.max_new_tokens:
-                                state.done = True  # finish_reason stays "length"
-                        feed.append([] if state.done else [state.ids[-1]])
-                    if all(s.done for s in states):
-                        break
-                    logits = batch.feed(feed).float()
-                for state in states:
-                    state.done = True
-                kept = []
-                for i, (prompt, state) in enumerate(zip(prompts, states, strict=True)):
-                    # Cached: the prompt and the generated tokens that were fed and survive the stop cut.
-                    fed = len(batch.ids[i]) - len(prompt)
-                    keep = min(fed, state.keep if state.keep is not None else len(state.ids))
-                    kept.append(batch.row(i).prefix(len(prompt) + keep))
-                self._lockstep_rows().keep(kept)
-        finally:
-            self.model.train(was_training)
-        seconds = time.perf_counter() - start
-        return [self._completion(s, len(p), seconds) for s, p in zip(states, prompts, strict=True)]
+        session = DecodeSession(self)
+        for i, (prompt, config) in enumerate(zip(prompts, configs, strict=True)):
+            session.add(i, prompt, config)
+        done: dict[object, Completion] = {}
+        while len(session):
+            done.update(session.step())
+        return [done[i] for i in range(len(prompts))]
 
     def score_batch(self, prompts: Sequence[Sequence[int]],
                     options: Sequence[Sequence[Sequence[int]]]) -> list[list[float]]:
@@ -527,6 +497,10 @@ class DecodeSession:
 
     def __len__(self) -> int:
         return len(self.slots)
+
+    def clear(self) -> None:
+        """Drop every request in flight (after a failure; their rows are not kept)."""
+        self.batch, self.slots = None, []
 
     def add(self, key: object, prompt: Sequence[int], config: GenerationConfig) -> None:
         prompt = list(prompt)

@@ -156,21 +156,25 @@ class Batch:
         values = [layer.values[i].index_select(1, slots) for layer in self.cache.layers]
         return Row(list(self.ids[i]), keys, values)
 
-    def expand(self, counts: Sequence[int]) -> Batch:
-        """A new batch with row i repeated counts[i] times (option scoring); shares nothing."""
-        index = torch.tensor([i for i, c in enumerate(counts) for _ in range(c)], dtype=torch.long)
-        out = Batch.__new__(Batch)
-        out.model, out.pad_id, out.cache_arg, out.device = self.model, self.pad_id, self.cache_arg, self.device
-        out.ids = [list(self.ids[i]) for i in index.tolist()]
-        out.valid = self.valid.index_select(0, index)
-        out.pos = self.pos.index_select(0, index)
+    def take(self, index: Sequence[int]) -> Batch:
+        """A new batch of rows `index` (repeats allowed), copied: it shares nothing with this one."""
         from transformers import DynamicCache
 
-        device_index = index.to(self.device)
-        out.cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, device_index),
-                                                  layer.values.index_select(0, device_index))
+        rows = torch.tensor(list(index), dtype=torch.long)
+        on_device = rows.to(self.device)
+        out = Batch.__new__(Batch)
+        out.model, out.pad_id, out.cache_arg, out.device = self.model, self.pad_id, self.cache_arg, self.device
+        out.ids = [list(self.ids[i]) for i in index]
+        out.valid = self.valid.index_select(0, rows)
+        out.pos = self.pos.index_select(0, rows)
+        out.cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, on_device),
+                                                  layer.values.index_select(0, on_device))
                                                  for layer in self.cache.layers])
         return out
+
+    def expand(self, counts: Sequence[int]) -> Batch:
+        """Row i repeated counts[i] times (option scoring)."""
+        return self.take([i for i, c in enumerate(counts) for _ in range(c)])
 
 
 def _pad_time(tensor: torch.Tensor, width: int) -> torch.Tensor:
@@ -206,18 +210,4 @@ def select(batch: Batch, keep: Sequence[int]) -> Batch | None:
     """The batch restricted to rows `keep` (None when no row is left)."""
     if not keep:
         return None
-    if len(keep) == len(batch):
-        return batch
-    from transformers import DynamicCache
-
-    index = torch.tensor(list(keep), dtype=torch.long)
-    device_index = index.to(batch.device)
-    out = Batch.__new__(Batch)
-    out.model, out.pad_id, out.cache_arg, out.device = batch.model, batch.pad_id, batch.cache_arg, batch.device
-    out.ids = [batch.ids[i] for i in keep]
-    out.valid = batch.valid.index_select(0, index)
-    out.pos = batch.pos.index_select(0, index)
-    out.cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, device_index),
-                                              layer.values.index_select(0, device_index))
-                                             for layer in batch.cache.layers])
-    return out
+    return batch if len(keep) == len(batch) else batch.take(keep)
