@@ -82,7 +82,10 @@ def test_chunked_matches_full_logits(tiny_model_dir, lora, temperature):
         grads = _grads(model, _loss(logp, entropy))
         assert grads.keys() == want_grads.keys()
         for name, grad in grads.items():
-            assert torch.allclose(grad, want_grads[name], atol=1e-5, rtol=1e-4), (chunk_size, name)
+            # Summation order differs (the tied embedding sums one contribution per chunk), so
+            # the tolerance scales with the gradient: a wrong gradient is off by its own size.
+            scale = float(want_grads[name].abs().max().clamp(min=1.0))
+            assert torch.allclose(grad, want_grads[name], atol=2e-5 * scale, rtol=1e-4), (chunk_size, name)
 
 
 def test_all_masked_batch_gives_zeros_and_a_graph(tiny_model_dir):
