@@ -37,7 +37,7 @@ from agent.errors import ModelLoadError
 from agent.llm import Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
 from agent.llm.chat_tokens import Row as _Row
-from agent.llm.lockstep import Batch, Row, RowCache, common_prefix, join, select
+from agent.llm.lockstep import Batch, Row, RowCache, Member, assemble_batch, common_prefix
 
 __all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
@@ -488,37 +488,53 @@ class DecodeSession:
     """Continuous batching: `continue_ids` requests decoded together one token at a time; a
     request joins at the next step and leaves as soon as it is finished, so a short reply never
     waits for a long one (what `continue_batch` does within one call). Each row samples from
-    its own seeded generator: its completion is what `continue_ids` gives for the same request."""
+    its own seeded generator: its completion is what `continue_ids` gives for the same request.
+
+    Rows that join or leave between two steps are applied together before the next one: one
+    copy of the batch however many changed."""
 
     def __init__(self, llm: TransformersLLM):
         self.llm = llm
         self.batch: Batch | None = None
-        self.slots: list[dict] = []
+        self.slots: list[dict] = []  # the batch's rows, in order, then the rows waiting to join
+        self.joining: list[Row] = []
+        self.staying: list[int] | None = None  # rows of `batch` still decoding, when some left
 
     def __len__(self) -> int:
         return len(self.slots)
 
     def clear(self) -> None:
         """Drop every request in flight (after a failure; their rows are not kept)."""
-        self.batch, self.slots = None, []
+        self.batch, self.slots, self.joining, self.staying = None, [], [], None
 
     def add(self, key: object, prompt: Sequence[int], config: GenerationConfig) -> None:
         prompt = list(prompt)
         if not prompt:
             raise ValueError("cannot continue an empty prompt")
         llm = self.llm
-        row = llm._prefilled([prompt])[0]
-        with torch.inference_mode():
-            self.batch = join(self.batch, Batch(llm.model, [row], llm.pad_id, llm._cache_arg, llm.device))
+        self.joining.append(llm._prefilled([prompt])[0])
         gen = None if config.temperature == 0 else torch.Generator(device=llm.device).manual_seed(
             config.seed if config.seed is not None else secrets.randbits(62))
         self.slots.append({"key": key, "prompt": prompt, "config": config, "gen": gen, "state": _Row(),
                            "feed": [prompt[-1]], "start": time.perf_counter()})
 
+    def _admit(self) -> None:
+        """Apply the changes since the last step: drop the rows that left, add the waiting ones."""
+        if not self.joining and self.staying is None:
+            return
+        llm = self.llm
+        with torch.inference_mode():
+            members = [] if self.batch is None else [self.batch.member(i) for i in (
+                self.staying if self.staying is not None else range(len(self.batch)))]
+            members += [Member.of_row(row) for row in self.joining]
+            self.batch = assemble_batch(llm.model, llm.pad_id, llm._cache_arg, llm.device, members) if members else None
+        self.joining, self.staying = [], None
+
     def step(self) -> list[tuple[object, Completion]]:
         """One decode step for every row; the requests that finished, with their completions."""
         if not self.slots:
             return []
+        self._admit()
         llm = self.llm
         was_training = llm.model.training
         llm.model.eval()
@@ -542,8 +558,11 @@ class DecodeSession:
                     llm._lockstep_rows().keep([self.batch.row(i).prefix(len(prompt) + keep)])
                     seconds = time.perf_counter() - slot["start"]
                     finished.append((slot["key"], llm._completion(state, len(prompt), seconds)))
-                self.batch = select(self.batch, staying)
+                if len(staying) < len(self.slots):
+                    self.staying = staying  # applied with the next joins, in one copy
                 self.slots = [self.slots[i] for i in staying]
+                if not self.slots:
+                    self.batch, self.staying = None, None
         finally:
             llm.model.train(was_training)
         return finished

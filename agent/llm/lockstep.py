@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
+from transformers.cache_utils import Cache, DynamicLayer
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -91,34 +92,101 @@ class RowCache:
             del self.rows[: len(self.rows) - self.max_rows]
 
 
+class SlotLayer(DynamicLayer):
+    """One layer's keys and values for a batch, in buffers with spare time slots: appending a
+    step writes in place. (transformers' DynamicLayer concatenates, which copies the whole
+    batch's cache at every step: ~20% of a batch-8 step at 1000 tokens on this CPU.)"""
+
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
+        super().__init__()
+        self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+        self.device = key_buffer.device
+        self.is_initialized = True
+        self._views()
+
+    def _views(self) -> None:
+        self.keys = self.key_buffer[:, :, : self.length]
+        self.values = self.value_buffer[:, :, : self.length]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        end = self.length + key_states.shape[2]
+        if end > self.key_buffer.shape[2]:  # out of spare slots: grow by a quarter (amortised copies)
+            capacity = max(end, self.key_buffer.shape[2] + max(SPARE_SLOTS, self.key_buffer.shape[2] // 4))
+            self.key_buffer = _regrown(self.key_buffer, self.length, capacity)
+            self.value_buffer = _regrown(self.value_buffer, self.length, capacity)
+        self.key_buffer[:, :, self.length : end] = key_states
+        self.value_buffer[:, :, self.length : end] = value_states
+        self.length = end
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def crop(self, tokens_to_remove: int) -> None:
+        self.length = max(0, self.length - abs(tokens_to_remove))
+        self._views()
+
+
+SPARE_SLOTS = 128  # time slots allocated ahead: a decode grows without copying for this many steps
+
+
+def _regrown(buffer: torch.Tensor, length: int, capacity: int) -> torch.Tensor:
+    grown = buffer.new_zeros((*buffer.shape[:2], capacity, buffer.shape[3]))
+    grown[:, :, :length] = buffer[:, :, :length]
+    return grown
+
+
+@dataclass
+class Member:
+    """A row as it sits in (or will enter) a batch: keys/values per layer [heads, slots, dim],
+    which of the slots hold tokens (masked pads where other rows were fed more), the position
+    of its next token, its ids."""
+
+    ids: list[int]
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    valid: torch.Tensor
+    pos: int
+
+    @classmethod
+    def of_row(cls, row: Row) -> Member:
+        return cls(list(row.ids), row.keys, row.values, torch.ones(len(row.ids), dtype=torch.bool), len(row.ids))
+
+
 class Batch:
     """Rows advanced together through one model: `feed` appends tokens to every row and returns
-    each row's next-token logits; `row(i)` gives row i back with everything it was fed."""
+    each row's next-token logits; `row(i)` gives row i back with everything it was fed.
+
+    Every change of membership (`take`, `join`) builds a new batch with one copy of the rows it
+    keeps; `feed` itself copies nothing (`SlotLayer`)."""
 
     def __init__(self, model, rows: Sequence[Row], pad_id: int, cache_arg: str, device: torch.device):
-        self.model, self.pad_id, self.cache_arg, self.device = model, pad_id, cache_arg, device
-        self.ids = [list(r.ids) for r in rows]
-        width = max((len(r.ids) for r in rows), default=0)
-        self.valid = torch.zeros((len(rows), width), dtype=torch.bool)
-        for i, r in enumerate(rows):
-            self.valid[i, : len(r.ids)] = True
-        self.pos = torch.tensor([len(r.ids) for r in rows], dtype=torch.long)
-        self.cache = None
-        filled = next((r for r in rows if r.keys), None)
-        if width and filled is not None:
-            from transformers import DynamicCache
+        self._assemble(model, pad_id, cache_arg, device, [Member.of_row(r) for r in rows])
 
-            layers = []
-            for layer, template in enumerate(filled.keys):
-                shape = (len(rows), template.shape[0], width, template.shape[2])
-                keys = torch.zeros(shape, dtype=template.dtype, device=device)
-                values = torch.zeros(shape, dtype=template.dtype, device=device)
-                for i, r in enumerate(rows):
-                    if r.ids:
-                        keys[i, :, : len(r.ids)] = r.keys[layer]
-                        values[i, :, : len(r.ids)] = r.values[layer]
-                layers.append((keys, values))
-            self.cache = DynamicCache(ddp_cache_data=layers)
+    def _assemble(self, model, pad_id: int, cache_arg: str, device, members: Sequence[Member]) -> None:
+        self.model, self.pad_id, self.cache_arg, self.device = model, pad_id, cache_arg, device
+        self.ids = [list(m.ids) for m in members]
+        width = max((len(m.valid) for m in members), default=0)
+        self.valid = torch.zeros((len(members), width), dtype=torch.bool)
+        for i, m in enumerate(members):
+            self.valid[i, : len(m.valid)] = m.valid
+        self.pos = torch.tensor([m.pos for m in members], dtype=torch.long)
+        self.cache = None
+        filled = next((m for m in members if m.keys), None)
+        if not width or filled is None:
+            return
+        layers = []
+        for layer, template in enumerate(filled.keys):
+            shape = (len(members), template.shape[0], width + SPARE_SLOTS, template.shape[2])
+            keys = torch.zeros(shape, dtype=template.dtype, device=device)
+            values = torch.zeros(shape, dtype=template.dtype, device=device)
+            for i, m in enumerate(members):
+                if m.keys:
+                    keys[i, :, : m.keys[layer].shape[1]] = m.keys[layer]
+                    values[i, :, : m.values[layer].shape[1]] = m.values[layer]
+            layers.append(SlotLayer(keys, values, width))
+        self.cache = Cache(layers=layers)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -156,58 +224,24 @@ class Batch:
         values = [layer.values[i].index_select(1, slots) for layer in self.cache.layers]
         return Row(list(self.ids[i]), keys, values)
 
+    def member(self, i: int) -> Member:
+        """Row i as it sits here (views, slots and padding included), to enter another batch."""
+        layers = self.cache.layers if self.cache is not None else []
+        return Member(self.ids[i], [layer.keys[i] for layer in layers], [layer.values[i] for layer in layers],
+                       self.valid[i], int(self.pos[i]))
+
     def take(self, index: Sequence[int]) -> Batch:
         """A new batch of rows `index` (repeats allowed), copied: it shares nothing with this one."""
-        from transformers import DynamicCache
-
-        rows = torch.tensor(list(index), dtype=torch.long)
-        on_device = rows.to(self.device)
-        out = Batch.__new__(Batch)
-        out.model, out.pad_id, out.cache_arg, out.device = self.model, self.pad_id, self.cache_arg, self.device
-        out.ids = [list(self.ids[i]) for i in index]
-        out.valid = self.valid.index_select(0, rows)
-        out.pos = self.pos.index_select(0, rows)
-        out.cache = DynamicCache(ddp_cache_data=[(layer.keys.index_select(0, on_device),
-                                                  layer.values.index_select(0, on_device))
-                                                 for layer in self.cache.layers])
-        return out
+        return assemble_batch(self.model, self.pad_id, self.cache_arg, self.device, [self.member(i) for i in index])
 
     def expand(self, counts: Sequence[int]) -> Batch:
         """Row i repeated counts[i] times (option scoring)."""
         return self.take([i for i, c in enumerate(counts) for _ in range(c)])
 
 
-def _pad_time(tensor: torch.Tensor, width: int) -> torch.Tensor:
-    """[rows, heads, T, dim] right-padded with zeros to `width` slots."""
-    if tensor.shape[2] == width:
-        return tensor
-    pad = torch.zeros((*tensor.shape[:2], width - tensor.shape[2], tensor.shape[3]), dtype=tensor.dtype,
-                      device=tensor.device)
-    return torch.cat([tensor, pad], dim=2)
-
-
-def join(batch: Batch | None, other: Batch) -> Batch:
-    """One batch holding the rows of both (`other`'s after `batch`'s); time padded to match."""
-    if batch is None or len(batch) == 0:
-        return other
-    from transformers import DynamicCache
-
-    width = max(batch.valid.shape[1], other.valid.shape[1])
-    layers = [(torch.cat([_pad_time(a.keys, width), _pad_time(b.keys, width)]),
-               torch.cat([_pad_time(a.values, width), _pad_time(b.values, width)]))
-              for a, b in zip(batch.cache.layers, other.cache.layers, strict=True)]
+def assemble_batch(model, pad_id: int, cache_arg: str, device, members: Sequence[Member]) -> Batch:
+    """A batch of `members` (rows of other batches, or `Member.of_row`): one copy of their
+    keys and values."""
     out = Batch.__new__(Batch)
-    out.model, out.pad_id, out.cache_arg, out.device = batch.model, batch.pad_id, batch.cache_arg, batch.device
-    out.ids = batch.ids + other.ids
-    valid = [torch.nn.functional.pad(v, (0, width - v.shape[1])) for v in (batch.valid, other.valid)]
-    out.valid = torch.cat(valid)
-    out.pos = torch.cat([batch.pos, other.pos])
-    out.cache = DynamicCache(ddp_cache_data=layers)
+    out._assemble(model, pad_id, cache_arg, device, members)
     return out
-
-
-def select(batch: Batch, keep: Sequence[int]) -> Batch | None:
-    """The batch restricted to rows `keep` (None when no row is left)."""
-    if not keep:
-        return None
-    return batch if len(keep) == len(batch) else batch.take(keep)
