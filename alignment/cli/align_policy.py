@@ -1,4 +1,4 @@
-"""`rankact align sft|dpo|ppo`: train the agent's own LLM. Each writes a model folder at
+"""`rankact align sft|dpo|grpo|ppo`: train the agent's own LLM. Each writes a model folder at
 --out (loadable by `load_llm(DIR)` / `--model DIR`), with metrics.jsonl, metrics.png and a
 checkpoint that `--resume` continues from. The options are the trainers' configs
 (`alignment.cli.config_options`); heavy imports happen inside the commands."""
@@ -9,6 +9,7 @@ import typer
 from alignment.cli.config_options import config_command
 from alignment.errors import CommandError
 from alignment.training.dpo import DPOConfig
+from alignment.training.grpo import GRPOConfig
 from alignment.training.ppo.config import PPOConfig
 from alignment.training.sft import SFTConfig
 
@@ -31,6 +32,16 @@ def _dpo(config: DPOConfig) -> None:
     _done("DPO", train_dpo(config))
 
 
+def _grpo(config: GRPOConfig) -> None:
+    from alignment.training.grpo import train_grpo
+
+    result = train_grpo(config)
+    typer.echo(f"{result.notes['samples']} trajectories with a signal from {result.notes['groups']} groups.")
+    if result.notes.get("kl_budget_passed"):
+        typer.echo(f"warning: KL to the reference passed --kl-budget {config.kl_budget}; see metrics.jsonl")
+    _done("GRPO", result)
+
+
 def _ppo(config: PPOConfig) -> None:
     from alignment.training.ppo.trainer import train_ppo
 
@@ -44,5 +55,8 @@ def register(app: typer.Typer) -> None:
                    help="Best-of-K SFT: train on each question's top-ranked trajectories (generated tokens only).")
     config_command(app, "dpo", DPOConfig, _dpo,
                    help="DPO from ranked pairs: log-ratios over generated tokens only, reference log-probs cached.")
+    config_command(app, "grpo", GRPOConfig, _grpo, required=("db",),
+                   help="Group-relative training from rankings: each question's K ranked trajectories get "
+                        "advantages from their places; flagged steps are pushed down.")
     config_command(app, "ppo", PPOConfig, _ppo, required=("tasks", "reward"),
                    help="PPO with live tools: K rollouts per question, reward model score minus per-token KL.")

@@ -39,3 +39,57 @@ def gae(
         next_advantage = torch.where(valid.bool(), advantage, next_advantage)
     returns = zero_masked(advantages + values, mask)
     return advantages, returns
+
+
+# --------------------------------------------------------------------------- group-relative
+# Group-relative credit (GRPO, Shao et al. 2024) needs no critic: a question's K trajectories
+# are compared with each other. The signal here is what people said (a ranking with ties),
+# or a reward model's or a task's score; one set of pure functions serves all three.
+
+
+def rank_scores(order: list[list[str]]) -> dict[str, float]:
+    """A ranking (best first, inner lists tie) as scores in [0, 1]: 1 for the best place, 0 for
+    the worst. Tied trajectories share the mean of the places they span (fractional ranking),
+    so a tie says "equally good" and moves neither above the other."""
+    n = sum(len(group) for group in order)
+    if n == 0:
+        return {}
+    scores: dict[str, float] = {}
+    place = 0
+    for group in order:
+        mean_place = place + (len(group) - 1) / 2  # 0-based places place .. place+len-1
+        for trajectory_id in group:
+            scores[trajectory_id] = 1.0 - mean_place / (n - 1) if n > 1 else 0.0
+        place += len(group)
+    return scores
+
+
+def group_advantages(scores: list[float], *, scale: bool = True, eps: float = 1e-6) -> list[float]:
+    """Scores of one group, centred on the group mean and (with `scale`) divided by the group's
+    standard deviation (population). A group whose scores all tie carries no preference: every
+    advantage is 0, so it adds no policy gradient."""
+    if not scores:
+        return []
+    mean = sum(scores) / len(scores)
+    centred = [s - mean for s in scores]
+    spread = (sum(c * c for c in centred) / len(centred)) ** 0.5
+    if spread < eps:
+        return [0.0] * len(scores)
+    return [c / spread for c in centred] if scale else centred
+
+
+def token_advantages(advantage: float, trainable: list[bool], steps: list[int], flagged: set[int],
+                     flag_penalty: float = 1.0) -> list[float]:
+    """Per-token advantages of one trajectory: its group advantage on every trainable token
+    (generated, not forced), 0 elsewhere (prompt, observations, forced text). The tokens of a
+    step a person flagged get min(advantage, 0) - flag_penalty instead: a flagged step is
+    pushed down even inside the best trajectory, and never rewarded for the run's outcome."""
+    out = []
+    for learn, step in zip(trainable, steps, strict=True):
+        if not learn:
+            out.append(0.0)
+        elif step in flagged:
+            out.append(min(advantage, 0.0) - flag_penalty)
+        else:
+            out.append(advantage)
+    return out

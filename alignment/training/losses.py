@@ -5,7 +5,7 @@ forced): `policy_chosen`, `policy_rejected` under the policy, `ref_chosen`, `ref
 under the frozen reference. Each returns per-pair losses plus the implicit rewards
 β·(log π - log ref) that DPO logs as chosen/rejected rewards.
 - The reward model's Bradley-Terry loss over pairs of scalar scores.
-- PPO's clipped policy and value losses, and the SFT negative log-likelihood, over
+- PPO's clipped policy and value losses, the group-relative (GRPO) loss, and the SFT negative log-likelihood, over
   `[batch, time]` tensors with a mask of trainable tokens.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from alignment.training.kl import kl_k3
 from alignment.training.logprobs import sequence_logprobs
 from alignment.training.masked import masked_mean
 
@@ -96,6 +97,24 @@ def policy_loss(
             "approx_kl": masked_mean(torch.expm1(log_ratio) - log_ratio, mask),
         }
     return loss, stats
+
+
+def group_relative_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    ref_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_range: float = 0.2,
+    kl_coef: float = 0.04,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """GRPO's objective on per-token advantages: the clipped surrogate plus β·KL(π‖ref) (the k3
+    estimator, in the loss rather than the reward, as GRPO does), averaged over all trainable
+    tokens of the batch (token-level, as DAPO: a long trajectory is not worth less per token)."""
+    pg_loss, stats = policy_loss(logp, old_logp, advantages, mask, clip_range)
+    kl = masked_mean(kl_k3(logp, ref_logp), mask)
+    stats = {**stats, "kl": kl.detach()}
+    return pg_loss + kl_coef * kl, stats
 
 
 def value_loss(

@@ -34,7 +34,8 @@ log = logging.getLogger(__name__)
 ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
 
 __all__ = ["ROLE_IDS", "Batch", "Encoded", "TruncationStats", "collate", "encode_pair", "encode_prompt_completion",
-           "encode_text", "encode_trajectory", "pad_token_id", "text_ids", "truncate", "truncation_stats"]
+           "encode_text", "encode_trajectory", "pad_token_id", "segment_steps", "text_ids", "truncate",
+           "truncation_stats"]
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Encoded:
     input_ids: list[int]
     trainable: list[bool]
     roles: list[int]
+    steps: list[int] = field(default_factory=list)  # per token, the agent step it belongs to (step flags)
     prompt_cut: int = 0  # tokens dropped from the start of the leading prompt
     end_cut: int = 0  # tokens dropped from the end
     meta: dict = field(default_factory=dict)
@@ -68,28 +70,44 @@ def text_ids(tokenizer, text: str) -> list[int]:
 def truncate(encoded: Encoded, max_length: int | None) -> Encoded:
     """The one truncation policy (see the module docstring); the first token is never trainable."""
     ids, trainable, roles = list(encoded.input_ids), list(encoded.trainable), list(encoded.roles)
+    steps = list(encoded.steps) or [0] * len(ids)
     prompt_cut = end_cut = 0
     if max_length is not None and len(ids) > max_length:
         leading_prompt = next((i for i, r in enumerate(roles) if r != ROLE_IDS["prompt"]), len(roles))
         prompt_cut = min(len(ids) - max_length, max(leading_prompt - 1, 0))
-        ids, trainable, roles = ids[prompt_cut:], trainable[prompt_cut:], roles[prompt_cut:]
+        ids, trainable, roles, steps = ids[prompt_cut:], trainable[prompt_cut:], roles[prompt_cut:], steps[prompt_cut:]
         end_cut = len(ids) - max_length if len(ids) > max_length else 0
-        ids, trainable, roles = ids[:max_length], trainable[:max_length], roles[:max_length]
+        ids, trainable, roles, steps = ids[:max_length], trainable[:max_length], roles[:max_length], steps[:max_length]
     if trainable:
         trainable[0] = False  # position 0 has no prediction to train
-    return replace(encoded, input_ids=ids, trainable=trainable, roles=roles,
+    return replace(encoded, input_ids=ids, trainable=trainable, roles=roles, steps=steps,
                    prompt_cut=encoded.prompt_cut + prompt_cut, end_cut=encoded.end_cut + end_cut)
 
 
-def _assemble(pieces: Iterable[tuple[str, list[int], bool]], max_length: int | None, meta: dict) -> Encoded:
+def _assemble(pieces: Iterable[tuple[str, list[int], bool]], max_length: int | None, meta: dict,
+              steps: Sequence[int] | None = None) -> Encoded:
     ids: list[int] = []
     trainable: list[bool] = []
     roles: list[int] = []
-    for role, piece, learn in pieces:
+    token_steps: list[int] = []
+    for n, (role, piece, learn) in enumerate(pieces):
         ids.extend(piece)
         trainable.extend([learn] * len(piece))
         roles.extend([ROLE_IDS[role]] * len(piece))
-    return truncate(Encoded(ids, trainable, roles, meta=meta), max_length)
+        token_steps.extend([steps[n] if steps is not None else 0] * len(piece))
+    return truncate(Encoded(ids, trainable, roles, token_steps, meta=meta), max_length)
+
+
+def segment_steps(trajectory: Trajectory) -> list[int]:
+    """The agent step each segment belongs to. Every step but the last ends with exactly one
+    observation (a tool result, an error or a format hint), so a segment's step is the number
+    of observations before it; an observation belongs to the step it answers."""
+    steps, step = [], 0
+    for segment in trajectory.segments:
+        steps.append(step)
+        if segment.role == "observation":
+            step += 1
+    return steps
 
 
 def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None = None) -> Encoded:
@@ -104,7 +122,7 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
          s.role == "generated" and not s.forced)
         for s in trajectory.segments
     ]
-    return _assemble(pieces, max_length, {"trajectory_id": trajectory.id})
+    return _assemble(pieces, max_length, {"trajectory_id": trajectory.id}, segment_steps(trajectory))
 
 
 def encode_prompt_completion(prompt_ids: Sequence[int], completion_ids: Sequence[int],

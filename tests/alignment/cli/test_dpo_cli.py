@@ -1,4 +1,4 @@
-"""`rankact align sft|dpo|ppo`: a run from the command line leaves a loadable policy folder;
+"""`rankact align sft|dpo|grpo|ppo`: a run from the command line leaves a loadable policy folder;
 bad input is one `error:` line with exit code 2, never a traceback."""
 from __future__ import annotations
 
@@ -48,11 +48,32 @@ def test_cli_sft_then_dpo_from_its_output(tmp_path, tiny_model_dir, capsys):
         (["align", "sft", "--out", "OUT", "--pairs", "missing.jsonl"], "not found"),
         (["align", "dpo", "--out", "OUT", "--pairs", "PAIRS", "--loss", "hinge"], "'--loss'"),
         (["align", "ppo", "--out", "OUT", "--tasks", "PAIRS", "--reward", "nowhere"], "reward model folder"),
+        (["align", "grpo", "--out", "OUT", "--db", "sqlite:///nowhere/store.db"], "nowhere"),
+        (["align", "grpo", "--out", "OUT", "--db", "sqlite:///DIR/empty.db", "--signal", "people"], "'--signal'"),
     ],
 )
 def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
     (tmp_path / "pairs.jsonl").write_text("")
-    args = [a.replace("OUT", str(tmp_path / "o")).replace("PAIRS", str(tmp_path / "pairs.jsonl")) for a in args]
+    args = [a.replace("OUT", str(tmp_path / "o")).replace("PAIRS", str(tmp_path / "pairs.jsonl"))
+            .replace("DIR", str(tmp_path)) for a in args]
     assert _run(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_cli_grpo_trains_from_the_stores_rankings(tmp_path, tiny_model_dir, capsys):
+    from alignment.feedback.rankings import Ranking
+    from alignment.feedback.store import TrajectoryStore
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    with TrajectoryStore(url) as store:
+        good, bad, other = _traj(2000), _traj(4000), _traj(6000)
+        qid = store.add(good, gold=["x"])
+        store.add(bad, question_id=qid)
+        store.add(other, question_id=qid)
+        store.submit_ranking(Ranking(question_id=qid, annotator="ann", order=[[good.id], [bad.id, other.id]]))
+    out = tmp_path / "grpo"
+    assert _run(["align", "grpo", "--db", url, "--out", str(out), "--base", str(tiny_model_dir),
+                 "--max-steps", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 trajectories with a signal from 1 groups" in printed and "Policy saved to" in printed

@@ -1,0 +1,118 @@
+"""Ranked groups: a question's K trajectories with a score each, for group-relative training.
+
+Where pairs (`alignment.feedback.pairs`) flatten a ranking into C(K,2) comparisons, a group
+keeps it whole: every trajectory of the ranking with its place turned into a score
+(`alignment.training.advantages.rank_scores`), and the steps the annotator flagged. Groups can
+also be scored without people: by the task's gold answers (`task`) or by a reward model
+(`reward`); then every trajectory a question has in the store is one group.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from agent.errors import RankactError
+from agent.trajectory import Trajectory
+from alignment.feedback.rankings import Ranking
+from alignment.feedback.store import TrajectoryStore
+from alignment.training.advantages import rank_scores
+
+GroupSignal = Literal["ranking", "task", "reward"]
+
+
+class RankedGroup(BaseModel):
+    question_id: str
+    question: str
+    trajectories: list[Trajectory]
+    scores: list[float]  # one per trajectory, higher is better
+    flagged: dict[str, list[int]] = Field(default_factory=dict)  # trajectory id -> flagged step indices
+    source: str = "ranking"  # who scored it: human, simulated, task, reward
+
+
+def group_from_ranking(ranking: Ranking, trajectories: dict[str, Trajectory], question: str) -> RankedGroup | None:
+    """The ranking's trajectories that still exist, scored by place; None below two of them."""
+    order = [[tid for tid in group if tid in trajectories] for group in ranking.order]
+    order = [group for group in order if group]
+    scores = rank_scores(order)
+    if len(scores) < 2:
+        return None
+    ids = [tid for group in order for tid in group]
+    flagged: dict[str, list[int]] = {}
+    for flag in ranking.flags:
+        if flag.trajectory_id in scores:
+            flagged.setdefault(flag.trajectory_id, []).append(flag.step_index)
+    return RankedGroup(question_id=ranking.question_id, question=question,
+                       trajectories=[trajectories[tid] for tid in ids], scores=[scores[tid] for tid in ids],
+                       flagged=flagged, source=ranking.source)
+
+
+def ranked_groups(store: TrajectoryStore, *, source: str | None = None) -> list[RankedGroup]:
+    """One group per ranking in the store (several annotators of a question: several groups)."""
+    by_question: dict[str, list[Ranking]] = {}
+    for ranking in store.rankings(source=source):
+        by_question.setdefault(ranking.question_id, []).append(ranking)
+    groups = []
+    for question in store.questions():
+        if question.id not in by_question:
+            continue
+        trajectories = {t.id: t for t in store.list(question.id)}
+        for ranking in by_question[question.id]:
+            group = group_from_ranking(ranking, trajectories, question.text)
+            if group is not None:
+                groups.append(group)
+    return groups
+
+
+def scored_groups(store: TrajectoryStore, score: Callable[[Trajectory, list[str]], float],
+                  source: str) -> list[RankedGroup]:
+    """Every question's trajectories as one group, scored by `score(trajectory, gold)`."""
+    groups = []
+    for question in store.questions():
+        trajectories = store.list(question.id)
+        if len(trajectories) < 2:
+            continue
+        groups.append(RankedGroup(question_id=question.id, question=question.text, trajectories=trajectories,
+                                  scores=[float(score(t, question.gold)) for t in trajectories], source=source))
+    return groups
+
+
+def task_score(trajectory: Trajectory, gold: list[str]) -> float:
+    """The task's own reward: 1 for a finished run whose answer holds a gold answer, else 0,
+    plus a small bonus for token F1 so that near misses outrank nonsense."""
+    from alignment.evaluation.evaluate import score_trajectory
+    from alignment.tasks import Task
+
+    if not gold:
+        raise RankactError("the task signal needs gold answers: this question has none "
+                           "(rank it, or use --signal reward)")
+    result = score_trajectory(Task(question=trajectory.question, answers=gold), trajectory)
+    return result.success + 0.1 * result.f1
+
+
+def load_groups(db: str, signal: GroupSignal = "ranking", *, reward_model: str | None = None,
+                source: str | None = None) -> list[RankedGroup]:
+    """The groups a trainer reads from a store: its rankings, or every question scored by its
+    gold answers or by a reward model."""
+    with TrajectoryStore(db, create=False) as store:
+        if signal == "ranking":
+            groups = ranked_groups(store, source=source)
+            if not groups:
+                raise RankactError(f"no rankings of two or more trajectories in {db}: rank some first "
+                                   "(or use --signal task with gold answers)")
+            return groups
+        if signal == "task":
+            groups = scored_groups(store, task_score, "task")
+        elif signal == "reward":
+            if reward_model is None:
+                raise RankactError("--signal reward needs --reward-model DIR (a trained reward model)")
+            from alignment.training.reward.model import RewardModel
+
+            model = RewardModel.load(reward_model)
+            groups = scored_groups(store, lambda t, _gold: model.score_trajectory(t), "reward")
+        else:
+            raise RankactError(f"unknown signal {signal!r}: ranking, task or reward")
+    if not groups:
+        raise RankactError(f"no question in {db} has two or more trajectories: collect K >= 2 per question")
+    return groups

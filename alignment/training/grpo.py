@@ -1,0 +1,213 @@
+"""Group-relative training straight from rankings (GRPO, Shao et al. 2024, on people's ranks).
+
+Each question's K ranked trajectories form a group. Their places become scores (ties share
+them), centred and scaled within the group: the advantage of a trajectory says how much better
+than its siblings people found it. No reward model, no critic, and no pair flattening: a
+ranking of K gives K advantages, not C(K,2) loosely coupled comparisons. The same trainer
+takes a task's gold answers or a reward model as the group signal (`--signal`).
+
+Loss per generated, non-forced token (observations, prompts and forced text get nothing):
+the clipped surrogate -min(r·A, clip(r, 1±ε)·A) with r = π/π_old, plus β·KL(π‖ref) (k3),
+averaged over the batch's trainable tokens. The trajectories were sampled before training, so
+π_old is the starting policy; it is also the reference, so one table of per-token log-probs
+(computed once, saved in the output folder) serves both. A step an annotator flagged gets a
+negative advantage on its own tokens (`advantages.token_advantages`).
+
+Monitors: KL to the reference and entropy every step; a warning when KL passes `kl_budget`
+(and a stop, with `stop_on_kl_budget`).
+
+Call from Python: `train_grpo(GRPOConfig(out_dir=..., db=...))` or pass `groups=[...]`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from pydantic import Field
+
+from agent.errors import RankactError
+from alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
+from alignment.training.advantages import group_advantages, token_advantages
+from alignment.training.config import PolicyTrainConfig
+from alignment.training.logprobs import token_logprobs
+from alignment.training.losses import group_relative_loss
+from alignment.training.masked import masked_mean
+from alignment.training.policy import is_peft, load_policy, load_trainable, resolve_base, save_policy
+from alignment.training.runtime import (
+    TrainingRun,
+    TrainResult,
+    clip_gradients,
+    local_share,
+    planned_steps,
+    progress,
+    step_indices,
+)
+from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad_token_id
+
+log = logging.getLogger(__name__)
+REFERENCE_FILE = "reference_token_logps.pt"
+PLOT_KEYS = ["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs"]
+
+
+class GRPOConfig(PolicyTrainConfig):
+    db: str | None = Field(None, description="trajectory store URL: its rankings (or questions) are the groups")
+    signal: GroupSignal = Field("ranking", description="group signal: ranking (people's or simulated ranks), "
+                                                       "task (gold answers), reward (a reward model)")
+    reward_model: Path | None = Field(None, description="reward model folder, for --signal reward")
+    scale_advantages: bool = Field(True, description="divide advantages by the group's standard deviation")
+    flag_penalty: float = Field(1.0, ge=0, description="negative advantage on the tokens of a flagged step")
+    clip_range: float = Field(0.2, gt=0, description="policy ratio clip ε")
+    kl_coef: float = Field(0.04, ge=0, description="β of the KL(π‖ref) term in the loss")
+    kl_budget: float | None = Field(0.5, gt=0, description="warn when the per-token KL to the reference passes this")
+    stop_on_kl_budget: bool = Field(False, description="stop (and save) when the KL budget is passed")
+    batch_size: int = Field(4, ge=1, description="trajectories per optimizer step, over all processes")
+    epochs: int = Field(2, ge=1, description="passes over the groups")
+    max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps")
+
+    DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
+
+
+def encode_groups(groups: list[RankedGroup], tokenizer, config: GRPOConfig) -> tuple[list[Encoded], list[list[float]]]:
+    """Every trajectory that carries a signal, encoded, with its per-token advantages. A group
+    whose scores all tie (and that has no flags) carries none and is left out."""
+    samples, advantages = [], []
+    for group in groups:
+        group_adv = group_advantages(group.scores, scale=config.scale_advantages)
+        for trajectory, advantage in zip(group.trajectories, group_adv, strict=True):
+            flagged = set(group.flagged.get(trajectory.id, []))
+            if advantage == 0.0 and not flagged:
+                continue
+            encoded = encode_trajectory(trajectory, tokenizer, config.max_length)
+            if not encoded.n_trainable:
+                continue
+            samples.append(encoded)
+            advantages.append(token_advantages(advantage, encoded.trainable, encoded.steps, flagged,
+                                               config.flag_penalty))
+    if not samples:
+        raise RankactError("no training signal: every group ties (and nothing is flagged), or no trajectory "
+                           "has generated tokens; rank more trajectories, or collect K >= 2 that differ")
+    return samples, advantages
+
+
+def _fingerprint(samples: list[Encoded], base: Path, max_length: int) -> str:
+    digest = hashlib.sha256(f"{base}|{max_length}".encode())
+    for sample in samples:
+        digest.update(json.dumps([sample.input_ids, sample.trainable]).encode())
+    return digest.hexdigest()
+
+
+def _pad_rows(rows: list[list[float]], width: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), width)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.tensor(row[:width])
+    return out
+
+
+@torch.no_grad()
+def _token_logps(model, samples: list[Encoded], pad_id: int, device, chunk_size, batch_size: int = 2,
+                 show: bool = True) -> list[torch.Tensor]:
+    model.eval()
+    out: list[torch.Tensor] = []
+    bar = progress(len(samples), "reference log-probs", show)
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        batch = collate(chunk, pad_id).to(device)
+        logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.trainable_mask,
+                                 chunk_size=chunk_size)
+        out.extend(logp[i, : len(s)].cpu() for i, s in enumerate(chunk))
+        bar.update(len(chunk))
+    bar.close()
+    model.train()
+    return out
+
+
+def reference_table(config: GRPOConfig, model, samples, pad_id, run: TrainingRun, fingerprint: str,
+                    resuming: bool) -> list[torch.Tensor]:
+    """Per-token log-probs of the starting policy (= π_old = the reference), cached on disk."""
+    path = config.out_dir / REFERENCE_FILE
+    if path.is_file():
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        if saved.get("fingerprint") == fingerprint:
+            return saved["logps"]
+        log.warning("%s was computed for other trajectories or another model; recomputing", path)
+    show = run.is_main and config.show_progress
+    if is_peft(model):
+        with model.disable_adapter():  # adapters off = the base model = the reference
+            table = _token_logps(model, samples, pad_id, run.device, config.logprob_chunk, show=show)
+    elif resuming:  # trained weights are loaded already: score with a fresh copy of the base
+        reference, _ = load_policy(config.base)
+        table = _token_logps(reference.to(run.device), samples, pad_id, run.device, config.logprob_chunk, show=show)
+        del reference
+    else:
+        table = _token_logps(model, samples, pad_id, run.device, config.logprob_chunk, show=show)
+    if run.is_main:
+        torch.save({"fingerprint": fingerprint, "logps": table}, path)
+    return table
+
+
+def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, accelerator=None) -> TrainResult:
+    run = TrainingRun(config, "GRPO", accelerator=accelerator)
+    if groups is None:
+        if config.db is None:
+            raise RankactError("give a trajectory store (--db) whose rankings or questions are the groups")
+        groups = load_groups(config.db, config.signal,
+                             reward_model=str(config.reward_model) if config.reward_model else None)
+    model, tokenizer, params, optimizer = load_trainable(config)
+    samples, advantages = encode_groups(groups, tokenizer, config)
+    pad_id = pad_token_id(tokenizer)
+    planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
+    fingerprint = _fingerprint(samples, resolve_base(config.base), config.max_length)
+    run_key = {"samples": fingerprint[:16], "batch_size": config.batch_size, "seed": config.seed}
+    state = run.resume(model, optimizer, run_key)
+    model.to(run.device)
+    reference = reference_table(config, model, samples, pad_id, run, fingerprint, bool(state))
+    model.train()
+    model, optimizer = run.accelerator.prepare(model, optimizer)
+
+    run.start(total, initial=state.get("step", 0))
+    step, last, tokens, warned = state.get("step", 0), {}, 0, False
+    while step < total and not run.over_budget():
+        indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed), run.rank, run.world)
+        chunk = [samples[i] for i in indices]
+        batch = collate(chunk, pad_id).to(run.device)
+        width = batch.input_ids.shape[1]
+        mask = batch.trainable_mask
+        ref = _pad_rows([reference[i].tolist() for i in indices], width).to(run.device)
+        adv = _pad_rows([advantages[i] for i in indices], width).to(run.device)
+        logp, entropy = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, with_entropy=True,
+                                       chunk_size=config.logprob_chunk)
+        loss, stats = group_relative_loss(logp, ref, ref, adv, mask, config.clip_range, config.kl_coef)
+        run.accelerator.backward(loss)
+        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens += int(batch.attention_mask.sum())
+        local = torch.stack([loss.detach(), stats["kl"], masked_mean(entropy.detach(), mask), stats["clipfrac"],
+                             masked_mean(adv.abs(), mask), grad_norm])
+        values = run.accelerator.reduce(local, "mean").tolist()
+        last = dict(zip(["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs", "grad_norm"], values,
+                        strict=True))
+        run.log({"step": step, **last}, loss=last["loss"], kl=last["kl"])
+        if config.kl_budget is not None and last["kl"] > config.kl_budget:
+            if not warned:
+                log.warning("KL to the reference is %.3f per token, over the budget %.3f: the policy is drifting; "
+                            "lower --lr or raise --kl-coef", last["kl"], config.kl_budget)
+                warned = True
+            if config.stop_on_kl_budget:
+                break
+        if step % config.save_every == 0 and step < total:
+            run.save(model, optimizer, {"step": step})
+    run.save(model, optimizer, {"step": step})
+    unwrapped = run.accelerator.unwrap_model(model)
+    run.finish(PLOT_KEYS, save=lambda: save_policy(
+        unwrapped, tokenizer, config.out_dir,
+        {"trainer": "grpo", "steps": step, "samples": len(samples), "groups": len(groups),
+         "config": config.model_dump(mode="json")}))
+    result = run.result(step, step < planned, last, tokens=tokens * run.world)
+    result.notes.update({"groups": len(groups), "samples": len(samples), "kl_budget_passed": warned})
+    return result
