@@ -97,21 +97,34 @@ def evaluate(
         del llm
         gc.collect()
 
+    paired = []
+    if not refusal:
+        from alignment.evaluation.evaluate import paired_differences
+
+        paired = paired_differences(reports)
     if out is not None:
         out.write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
     if as_json:
-        typer.echo(json.dumps([r.model_dump(mode="json", exclude={"results"}) for r in reports], indent=1))
+        summary = [r.model_dump(mode="json", exclude={"results"}) for r in reports]
+        for report in summary[1:]:  # each later model against the first
+            report["paired_vs_first"] = [d.model_dump(mode="json") for d in paired if d.other == report["label"]]
+        typer.echo(json.dumps(summary, indent=1))
         return
     if refusal:
         from alignment.evaluation.refusal import refusal_table
 
         console.print(refusal_table(reports, title=title))
     else:
-        from alignment.evaluation.evaluate import comparison_table
+        from alignment.evaluation.evaluate import comparison_table, paired_table
 
         console.print(comparison_table(reports, title=title))
-        console.print("success = status finished (not a forced answer) and a gold answer appears in the answer",
+        console.print("success = status finished (not a forced answer) and a gold answer appears in the answer; "
+                      "[brackets]: 95% interval (Wilson; bootstrap for F1); runs that errored count as failures",
                       style="dim")
+        if paired:
+            console.print(paired_table(paired))
+            console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "
+                          "on the tasks where the two disagree", style="dim")
 
 
 def _load(spec: str, engine: str = "auto"):

@@ -29,6 +29,12 @@ from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.build import DEFAULT_MAX_STEPS
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
+from alignment.evaluation.significance import (
+    PairedDifference,
+    bootstrap_interval,
+    paired_difference,
+    wilson_interval,
+)
 from alignment.tasks import Task
 from alignment.tasks.agents import TaskAgents, per_task
 
@@ -68,6 +74,8 @@ class EvalReport(BaseModel):
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
     statuses: dict[str, int] = Field(default_factory=dict)
+    # 95% intervals: Wilson for the rates (em, success), bootstrap for the mean F1
+    intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
     results: list[TaskResult] = Field(default_factory=list)
 
 
@@ -104,11 +112,14 @@ def summarize(results: Sequence[TaskResult], label: str = "", wall_s: float | No
     llm_seconds = sum(r.llm_seconds for r in results)
     seconds = sum(r.seconds for r in results)
     timed = llm_seconds if llm_seconds > 0 else seconds
+    em, success = sum(r.em for r in results), sum(r.success for r in results)
+    intervals = {"em": wilson_interval(em, n), "success": wilson_interval(success, n),
+                 "f1": bootstrap_interval([r.f1 for r in results])}
     return EvalReport(
         label=label, n=n,
-        em=sum(r.em for r in results) / n,
+        em=em / n,
         f1=sum(r.f1 for r in results) / n,
-        success=sum(r.success for r in results) / n,
+        success=success / n,
         parse_error_rate=sum(r.parse_errors for r in results) / steps if steps else 0.0,
         parse_error_share=sum(1 for r in results if r.parse_errors) / n,
         mean_steps=steps / n,
@@ -116,6 +127,7 @@ def summarize(results: Sequence[TaskResult], label: str = "", wall_s: float | No
         tokens_per_s=tokens / timed if timed > 0 else 0.0,
         wall_s=seconds if wall_s is None else wall_s,
         statuses=dict(Counter(r.status for r in results)),
+        intervals=intervals,
         results=list(results),
     )
 
@@ -202,13 +214,53 @@ ROWS: list[tuple[str, str, str]] = [
 
 
 def comparison_table(reports: Sequence[EvalReport], title: str = "evaluation") -> Table:
-    """One table, one column per report (e.g. before and after alignment)."""
+    """One table, one column per report (e.g. before and after alignment); rates carry their
+    95% interval."""
     table = Table(title=title)
     table.add_column("metric")
     for i, report in enumerate(reports):
         table.add_column(report.label or f"model {i + 1}", justify="right")
     for name, attr, fmt in ROWS:
-        table.add_row(name, *(fmt.format(getattr(r, attr)) for r in reports))
+        cells = []
+        for r in reports:
+            cell = fmt.format(getattr(r, attr))
+            if attr in r.intervals:
+                low, high = r.intervals[attr]
+                cell += f" [{low:.0%}, {high:.0%}]"
+            cells.append(cell)
+        table.add_row(name, *cells)
     statuses = sorted({s for r in reports for s in r.statuses})
     table.add_row("statuses", *(", ".join(f"{s} {r.statuses.get(s, 0)}" for s in statuses) for r in reports))
+    return table
+
+
+PAIRED_METRICS: list[tuple[str, str, bool]] = [("success", "success", True), ("exact match", "em", True),
+                                               ("token F1", "f1", False)]
+
+
+def paired_differences(reports: Sequence[EvalReport]) -> list[PairedDifference]:
+    """Each report after the first against the first, task by task (the same tasks in the same
+    order: `evaluate` keeps one result per task, failures included)."""
+    if len(reports) < 2:
+        return []
+    first = reports[0]
+    out = []
+    for other in reports[1:]:
+        if [r.task_id for r in other.results] != [r.task_id for r in first.results]:
+            raise ValueError(f"{other.label} and {first.label} did not run the same tasks: no paired comparison")
+        for name, attr, binary in PAIRED_METRICS:
+            out.append(paired_difference(name, first.label, other.label, [getattr(r, attr) for r in first.results],
+                                         [getattr(r, attr) for r in other.results], binary=binary))
+    return out
+
+
+def paired_table(differences: Sequence[PairedDifference]) -> Table:
+    """Differences against the first model: paired bootstrap 95% interval, exact McNemar p."""
+    table = Table(title=f"paired against {differences[0].baseline}" if differences else "paired")
+    for column in ("model", "metric", "difference [95% CI]", "gained / lost", "McNemar p"):
+        table.add_column(column, justify="left" if column in ("model", "metric") else "right")
+    for d in differences:
+        table.add_row(d.other, d.metric, f"{d.difference:+.1%} [{d.low:+.1%}, {d.high:+.1%}]",
+                      "" if d.gained is None else f"{d.gained} / {d.lost}",
+                      "" if d.p_value is None else f"{d.p_value:.3g}")
     return table

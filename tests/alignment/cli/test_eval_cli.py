@@ -44,6 +44,12 @@ def test_eval_two_models_side_by_side_in_json(task_file, tmp_path, capsys):
     assert [r["label"] for r in reports] == [good, bad]
     assert reports[0]["em"] == 1.0 and reports[0]["success"] == 1.0 and reports[0]["mean_steps"] == 1.5
     assert reports[1]["em"] == 0.0 and reports[1]["parse_error_share"] == 0.5
+    low, high = reports[0]["intervals"]["success"]
+    assert 0.0 < low < 1.0 and high == 1.0  # 2/2: Wilson, not a degenerate [100%, 100%]
+    paired = {d["metric"]: d for d in reports[1]["paired_vs_first"]}
+    assert paired["success"]["difference"] == -1.0 and paired["success"]["lost"] == 2
+    assert paired["success"]["p_value"] == 0.5  # two discordant tasks: 2 * (1/2)^2
+    assert "paired_vs_first" not in reports[0]
 
 
 def test_eval_prints_one_table(task_file, tmp_path, capsys):
@@ -51,9 +57,11 @@ def test_eval_prints_one_table(task_file, tmp_path, capsys):
     out_file = tmp_path / "reports.json"
     code, out, _ = _run(["eval", str(task_file), "-m", good, "-m", bad, "--out", str(out_file)], capsys)
     assert code == 0
-    assert out.count("exact match") == 1  # one table, both models as columns
-    row = next(line for line in out.splitlines() if "exact match" in line)
-    assert "100.0%" in row and "0.0%" in row
+    row = next(line for line in out.splitlines() if "exact match" in line)  # one table, models as columns
+    assert "100.0% [34%, 100%]" in row and "0.0% [0%, 66%]" in row
+    assert "paired against" in out and "McNemar p" in out
+    paired = next(line for line in out.splitlines() if "success" in line and "-100.0%" in line)
+    assert "0 / 2" in paired and "0.5" in paired
     saved = json.loads(out_file.read_text())
     assert [r["prediction"] for r in saved[0]["results"]] == ["391", "12"]
 
