@@ -45,7 +45,7 @@ def bootstrap_interval(values: Sequence[float], *, iterations: int = 2000, seed:
 def _percentiles(sorted_values: list[float], level: float) -> tuple[float, float]:
     tail = (1 - level) / 2
     last = len(sorted_values) - 1
-    return sorted_values[int(round(tail * last))], sorted_values[int(round((1 - tail) * last))]
+    return sorted_values[round(tail * last)], sorted_values[round((1 - tail) * last)]
 
 
 def paired_bootstrap(baseline: Sequence[float], other: Sequence[float], *, iterations: int = 2000, seed: int = 0,
