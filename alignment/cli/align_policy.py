@@ -8,6 +8,7 @@ import typer
 
 from alignment.cli.config_options import config_command
 from alignment.errors import CommandError
+from alignment.rounds import RoundsConfig
 from alignment.training.dpo import DPOConfig
 from alignment.training.grpo import GRPOConfig
 from alignment.training.ppo.config import PPOConfig
@@ -50,6 +51,29 @@ def _ppo(config: PPOConfig) -> None:
     _done("PPO", train_ppo(config))
 
 
+def _rounds(config: RoundsConfig) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from alignment.cli.quiet import quiet_libraries
+    from alignment.rounds import Rounds
+
+    quiet_libraries()
+    console = Console()
+    records = Rounds(config, say=console.print).run()
+    table = Table(title=f"rounds on {config.heldout} (held-out)")
+    for column in ("round", "success [95% CI]", "p vs round 0", "tool calls", "repeated actions", "tokens", "KL"):
+        table.add_column(column, justify="right")
+    for r in records:
+        table.add_row(str(r.round), f"{r.success:.0%} [{r.success_low:.0%}, {r.success_high:.0%}]",
+                      "" if r.p_value is None else f"{r.p_value:.3g}", f"{r.tool_call_rate:.0%}",
+                      f"{r.repeated_action_rate:.0%}", f"{r.mean_tokens:.0f}", "" if r.kl is None else f"{r.kl:.3f}")
+    console.print(table)
+    console.print(f"report: {config.out_dir / 'report.json'}, {config.out_dir / 'report.png'}; the last policy is "
+                  f"{records[-1].policy} (use it with --model). Rankings: {config.ranker}"
+                  + (" (SIMULATED from gold answers, not people)" if config.ranker == "simulated" else ""))
+
+
 def register(app: typer.Typer) -> None:
     config_command(app, "sft", SFTConfig, _sft,
                    help="Best-of-K SFT: train on each question's top-ranked trajectories (generated tokens only).")
@@ -58,5 +82,7 @@ def register(app: typer.Typer) -> None:
     config_command(app, "grpo", GRPOConfig, _grpo, required=("db",),
                    help="Group-relative training from rankings: each question's K ranked trajectories get "
                         "advantages from their places; flagged steps are pushed down.")
+    config_command(app, "rounds", RoundsConfig, _rounds, required=("tasks", "heldout"),
+                   help="Rounds of collect -> rank -> train -> evaluate on held-out tasks; rerun to resume.")
     config_command(app, "ppo", PPOConfig, _ppo, required=("tasks", "reward"),
                    help="PPO with live tools: K rollouts per question, reward model score minus per-token KL.")

@@ -49,9 +49,8 @@ def evaluate(
     from agent.build import load_index
     from alignment.cli.quiet import quiet_libraries
     from alignment.evaluation.evaluate import model_label
-    from alignment.tasks import load_tasks
-    from alignment.tasks.datasets import advbench_tasks, parse_preset, preset_tasks
-    from alignment.tasks.indexes import preset_index
+    from alignment.tasks.datasets import advbench_tasks
+    from alignment.tasks.indexes import tasks_and_index
 
     quiet_libraries()
     console = Console(stderr=as_json)
@@ -66,19 +65,12 @@ def evaluate(
     else:
         if tasks is None:
             raise CommandError("give a task file or a preset (hotpot:dev, nq:dev, arith:dev), or use --refusal")
-        preset = parse_preset(tasks)
-        if preset is not None and not Path(tasks).is_file():
-            name, preset_split = preset
-            if name == "advbench":
-                raise CommandError("advbench has no gold answers: use `rankact eval --refusal`")
-            task_list = preset_tasks(name, preset_split, data)[:limit]
-            if index is None:
-                index = preset_index(name, preset_split, data, progress=console.is_terminal,
-                                     on_build=lambda n: console.print(
-                                         f"indexing {n} {name}:{preset_split} passages once "
-                                         "(cached for later runs; a few minutes on 2 cores)"))
-        else:
-            task_list = load_tasks(tasks)[:limit]
+        task_list, preset_idx = tasks_and_index(
+            tasks, data, limit=limit, progress=console.is_terminal,
+            on_build=lambda name, n: console.print(f"indexing {n} {name} passages once "
+                                                   "(cached for later runs; a few minutes on 2 cores)"),
+            with_index=index is None)
+        index = index or preset_idx
         title = f"{tasks} ({len(task_list)} tasks)"
 
     retriever = load_index(index) if index is not None and not refusal else None

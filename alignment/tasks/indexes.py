@@ -45,3 +45,24 @@ def preset_index(name: str, split: str, data: str | Path | None = None, *, progr
         folder.parent.mkdir(parents=True, exist_ok=True)
         build_index([p.model_dump() for p in passages], folder, progress=progress)
     return folder
+
+
+def tasks_and_index(spec: str, data: str | Path | None = None, *, limit: int | None = None, progress: bool = True,
+                    on_build: Callable[[str, int], None] | None = None,
+                    with_index: bool = True) -> tuple[list, Path | None]:
+    """A task file or a preset (`arith:dev`, `hotpot:test`, ...): the first `limit` tasks and, for a
+    preset with passages (and `with_index`), the cached index over them (None for a task file or
+    arithmetic)."""
+    from alignment.errors import DatasetError
+    from alignment.tasks import load_tasks
+    from alignment.tasks.datasets import parse_preset, preset_tasks
+
+    preset = parse_preset(spec)
+    if preset is None or Path(spec).is_file():
+        return load_tasks(spec)[:limit], None
+    name, split = preset
+    if name == "advbench":
+        raise DatasetError("advbench has no gold answers: use `rankact eval --refusal`")
+    index = preset_index(name, split, data, progress=progress,
+                         on_build=(lambda n: on_build(f"{name}:{split}", n)) if on_build else None) if with_index else None
+    return preset_tasks(name, split, data)[:limit], index

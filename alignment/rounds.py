@@ -1,0 +1,403 @@
+"""Rounds of collect -> rank -> train -> evaluate: the loop that makes the agent better.
+
+    rankact align rounds --tasks arith:dev --heldout arith:dev --train-limit 24 --heldout-limit 40 --out runs/r
+
+Round 0 measures the starting policy on the held-out tasks. Each round r >= 1 then:
+
+1. collects K sampled trajectories per training task with the current policy (`round-r/store.db`);
+2. ranks them: the SIMULATED annotator (gold answers), a reward model, or people (the round
+   waits until every question of the round is ranked in its store: `rankact serve --db ...`);
+3. trains the next policy from the rankings: group-relative (`grpo`, the default), best-of-K
+   SFT or DPO, with LoRA merged into `round-r/policy`;
+4. evaluates it greedily on the same held-out tasks.
+
+Every stage writes its result before the next starts (`round-r/stages.json`), so a rerun of the
+same command resumes where the last one stopped: a finished stage is skipped, collection
+completes missing samples only, training resumes from its checkpoint. The report
+(`report.json`, `report.png`) has per round: held-out success with its 95% interval and the
+exact McNemar p against round 0, the tool-call rate, the repeated-action rate, mean generated
+tokens, and the KL to the round's reference. Monitors warn when KL passes its budget or the
+tool-call rate collapses (a small model's known failure: it stops calling tools), and can stop.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from itertools import groupby
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agent.errors import RankactError
+from agent.trajectory import Trajectory
+
+Ranker = Literal["simulated", "people", "reward"]
+Method = Literal["grpo", "sft", "dpo"]
+
+
+class RoundsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    out_dir: Path = Field(description="run folder: one sub-folder per round, report.json, report.png")
+    tasks: str = Field(description="training tasks: a task file or a preset (arith:dev, hotpot:dev, nq:dev)")
+    heldout: str = Field(description="held-out tasks measured every round (a file or a preset; never TEST "
+                                     "while tuning)")
+    train_limit: int | None = Field(None, ge=1, description="use the first N training tasks")
+    heldout_limit: int | None = Field(None, ge=1, description="use the first N held-out tasks")
+    heldout_skip: int = Field(0, ge=0, description="skip the first N held-out tasks (to keep them apart "
+                                                   "from training tasks drawn from the same split)")
+    base: str = Field("default", description="starting policy (a model folder or default)")
+    rounds: int = Field(2, ge=1, description="collect -> rank -> train -> evaluate rounds")
+    samples: int = Field(4, ge=2, description="K trajectories per training task and round")
+    temperature: float = Field(0.7, gt=0, description="sampling temperature when collecting")
+    agent_max_steps: int = Field(3, ge=1, description="agent steps per trajectory")
+    ranker: Ranker = Field("simulated", description="who ranks: simulated (gold answers), reward (a reward "
+                                                    "model) or people (waits for rankings in the round's store)")
+    reward_model: Path | None = Field(None, description="reward model folder, for --ranker reward")
+    wait_minutes: float = Field(0.0, ge=0, description="with --ranker people: how long to wait for rankings "
+                                                        "before stopping (rerun to resume)")
+    method: Method = Field("grpo", description="trainer: grpo (group-relative from rankings), sft, dpo")
+    train_steps: int = Field(12, ge=1, description="optimizer steps per round")
+    train_batch_size: int = Field(4, ge=1, description="trajectories (pairs for dpo) per optimizer step")
+    learning_rate: float = Field(2e-4, gt=0, description="LoRA learning rate")
+    max_length: int = Field(768, ge=64, description="training tokens per trajectory (the prompt is cut first)")
+    kl_coef: float = Field(0.04, ge=0, description="grpo: KL penalty to the round's starting policy")
+    kl_budget: float = Field(0.5, gt=0, description="warn when the per-token KL of a round passes this")
+    min_tool_call_rate: float = Field(0.1, ge=0, le=1, description="warn when the held-out tool-call rate "
+                                                                   "falls below this (and below round 0's)")
+    stop_on_collapse: bool = Field(False, description="stop the rounds when a monitor warns")
+    index: Path | None = Field(None, description="retrieval index for the search tool (presets bring theirs)")
+    batch_size: int = Field(8, ge=1, description="trajectories advanced together when collecting or evaluating")
+    data: Path | None = Field(None, description="evaluation data folder (default ../shared/data)")
+    seed: int = Field(0, description="seed of sampling and training")
+
+
+class RoundRecord(BaseModel):
+    round: int
+    policy: str
+    success: float
+    success_low: float
+    success_high: float
+    em: float
+    p_value: float | None = None  # exact McNemar on success against round 0
+    tool_call_rate: float  # held-out runs that called a tool at least once
+    repeated_action_rate: float  # actions that repeat the step before them, same tool and input
+    mean_tokens: float
+    kl: float | None = None  # training's last per-token KL to the round's starting policy
+    collected: int = 0
+    train_seconds: float = 0.0
+    warnings: list[str] = Field(default_factory=list)
+
+
+def behaviour(trajectories: list[Trajectory]) -> tuple[float, float]:
+    """(tool-call rate, repeated-action rate) of held-out runs: the collapse monitors."""
+    if not trajectories:
+        return 0.0, 0.0
+    calling = sum(1 for t in trajectories if t.tool_calls > 0) / len(trajectories)
+    actions = repeats = 0
+    for t in trajectories:
+        previous = None
+        for step in t.steps:
+            if step.action is None:
+                previous = None
+                continue
+            key = (step.action, json.dumps(step.action_input, sort_keys=True, default=str))
+            actions += 1
+            repeats += key == previous
+            previous = key
+    return calling, repeats / actions if actions else 0.0
+
+
+class Rounds:
+    """The loop over a run folder; `run()` resumes whatever the folder already holds."""
+
+    def __init__(self, config: RoundsConfig, *, say: Callable[[str], None] = print,
+                 load_llm: Callable[[str], Any] | None = None):
+        from alignment.tasks.indexes import tasks_and_index
+
+        self.config = config
+        self.say = say
+        self.out = config.out_dir
+        self.out.mkdir(parents=True, exist_ok=True)
+        c = config
+        self.train, train_index = tasks_and_index(c.tasks, c.data, limit=c.train_limit, progress=False)
+        heldout, heldout_index = tasks_and_index(c.heldout, c.data, limit=None, progress=False)
+        end = c.heldout_skip + c.heldout_limit if c.heldout_limit else None
+        self.heldout = heldout[c.heldout_skip : end]
+        if not self.train or not self.heldout:
+            raise RankactError(f"no tasks: {len(self.train)} training and {len(self.heldout)} held-out")
+        overlap = {t.question for t in self.train} & {t.question for t in self.heldout}
+        if overlap:
+            raise RankactError(f"{len(overlap)} held-out questions are also training questions; "
+                               "use --heldout-skip to keep them apart")
+        self.index = c.index or train_index or heldout_index
+        self._load_llm = load_llm
+        self._retriever = None
+
+    # ---- bookkeeping ----------------------------------------------------------------
+    def folder(self, r: int) -> Path:
+        path = self.out / f"round-{r}"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def stages(self, r: int) -> dict[str, Any]:
+        path = self.folder(r) / "stages.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def mark(self, r: int, stage: str, value: Any) -> None:
+        done = self.stages(r)
+        done[stage] = value
+        path = self.folder(r) / "stages.json"
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps(done, indent=1))
+        partial.replace(path)
+
+    def policy(self, r: int) -> str:
+        """The policy round r ends with (a round that had nothing to learn keeps the one before)."""
+        if r == 0:
+            return self.config.base
+        if self.stages(r).get("train", {}).get("skipped"):
+            return self.policy(r - 1)
+        return str(self.folder(r) / "policy")
+
+    def store_url(self, r: int) -> str:
+        return f"sqlite:///{(self.folder(r) / 'store.db').resolve()}"
+
+    # ---- pieces ---------------------------------------------------------------------
+    def llm(self, spec: str):
+        if self._load_llm is not None:
+            return self._load_llm(spec)
+        from agent.llm import load_llm
+
+        return load_llm(spec)
+
+    def agents(self, llm):
+        from agent.build import load_index
+        from alignment.tasks.agents import TaskAgents
+
+        if self._retriever is None and self.index is not None:
+            self._retriever = load_index(self.index)
+        return TaskAgents(llm, retriever=self._retriever, max_steps=self.config.agent_max_steps)
+
+    def evaluate(self, r: int) -> dict[str, Any]:
+        from alignment.evaluation.evaluate import evaluate
+
+        runs: list[Trajectory] = []
+        report = evaluate(self.agents(self.llm(self.policy(r))), self.heldout, label=f"round {r}",
+                          batch_size=self.config.batch_size,
+                          on_result=lambda _result, trajectory: runs.append(trajectory) if trajectory else None)
+        (self.folder(r) / "eval.json").write_text(report.model_dump_json(indent=1))
+        tool_rate, repeat_rate = behaviour(runs)
+        return {"success": report.success, "interval": list(report.intervals["success"]), "em": report.em,
+                "mean_tokens": report.mean_tokens, "tool_call_rate": tool_rate, "repeated_action_rate": repeat_rate,
+                "wall_s": report.wall_s}
+
+    def collect(self, r: int) -> dict[str, Any]:
+        from alignment.feedback.collect import collect
+        from alignment.feedback.store import TrajectoryStore
+
+        c = self.config
+        with TrajectoryStore(self.store_url(r)) as store:
+            report = collect(self.train, self.agents(self.llm(self.policy(r - 1))), store, samples=c.samples,
+                             temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size)
+            return {"trajectories": store.count_trajectories(), "failed": report.failed,
+                    "by_status": report.by_status}
+
+    def rank(self, r: int) -> dict[str, Any] | None:
+        """Rank the round's store; None while people have not ranked every question yet."""
+        from alignment.feedback.store import TrajectoryStore
+
+        c = self.config
+        with TrajectoryStore(self.store_url(r)) as store:
+            if c.ranker == "simulated":
+                from alignment.feedback.simulated import SimulatedAnnotator
+
+                rankings = SimulatedAnnotator("simulated").annotate_all(store)
+                return {"rankings": len(store.rankings()), "new": len(rankings), "source": "simulated",
+                        "all_tied": sum(1 for x in rankings if len(x.order) == 1)}
+            if c.ranker == "reward":
+                return {"rankings": len(_rank_with_reward_model(store, c.reward_model)), "source": "reward model"}
+            deadline = time.monotonic() + 60 * c.wait_minutes
+            while True:
+                ranked = {x.question_id for x in store.rankings(source="human")}
+                missing = [q for q in store.questions() if q.trajectories >= 2 and q.id not in ranked]
+                if not missing:
+                    return {"rankings": len(store.rankings(source="human")), "source": "people"}
+                if time.monotonic() >= deadline:
+                    self.say(f"round {r} waits for people: {len(missing)} questions are not ranked yet. Serve the "
+                             f"store with `rankact serve --db {self.store_url(r)}`, rank, then rerun this "
+                             "command to continue.")
+                    return None
+                time.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
+
+    def train_policy(self, r: int) -> dict[str, Any]:
+        from alignment.training.checkpoint import has_checkpoint
+        from alignment.training.policy import LoraSettings
+
+        c = self.config
+        out = self.folder(r) / "policy"
+        common = {"out_dir": out, "base": self._base_folder(r - 1), "lora": LoraSettings(),
+                  "learning_rate": c.learning_rate, "max_length": c.max_length, "seed": c.seed + r,
+                  "resume": has_checkpoint(out), "show_progress": False}
+        started = time.perf_counter()
+        try:
+            result = self._train(c, common, r)
+        except RankactError as exc:
+            if "no training signal" not in str(exc) and "no usable" not in str(exc) and "no ranked pairs" not in str(exc):
+                raise
+            self.say(f"round {r}: nothing to learn ({exc}); the policy stays as it was")
+            return {"skipped": str(exc), "seconds": round(time.perf_counter() - started, 1)}
+        return {"steps": result.steps, "seconds": round(time.perf_counter() - started, 1),
+                "kl": result.final_metrics.get("kl"), "loss": result.final_metrics.get("loss")}
+
+    def _train(self, c: RoundsConfig, common: dict, r: int):
+        if c.method == "grpo":
+            from alignment.training.grpo import GRPOConfig, train_grpo
+
+            return train_grpo(GRPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
+                                         batch_size=c.train_batch_size, kl_coef=c.kl_coef, kl_budget=c.kl_budget))
+        if c.method == "sft":
+            from alignment.training.sft import SFTConfig, train_sft
+
+            return train_sft(SFTConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
+                                       batch_size=c.train_batch_size))
+        from alignment.training.dpo import DPOConfig, train_dpo
+
+        return train_dpo(DPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
+                                   batch_size=c.train_batch_size))
+
+    def _base_folder(self, r: int) -> str:
+        if r > 0:
+            return self.policy(r)
+        from agent.llm.local import resolve_model_dir
+
+        return str(resolve_model_dir(self.config.base)[0])
+
+    # ---- the loop -------------------------------------------------------------------
+    def run(self) -> list[RoundRecord]:
+        c = self.config
+        if not self.stages(0).get("eval"):
+            self.say(f"round 0: evaluating {c.base} on {len(self.heldout)} held-out tasks")
+            self.mark(0, "eval", self.evaluate(0))
+        records = [self.record(0)]
+        self.say(_line(records[0]))
+        for r in range(1, c.rounds + 1):
+            done = self.stages(r)
+            if "collect" not in done:
+                self.say(f"round {r}: collecting {c.samples} trajectories for each of {len(self.train)} tasks")
+                self.mark(r, "collect", self.collect(r))
+            if "rank" not in done:
+                ranked = self.rank(r)
+                if ranked is None:
+                    break
+                self.mark(r, "rank", ranked)
+            if "train" not in done:
+                self.say(f"round {r}: training ({c.method}, {c.train_steps} steps)")
+                self.mark(r, "train", self.train_policy(r))
+            if "eval" not in done:
+                self.say(f"round {r}: evaluating on {len(self.heldout)} held-out tasks")
+                self.mark(r, "eval", self.evaluate(r))
+            record = self.record(r, base=records[0])
+            records.append(record)
+            self.say(_line(record))
+            for warning in record.warnings:
+                self.say(f"warning: {warning}")
+            if record.warnings and c.stop_on_collapse:
+                self.say("stopping: a monitor warned (--stop-on-collapse)")
+                break
+        self.report(records)
+        return records
+
+    def record(self, r: int, base: RoundRecord | None = None) -> RoundRecord:
+        stages = self.stages(r)
+        ev, train = stages["eval"], stages.get("train", {})
+        record = RoundRecord(round=r, policy=self.policy(r), success=ev["success"], success_low=ev["interval"][0],
+                             success_high=ev["interval"][1], em=ev["em"], tool_call_rate=ev["tool_call_rate"],
+                             repeated_action_rate=ev["repeated_action_rate"], mean_tokens=ev["mean_tokens"],
+                             kl=train.get("kl"), collected=stages.get("collect", {}).get("trajectories", 0),
+                             train_seconds=train.get("seconds", 0.0))
+        if base is not None:
+            record.p_value = self._mcnemar(0, r)
+            if record.kl is not None and record.kl > self.config.kl_budget:
+                record.warnings.append(f"round {r}: KL to the reference {record.kl:.3f} per token is over the "
+                                       f"budget {self.config.kl_budget}")
+            if record.tool_call_rate < min(self.config.min_tool_call_rate, base.tool_call_rate):
+                record.warnings.append(f"round {r}: the tool-call rate collapsed to {record.tool_call_rate:.0%} "
+                                       f"(round 0: {base.tool_call_rate:.0%})")
+        return record
+
+    def _mcnemar(self, a: int, b: int) -> float:
+        from alignment.evaluation.significance import mcnemar_exact
+
+        first, second = (json.loads((self.folder(r) / "eval.json").read_text())["results"] for r in (a, b))
+        return mcnemar_exact([x["success"] >= 0.5 for x in first], [x["success"] >= 0.5 for x in second])[2]
+
+    def report(self, records: list[RoundRecord]) -> None:
+        (self.out / "report.json").write_text(json.dumps({
+            "config": json.loads(self.config.model_dump_json()), "rounds": [r.model_dump() for r in records],
+        }, indent=1))
+        try:
+            _plot(records, self.out / "report.png")
+        except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the report
+            self.say(f"(no plot: {exc})")
+
+
+def _line(record: RoundRecord) -> str:
+    p = "" if record.p_value is None else f", McNemar p {record.p_value:.3g} vs round 0"
+    kl = "" if record.kl is None else f", KL {record.kl:.3f}"
+    return (f"round {record.round}: held-out success {record.success:.0%} [{record.success_low:.0%}, "
+            f"{record.success_high:.0%}]{p}; tool calls {record.tool_call_rate:.0%}, repeated actions "
+            f"{record.repeated_action_rate:.0%}, {record.mean_tokens:.0f} tokens{kl}")
+
+
+def _plot(records: list[RoundRecord], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rounds = [r.round for r in records]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    axes[0].errorbar(rounds, [r.success for r in records],
+                     yerr=[[r.success - r.success_low for r in records], [r.success_high - r.success for r in records]],
+                     marker="o", capsize=3)
+    axes[0].set_title("held-out success (95% CI)")
+    axes[1].plot(rounds, [r.tool_call_rate for r in records], marker="o", label="tool calls")
+    axes[1].plot(rounds, [r.repeated_action_rate for r in records], marker="o", label="repeated actions")
+    axes[1].legend()
+    axes[1].set_title("behaviour on held-out runs")
+    axes[2].plot([r.round for r in records if r.kl is not None], [r.kl for r in records if r.kl is not None],
+                 marker="o")
+    axes[2].set_title("KL to the round's reference")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.set_xticks(rounds)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _rank_with_reward_model(store, reward_model: Path | None) -> list:
+    """Rank every question's trajectories by a reward model's score (stored as simulated rankings:
+    a model, not a person, made them)."""
+    from alignment.feedback.rankings import Ranking
+    from alignment.training.reward.model import RewardModel
+
+    if reward_model is None:
+        raise RankactError("--ranker reward needs --reward-model DIR (a trained reward model)")
+    model = RewardModel.load(reward_model)
+    done = {x.question_id for x in store.rankings(annotator="reward-model")}
+    made = []
+    for question in store.questions():
+        trajectories = store.list(question.id)
+        if question.id in done or len(trajectories) < 2:
+            continue
+        scores = {t.id: round(float(model.score_trajectory(t)), 4) for t in trajectories}
+        ranked = sorted(scores, key=lambda tid: (-scores[tid], tid))
+        order = [list(group) for _, group in groupby(ranked, key=scores.__getitem__)]  # equal scores tie
+        stored, _ = store.submit_ranking(Ranking(question_id=question.id, annotator="reward-model", order=order,
+                                                 source="simulated"))
+        made.append(stored)
+    return made

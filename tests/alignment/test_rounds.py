@@ -1,0 +1,85 @@
+"""`rankact align rounds` on a tiny random model: round 0 and round 1 are measured and
+reported, a rerun with more rounds resumes (finished stages are not redone), people-ranking
+stops and says how to continue, and the monitors read held-out behaviour."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from agent.trajectory import ModelRef, Step, Trajectory
+from alignment.rounds import Rounds, RoundsConfig, behaviour
+from alignment.tasks import Task, write_tasks
+
+
+def _tasks(tmp_path):
+    train = [Task(question=f"What is {a} + {b}?", answers=[str(a + b)], metadata={"tools": ["calculator"]})
+             for a, b in ((12, 30), (7, 8))]
+    heldout = [Task(question=f"What is {a} * {b}?", answers=[str(a * b)], metadata={"tools": ["calculator"]})
+               for a, b in ((3, 4), (6, 7))]
+    write_tasks(train, tmp_path / "train.jsonl")
+    write_tasks(heldout, tmp_path / "heldout.jsonl")
+    return str(tmp_path / "train.jsonl"), str(tmp_path / "heldout.jsonl")
+
+
+def _config(tmp_path, tiny_model_dir, **overrides):
+    train, heldout = _tasks(tmp_path)
+    values = {"out_dir": tmp_path / "run", "tasks": train, "heldout": heldout, "base": str(tiny_model_dir),
+              "rounds": 1, "samples": 2, "agent_max_steps": 1, "train_steps": 1, "train_batch_size": 2,
+              "max_length": 512, "temperature": 1.0, "batch_size": 4}
+    values.update(overrides)
+    return RoundsConfig(**values)
+
+
+def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkeypatch):
+    said: list[str] = []
+    records = Rounds(_config(tmp_path, tiny_model_dir), say=said.append).run()
+    assert [r.round for r in records] == [0, 1]
+    run = tmp_path / "run"
+    report = json.loads((run / "report.json").read_text())
+    assert [r["round"] for r in report["rounds"]] == [0, 1] and (run / "report.png").is_file()
+    assert records[1].collected == 4 and records[1].p_value is not None
+    stages = json.loads((run / "round-1" / "stages.json").read_text())
+    assert set(stages) == {"collect", "rank", "train", "eval"}
+    assert stages["rank"]["source"] == "simulated"
+    assert any(line.startswith("round 1: held-out success") for line in said)
+
+    # A rerun with one more round does round 2 only.
+    def no_redo(self, r):
+        raise AssertionError(f"round {r} collected again")
+
+    original = Rounds.collect
+    monkeypatch.setattr(Rounds, "collect", lambda self, r: original(self, r) if r == 2 else no_redo(self, r))
+    records = Rounds(_config(tmp_path, tiny_model_dir, rounds=2), say=said.append).run()
+    assert [r.round for r in records] == [0, 1, 2]
+    assert (run / "round-2" / "stages.json").is_file()
+
+
+def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir):
+    said: list[str] = []
+    records = Rounds(_config(tmp_path, tiny_model_dir, ranker="people"), say=said.append).run()
+    assert [r.round for r in records] == [0]
+    assert any("rankact serve --db sqlite:///" in line and "rerun" in line for line in said)
+    assert "rank" not in json.loads((tmp_path / "run" / "round-1" / "stages.json").read_text())
+
+
+def test_heldout_questions_must_not_be_training_questions(tmp_path, tiny_model_dir):
+    from agent.errors import RankactError
+
+    train, _ = _tasks(tmp_path)
+    with pytest.raises(RankactError, match="heldout-skip"):
+        Rounds(_config(tmp_path, tiny_model_dir, heldout=train))
+
+
+def _run(actions):
+    steps = [Step(index=i, action=a, action_input=inp) for i, (a, inp) in enumerate(actions)]
+    return Trajectory(question="q", model=ModelRef(backend="t", name="t"), prompt_version="v", steps=steps)
+
+
+def test_behaviour_counts_tool_use_and_repeats():
+    runs = [_run([("calculator", {"expression": "1+1"}), ("calculator", {"expression": "1+1"})]),
+            _run([(None, None)]),
+            _run([("calculator", {"expression": "2"}), ("search", {"query": "2"})])]
+    calling, repeated = behaviour(runs)
+    assert calling == pytest.approx(2 / 3) and repeated == pytest.approx(1 / 4)
+    assert behaviour([]) == (0.0, 0.0)
