@@ -35,6 +35,9 @@ class PreferencePair(BaseModel):
     ranking_id: str | None = None
     annotator: str | None = None
     source: RankingSource | None = None
+    # Steps the annotator flagged as bad, by step index: trainers never imitate them.
+    chosen_flagged_steps: list[int] = Field(default_factory=list)
+    rejected_flagged_steps: list[int] = Field(default_factory=list)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -48,6 +51,9 @@ class TextPair(BaseModel):
 
 
 def pairs_from_ranking(ranking: Ranking, trajectories: dict[str, Trajectory], question: str) -> list[PreferencePair]:
+    flagged: dict[str, list[int]] = {}
+    for flag in ranking.flags:
+        flagged.setdefault(flag.trajectory_id, []).append(flag.step_index)
     return [
         PreferencePair(
             question_id=ranking.question_id,
@@ -57,6 +63,8 @@ def pairs_from_ranking(ranking: Ranking, trajectories: dict[str, Trajectory], qu
             ranking_id=ranking.id,
             annotator=ranking.annotator,
             source=ranking.source,
+            chosen_flagged_steps=sorted(set(flagged.get(a, []))),
+            rejected_flagged_steps=sorted(set(flagged.get(b, []))),
         )
         for a, b in ranked_id_pairs(ranking.order)
     ]

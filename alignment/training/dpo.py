@@ -51,7 +51,17 @@ class DPOConfig(OfflineTrainConfig):
 
 
 def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encoded]]:
-    encoded = [encode_pair(p, tokenizer, max_length) for p in pairs]
+    """Both sides of every pair. A step an annotator flagged in the chosen trajectory is left out
+    of its log-ratio: DPO raises the chosen side, and a flagged step must never be raised (the
+    rejected side keeps its flagged steps: lowering them is right)."""
+    from alignment.training.sft import without_steps
+
+    encoded = []
+    for pair in pairs:
+        chosen, rejected = encode_pair(pair, tokenizer, max_length)
+        if isinstance(pair, PreferencePair) and pair.chosen_flagged_steps:
+            chosen = without_steps(chosen, set(pair.chosen_flagged_steps))
+        encoded.append((chosen, rejected))
     kept = [e for e in encoded if e[0].n_trainable and e[1].n_trainable]
     if len(kept) < len(encoded):
         log.warning("skipped %d pairs with no generated tokens on one side", len(encoded) - len(kept))

@@ -1,7 +1,8 @@
 """Best-of-K SFT: a warm start before DPO or PPO. For each question, train on its top-ranked
 trajectories (those never on the rejected side of a pair, i.e. the best tie group) with the
 negative log-likelihood of their trainable tokens only: the model learns to write what the
-best trajectory's model wrote, never to predict tool observations or the prompt.
+best trajectory's model wrote, never to predict tool observations or the prompt, nor a step an
+annotator flagged as bad (it stays context).
 
 Call from Python: `train_sft(SFTConfig(out_dir=..., pairs=...))`, or pass `trajectories=`.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from dataclasses import replace
 from typing import ClassVar
 
 import torch
@@ -37,6 +39,22 @@ class SFTConfig(OfflineTrainConfig):
     DEFAULT_LR: ClassVar[tuple[float, float]] = (2e-4, 2e-5)
 
 
+def flagged_steps(pairs: list[PreferencePair | TextPair]) -> dict[str, set[int]]:
+    """Trajectory id -> the steps annotators flagged in it, over every pair."""
+    flagged: dict[str, set[int]] = defaultdict(set)
+    for pair in pairs:
+        if isinstance(pair, PreferencePair):
+            flagged[pair.chosen.id].update(pair.chosen_flagged_steps)
+            flagged[pair.rejected.id].update(pair.rejected_flagged_steps)
+    return {k: v for k, v in flagged.items() if v}
+
+
+def without_steps(encoded: Encoded, steps: set[int]) -> Encoded:
+    """The same sequence with the tokens of `steps` made untrainable (context only)."""
+    trainable = [t and s not in steps for t, s in zip(encoded.trainable, encoded.steps, strict=True)]
+    return replace(encoded, trainable=trainable)
+
+
 def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | tuple[str, str]]:
     """Per question, the responses that are chosen somewhere and rejected nowhere (the top tie
     group of its rankings). Trajectories for PreferencePairs, (prompt, response) for text pairs."""
@@ -57,11 +75,14 @@ def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | t
     return best
 
 
-def encode_best(items, tokenizer, max_length: int) -> list[Encoded]:
+def encode_best(items, tokenizer, max_length: int, flagged: dict[str, set[int]] | None = None) -> list[Encoded]:
+    """Encoded samples; a flagged step of a top-ranked trajectory stays context, never imitated."""
     encoded = []
     for item in items:
         if isinstance(item, Trajectory):
-            encoded.append(encode_trajectory(item, tokenizer, max_length))
+            sample = encode_trajectory(item, tokenizer, max_length)
+            steps = (flagged or {}).get(item.id)
+            encoded.append(without_steps(sample, steps) if steps else sample)
         else:
             prompt, response = item
             encoded.append(encode_text(prompt, response, tokenizer, max_length))
@@ -73,10 +94,12 @@ def encode_best(items, tokenizer, max_length: int) -> list[Encoded]:
 
 def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None) -> TrainResult:
     run = TrainingRun(config, "SFT", accelerator=accelerator)
+    flagged = None
     if trajectories is None:
-        trajectories = best_of_pairs(load_pair_source(config.pairs, config.db))
+        pairs = load_pair_source(config.pairs, config.db)
+        trajectories, flagged = best_of_pairs(pairs), flagged_steps(pairs)
     model, tokenizer, params, optimizer = load_trainable(config)
-    samples = encode_best(trajectories, tokenizer, config.max_length)
+    samples = encode_best(trajectories, tokenizer, config.max_length, flagged)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
     run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed}

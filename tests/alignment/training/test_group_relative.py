@@ -156,3 +156,25 @@ def test_grpo_says_why_when_there_is_no_signal(tmp_path, tiny_model_dir):
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         TrajectoryStore(url).close()
         load_groups(url)
+
+
+def test_flags_travel_in_pair_exports_and_are_never_imitated():
+    from alignment.feedback.pairs import pairs_from_ranking
+    from alignment.training.dpo import encode_pairs
+    from alignment.training.sft import encode_best, flagged_steps
+
+    good, bad = two_step_trajectory([7, 8], [300]), two_step_trajectory([9, 10], [301])
+    ranking = Ranking(question_id="q", annotator="ann", order=[[good.id], [bad.id]],
+                      flags=[StepFlag(trajectory_id=good.id, step_index=0, reason="computed in its head")])
+    (pair,) = pairs_from_ranking(ranking, {good.id: good, bad.id: bad}, "q")
+    assert pair.chosen_flagged_steps == [0] and pair.rejected_flagged_steps == []
+    assert type(pair).model_validate_json(pair.model_dump_json()).chosen_flagged_steps == [0]
+
+    plain = encode_trajectory(good, None)
+    (sft_sample,) = encode_best([good], None, 512, flagged_steps([pair]))
+    (dpo_chosen, dpo_rejected), = encode_pairs([pair], None, 512)
+    step0 = [t and s == 0 for t, s in zip(plain.trainable, plain.steps, strict=True)]
+    assert any(step0)
+    for sample in (sft_sample, dpo_chosen):  # step 0's tokens become context, step 1's stay trainable
+        assert sample.trainable == [t and not f for t, f in zip(plain.trainable, step0, strict=True)]
+    assert dpo_rejected.trainable == encode_trajectory(bad, None).trainable
