@@ -26,7 +26,7 @@ from agent.guided import Continue, Score
 from agent.loop import Agent, Chat, ToolCall
 from agent.trajectory import Trajectory
 
-DEFAULT_BATCH_SIZE = 8
+DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from agent.batch import DEFAULT_BATCH_SIZE
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 
@@ -69,7 +70,8 @@ class RoundsConfig(BaseModel):
                                                                    "falls below this (and below round 0's)")
     stop_on_collapse: bool = Field(False, description="stop the rounds when a monitor warns")
     index: Path | None = Field(None, description="retrieval index for the search tool (presets bring theirs)")
-    batch_size: int = Field(8, ge=1, description="trajectories advanced together when collecting or evaluating")
+    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1,
+                            description="trajectories advanced together when collecting or evaluating")
     data: Path | None = Field(None, description="evaluation data folder (default ../shared/data)")
     seed: int = Field(0, description="seed of sampling and training")
 

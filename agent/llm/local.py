@@ -37,7 +37,7 @@ from agent.errors import ModelLoadError
 from agent.llm import Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
 from agent.llm.chat_tokens import Row as _Row
-from agent.llm.lockstep import Batch, Row, RowCache, Member, assemble_batch, common_prefix
+from agent.llm.lockstep import Batch, Member, Row, RowCache, assemble_batch, common_prefix
 
 __all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
