@@ -116,7 +116,7 @@ class Rounds:
     """The loop over a run folder; `run()` resumes whatever the folder already holds."""
 
     def __init__(self, config: RoundsConfig, *, say: Callable[[str], None] = print,
-                 load_llm: Callable[[str], Any] | None = None):
+                 load_llm: Callable[[str], Any] | None = None, progress: bool = False):
         from alignment.tasks.indexes import tasks_and_index
 
         self.config = config
@@ -136,7 +136,9 @@ class Rounds:
                                "use --heldout-skip to keep them apart")
         self.index = c.index or train_index or heldout_index
         self._load_llm = load_llm
+        self._loaded: tuple[str, Any] | None = None  # the last model loaded (one in memory at a time)
         self._retriever = None
+        self.progress = progress
 
     # ---- bookkeeping ----------------------------------------------------------------
     def folder(self, r: int) -> Path:
@@ -169,11 +171,17 @@ class Rounds:
 
     # ---- pieces ---------------------------------------------------------------------
     def llm(self, spec: str):
+        if self._loaded is not None and self._loaded[0] == spec:
+            return self._loaded[1]
+        self._loaded = None  # drop the old model before loading the next
         if self._load_llm is not None:
-            return self._load_llm(spec)
-        from agent.llm import load_llm
+            llm = self._load_llm(spec)
+        else:
+            from agent.llm import load_llm
 
-        return load_llm(spec)
+            llm = load_llm(spec)
+        self._loaded = (spec, llm)
+        return llm
 
     def agents(self, llm):
         from agent.build import load_index
@@ -188,7 +196,7 @@ class Rounds:
 
         runs: list[Trajectory] = []
         report = evaluate(self.agents(self.llm(self.policy(r))), self.heldout, label=f"round {r}",
-                          batch_size=self.config.batch_size,
+                          batch_size=self.config.batch_size, progress=self.progress,
                           on_result=lambda _result, trajectory: runs.append(trajectory) if trajectory else None)
         (self.folder(r) / "eval.json").write_text(report.model_dump_json(indent=1))
         tool_rate, repeat_rate = behaviour(runs)
@@ -197,13 +205,16 @@ class Rounds:
                 "wall_s": report.wall_s}
 
     def collect(self, r: int) -> dict[str, Any]:
+        from alignment.evaluation.evaluate import progress_bar
         from alignment.feedback.collect import collect
         from alignment.feedback.store import TrajectoryStore
 
         c = self.config
-        with TrajectoryStore(self.store_url(r)) as store:
+        with TrajectoryStore(self.store_url(r)) as store, progress_bar(self.progress, "collecting") as bar:
+            job = bar.add_task("collecting", total=len(self.train) * c.samples)
             report = collect(self.train, self.agents(self.llm(self.policy(r - 1))), store, samples=c.samples,
-                             temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size)
+                             temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size,
+                             on_sample=lambda *_: bar.advance(job))
             return {"trajectories": store.count_trajectories(), "failed": report.failed,
                     "by_status": report.by_status}
 

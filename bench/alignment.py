@@ -125,9 +125,9 @@ def main(argv: list[str] | None = None) -> None:
 
     t0 = stage(f"collect {args.samples} trajectories x {len(train_tasks)} training questions")
     store = TrajectoryStore(f"sqlite:///{(out / 'store.db').resolve()}")
-    from alignment.evaluation.evaluate import _progress
+    from alignment.evaluation.evaluate import progress_bar
 
-    with _progress(True, "collecting") as bar:
+    with progress_bar(True, "collecting") as bar:
         job = bar.add_task("collecting", total=len(train_tasks) * args.samples)
         # each task gets the tools it names
         collected = collect(train_tasks, TaskAgents(base_llm, retriever=retriever, max_steps=args.max_steps), store,

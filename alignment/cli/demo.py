@@ -1,5 +1,5 @@
-"""`rankact demo`: the whole loop (index, collect, rank, reward model, DPO, before/after) on the
-embedded defaults. See alignment/demo.py for the stages."""
+"""`rankact demo`: one round of the loop (before, collect, rank, train, after) on arithmetic
+with the embedded defaults. See alignment/demo.py for the stages."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,17 +13,21 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def demo(
     out: Annotated[Path | None, typer.Option(help="run folder (default ./runs/demo-<timestamp>)")] = None,
-    samples: Annotated[int | None, typer.Option(min=2, help="trajectories per training question (K)")] = None,
+    samples: Annotated[int | None, typer.Option(min=2, help="trajectories per training question (K, default 4)")] = None,
     model: Annotated[str, typer.Option(help="policy to start from: default, or a model folder")] = "default",
-    questions: Annotated[int | None, typer.Option(min=1, max=8, help="training questions (default 6)")] = None,
-    heldout: Annotated[int | None, typer.Option(min=1, max=6, help="held-out questions (default 6)")] = None,
+    questions: Annotated[int | None, typer.Option(min=1, max=100, help="training questions (default 12)")] = None,
+    heldout: Annotated[int | None, typer.Option(min=1, max=100, help="held-out questions (default 24)")] = None,
+    method: Annotated[str | None, typer.Option(help="grpo (default), sft or dpo")] = None,
     quick: Annotated[bool, typer.Option(help="tiny sizes: a smoke test of every stage in a minute or two")] = False,
     seed: Annotated[int, typer.Option(help="sampling and training seed")] = 0,
 ) -> None:
-    """Run the whole loop on the bundled corpus and print before/after figures."""
+    """Train the agent from (simulated) rankings and print before/after on held-out questions."""
     from alignment.demo import DemoConfig, run_demo
+    from alignment.errors import CommandError
 
-    sizes = {"samples": samples, "train_questions": questions, "heldout_questions": heldout}
+    if method is not None and method not in ("grpo", "sft", "dpo"):
+        raise CommandError(f"--method must be grpo, sft or dpo, not {method!r}")
+    sizes = {"samples": samples, "train_questions": questions, "heldout_questions": heldout, "method": method}
     if quick:
         config = DemoConfig.quick_config(out=out, model=model, seed=seed, **sizes)
     else:

@@ -154,7 +154,7 @@ def evaluate(
     agent_for = per_task(agents)
     results: list[TaskResult | None] = [None] * len(tasks)
     start = time.perf_counter()
-    with _progress(progress, label) as bar:
+    with progress_bar(progress, label) as bar:
         job = bar.add_task(label or "evaluating", total=len(tasks))
 
         def finished(i: int, trajectory: Trajectory | None, error: BaseException | None) -> None:
@@ -189,7 +189,7 @@ def model_label(spec: str) -> str:
     return "/".join(parts[-2:]) if len(parts) > 1 else spec
 
 
-def _progress(enabled: bool, label: str):
+def progress_bar(enabled: bool, label: str):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     return Progress(

@@ -73,13 +73,13 @@ def refusal_eval(
     progress: bool = True,
 ) -> RefusalReport:
     """`target` is an LLM (mode "generate") or an agent with `.run` (mode "agent")."""
-    from alignment.evaluation.evaluate import _progress
+    from alignment.evaluation.evaluate import progress_bar
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
     results: list[RefusalResult] = []
     tokens = 0
     start = time.perf_counter()
-    with _progress(progress, label) as bar:
+    with progress_bar(progress, label) as bar:
         job = bar.add_task(label or "refusals", total=len(tasks))
         for task in tasks:
             if mode == "agent":
