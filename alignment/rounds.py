@@ -65,6 +65,10 @@ class RoundsConfig(BaseModel):
     learning_rate: float = Field(2e-4, gt=0, description="LoRA learning rate")
     max_length: int = Field(768, ge=64, description="training tokens per trajectory (the prompt is cut first)")
     kl_coef: float = Field(0.04, ge=0, description="grpo: KL penalty to the round's starting policy")
+    clip_range: float = Field(0.2, gt=0, description="grpo: how far one round may move a token's probability "
+                                                     "ratio from the round's starting policy")
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (agent trajectories "
+                                                            "are short: off is faster; on for long ones)")
     kl_budget: float = Field(0.5, gt=0, description="warn when the per-token KL of a round passes this")
     min_tool_call_rate: float = Field(0.1, ge=0, le=1, description="warn when the held-out tool-call rate "
                                                                    "falls below this (and below round 0's)")
@@ -253,7 +257,8 @@ class Rounds:
         out = self.folder(r) / "policy"
         common = {"out_dir": out, "base": self._base_folder(r - 1), "lora": LoraSettings(),
                   "learning_rate": c.learning_rate, "max_length": c.max_length, "seed": c.seed + r,
-                  "resume": has_checkpoint(out), "show_progress": False}
+                  "resume": has_checkpoint(out), "show_progress": False,
+                  "gradient_checkpointing": c.gradient_checkpointing}
         started = time.perf_counter()
         try:
             result = self._train(c, common, r)
@@ -270,7 +275,8 @@ class Rounds:
             from alignment.training.grpo import GRPOConfig, train_grpo
 
             return train_grpo(GRPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
-                                         batch_size=c.train_batch_size, kl_coef=c.kl_coef, kl_budget=c.kl_budget))
+                                         batch_size=c.train_batch_size, kl_coef=c.kl_coef, kl_budget=c.kl_budget,
+                                         clip_range=c.clip_range))
         if c.method == "sft":
             from alignment.training.sft import SFTConfig, train_sft
 

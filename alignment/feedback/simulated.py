@@ -3,8 +3,10 @@ a fixed scoring function instead of a person's judgement, and its rankings are s
 `source="simulated"` so they are never mistaken for human feedback.
 
 Score, compared in this order: the final answer is correct against the gold answers
-(exact match, then gold contained in the answer, then token F1), the run finished, fewer
-errors, fewer steps. Trajectories with equal scores are tied.
+(exact match, then gold contained in the answer, then token F1); a tool's observation held a
+gold answer (the agent found the evidence, whatever it then wrote: what a person reading the
+steps credits first); the run finished; fewer errors; fewer steps. Trajectories with equal
+scores are tied.
 """
 from __future__ import annotations
 
@@ -15,7 +17,13 @@ from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
 from alignment.feedback.rankings import Ranking
 from alignment.feedback.store import TrajectoryStore
 
-Score = tuple[float, float, float, int, int, int]
+Score = tuple[float, float, float, float, int, int, int]
+
+
+def found_evidence(trajectory: Trajectory, gold: list[str]) -> float:
+    """1 when some tool observation contains a gold answer (normalized, as `answer_contains`)."""
+    return max((answer_contains(step.observation, gold) for step in trajectory.steps
+                if step.action is not None and step.error is None and step.observation), default=0.0)
 
 
 def score(trajectory: Trajectory, gold: list[str]) -> Score:
@@ -24,6 +32,7 @@ def score(trajectory: Trajectory, gold: list[str]) -> Score:
         exact_match(answer, gold),
         answer_contains(answer, gold),
         round(token_f1(answer, gold), 3),  # rounded so near-identical answers tie
+        found_evidence(trajectory, gold),
         int(trajectory.status == "finished"),
         -trajectory.errors,
         -len(trajectory.steps),

@@ -1,5 +1,5 @@
-"""The simulated annotator ranks by correctness, then finishing, fewer errors, fewer steps;
-equal scores tie; its rankings are stored as source=simulated."""
+"""The simulated annotator ranks by correctness, then found evidence, then finishing, fewer
+errors, fewer steps; equal scores tie; its rankings are stored as source=simulated."""
 from __future__ import annotations
 
 from agent.trajectory import StepError
@@ -34,8 +34,10 @@ def test_finished_then_fewer_errors_then_fewer_steps_and_ties():
     right_short, right_short_twin = _t("391"), _t("391")
     ranking = SimulatedAnnotator("sim-2").rank(
         "q", [no_answer, right_erroring, wrong_short, right_long, right_short, right_short_twin], ["391"])
+    # right_long and right_erroring checked the answer with the calculator (evidence): a grounded
+    # answer beats an unchecked one; among those, fewer errors wins.
     assert ranking.order == [
-        sorted([right_short.id, right_short_twin.id]), [right_long.id], [right_erroring.id], [wrong_short.id],
+        [right_long.id], [right_erroring.id], sorted([right_short.id, right_short_twin.id]), [wrong_short.id],
         [no_answer.id],
     ]
     assert ranking.annotator == "sim-2"
@@ -62,7 +64,8 @@ def test_annotate_all_ranks_unranked_questions_with_gold(tmp_path):
     assert answers == [["1889"], ["It was completed in 1889."], ["1887"]]
     multiply = store.rankings("sample-multiply")[0]
     statuses = [[store.get(tid).status for tid in group] for group in multiply.order]
-    assert statuses == [["finished"], ["finished"], ["max_steps"]]  # a wrong but finished answer beats none
+    # the run that got 391 from the calculator but never answered beats a wrong guess
+    assert statuses == [["finished"], ["max_steps"], ["finished"]]
 
 
 def test_cli_simulate(tmp_path, capsys):
@@ -71,3 +74,15 @@ def test_cli_simulate(tmp_path, capsys):
     main(["feedback", "simulate", "--db", db])
     assert "simulated ranked 3 questions" in capsys.readouterr().out
     assert len(TrajectoryStore(db).rankings(source="simulated")) == 3
+
+
+def test_a_wrong_answer_that_found_the_evidence_beats_one_that_did_not():
+    found = make_trajectory(Q, [{"thought": "t", "action": "calculator", "action_input": {"expression": "17*23"},
+                                 "observation": "391"}, {"thought": "t", "final_answer": "401"}],
+                            final_answer="401", status="finished")
+    guessed = make_trajectory(Q, [{"thought": "t", "action": "calculator", "action_input": {"expression": "401"},
+                                   "observation": "401"}, {"thought": "t", "final_answer": "401"}],
+                              final_answer="401", status="finished")
+    ranking = SimulatedAnnotator().rank("q", [guessed, found], ["391"])
+    assert ranking.order == [[found.id], [guessed.id]]
+    assert score(found, ["391"])[3] == 1.0 and score(guessed, ["391"])[3] == 0.0
