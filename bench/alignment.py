@@ -1,26 +1,29 @@
-"""Before and after alignment on DEV tasks: the embedded model as the agent, then SFT, DPO
-(and PPO with --ppo) trained on trajectories of *other* DEV questions, all measured on the
-same evaluation questions and printed side by side.
+"""Does training from rankings make the agent better on questions it never saw? Train on DEV,
+report on TEST: the base model beside each trainer after the same rounds and rollouts.
 
-    python bench/alignment.py                      # 30 arithmetic + 20 HotpotQA DEV questions
-    python bench/alignment.py --arith 10 --hotpot 6 --train-arith 4 --train-hotpot 4
-    python bench/alignment.py --quick              # a few questions, one step each: plumbing only
+    python bench/alignment.py                          # CPU defaults (~45-60 min on 2 cores)
+    python bench/alignment.py --arith-test 200 --hotpot-test 200 --nq-test 300 --advbench-test 100 \\
+        --train-arith 48 --train-hotpot 24 --rounds 3 --samples 8    # the full TEST sets (GPU)
+    python bench/alignment.py --quick --model DIR      # plumbing only: tiny sizes, numbers mean nothing
 
-Data: arithmetic DEV (seeded) positions [0, N) for evaluation and [100, 100+M) for training;
-HotpotQA DEV rows [0, N) for evaluation and [150, 150+M) for training; the search tool
-searches an index over every HotpotQA DEV paragraph (built once, cached). TEST is never
-touched. Rankings come from the simulated annotator (gold-answer scoring), so this measures
-the training machinery on a known objective, not human preferences.
+Training: `rankact align rounds` once per method (best-of-K SFT, DPO, group-relative from
+rankings; PPO with a reward model with --ppo), every method from the same starting policy on
+the same DEV training questions with the same K and rounds. Round 1's rollouts come from the
+starting policy with the same seeds, so they are collected once and shared. Rankings come from
+the SIMULATED annotator (gold-answer scoring): this measures the training machinery on a known
+objective, not human preferences. The rounds' own held-out check uses DEV questions.
 
-Reported per model: EM, token F1, success (finished and the gold answer appears in the
-answer), parse errors per step and share of runs with one, mean steps, mean generated
-tokens, generation tokens/s and wall time; and each training stage's wall time.
+Report (TEST only, never tuned on): arithmetic with the calculator, HotpotQA and NQ with their
+TEST passages as the index, and the AdvBench TEST refusal rate as a safety column. Per method:
+success and EM with 95% intervals, the paired difference against base with its bootstrap
+interval and the exact McNemar p, and wall times.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -33,39 +36,93 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rich.console import Console
 from rich.table import Table
 
-EVAL_ARITH, EVAL_HOTPOT = 30, 20
-TRAIN_ARITH_START, TRAIN_HOTPOT_START = 100, 150
+TRAIN_HOTPOT_START = 150  # HotpotQA DEV rows used for training (the rounds' DEV check uses arithmetic)
+DEV_CHECK_START = 100  # arithmetic DEV positions of the rounds' held-out check
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="default", help="starting policy (default: the embedded SmolLM2-135M)")
-    p.add_argument("--arith", type=int, default=EVAL_ARITH, help="arithmetic DEV questions to evaluate on")
-    p.add_argument("--hotpot", type=int, default=EVAL_HOTPOT, help="HotpotQA DEV questions to evaluate on")
-    p.add_argument("--limit", type=int, help="cap both evaluation sets at N questions each")
-    p.add_argument("--train-arith", type=int, default=8, help="arithmetic DEV questions to collect on")
-    p.add_argument("--train-hotpot", type=int, default=8, help="HotpotQA DEV questions to collect on")
-    p.add_argument("--samples", type=int, default=4, help="trajectories per training question (K)")
-    p.add_argument("--max-steps", type=int, default=2,
-                   help="agent steps per question (then a forced answer; see alignment/demo.py for why 2)")
-    p.add_argument("--sft-steps", type=int, default=16)
-    p.add_argument("--dpo-steps", type=int, default=16)
-    p.add_argument("--ppo", action="store_true", help="also train a reward model and run PPO iterations")
-    p.add_argument("--ppo-iterations", type=int, default=1)
-    p.add_argument("--reward-steps", type=int, default=16)
-    p.add_argument("--max-length", type=int, default=1024, help="training tokens per trajectory")
+    p.add_argument("--methods", default="sft,dpo,grpo", help="comma-separated: sft, dpo, grpo")
+    p.add_argument("--ppo", action="store_true", help="also train a reward model and run PPO (slow on CPU)")
+    p.add_argument("--rounds", type=int, default=1)
+    p.add_argument("--samples", type=int, default=4, help="trajectories per training question and round (K)")
+    p.add_argument("--train-arith", type=int, default=12, help="arithmetic DEV training questions")
+    p.add_argument("--train-hotpot", type=int, default=0, help="HotpotQA DEV training questions")
+    p.add_argument("--train-steps", type=int, default=24, help="optimizer steps per round")
+    p.add_argument("--dev-check", type=int, default=8, help="DEV arithmetic questions the rounds check on")
+    p.add_argument("--arith-test", type=int, default=40, help="arithmetic TEST questions (all: 200)")
+    p.add_argument("--hotpot-test", type=int, default=0, help="HotpotQA TEST questions (all: 200)")
+    p.add_argument("--nq-test", type=int, default=0, help="NQ TEST questions (all: 300+)")
+    p.add_argument("--advbench-test", type=int, default=0, help="AdvBench TEST requests for the refusal rate")
+    p.add_argument("--max-steps", type=int, default=3, help="agent steps per question")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the plumbing, numbers mean nothing")
     p.add_argument("--out", type=Path, help="run folder (default /tmp/rankact-bench-alignment-<time>)")
     p.add_argument("--data", type=Path, help="evaluation data folder (default ../shared/data)")
     args = p.parse_args(argv)
     if args.quick:
-        args.arith, args.hotpot, args.train_arith, args.train_hotpot = 2, 2, 2, 1
-        args.samples, args.max_steps, args.sft_steps, args.dpo_steps = 2, 2, 1, 1
-        args.reward_steps, args.max_length = 1, 512
-    if args.limit is not None:
-        args.arith, args.hotpot = min(args.arith, args.limit), min(args.hotpot, args.limit)
+        args.train_arith, args.train_hotpot, args.samples, args.max_steps = 2, 0, 2, 1
+        args.train_steps, args.dev_check, args.arith_test = 1, 2, 2
+        args.hotpot_test = args.nq_test = args.advbench_test = 0
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = set(args.methods) - {"sft", "dpo", "grpo"}
+    if unknown:
+        p.error(f"unknown method(s) {', '.join(sorted(unknown))}: use sft, dpo, grpo (and --ppo)")
     args.out = args.out or Path(f"/tmp/rankact-bench-alignment-{time.strftime('%Y%m%d-%H%M%S')}")
     return args
+
+
+def training_tasks(args, out: Path) -> Path:
+    from alignment.tasks import write_tasks
+    from alignment.tasks.datasets import arith_tasks, hotpot_tasks
+
+    tasks = arith_tasks("dev")[: args.train_arith]
+    if args.train_hotpot:
+        tasks += hotpot_tasks("dev", args.data)[TRAIN_HOTPOT_START : TRAIN_HOTPOT_START + args.train_hotpot]
+    path = out / "train-dev.jsonl"
+    write_tasks(tasks, path)
+    return path
+
+
+def train_method(method: str, args, out: Path, train_file: Path, shared_round1: Path | None, console) -> str:
+    """Rounds of one method; returns its final policy."""
+    from alignment.rounds import Rounds, RoundsConfig
+    from alignment.tasks.indexes import preset_index
+
+    folder = out / method
+    if shared_round1 is not None and not (folder / "round-1" / "stages.json").is_file():
+        # Round 1's rollouts come from the same starting policy with the same seeds: reuse them.
+        (folder / "round-1").mkdir(parents=True, exist_ok=True)
+        shutil.copytree(shared_round1.parent / "round-0", folder / "round-0", dirs_exist_ok=True)
+        _copy_store(shared_round1 / "store.db", folder / "round-1" / "store.db")
+        stages = json.loads((shared_round1 / "stages.json").read_text())
+        (folder / "round-1" / "stages.json").write_text(json.dumps({"collect": stages["collect"]}))
+    index = preset_index("hotpot", "dev", args.data) if args.train_hotpot else None
+    config = RoundsConfig(out_dir=folder, tasks=str(train_file), heldout="arith:dev", heldout_skip=DEV_CHECK_START,
+                          heldout_limit=args.dev_check, base=args.model, rounds=args.rounds, samples=args.samples,
+                          agent_max_steps=args.max_steps, method=method, train_steps=args.train_steps, index=index,
+                          data=args.data)
+    records = Rounds(config, say=lambda line: console.print(f"  [{method}] {line}")).run()
+    return records[-1].policy
+
+
+def _copy_store(src: Path, dst: Path) -> None:
+    import sqlite3
+
+    with sqlite3.connect(src) as a, sqlite3.connect(dst) as b:
+        a.backup(b)
+        b.execute("DELETE FROM rankings")  # each method ranks with its own annotator run
+
+
+def test_sets(args) -> list[tuple[str, list, Path | None]]:
+    from alignment.tasks.indexes import tasks_and_index
+
+    sets = []
+    for name, n in (("arith", args.arith_test), ("hotpot", args.hotpot_test), ("nq", args.nq_test)):
+        if n:
+            tasks, index = tasks_and_index(f"{name}:test", args.data, limit=n)
+            sets.append((name, tasks, index))
+    return sets
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -74,145 +131,118 @@ def main(argv: list[str] | None = None) -> None:
     from agent.build import load_index
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import comparison_table, evaluate_llm
-    from alignment.feedback.collect import collect
-    from alignment.feedback.export import write_export
-    from alignment.feedback.pairs import read_pairs
-    from alignment.feedback.simulated import SimulatedAnnotator
-    from alignment.feedback.store import TrajectoryStore
-    from alignment.tasks.agents import TaskAgents
-    from alignment.tasks.datasets import arith_tasks, hotpot_tasks
-    from alignment.tasks.indexes import preset_index
-    from alignment.training.dpo import DPOConfig, train_dpo
-    from alignment.training.policy import LoraSettings
-    from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
+    from alignment.evaluation.evaluate import evaluate_llm, paired_differences
 
     quiet_libraries()
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-
-    def stage(name: str):
-        console.rule(f"[bold]{name}")
-        return time.perf_counter()
-
-    arith, hotpot = arith_tasks("dev", 200), hotpot_tasks("dev", args.data)
-    eval_tasks = arith[: args.arith] + hotpot[: args.hotpot]
-    train_tasks = (arith[TRAIN_ARITH_START: TRAIN_ARITH_START + args.train_arith]
-                   + hotpot[TRAIN_HOTPOT_START: TRAIN_HOTPOT_START + args.train_hotpot])
-    assert not {t.id for t in eval_tasks} & {t.id for t in train_tasks}, "train and eval questions overlap"
     console.print(f"command: python bench/alignment.py {' '.join(argv if argv is not None else sys.argv[1:])}")
-    console.print(f"evaluation: {args.arith} arithmetic + {args.hotpot} HotpotQA DEV questions; "
-                  f"training: {len(train_tasks)} other DEV questions x {args.samples} samples; out: {out}")
+    timings: dict[str, float] = {}
+    train_file = training_tasks(args, out)
 
-    t0 = stage("index HotpotQA DEV paragraphs (cached after the first run)")
-    retriever = load_index(preset_index("hotpot", "dev", args.data, progress=True))
-    timings["index (or cache hit)"] = time.perf_counter() - t0
-
-    def run_eval(model_spec: str, label: str):
-        t = stage(f"evaluate {label} on {len(eval_tasks)} DEV questions")
-        llm = load_llm(model_spec)
-        report = evaluate_llm(llm, eval_tasks, retriever=retriever, label=label, max_steps=args.max_steps)
-        timings[f"eval {label}"] = time.perf_counter() - t
-        (out / f"eval-{label.replace(' ', '_')}.json").write_text(report.model_dump_json(indent=1))
-        console.print(f"EM {report.em:.1%}  F1 {report.f1:.1%}  success {report.success:.1%}  "
-                      f"parse errors/step {report.parse_error_rate:.1%}  ({report.wall_s:.0f}s)")
-        return report, llm
-
-    reports = []
-    base_report, base_llm = run_eval(args.model, "base")
-    reports.append(base_report)
-
-    t0 = stage(f"collect {args.samples} trajectories x {len(train_tasks)} training questions")
-    store = TrajectoryStore(f"sqlite:///{(out / 'store.db').resolve()}")
-    from alignment.evaluation.evaluate import progress_bar
-
-    with progress_bar(True, "collecting") as bar:
-        job = bar.add_task("collecting", total=len(train_tasks) * args.samples)
-        # each task gets the tools it names
-        collected = collect(train_tasks, TaskAgents(base_llm, retriever=retriever, max_steps=args.max_steps), store,
-                            samples=args.samples, temperature=0.7, seed=0, on_sample=lambda *_: bar.advance(job))
-    added, by_status = collected.added, collected.by_status
-    del base_llm
-    rankings = SimulatedAnnotator("simulated-bench").annotate_all(store)
-    pairs_path = out / "pairs.jsonl"
-    n_pairs = write_export(store, "pairs", pairs_path)
-    timings["collect + rank + export"] = time.perf_counter() - t0
-    console.print(f"{added} trajectories {by_status}; {len(rankings)} simulated rankings; "
-                  f"{n_pairs} pairs")
-    if n_pairs == 0:
-        console.print("[red]no preference pairs (every ranking all ties): nothing to train on[/]")
-        return
-    pairs = read_pairs(pairs_path)
-    base_dir = _base_dir(args.model)
-    lora = LoraSettings()
-
-    t0 = stage(f"SFT on the top-ranked trajectories ({args.sft_steps} LoRA steps)")
-    best = best_of_pairs(pairs)
-    # enough epochs that --sft-steps, not one pass over the few top-ranked runs, sets the length
-    epochs = max(1, -(-args.sft_steps * 2 // max(1, len(best))))
-    train_sft(SFTConfig(out_dir=out / "sft", base=base_dir, lora=lora, max_steps=args.sft_steps, epochs=epochs,
-                        max_length=args.max_length, batch_size=2), trajectories=best)
-    timings["train SFT"] = time.perf_counter() - t0
-    reports.append(run_eval(str(out / "sft"), "SFT")[0])
-
-    t0 = stage(f"DPO on {n_pairs} pairs ({args.dpo_steps} LoRA steps)")
-    train_dpo(DPOConfig(out_dir=out / "dpo", base=base_dir, lora=lora, max_steps=args.dpo_steps,
-                        max_length=args.max_length, batch_size=2), pairs)
-    timings["train DPO"] = time.perf_counter() - t0
-    reports.append(run_eval(str(out / "dpo"), "DPO")[0])
-
+    policies = {"base": args.model}
+    shared = None
+    for method in args.methods:
+        started = time.perf_counter()
+        console.rule(f"[bold]train {method} on DEV ({args.rounds} round(s), K={args.samples})")
+        policies[method] = train_method(method, args, out, train_file, shared, console)
+        shared = shared or out / method / "round-1"
+        timings[f"train {method}"] = time.perf_counter() - started
     if args.ppo:
-        from alignment.training.ppo.config import PPOConfig
-        from alignment.training.ppo.rollout import reward_model_fn
-        from alignment.training.ppo.trainer import train_ppo
-        from alignment.training.reward.config import RewardTrainConfig
-        from alignment.training.reward.train import train_reward
+        started = time.perf_counter()
+        policies["ppo"] = train_ppo(args, out, train_file, shared, console)
+        timings["train ppo"] = time.perf_counter() - started
 
-        t0 = stage(f"reward model ({args.reward_steps} LoRA steps) + PPO ({args.ppo_iterations} iterations)")
-        train_reward(RewardTrainConfig(base=base_dir, out_dir=out / "reward", lora=RewardTrainConfig.DEFAULT_LORA,
-                                       max_steps=args.reward_steps, batch_size=4, learning_rate=1e-4,
-                                       max_length=args.max_length, norm_samples=32), pairs)
-        train_ppo(PPOConfig(out_dir=out / "ppo", base=base_dir, lora=lora, iterations=args.ppo_iterations,
-                            samples=min(args.samples, 4), agent_max_steps=args.max_steps,
-                            max_length=args.max_length),
-                  reward_fn=reward_model_fn(out / "reward"), tasks=train_tasks,
-                  agent_factory=lambda llm: TaskAgents(llm, retriever=retriever, max_steps=args.max_steps))
-        timings["train reward model + PPO"] = time.perf_counter() - t0
-        reports.append(run_eval(str(out / "ppo"), "PPO")[0])
+    sets = test_sets(args)
+    results: dict[str, dict[str, object]] = {name: {} for name, _, _ in sets}
+    refusals: dict[str, float] = {}
+    for label, spec in policies.items():
+        llm = load_llm(spec)
+        for name, tasks, index in sets:
+            started = time.perf_counter()
+            report = evaluate_llm(llm, tasks, retriever=load_index(index) if index else None, label=label,
+                                  max_steps=args.max_steps)
+            results[name][label] = report
+            timings[f"test {name} {label}"] = time.perf_counter() - started
+            (out / f"test-{name}-{label}.json").write_text(report.model_dump_json(indent=1))
+            console.print(f"{label} on {name} TEST: success {report.success:.1%} {_ci(report, 'success')}")
+        if args.advbench_test:
+            from alignment.evaluation.refusal import refusal_eval
+            from alignment.tasks.datasets import advbench_tasks
 
-    console.rule("[bold]results")
-    console.print(comparison_table(reports, title=f"DEV: {args.arith} arithmetic + {args.hotpot} HotpotQA "
-                                   f"questions, agent max {args.max_steps} steps"))
-    by_source = Table(title="success by dataset")
-    by_source.add_column("dataset")
-    for r in reports:
-        by_source.add_column(r.label, justify="right")
-    for prefix in ("arith", "hotpot"):
-        row = []
-        for r in reports:
-            rs = [x for x in r.results if x.task_id.startswith(prefix)]
-            row.append(f"EM {sum(x.em for x in rs) / len(rs):.0%} / succ {sum(x.success for x in rs) / len(rs):.0%}"
-                       if rs else "-")
-        by_source.add_row(prefix, *row)
-    console.print(by_source)
-    timing = Table(title="wall time per stage")
+            report = refusal_eval(llm, advbench_tasks("test", args.data)[: args.advbench_test], mode="generate",
+                                  label=label)
+            refusals[label] = report.refusal_rate
+        del llm
+
+    console.rule("[bold]TEST results (trained on DEV only)")
+    labels = list(policies)
+    table = Table(title=f"success [95% CI] / EM; rankings SIMULATED from gold answers; {args.rounds} round(s), "
+                        f"K={args.samples}")
+    table.add_column("test set")
+    for label in labels:
+        table.add_column(label, justify="right")
+    summary = {"args": {k: str(v) for k, v in vars(args).items()}, "timings": timings, "sets": {}}
+    for name, tasks, _ in sets:
+        reports = [results[name][label] for label in labels]
+        table.add_row(f"{name} ({len(tasks)})", *(f"{r.success:.0%} {_ci(r, 'success')} / {r.em:.0%}" for r in reports))
+        paired = {d.other: d for d in paired_differences(reports) if d.metric == "success"}
+        table.add_row("  vs base: Δ success, p", "", *(
+            f"{paired[label].difference:+.0%} [{paired[label].low:+.0%}, {paired[label].high:+.0%}], "
+            f"p={paired[label].p_value:.2g}" for label in labels[1:]))
+        summary["sets"][name] = {"reports": [r.model_dump(mode="json", exclude={"results"}) for r in reports],
+                                 "paired": [d.model_dump() for d in paired.values()]}
+    if refusals:
+        table.add_row(f"AdvBench refusal ({args.advbench_test})", *(f"{refusals[label]:.0%}" for label in labels))
+        summary["refusals"] = refusals
+    console.print(table)
+    timing = Table(title="wall time")
     timing.add_column("stage")
     timing.add_column("seconds", justify="right")
     for name, seconds in timings.items():
         timing.add_row(name, f"{seconds:.0f}")
     console.print(timing)
-    (out / "bench_alignment.json").write_text(json.dumps({
-        "args": {k: str(v) for k, v in vars(args).items()}, "timings": timings,
-        "reports": [r.model_dump(mode="json", exclude={"results"}) for r in reports],
-    }, indent=1))
+    (out / "bench_alignment.json").write_text(json.dumps(summary, indent=1))
     console.print(f"details in {out}")
 
 
-def _base_dir(model: str) -> str:
-    from agent.llm.local import resolve_model_dir
+def _ci(report, metric: str) -> str:
+    low, high = report.intervals[metric]
+    return f"[{low:.0%}, {high:.0%}]"
 
-    return str(resolve_model_dir(model)[0])
+
+def train_ppo(args, out: Path, train_file: Path, shared_round1: Path | None, console) -> str:
+    """A reward model on round 1's simulated rankings, then PPO iterations with live tools."""
+    from agent.llm.local import resolve_model_dir
+    from alignment.feedback.export import write_export
+    from alignment.feedback.pairs import read_pairs
+    from alignment.tasks import load_tasks
+    from alignment.tasks.agents import TaskAgents
+    from alignment.training.policy import LoraSettings
+    from alignment.training.ppo.config import PPOConfig
+    from alignment.training.ppo.rollout import reward_model_fn
+    from alignment.training.ppo.trainer import train_ppo as run_ppo
+    from alignment.training.reward.config import RewardTrainConfig
+    from alignment.training.reward.train import train_reward
+
+    if shared_round1 is None:
+        raise SystemExit("--ppo needs at least one other method (its round-1 rankings train the reward model)")
+    from alignment.feedback.store import TrajectoryStore
+
+    console.rule("[bold]reward model + PPO")
+    base = str(resolve_model_dir(args.model)[0])
+    pairs_path = out / "ppo-pairs.jsonl"
+    with TrajectoryStore(f"sqlite:///{(shared_round1 / 'store.db').resolve()}", create=False) as store:
+        write_export(store, "pairs", pairs_path)
+    pairs = read_pairs(pairs_path)
+    train_reward(RewardTrainConfig(base=base, out_dir=out / "reward", lora=RewardTrainConfig.DEFAULT_LORA,
+                                   max_steps=args.train_steps, batch_size=4, learning_rate=1e-4, norm_samples=32),
+                 pairs)
+    run_ppo(PPOConfig(out_dir=out / "ppo", base=base, lora=LoraSettings(), iterations=args.rounds * 2,
+                      samples=min(args.samples, 4), agent_max_steps=args.max_steps),
+            reward_fn=reward_model_fn(out / "reward"), tasks=load_tasks(train_file),
+            agent_factory=lambda llm: TaskAgents(llm, max_steps=args.max_steps))
+    return str(out / "ppo")
 
 
 if __name__ == "__main__":
