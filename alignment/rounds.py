@@ -56,6 +56,9 @@ class RoundsConfig(BaseModel):
     agent_max_steps: int = Field(3, ge=1, description="agent steps per trajectory")
     ranker: Ranker = Field("simulated", description="who ranks: simulated (gold answers), reward (a reward "
                                                     "model) or people (waits for rankings in the round's store)")
+    simulated_criteria: Literal["outcome", "process"] = Field(
+        "outcome", description="simulated ranker: outcome (answer, then evidence; the rest ties) or process "
+                               "(also finished, fewer errors, fewer steps)")
     reward_model: Path | None = Field(None, description="reward model folder, for --ranker reward")
     wait_minutes: float = Field(0.0, ge=0, description="with --ranker people: how long to wait for rankings "
                                                         "before stopping (rerun to resume)")
@@ -231,7 +234,7 @@ class Rounds:
             if c.ranker == "simulated":
                 from alignment.feedback.simulated import SimulatedAnnotator
 
-                rankings = SimulatedAnnotator("simulated").annotate_all(store)
+                rankings = SimulatedAnnotator(f"simulated-{c.simulated_criteria}", c.simulated_criteria).annotate_all(store)
                 return {"rankings": len(store.rankings()), "new": len(rankings), "source": "simulated",
                         "all_tied": sum(1 for x in rankings if len(x.order) == 1)}
             if c.ranker == "reward":

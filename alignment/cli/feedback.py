@@ -76,14 +76,19 @@ def stats(
 def simulate(
     db: Db = DEFAULT_DB,
     name: Annotated[str, typer.Option(help="annotator name the rankings are stored under")] = "simulated",
+    criteria: Annotated[str, typer.Option(help="process: answer, evidence, then finished, fewer errors, fewer "
+                                               "steps; outcome: answer and evidence only, the rest ties")] = "process",
 ) -> None:
     """Rank every unranked question that has gold answers with the simulated annotator
-    (answer correct, finished, fewer errors, fewer steps); stored with source=simulated."""
+    (answer correct, evidence found, then process); stored with source=simulated."""
+    from alignment.errors import CommandError
     from alignment.feedback.simulated import SimulatedAnnotator
     from alignment.feedback.store import TrajectoryStore
 
+    if criteria not in ("process", "outcome"):
+        raise CommandError(f"--criteria must be process or outcome, not {criteria!r}")
     store = TrajectoryStore(db, create=False)
-    stored = SimulatedAnnotator(name).annotate_all(store)
+    stored = SimulatedAnnotator(name, criteria).annotate_all(store)
     typer.echo(f"{name} ranked {len(stored)} questions")
 
 

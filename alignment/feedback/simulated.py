@@ -7,10 +7,17 @@ Score, compared in this order: the final answer is correct against the gold answ
 gold answer (the agent found the evidence, whatever it then wrote: what a person reading the
 steps credits first); the run finished; fewer errors; fewer steps. Trajectories with equal
 scores are tied.
+
+`criteria="outcome"` stops after the evidence: runs that are equally right (or equally wrong,
+with or without the evidence) tie, whatever their steps. That is how a person who only checks
+answers ranks, and what group-relative training wants: a question whose runs are all wrong in
+the same way carries no preference, instead of spreading full-size advantages over
+differences that do not matter (finishing one step sooner).
 """
 from __future__ import annotations
 
 from itertools import groupby
+from typing import Literal
 
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
@@ -18,6 +25,7 @@ from alignment.feedback.rankings import Ranking
 from alignment.feedback.store import TrajectoryStore
 
 Score = tuple[float, float, float, float, int, int, int]
+Criteria = Literal["process", "outcome"]
 
 
 def found_evidence(trajectory: Trajectory, gold: list[str]) -> float:
@@ -26,8 +34,11 @@ def found_evidence(trajectory: Trajectory, gold: list[str]) -> float:
                 if step.action is not None and step.error is None and step.observation), default=0.0)
 
 
-def score(trajectory: Trajectory, gold: list[str]) -> Score:
+def score(trajectory: Trajectory, gold: list[str], criteria: Criteria = "process") -> Score:
     answer = trajectory.final_answer
+    if criteria == "outcome":
+        return (exact_match(answer, gold), answer_contains(answer, gold), round(token_f1(answer, gold), 1),
+                found_evidence(trajectory, gold), 0, 0, 0)
     return (
         exact_match(answer, gold),
         answer_contains(answer, gold),
@@ -44,12 +55,13 @@ def _negate(s: Score) -> tuple:
 
 
 class SimulatedAnnotator:
-    def __init__(self, name: str = "simulated") -> None:
+    def __init__(self, name: str = "simulated", criteria: Criteria = "process") -> None:
         self.name = name
+        self.criteria = criteria
 
     def rank(self, question_id: str, trajectories: list[Trajectory], gold: list[str]) -> Ranking:
         """Best first; trajectories with equal scores share a tie group."""
-        scores = {t.id: score(t, gold) for t in trajectories}
+        scores = {t.id: score(t, gold, self.criteria) for t in trajectories}
         ids = sorted(scores, key=lambda tid: (_negate(scores[tid]), tid))  # stable: ties by id
         order = [list(group) for _, group in groupby(ids, key=scores.__getitem__)]
         return Ranking(question_id=question_id, annotator=self.name, order=order, source="simulated")

@@ -86,3 +86,12 @@ def test_a_wrong_answer_that_found_the_evidence_beats_one_that_did_not():
     ranking = SimulatedAnnotator().rank("q", [guessed, found], ["391"])
     assert ranking.order == [[found.id], [guessed.id]]
     assert score(found, ["391"])[3] == 1.0 and score(guessed, ["391"])[3] == 0.0
+
+
+def test_outcome_criteria_tie_runs_that_are_wrong_the_same_way():
+    wrong_fast, wrong_slow, looped = _t("401"), _t("402", steps=1), _t(None, status="loop")
+    right = _t("391")
+    ranking = SimulatedAnnotator(criteria="outcome").rank("q", [wrong_fast, wrong_slow, looped, right], ["391"])
+    assert ranking.order == [[right.id], sorted([wrong_fast.id, wrong_slow.id, looped.id])]
+    process = SimulatedAnnotator().rank("q", [wrong_fast, looped], ["391"])
+    assert process.order == [[wrong_fast.id], [looped.id]]  # the default still splits them
