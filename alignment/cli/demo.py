@@ -17,7 +17,8 @@ def demo(
     model: Annotated[str, typer.Option(help="policy to start from: default, or a model folder")] = "default",
     questions: Annotated[int | None, typer.Option(min=1, max=100, help="training questions (default 12)")] = None,
     heldout: Annotated[int | None, typer.Option(min=1, max=100, help="held-out questions (default 24)")] = None,
-    method: Annotated[str | None, typer.Option(help="grpo (default), sft or dpo")] = None,
+    method: Annotated[str | None, typer.Option(help="trainer: sft (default), grpo or dpo")] = None,
+    rounds: Annotated[int | None, typer.Option(min=1, max=10, help="collect -> rank -> train rounds (default 2)")] = None,
     quick: Annotated[bool, typer.Option(help="tiny sizes: a smoke test of every stage in a minute or two")] = False,
     seed: Annotated[int, typer.Option(help="sampling and training seed")] = 0,
 ) -> None:
@@ -26,8 +27,9 @@ def demo(
     from alignment.errors import CommandError
 
     if method is not None and method not in ("grpo", "sft", "dpo"):
-        raise CommandError(f"--method must be grpo, sft or dpo, not {method!r}")
-    sizes = {"samples": samples, "train_questions": questions, "heldout_questions": heldout, "method": method}
+        raise CommandError(f"--method must be sft, grpo or dpo, not {method!r}")
+    sizes = {"samples": samples, "train_questions": questions, "heldout_questions": heldout, "method": method,
+             "rounds": rounds}
     if quick:
         config = DemoConfig.quick_config(out=out, model=model, seed=seed, **sizes)
     else:

@@ -9,14 +9,14 @@ from alignment.cli.main import main
 def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypatch):
     # A random tiny model answers nothing right, so the real scoring ties every trajectory and
     # there would be nothing to learn; this plumbing test ranks shorter answers first instead.
-    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold: (-len(t.final_answer or "x" * 999),))
+    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     out = tmp_path / "run"
     main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(out)])
     printed = capsys.readouterr().out
     assert "SIMULATED" in printed and "[6/6]" in printed and "left in all" in printed
     assert "McNemar" in printed and "paired against before" in printed
     summary = json.loads((out / "demo_summary.json").read_text())
-    assert [r["label"] for r in summary["reports"]] == ["before", "after grpo"]
+    assert [r["label"] for r in summary["reports"]] == ["before", f"after 1 round of {summary['config']['method']}"]
     assert all(r["n"] == 2 and "success" in r["intervals"] for r in summary["reports"])
     assert {d["metric"] for d in summary["paired"]} == {"success", "exact match", "token F1"}
     assert not summary["skipped"]
@@ -29,13 +29,13 @@ def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypat
 
 
 def test_demo_with_nothing_to_learn_stops_with_a_clear_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold: (0,))  # everything ties
+    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold, criteria="process": (0,))  # everything ties
     monkeypatch.setattr("alignment.demo.Demo.eval_before", lambda self: "skipped in this test")
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(tmp_path / "r")])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "stage 5 (train the policy straight from the rankings" in err and "nothing to learn" in err
+    assert "stage 5 (round 1: train the policy from the rankings" in err and "nothing to learn" in err
 
 
 def test_demo_stage_failure_is_one_line(tmp_path, capsys):
