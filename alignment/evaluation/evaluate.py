@@ -124,7 +124,9 @@ def summarize(results: Sequence[TaskResult], label: str = "", wall_s: float | No
         parse_error_share=sum(1 for r in results if r.parse_errors) / n,
         mean_steps=steps / n,
         mean_tokens=tokens / n,
-        tokens_per_s=tokens / timed if timed > 0 else 0.0,
+        # over the run's wall time when known: batched runs share their LLM seconds, so summing each
+        # run's own LLM time would count a shared decode once per row
+        tokens_per_s=tokens / wall_s if wall_s else (tokens / timed if timed > 0 else 0.0),
         wall_s=seconds if wall_s is None else wall_s,
         statuses=dict(Counter(r.status for r in results)),
         intervals=intervals,

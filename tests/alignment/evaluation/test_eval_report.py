@@ -40,6 +40,10 @@ def test_report_metrics_by_hand():
     assert report.mean_tokens == pytest.approx(40 / 4)
     assert report.tokens_per_s == pytest.approx(40 / 4.0)
     assert report.statuses == {"finished": 2, "max_steps": 1, "error": 1}
+    # a batched run: its rows' LLM seconds overlap, so the rate is over the wall time
+    from alignment.evaluation.evaluate import summarize
+
+    assert summarize(report.results, wall_s=8.0).tokens_per_s == pytest.approx(40 / 8.0)
 
 
 def test_evaluate_keeps_going_when_a_run_raises():
