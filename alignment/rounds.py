@@ -274,7 +274,36 @@ class Rounds:
             self.say(f"round {r}: nothing to learn ({exc}); the policy stays as it was")
             return {"skipped": str(exc), "seconds": round(time.perf_counter() - started, 1)}
         return {"steps": result.steps, "seconds": round(time.perf_counter() - started, 1),
-                "kl": result.final_metrics.get("kl"), "loss": result.final_metrics.get("loss")}
+                "kl": self.measured_kl(r), "loss": result.final_metrics.get("loss")}
+
+    def measured_kl(self, r: int, limit: int = 16) -> float:
+        """How far round r moved the policy, the same way for every trainer: the mean per-token
+        KL(start || trained) over the generated tokens of (up to `limit` of) the round's own
+        rollouts, which were sampled from the starting policy (k3 estimator)."""
+        import torch
+
+        from alignment.feedback.store import TrajectoryStore
+        from alignment.training.kl import kl_k3
+        from alignment.training.logprobs import token_logprobs
+        from alignment.training.policy import load_policy
+        from alignment.training.tokenize import collate, encode_trajectory, pad_token_id
+
+        with TrajectoryStore(self.store_url(r), create=False) as store:
+            trajectories = [t for q in store.questions() for t in store.list(q.id)][:limit]
+        trained, tokenizer = load_policy(str(self.folder(r) / "policy"))
+        start, _ = load_policy(self._base_folder(r - 1))
+        samples = [s for s in (encode_trajectory(t, tokenizer, self.config.max_length) for t in trajectories)
+                   if s.n_trainable]
+        total = count = 0.0
+        with torch.no_grad():
+            for i in range(0, len(samples), 4):
+                batch = collate(samples[i : i + 4], pad_token_id(tokenizer))
+                mask = batch.trainable_mask
+                new, _ = token_logprobs(trained.eval(), batch.input_ids, batch.attention_mask, mask)
+                old, _ = token_logprobs(start.eval(), batch.input_ids, batch.attention_mask, mask)
+                total += float((kl_k3(old, new) * mask).sum())  # samples from the start: KL(start || trained)
+                count += float(mask.sum())
+        return total / count if count else 0.0
 
     def _train(self, c: RoundsConfig, common: dict, r: int):
         if c.method == "grpo":

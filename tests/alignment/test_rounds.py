@@ -26,12 +26,15 @@ def _config(tmp_path, tiny_model_dir, **overrides):
     train, heldout = _tasks(tmp_path)
     values = {"out_dir": tmp_path / "run", "tasks": train, "heldout": heldout, "base": str(tiny_model_dir),
               "rounds": 1, "samples": 2, "agent_max_steps": 1, "train_steps": 1, "train_batch_size": 2,
-              "max_length": 512, "temperature": 1.0, "batch_size": 4}
+              "max_length": 512, "temperature": 1.0, "batch_size": 4, "learning_rate": 5e-2}
     values.update(overrides)
     return RoundsConfig(**values)
 
 
 def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkeypatch):
+    # A random tiny model answers nothing right, so every run would tie; rank shorter answers first.
+    monkeypatch.setattr("alignment.feedback.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     said: list[str] = []
     records = Rounds(_config(tmp_path, tiny_model_dir), say=said.append).run()
     assert [r.round for r in records] == [0, 1]
@@ -42,6 +45,9 @@ def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkey
     stages = json.loads((run / "round-1" / "stages.json").read_text())
     assert set(stages) == {"collect", "rank", "train", "eval"}
     assert stages["rank"]["source"] == "simulated"
+    assert stages["train"]["steps"] == 1 and (run / "round-1" / "policy" / "config.json").is_file()
+    assert records[1].policy == str(run / "round-1" / "policy")
+    assert records[1].kl is not None and records[1].kl > 0  # measured on the round's rollouts
     assert any(line.startswith("round 1: held-out success") for line in said)
 
     # A rerun with one more round does round 2 only.
