@@ -284,9 +284,10 @@ class Rounds:
 
         from alignment.feedback.store import TrajectoryStore
         from alignment.training.kl import kl_k3
-        from alignment.training.logprobs import token_logprobs
+        from alignment.training.logprobs import DEFAULT_CHUNK_SIZE
         from alignment.training.policy import load_policy
-        from alignment.training.tokenize import collate, encode_trajectory, pad_token_id
+        from alignment.training.reference import sample_token_logps
+        from alignment.training.tokenize import encode_trajectory, pad_token_id
 
         with TrajectoryStore(self.store_url(r), create=False) as store:
             trajectories = [t for q in store.questions() for t in store.list(q.id)][:limit]
@@ -294,15 +295,14 @@ class Rounds:
         start, _ = load_policy(self._base_folder(r - 1))
         samples = [s for s in (encode_trajectory(t, tokenizer, self.config.max_length) for t in trajectories)
                    if s.n_trainable]
+        pad_id = pad_token_id(tokenizer)
+        new = sample_token_logps(trained, samples, pad_id, "cpu", DEFAULT_CHUNK_SIZE, batch_size=4)
+        old = sample_token_logps(start, samples, pad_id, "cpu", DEFAULT_CHUNK_SIZE, batch_size=4)
         total = count = 0.0
-        with torch.no_grad():
-            for i in range(0, len(samples), 4):
-                batch = collate(samples[i : i + 4], pad_token_id(tokenizer))
-                mask = batch.trainable_mask
-                new, _ = token_logprobs(trained.eval(), batch.input_ids, batch.attention_mask, mask)
-                old, _ = token_logprobs(start.eval(), batch.input_ids, batch.attention_mask, mask)
-                total += float((kl_k3(old, new) * mask).sum())  # samples from the start: KL(start || trained)
-                count += float(mask.sum())
+        for sample, new_logp, old_logp in zip(samples, new, old, strict=True):
+            mask = torch.tensor(sample.trainable, dtype=torch.float32)
+            total += float((kl_k3(old_logp, new_logp) * mask).sum())  # samples from the start: KL(start || trained)
+            count += float(mask.sum())
         return total / count if count else 0.0
 
     def _train(self, c: RoundsConfig, common: dict, r: int):

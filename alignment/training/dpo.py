@@ -12,10 +12,7 @@ Call from Python: `train_dpo(DPOConfig(out_dir=..., pairs=...))` or pass `pairs=
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-from pathlib import Path
 from typing import ClassVar
 
 import torch
@@ -26,7 +23,8 @@ from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
 from alignment.training.losses import LossType, dpo_loss
-from alignment.training.policy import is_peft, load_policy, load_trainable, resolve_base, save_policy
+from alignment.training.policy import load_trainable, resolve_base, save_policy
+from alignment.training.reference import cached_reference, fingerprint
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
@@ -70,13 +68,6 @@ def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encod
     return kept
 
 
-def _fingerprint(encoded, base: Path, max_length: int) -> str:
-    digest = hashlib.sha256(f"{base}|{max_length}".encode())
-    for chosen, rejected in encoded:
-        digest.update(json.dumps([chosen.input_ids, chosen.trainable, rejected.input_ids, rejected.trainable]).encode())
-    return digest.hexdigest()
-
-
 # --------------------------------------------------------------------------- log-probs
 
 
@@ -118,28 +109,6 @@ def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 
     return table
 
 
-def load_or_compute_reference(config: DPOConfig, model, encoded, pad_id, accelerator, fingerprint, resuming):
-    path = config.out_dir / REFERENCE_FILE
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") == fingerprint:
-            return saved["logps"]
-        log.warning("%s was computed for other pairs or another model; recomputing", path)
-    if is_peft(model):
-        with model.disable_adapter():  # adapters off = the base model = the reference
-            table = reference_logps(model, encoded, pad_id, accelerator, chunk_size=config.logprob_chunk)
-    elif resuming:  # trained weights are loaded already: score with a fresh copy of the base
-        reference, _ = load_policy(config.base)
-        table = reference_logps(reference.to(accelerator.device), encoded, pad_id, accelerator,
-                                chunk_size=config.logprob_chunk)
-        del reference
-    else:
-        table = reference_logps(model, encoded, pad_id, accelerator, chunk_size=config.logprob_chunk)
-    if accelerator.is_main_process:
-        torch.save({"fingerprint": fingerprint, "logps": table}, path)
-    return table
-
-
 # --------------------------------------------------------------------------- training
 
 
@@ -150,11 +119,15 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
     encoded = encode_pairs(pairs, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
-    fingerprint = _fingerprint(encoded, resolve_base(config.base), config.max_length)
-    run_key = {"pairs": fingerprint[:16], "batch_size": config.batch_size, "seed": config.seed}
+    digest = fingerprint(resolve_base(config.base), config.max_length,
+                         ([c.input_ids, c.trainable, r.input_ids, r.trainable] for c, r in encoded))
+    run_key = {"pairs": digest[:16], "batch_size": config.batch_size, "seed": config.seed}
     state = run.resume(model, optimizer, run_key)
     model.to(run.device)
-    ref = load_or_compute_reference(config, model, encoded, pad_id, run.accelerator, fingerprint, bool(state))
+    ref = cached_reference(
+        config.out_dir / REFERENCE_FILE, digest, model, config.base, bool(state), run.device,
+        lambda m: reference_logps(m, encoded, pad_id, run.accelerator, chunk_size=config.logprob_chunk),
+        run.is_main)
     model.train()
     model, optimizer = run.accelerator.prepare(model, optimizer)
 

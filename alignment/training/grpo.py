@@ -20,8 +20,6 @@ Call from Python: `train_grpo(GRPOConfig(out_dir=..., db=...))` or pass `groups=
 """
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from pathlib import Path
 from typing import ClassVar
@@ -36,14 +34,14 @@ from alignment.training.config import PolicyTrainConfig
 from alignment.training.logprobs import token_logprobs
 from alignment.training.losses import group_relative_loss
 from alignment.training.masked import masked_mean
-from alignment.training.policy import is_peft, load_policy, load_trainable, resolve_base, save_policy
+from alignment.training.policy import load_trainable, resolve_base, save_policy
+from alignment.training.reference import cached_reference, fingerprint, sample_token_logps
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
     clip_gradients,
     local_share,
     planned_steps,
-    progress,
     step_indices,
 )
 from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad_token_id
@@ -93,60 +91,11 @@ def encode_groups(groups: list[RankedGroup], tokenizer, config: GRPOConfig) -> t
     return samples, advantages
 
 
-def _fingerprint(samples: list[Encoded], base: Path, max_length: int) -> str:
-    digest = hashlib.sha256(f"{base}|{max_length}".encode())
-    for sample in samples:
-        digest.update(json.dumps([sample.input_ids, sample.trainable]).encode())
-    return digest.hexdigest()
-
-
 def _pad_rows(rows: list[list[float]], width: int) -> torch.Tensor:
     out = torch.zeros(len(rows), width)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.tensor(row[:width])
     return out
-
-
-@torch.no_grad()
-def _token_logps(model, samples: list[Encoded], pad_id: int, device, chunk_size, batch_size: int = 2,
-                 show: bool = True) -> list[torch.Tensor]:
-    model.eval()
-    out: list[torch.Tensor] = []
-    bar = progress(len(samples), "reference log-probs", show)
-    for start in range(0, len(samples), batch_size):
-        chunk = samples[start : start + batch_size]
-        batch = collate(chunk, pad_id).to(device)
-        logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, batch.trainable_mask,
-                                 chunk_size=chunk_size)
-        out.extend(logp[i, : len(s)].cpu() for i, s in enumerate(chunk))
-        bar.update(len(chunk))
-    bar.close()
-    model.train()
-    return out
-
-
-def reference_table(config: GRPOConfig, model, samples, pad_id, run: TrainingRun, fingerprint: str,
-                    resuming: bool) -> list[torch.Tensor]:
-    """Per-token log-probs of the starting policy (= π_old = the reference), cached on disk."""
-    path = config.out_dir / REFERENCE_FILE
-    if path.is_file():
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        if saved.get("fingerprint") == fingerprint:
-            return saved["logps"]
-        log.warning("%s was computed for other trajectories or another model; recomputing", path)
-    show = run.is_main and config.show_progress
-    if is_peft(model):
-        with model.disable_adapter():  # adapters off = the base model = the reference
-            table = _token_logps(model, samples, pad_id, run.device, config.logprob_chunk, show=show)
-    elif resuming:  # trained weights are loaded already: score with a fresh copy of the base
-        reference, _ = load_policy(config.base)
-        table = _token_logps(reference.to(run.device), samples, pad_id, run.device, config.logprob_chunk, show=show)
-        del reference
-    else:
-        table = _token_logps(model, samples, pad_id, run.device, config.logprob_chunk, show=show)
-    if run.is_main:
-        torch.save({"fingerprint": fingerprint, "logps": table}, path)
-    return table
 
 
 def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, accelerator=None) -> TrainResult:
@@ -160,11 +109,16 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
     samples, advantages = encode_groups(groups, tokenizer, config)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
-    fingerprint = _fingerprint(samples, resolve_base(config.base), config.max_length)
-    run_key = {"samples": fingerprint[:16], "batch_size": config.batch_size, "seed": config.seed}
+    digest = fingerprint(resolve_base(config.base), config.max_length, ([s.input_ids, s.trainable] for s in samples))
+    run_key = {"samples": digest[:16], "batch_size": config.batch_size, "seed": config.seed}
     state = run.resume(model, optimizer, run_key)
     model.to(run.device)
-    reference = reference_table(config, model, samples, pad_id, run, fingerprint, bool(state))
+    # The starting policy's per-token log-probs: π_old and the reference at once (module docstring).
+    reference = cached_reference(
+        config.out_dir / REFERENCE_FILE, digest, model, config.base, bool(state), run.device,
+        lambda m: sample_token_logps(m, samples, pad_id, run.device, config.logprob_chunk,
+                                     show=run.is_main and config.show_progress),
+        run.is_main)
     model.train()
     model, optimizer = run.accelerator.prepare(model, optimizer)
 
