@@ -28,7 +28,6 @@ from alignment.training.reference import cached_reference, fingerprint
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
-    clip_gradients,
     local_share,
     planned_steps,
     progress,
@@ -141,10 +140,7 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
             chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], config.beta, config.loss_type, config.label_smoothing
         )
         loss = losses.mean()
-        run.accelerator.backward(loss)
-        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in indices)
         stats = torch.stack([loss.detach(), (chosen_r > rejected_r).float().mean(), (chosen_r - rejected_r).mean(),

@@ -39,7 +39,6 @@ from alignment.training.reference import cached_reference, fingerprint, sample_t
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
-    clip_gradients,
     local_share,
     planned_steps,
     step_indices,
@@ -135,10 +134,7 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
         logp, entropy = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, with_entropy=True,
                                        chunk_size=config.logprob_chunk)
         loss, stats = group_relative_loss(logp, ref, ref, adv, mask, config.clip_range, config.kl_coef)
-        run.accelerator.backward(loss)
-        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += int(batch.attention_mask.sum())
         local = torch.stack([loss.detach(), stats["kl"], masked_mean(entropy.detach(), mask), stats["clipfrac"],

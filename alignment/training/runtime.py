@@ -244,6 +244,16 @@ class TrainingRun:
             save_checkpoint(self.out, self.accelerator.unwrap_model(module), optimizer,
                             {**state, "run": self._run_key}, scheduler)
 
+    # ---- updates -----------------------------------------------------------------------
+    def update(self, loss: torch.Tensor, optimizer, params, max_grad_norm: float | None) -> torch.Tensor:
+        """One optimizer step on `loss`: backward, clip the gradient norm, step, clear the
+        gradients. Returns the norm before clipping (see `clip_gradients`)."""
+        self.accelerator.backward(loss)
+        grad_norm = clip_gradients(self.accelerator, params, max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return grad_norm
+
     # ---- progress ----------------------------------------------------------------------
     def start(self, total: int, initial: int = 0) -> None:
         self.bar = progress(total, self.name, self.config.show_progress and self.is_main, initial=initial)

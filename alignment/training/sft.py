@@ -25,7 +25,6 @@ from alignment.training.policy import load_trainable, save_policy
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
-    clip_gradients,
     local_share,
     planned_steps,
     step_indices,
@@ -116,10 +115,7 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         mask = batch.trainable_mask
         logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, chunk_size=config.logprob_chunk)
         loss = -masked_mean(logp, mask)
-        run.accelerator.backward(loss)
-        grad_norm = clip_gradients(run.accelerator, params, config.max_grad_norm)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += int(batch.attention_mask.sum())
         stats = run.accelerator.reduce(torch.stack([loss.detach(), grad_norm]), "mean").tolist()
