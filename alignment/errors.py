@@ -5,6 +5,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     ├── TaskFileError         a task file that is missing or holds a line that is not a task
     ├── DatasetError          the shared evaluation data is missing or malformed
     ├── PairFileError         a pair file that is missing or holds a line that is not a pair
+    ├── NoTrainingSignal      the data leaves a trainer nothing to learn (no pairs, all ties)
     ├── StoreError            the trajectory store refused an operation
     │   ├── NotFoundError         an unknown question, trajectory or annotator id
     │   ├── ConflictError         a write that clashes with what is stored
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InvalidRankingError", "NotFoundError",
-           "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InvalidRankingError", "NoTrainingSignal",
+           "NotFoundError", "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -31,6 +32,11 @@ class DatasetError(RankactError):
 
 class PairFileError(RankactError):
     """A pair file is missing or holds a line we cannot read."""
+
+
+class NoTrainingSignal(RankactError):
+    """The rankings leave a trainer nothing to learn: no ranked pairs, every group tied, or no
+    generated tokens. A round of `rankact align rounds` keeps its policy instead of failing."""
 
 
 class StoreError(RankactError):

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
+from alignment.errors import NoTrainingSignal
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -268,9 +269,7 @@ class Rounds:
         started = time.perf_counter()
         try:
             result = self._train(c, common, r)
-        except RankactError as exc:
-            if "no training signal" not in str(exc) and "no usable" not in str(exc) and "no ranked pairs" not in str(exc):
-                raise
+        except NoTrainingSignal as exc:
             self.say(f"round {r}: nothing to learn ({exc}); the policy stays as it was")
             return {"skipped": str(exc), "seconds": round(time.perf_counter() - started, 1)}
         return {"steps": result.steps, "seconds": round(time.perf_counter() - started, 1),

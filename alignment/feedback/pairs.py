@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
-from alignment.errors import PairFileError
+from alignment.errors import NoTrainingSignal, PairFileError
 from alignment.feedback.rankings import Ranking, RankingSource, ranked_id_pairs
 
 
@@ -192,5 +192,5 @@ def load_pair_source(pairs: Path | None, db: str | None) -> list[PreferencePair 
     with TrajectoryStore(db, create=False) as store:
         found = list(preference_pairs(store))
     if not found:
-        raise RankactError(f"no ranked pairs in {db}: rank some trajectories first")
+        raise NoTrainingSignal(f"no ranked pairs in {db}: rank some trajectories first")
     return found

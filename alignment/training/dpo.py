@@ -18,7 +18,7 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from agent.errors import RankactError
+from alignment.errors import NoTrainingSignal
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
@@ -63,7 +63,7 @@ def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encod
     if len(kept) < len(encoded):
         log.warning("skipped %d pairs with no generated tokens on one side", len(encoded) - len(kept))
     if not kept:
-        raise RankactError("no usable pairs: every pair lacks generated tokens on one side")
+        raise NoTrainingSignal("no usable pairs: every pair lacks generated tokens on one side")
     return kept
 
 

@@ -28,6 +28,7 @@ import torch
 from pydantic import Field
 
 from agent.errors import RankactError
+from alignment.errors import NoTrainingSignal
 from alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
 from alignment.training.advantages import group_advantages, token_advantages
 from alignment.training.config import PolicyTrainConfig
@@ -85,7 +86,7 @@ def encode_groups(groups: list[RankedGroup], tokenizer, config: GRPOConfig) -> t
             advantages.append(token_advantages(advantage, encoded.trainable, encoded.steps, flagged,
                                                config.flag_penalty))
     if not samples:
-        raise RankactError("no training signal: every group ties (and nothing is flagged), or no trajectory "
+        raise NoTrainingSignal("no training signal: every group ties (and nothing is flagged), or no trajectory "
                            "has generated tokens; rank more trajectories, or collect K >= 2 that differ")
     return samples, advantages
 

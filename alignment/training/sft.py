@@ -15,8 +15,8 @@ from typing import ClassVar
 
 import torch
 
-from agent.errors import RankactError
 from agent.trajectory import Trajectory
+from alignment.errors import NoTrainingSignal
 from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import token_logprobs
@@ -87,7 +87,7 @@ def encode_best(items, tokenizer, max_length: int, flagged: dict[str, set[int]] 
             encoded.append(encode_text(prompt, response, tokenizer, max_length))
     kept = [e for e in encoded if e.n_trainable]
     if not kept:
-        raise RankactError("no usable trajectories: none of the top-ranked ones has generated tokens")
+        raise NoTrainingSignal("no usable trajectories: none of the top-ranked ones has generated tokens")
     return kept
 
 
