@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from itertools import groupby
 from pathlib import Path
 from typing import Any, Literal
 
@@ -435,22 +434,12 @@ def _plot(records: list[RoundRecord], path: Path) -> None:
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:
     """Rank every question's trajectories by a reward model's score (stored as simulated rankings:
     a model, not a person, made them)."""
-    from alignment.feedback.rankings import Ranking
+    from alignment.feedback.simulated import SimulatedAnnotator
     from alignment.training.reward.model import RewardModel
 
     if reward_model is None:
         raise RankactError("--ranker reward needs --reward-model DIR (a trained reward model)")
     model = RewardModel.load(reward_model)
-    done = {x.question_id for x in store.rankings(annotator="reward-model")}
-    made = []
-    for question in store.questions():
-        trajectories = store.list(question.id)
-        if question.id in done or len(trajectories) < 2:
-            continue
-        scores = {t.id: round(float(model.score_trajectory(t)), 4) for t in trajectories}
-        ranked = sorted(scores, key=lambda tid: (-scores[tid], tid))
-        order = [list(group) for _, group in groupby(ranked, key=scores.__getitem__)]  # equal scores tie
-        stored, _ = store.submit_ranking(Ranking(question_id=question.id, annotator="reward-model", order=order,
-                                                 source="simulated"))
-        made.append(stored)
-    return made
+    # rounded, so scores that differ by float noise tie
+    ranker = SimulatedAnnotator("reward-model", score_fn=lambda t, _gold: round(float(model.score_trajectory(t)), 4))
+    return ranker.annotate_all(store, require_gold=False)

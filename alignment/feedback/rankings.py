@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from itertools import combinations
-from typing import Literal
+from itertools import combinations, groupby
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -60,3 +60,10 @@ def ranked_id_pairs(order: list[list[str]]) -> list[tuple[str, str]]:
     return pairs
 
 
+
+
+def order_by_score(scores: dict[str, Any]) -> list[list[str]]:
+    """A ranking's order from scores (higher is better; any comparable values): best first,
+    equal scores share a tie group, listed by id so the same scores always give the same order."""
+    ranked = sorted(sorted(scores), key=scores.__getitem__, reverse=True)  # stable: ties stay by id
+    return [list(group) for _, group in groupby(ranked, key=scores.__getitem__)]

@@ -16,12 +16,12 @@ differences that do not matter (finishing one step sooner).
 """
 from __future__ import annotations
 
-from itertools import groupby
-from typing import Literal
+from collections.abc import Callable
+from typing import Any, Literal
 
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
-from alignment.feedback.rankings import Ranking
+from alignment.feedback.rankings import Ranking, order_by_score
 from alignment.feedback.store import TrajectoryStore
 
 Score = tuple[float, float, float, float, int, int, int]
@@ -50,20 +50,19 @@ def score(trajectory: Trajectory, gold: list[str], criteria: Criteria = "process
     )
 
 
-def _negate(s: Score) -> tuple:
-    return tuple(-x for x in s)
-
-
 class SimulatedAnnotator:
-    def __init__(self, name: str = "simulated", criteria: Criteria = "process") -> None:
+    def __init__(self, name: str = "simulated", criteria: Criteria = "process",
+                 score_fn: Callable[[Trajectory, list[str]], Any] | None = None) -> None:
+        """`score_fn(trajectory, gold)` replaces the built-in score (e.g. a reward model's): any
+        comparable value, higher is better."""
         self.name = name
         self.criteria = criteria
+        self.score_fn = score_fn
 
     def rank(self, question_id: str, trajectories: list[Trajectory], gold: list[str]) -> Ranking:
         """Best first; trajectories with equal scores share a tie group."""
-        scores = {t.id: score(t, gold, self.criteria) for t in trajectories}
-        ids = sorted(scores, key=lambda tid: (_negate(scores[tid]), tid))  # stable: ties by id
-        order = [list(group) for _, group in groupby(ids, key=scores.__getitem__)]
+        scorer = self.score_fn or (lambda t, g: score(t, g, self.criteria))
+        order = order_by_score({t.id: scorer(t, gold) for t in trajectories})
         return Ranking(question_id=question_id, annotator=self.name, order=order, source="simulated")
 
     def annotate(self, store: TrajectoryStore, question_id: str) -> Ranking:

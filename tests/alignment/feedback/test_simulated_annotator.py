@@ -95,3 +95,10 @@ def test_outcome_criteria_tie_runs_that_are_wrong_the_same_way():
     assert ranking.order == [[right.id], sorted([wrong_fast.id, wrong_slow.id, looped.id])]
     process = SimulatedAnnotator().rank("q", [wrong_fast, looped], ["391"])
     assert process.order == [[wrong_fast.id], [looped.id]]  # the default still splits them
+
+
+def test_a_score_function_ranks_by_any_comparable_value():
+    a, b, c = _t("x"), _t("y"), _t("z")
+    scores = {a.id: 0.5, b.id: 2.0, c.id: 0.5}
+    ranking = SimulatedAnnotator("reward-model", score_fn=lambda t, gold: scores[t.id]).rank("q", [a, b, c], [])
+    assert ranking.order == [[b.id], sorted([a.id, c.id])]
