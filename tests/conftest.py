@@ -17,10 +17,10 @@ SHARED_DATA = Path(os.environ.get("RANKACT_DATA") or Path(__file__).resolve().pa
 
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
-    """The real SmolLM2-135M-Instruct as a cached model folder (converted once)."""
-    from agent.llm.model_files import default_model_dir
+    """The real SmolLM2-135M-Instruct, untuned, as a cached model folder (converted once)."""
+    from agent.llm.model_files import base_model_dir
 
-    return default_model_dir()
+    return base_model_dir()
 
 
 @pytest.fixture(scope="session")

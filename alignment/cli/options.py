@@ -13,7 +13,7 @@ DEFAULT_DB = DEFAULT_URL
 
 # The model an agent or a reply comes from; every backend `agent.llm.load_llm` accepts.
 Model = Annotated[str, typer.Option("--model", "-m",
-                                    help="default | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH")]
+                                    help="default (aligned) | base (untuned) | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH")]
 # Which engine runs a local model (HTTP and scripted backends ignore it).
 Engine = Annotated[str, typer.Option("--engine", help="local models: torch (the trained model, exact) | "
                                      "ctranslate2 (int8, faster, log-probs differ) | auto (ctranslate2 if installed)")]

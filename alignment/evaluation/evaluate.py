@@ -185,7 +185,7 @@ def evaluate_llm(llm: Any, tasks: Sequence[Task], *, retriever: Any = None, max_
 
 def model_label(spec: str) -> str:
     """A short column title for a model spec (a folder's last two parts)."""
-    if spec.startswith(("http://", "https://", "scripted:")) or spec == "default":
+    if spec.startswith(("http://", "https://", "scripted:")) or spec in ("default", "base"):
         return spec
     parts = Path(spec).parts
     return "/".join(parts[-2:]) if len(parts) > 1 else spec
