@@ -9,9 +9,12 @@ that turns on the trainer's own `DEFAULT_LORA` settings.
 from __future__ import annotations
 
 import inspect
+import json
+import tomllib
 import types
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -52,8 +55,13 @@ def option_parameters(config_cls: type[BaseModel], *, required: Sequence[str] = 
         elif annotation is bool:
             default = typer.Option(field.default, f"{flag(name)}/--no-{flag(name)[2:]}", help=help_text)
         else:
-            value = ... if name in required or field.is_required() else field.default
-            default = typer.Option(value, flag(name), help=help_text, show_default=value is not None)
+            # Required fields may come from --config instead, so the check is build_config's.
+            needed = name in required or field.is_required()
+            value = None if needed else field.default
+            default = typer.Option(value, flag(name), help=help_text + (" (required)" if needed else ""),
+                                   show_default=value is not None)
+            if needed:
+                annotation = annotation | None
             if field.annotation is not annotation and value is not ...:
                 annotation = field.annotation  # keeps `X | None`
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
@@ -61,16 +69,39 @@ def option_parameters(config_cls: type[BaseModel], *, required: Sequence[str] = 
     return params
 
 
+def read_config_file(path: Path, config_cls: type[BaseModel]) -> dict[str, Any]:
+    """Settings from a TOML or JSON file (keys are the option names, `-` or `_`): a recipe
+    that a rerun reproduces. Options given on the command line override them."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix.lower() == ".json" else tomllib.loads(text)
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CommandError(f"cannot read config file {path}: {one_line(exc)}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"config file {path} must hold a table of settings")
+    values = {str(key).replace("-", "_"): value for key, value in data.items()}
+    known = set(config_cls.model_fields) - HIDDEN
+    if unknown := sorted(set(values) - known):
+        raise CommandError(f"unknown setting {unknown[0]!r} in {path} (see --help for the options)")
+    return values
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def build_config(config_cls: type[BaseModel], values: dict[str, Any]) -> Any:
     """The config from parsed options; an invalid value is one line naming its option."""
-    values = dict(values)
-    if "lora" in values:
+    values = {k: v for k, v in values.items() if v is not None or not config_cls.model_fields[k].is_required()}
+    if "lora" in values and isinstance(values["lora"], bool):
         values["lora"] = config_cls.DEFAULT_LORA.model_copy() if values["lora"] else None
     try:
         return config_cls(**values)
     except ValidationError as exc:
         first = exc.errors()[0]
         name = str(first["loc"][0]) if first["loc"] else ""
+        if first["type"] == "missing" and name:
+            raise CommandError(f"missing option {flag(name)} (on the command line or in --config)") from None
         raise CommandError(f"invalid {flag(name) if name else 'option'}: {first['msg']}") from None
 
 
@@ -87,11 +118,20 @@ def config_command(
 ) -> None:
     """Register `rankact align NAME`: its options are `config_cls`'s fields plus `extra`
     parameters; `run(config, **extra_values)` does the work."""
-    params = [*extra, *option_parameters(config_cls, required=required, exclude=exclude)]
+    config_file = inspect.Parameter(
+        "config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Path | None,
+        default=typer.Option(None, "--config", exists=True, dir_okay=False,
+                             help="TOML or JSON file of these options (a recipe); options given here override it"))
+    context = inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+    params = [context, config_file, *extra, *option_parameters(config_cls, required=required, exclude=exclude)]
     extra_names = {p.name for p in extra}
 
-    def command(**kwargs: Any) -> None:
-        config = build_config(config_cls, {k: v for k, v in kwargs.items() if k not in extra_names})
+    def command(ctx: typer.Context, config_file: Path | None, **kwargs: Any) -> None:
+        values = {k: v for k, v in kwargs.items() if k not in extra_names}
+        if config_file is not None:
+            given = {k: v for k, v in values.items() if _from_command_line(ctx, k)}
+            values = {**values, **read_config_file(config_file, config_cls), **given}
+        config = build_config(config_cls, values)
         run(config, **{k: v for k, v in kwargs.items() if k in extra_names})
 
     command.__signature__ = inspect.Signature(params)  # what typer reads
@@ -99,3 +139,8 @@ def config_command(
     command.__doc__ = help
     command.__name__ = name.replace("-", "_")
     app.command(name)(command)
+
+
+def _from_command_line(ctx: Any, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
