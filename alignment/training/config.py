@@ -66,3 +66,7 @@ class OfflineTrainConfig(PolicyTrainConfig):
     batch_size: int = Field(2, ge=1, description="items per optimizer step, over all processes")
     epochs: int = Field(1, ge=1, description="passes over the data")
     max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps")
+    monitor_every: int = Field(4, ge=1, description="measure KL to the reference and entropy on a probe of "
+                                                    "16 training samples every N steps (and at the last)")
+    kl_budget: float | None = Field(0.5, gt=0, description="warn when the per-token KL to the reference passes this")
+    stop_on_kl_budget: bool = Field(False, description="stop (and save) when the KL budget is passed")

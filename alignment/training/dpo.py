@@ -23,6 +23,7 @@ from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
 from alignment.training.losses import LossType, dpo_loss
+from alignment.training.monitors import drift_probe
 from alignment.training.policy import load_trainable, resolve_base, save_policy
 from alignment.training.reference import cached_reference, fingerprint
 from alignment.training.runtime import (
@@ -127,6 +128,7 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
         config.out_dir / REFERENCE_FILE, digest, model, config.base, bool(state), run.device,
         lambda m: reference_logps(m, encoded, pad_id, run.accelerator, chunk_size=config.logprob_chunk),
         run.is_main)
+    probe = drift_probe(config, [c for c, _ in encoded], model, pad_id, run, bool(state))
     model.train()
     model, optimizer = run.accelerator.prepare(model, optimizer)
 
@@ -148,11 +150,14 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
         stats = run.accelerator.reduce(stats, "mean").tolist()
         last = dict(zip(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "grad_norm"], stats,
                         strict=True))
+        last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
         run.log({"step": step, **last}, loss=last["loss"], acc=last["accuracy"])
+        if probe.stop:
+            break
         if step % config.save_every == 0 and step < total:
             run.save(model, optimizer, {"step": step})
     run.save(model, optimizer, {"step": step})
     unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward"], save=lambda: save_policy(
+    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "kl", "entropy"], save=lambda: save_policy(
         unwrapped, tokenizer, config.out_dir, {"trainer": "dpo", "steps": step, "config": config.model_dump(mode="json")}))
     return run.result(step, step < planned, last, tokens=tokens * run.world)

@@ -35,6 +35,7 @@ from alignment.training.config import PolicyTrainConfig
 from alignment.training.logprobs import token_logprobs
 from alignment.training.losses import group_relative_loss
 from alignment.training.masked import masked_mean
+from alignment.training.monitors import KLBudget
 from alignment.training.policy import load_trainable, resolve_base, save_policy
 from alignment.training.reference import cached_reference, fingerprint, sample_token_logps
 from alignment.training.runtime import (
@@ -123,7 +124,8 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
     model, optimizer = run.accelerator.prepare(model, optimizer)
 
     run.start(total, initial=state.get("step", 0))
-    step, last, tokens, warned = state.get("step", 0), {}, 0, False
+    step, last, tokens = state.get("step", 0), {}, 0
+    budget = KLBudget(config.kl_budget, config.stop_on_kl_budget, "lower --lr or raise --kl-coef")
     while step < total and not run.over_budget():
         indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed), run.rank, run.world)
         chunk = [samples[i] for i in indices]
@@ -144,13 +146,8 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
         last = dict(zip(["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs", "grad_norm"], values,
                         strict=True))
         run.log({"step": step, **last}, loss=last["loss"], kl=last["kl"])
-        if config.kl_budget is not None and last["kl"] > config.kl_budget:
-            if not warned:
-                log.warning("KL to the reference is %.3f per token, over the budget %.3f: the policy is drifting; "
-                            "lower --lr or raise --kl-coef", last["kl"], config.kl_budget)
-                warned = True
-            if config.stop_on_kl_budget:
-                break
+        if budget.over(last["kl"]):
+            break
         if step % config.save_every == 0 and step < total:
             run.save(model, optimizer, {"step": step})
     run.save(model, optimizer, {"step": step})
@@ -160,5 +157,5 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
         {"trainer": "grpo", "steps": step, "samples": len(samples), "groups": len(groups),
          "config": config.model_dump(mode="json")}))
     result = run.result(step, step < planned, last, tokens=tokens * run.world)
-    result.notes.update({"groups": len(groups), "samples": len(samples), "kl_budget_passed": warned})
+    result.notes.update({"groups": len(groups), "samples": len(samples), "kl_budget_passed": budget.passed})
     return result

@@ -21,6 +21,7 @@ from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
 from alignment.training.config import OfflineTrainConfig
 from alignment.training.logprobs import token_logprobs
 from alignment.training.masked import masked_mean
+from alignment.training.monitors import drift_probe
 from alignment.training.policy import load_trainable, save_policy
 from alignment.training.runtime import (
     TrainingRun,
@@ -103,6 +104,8 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
     run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed}
     state = run.resume(model, optimizer, run_key)
+    model.to(run.device)
+    probe = drift_probe(config, samples, model, pad_id, run, bool(state))
     model.train()
     model, optimizer = run.accelerator.prepare(model, optimizer)
 
@@ -120,12 +123,15 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         tokens += int(batch.attention_mask.sum())
         stats = run.accelerator.reduce(torch.stack([loss.detach(), grad_norm]), "mean").tolist()
         last = {"loss": stats[0], "grad_norm": stats[1]}
+        last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
         run.log({"step": step, **last, "tokens": int(mask.sum())}, loss=last["loss"])
+        if probe.stop:
+            break
         if step % config.save_every == 0 and step < total:
             run.save(model, optimizer, {"step": step})
     run.save(model, optimizer, {"step": step})
     unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "grad_norm"], save=lambda: save_policy(
+    run.finish(["loss", "grad_norm", "kl", "entropy"], save=lambda: save_policy(
         unwrapped, tokenizer, config.out_dir,
         {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")}))
     return run.result(step, step < planned, last, tokens=tokens * run.world)

@@ -47,3 +47,22 @@ def test_sft_lowers_nll_of_best_and_ignores_observations(tmp_path, tiny_model_di
     assert logp(after, 8) > logp(before, 8) + 1.0  # generated "2000" after the observation
     gain_obs = logp(after, 7) - logp(before, 7)  # the observation token "301"
     assert gain_obs < (logp(after, 8) - logp(before, 8)) / 2
+
+
+def test_sft_logs_drift_from_its_reference_and_stops_on_the_kl_budget(tmp_path, tiny_model_dir):
+    best = [two_step_trajectory([2000, 2001], [300, 301]), two_step_trajectory([2002, 2003], [300, 302])]
+    out = tmp_path / "sft"
+    train_sft(SFTConfig(out_dir=out, base=str(tiny_model_dir), learning_rate=3e-3, batch_size=2, epochs=4,
+                        monitor_every=2, seed=0, show_progress=False), trajectories=best)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    probed = [r for r in records if "kl" in r]
+    assert [r["step"] for r in probed] == [2, 4]  # every 2 steps, the last included
+    assert 0 < probed[0]["kl"] < probed[1]["kl"]  # training moves the policy away, further each step
+    assert all(r["entropy"] > 0 for r in probed)
+
+    # A budget below the first measured KL stops training there (and still saves the model).
+    stopped = tmp_path / "stopped"
+    result = train_sft(SFTConfig(out_dir=stopped, base=str(tiny_model_dir), learning_rate=3e-3, batch_size=2,
+                                 epochs=4, monitor_every=2, kl_budget=probed[0]["kl"] / 2, stop_on_kl_budget=True,
+                                 seed=0, show_progress=False), trajectories=best)
+    assert result.steps == 2 and (stopped / "config.json").is_file()
