@@ -286,3 +286,18 @@ def test_a_bad_environment_value_warns_and_runs_untraced():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("finished") and done.stdout.strip().endswith("[]")
     assert "tracing stays off" in done.stderr and "zipkin" in done.stderr
+
+
+def test_environment_value_1_uses_the_global_provider_the_app_set():
+    app = ("from opentelemetry import trace\n"
+           "from opentelemetry.sdk.trace import TracerProvider\n"
+           "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+           "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+           "exporter = InMemorySpanExporter(); provider = TracerProvider()\n"
+           "provider.add_span_processor(SimpleSpanProcessor(exporter)); trace.set_tracer_provider(provider)\n")
+    done = _python(app + RUN + "print(sorted(s.name for s in exporter.get_finished_spans()))\n", RANKACT_OTEL="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str(sorted(
+        ["invoke_agent rankact", "react_step", "react_step", "chat scripted", "chat scripted",
+         "execute_tool calculator"]))
+    assert "{" not in done.stderr  # nothing went to a console exporter of rankact's own
