@@ -19,6 +19,7 @@ Needs the `otel` extra (`pip install 'rankact[otel]'`; OTLP also the exporter pa
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from collections.abc import Generator
 from typing import IO, Any
@@ -32,6 +33,7 @@ _ON = {"1", "true", "on", "yes"}
 
 _tracer: Any = None  # an opentelemetry Tracer while tracing is on
 _env_seen: str | None = None  # the RANKACT_OTEL value already acted on (set up, or warned about)
+_env_lock = threading.Lock()  # runs starting together in several threads set up the SDK once
 
 
 def instrument(tracer_provider: Any = None) -> None:
@@ -98,9 +100,11 @@ def _current_tracer() -> Any:
     value = os.environ.get(ENV, "")
     if value.strip().lower() in _OFF or value == _env_seen:
         return None
-    _env_seen = value
-    try:
-        configure(value)
-    except TracingError as exc:
-        warnings.warn(f"{ENV}={value!r}: tracing stays off: {exc}", RuntimeWarning, stacklevel=3)
+    with _env_lock:
+        if value != _env_seen:
+            _env_seen = value
+            try:
+                configure(value)
+            except TracingError as exc:
+                warnings.warn(f"{ENV}={value!r}: tracing stays off: {exc}", RuntimeWarning, stacklevel=4)
     return _tracer
