@@ -7,6 +7,8 @@ line prints any of them as one line (`error: ...`, exit status 2), never a trace
     ├── ParseError            model output that is not a valid ReAct step (agent.parser; the
     │                         loop turns it into an observation with a hint)
     ├── AgentSetupError       a bad index folder, a tool that is not available (agent.build)
+    ├── TracingError          tracing asked for but not possible: unknown exporter, the otel
+    │                         extra not installed (agent.tracing)
     └── ...                   the layers above add their branches (task files, the store,
                               pair files, datasets, the demo, command-line values), each
                               drawn in that layer's own errors module
@@ -40,6 +42,10 @@ class ModelLoadError(RankactError):
 
 class BackendError(RankactError):
     """A backend failed to produce a completion (HTTP error, unreachable server, ...)."""
+
+
+class TracingError(RankactError):
+    """OpenTelemetry tracing was asked for but cannot be set up (agent.tracing)."""
 
 
 def user_errors() -> tuple[type[Exception], ...]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import re
 import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent import events as ev
+from agent import tracing
+from agent.citations import select_citations
 from agent.errors import RankactError
 from agent.guided import Continue, GuidedConfig, GuidedDecoder, Score, answer, received, supports_guidance
 from agent.llm import LLM, Completion, GenerationConfig
@@ -39,7 +40,7 @@ from agent.prompt import (
     render_step,
     system_prompt,
 )
-from agent.trajectory import Citation, ModelRef, Segment, Step, StepError, ToolRef, Trajectory
+from agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
 
 MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
@@ -97,25 +98,6 @@ def _error_kind(exc: Exception) -> str:
     if isinstance(exc, ToolTimeoutError | TimeoutError | concurrent.futures.TimeoutError):
         return "timeout"
     return "tool"
-
-
-def _select_citations(answer: str | None, results: list[Any]) -> list[Citation]:
-    """Citations whose [n] the answer cites (latest tool result first), else all of them."""
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer or "")}
-    picked: list[Any] = []
-    for result in reversed(results):
-        for n in sorted(cited):
-            if 1 <= n <= len(result.citations) and f"[{n}]" in result.text:
-                picked.append(result.citations[n - 1])
-        if picked:
-            break
-    chosen = picked or [c for r in results for c in r.citations]
-    out, seen = [], set()
-    for c in chosen:
-        if c.chunk_id not in seen:
-            seen.add(c.chunk_id)
-            out.append(Citation(chunk_id=c.chunk_id, source=c.source, title=c.title))
-    return out
 
 
 class Agent:
@@ -280,11 +262,17 @@ class Agent:
             return _LLMOutcome(failure=str(exc), raw=decoder.step_text)
 
     def core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
+        """One run as the generator of requests and events every driver shares (traced if on)."""
+        trajectory_id = new_id()  # known before the first step, so every span can carry it
+        return tracing.traced(self._core(question, sampling, trajectory_id), self, trajectory_id)
+
+    def _core(self, question: str, sampling: GenerationConfig, trajectory_id: str) -> Generator[Any, Any, None]:
         started = time.perf_counter()
         tools = {t.name: t for t in self.tools}
         names = list(tools)
         info = self.llm.info
         traj = Trajectory(
+            id=trajectory_id,
             question=question,
             model=ModelRef(backend=info.backend, name=info.name, revision=info.revision),
             prompt_version=PROMPT_VERSION,
@@ -419,7 +407,7 @@ class Agent:
             step.seconds = time.perf_counter() - step_started
 
         traj.status = status
-        traj.citations = _select_citations(traj.final_answer, results) if traj.final_answer else []
+        traj.citations = select_citations(traj.final_answer, results) if traj.final_answer else []
         usage.seconds = time.perf_counter() - started
         yield ev.Done(status=status, trajectory=traj)
 

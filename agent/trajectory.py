@@ -78,7 +78,7 @@ class Usage(BaseModel):
     tool_seconds: float = 0.0
 
 
-def _new_id() -> str:
+def new_id() -> str:
     return uuid.uuid4().hex
 
 
@@ -87,7 +87,7 @@ def _now() -> datetime:
 
 
 class Trajectory(BaseModel):
-    id: str = Field(default_factory=_new_id)
+    id: str = Field(default_factory=new_id)
     question: str
     created_at: datetime = Field(default_factory=_now)
     model: ModelRef

@@ -6,7 +6,7 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, Engine, Model
+from alignment.cli.options import ApiKey, Engine, Model, Trace
 
 app = typer.Typer(add_completion=False)
 
@@ -26,6 +26,7 @@ def ask(
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
     api_key: ApiKey = None,
     engine: Engine = "torch",
+    trace: Trace = None,
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
     from agent.build import build_agent, load_index
@@ -33,6 +34,10 @@ def ask(
     from alignment.cli.quiet import quiet_libraries
 
     quiet_libraries()
+    if trace:  # before the model: a bad value or a missing package fails fast
+        from agent import tracing
+
+        tracing.configure(trace)
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
     kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
     llm = load_llm(model, engine=engine, **kwargs)

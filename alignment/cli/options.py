@@ -23,3 +23,8 @@ ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="RANKACT_API_KEY
 # Trajectories advanced together in lockstep (agent.batch): the speed of collect, eval and PPO.
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1,
                                         help="trajectories decoded together (1: one at a time)")]
+
+# OpenTelemetry spans of every agent run (agent.tracing); RANKACT_OTEL sets it for every command.
+Trace = Annotated[str | None, typer.Option("--trace", envvar="RANKACT_OTEL", show_envvar=True,
+                                           help="OpenTelemetry spans of each run: console (JSON lines on "
+                                           "stderr) | otlp (to OTEL_EXPORTER_OTLP_ENDPOINT); needs rankact[otel]")]

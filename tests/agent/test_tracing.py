@@ -1,0 +1,303 @@
+"""OpenTelemetry traces (agent.tracing): the span tree and GenAI attributes of sequential, async
+and lockstep-batched runs, errors on the right spans, and nothing imported when tracing is off."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("opentelemetry.sdk")
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+
+from agent import tracing
+from agent.batch import Job, run_batch
+from agent.build import build_agent
+from agent.errors import TracingError
+from agent.llm import Completion, ModelInfo
+from agent.llm.scripted import ScriptedLLM
+
+ROOT = Path(__file__).resolve().parents[2]
+TID = "rankact.trajectory.id"
+LLM_OPS = {"chat", "text_completion"}
+
+
+@pytest.fixture
+def provider():
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.instrument(provider)
+    yield provider, exporter
+    tracing.uninstrument()
+
+
+def _op(span) -> str:
+    return span.attributes.get("gen_ai.operation.name", "")
+
+
+def _trees(spans) -> dict[str, list]:
+    """Spans grouped by the run (invoke_agent) they descend from, keyed by trajectory id;
+    checks on the way that every span's parent chain reaches its run's root."""
+    by_id = {s.context.span_id: s for s in spans}
+    trees: dict[str, list] = defaultdict(list)
+    for span in spans:
+        root = span
+        while _op(root) != "invoke_agent":
+            assert root.parent is not None and root.parent.span_id in by_id, f"{span.name} has no run above it"
+            root = by_id[root.parent.span_id]
+        assert span.context.trace_id == root.context.trace_id
+        assert span.attributes[TID] == root.attributes[TID]  # the trajectory id on every span
+        trees[root.attributes[TID]].append(span)
+    return trees
+
+
+def _check_tree(spans, trajectory) -> None:
+    """The shape of one run's tree against its trajectory."""
+    by_id = {s.context.span_id: s for s in spans}
+    [run] = [s for s in spans if _op(s) == "invoke_agent"]
+    steps = [s for s in spans if s.name == "react_step"]
+    calls = [s for s in spans if _op(s) in LLM_OPS]
+    tools = [s for s in spans if _op(s) == "execute_tool"]
+    assert len(spans) == 1 + len(steps) + len(calls) + len(tools)
+    assert all(by_id[s.parent.span_id] is run for s in steps)
+    assert all(by_id[s.parent.span_id].name == "react_step" for s in calls + tools)
+    assert sorted(s.attributes["rankact.step.index"] for s in steps) == [s.index for s in trajectory.steps]
+    assert len(calls) == trajectory.usage.llm_calls
+    # Token usage per call adds up to the trajectory's own count.
+    assert sum(s.attributes["gen_ai.usage.input_tokens"] for s in calls) == trajectory.usage.prompt_tokens
+    assert sum(s.attributes["gen_ai.usage.output_tokens"] for s in calls) == trajectory.usage.completion_tokens
+    assert run.attributes["rankact.trajectory.status"] == trajectory.status
+    assert run.attributes["gen_ai.request.model"] == trajectory.model.name
+    for call in calls:
+        assert call.name == f"{_op(call)} {trajectory.model.name}"
+        assert call.attributes["gen_ai.request.model"] == trajectory.model.name
+        assert call.attributes["gen_ai.provider.name"] == trajectory.model.backend
+    for step in steps:  # every span lies within its parent's time
+        assert run.start_time <= step.start_time <= step.end_time <= run.end_time
+
+
+def test_a_run_with_a_parse_error_and_tool_calls(provider):
+    _, exporter = provider
+    agent = build_agent(ScriptedLLM([
+        "I am not following the format",
+        'Thought: divide\nAction: calculator\nAction Input: {"expression": "1/0"}',
+        'Thought: multiply\nAction: calculator\nAction Input: {"expression": "6*7"}',
+        "Thought: done\nFinal Answer: 42",
+    ]))
+    trajectory = agent.run("What is 6*7?")
+    assert trajectory.status == "finished"
+    spans = exporter.get_finished_spans()
+    [tree] = _trees(spans).values()
+    _check_tree(tree, trajectory)
+    [run] = [s for s in spans if _op(s) == "invoke_agent"]
+    assert run.name == "invoke_agent rankact" and run.parent is None
+    assert run.attributes[TID] == trajectory.id
+    assert run.attributes["gen_ai.agent.name"] == "rankact"
+    assert run.status.status_code is StatusCode.UNSET
+    steps = sorted((s for s in spans if s.name == "react_step"), key=lambda s: s.attributes["rankact.step.index"])
+    assert [s.status.status_code for s in steps] == [StatusCode.ERROR, StatusCode.ERROR, StatusCode.UNSET,
+                                                     StatusCode.UNSET]
+    # The parse error: on its step, as an exception event.
+    assert steps[0].attributes["error.type"] == "parse"
+    [event] = steps[0].events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ParseError"
+    assert event.attributes["exception.message"] == trajectory.steps[0].error.message
+    # The tool calls: two, the first failing with the tool's own exception.
+    tools = sorted((s for s in spans if _op(s) == "execute_tool"), key=lambda s: s.start_time)
+    assert [s.name for s in tools] == ["execute_tool calculator"] * 2
+    assert [t.attributes["gen_ai.tool.call.id"] for t in tools] == [f"{trajectory.id}-1", f"{trajectory.id}-2"]
+    assert all(t.attributes["gen_ai.tool.name"] == "calculator" for t in tools)
+    assert tools[0].status.status_code is StatusCode.ERROR
+    assert tools[0].attributes["error.type"] == "CalculatorError"
+    assert tools[0].events[0].attributes["exception.type"].endswith("CalculatorError")
+    assert tools[1].status.status_code is StatusCode.UNSET and not tools[1].events
+    chats = [s for s in spans if _op(s) == "chat"]
+    assert len(chats) == 4 and all(c.attributes["gen_ai.response.finish_reasons"] == ("stop",) for c in chats)
+    assert "gen_ai.tool.call.arguments" not in tools[1].attributes  # content is opt-in
+
+
+def test_tool_content_is_recorded_only_when_asked(provider, monkeypatch):
+    _, exporter = provider
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    agent = build_agent(ScriptedLLM(['Action: calculator\nAction Input: {"expression": "6*7"}', "Final Answer: 42"]))
+    agent.run("6*7?")
+    [tool] = [s for s in exporter.get_finished_spans() if _op(s) == "execute_tool"]
+    assert json.loads(tool.attributes["gen_ai.tool.call.arguments"]) == {"expression": "6*7"}
+    assert tool.attributes["gen_ai.tool.call.result"] == "42"
+
+
+def test_a_backend_failure_marks_the_call_the_step_and_the_run(provider):
+    _, exporter = provider
+    agent = build_agent(ScriptedLLM(['Action: calculator\nAction Input: {"expression": "6*7"}']))
+    trajectory = agent.run("6*7?")
+    assert trajectory.status == "error"
+    spans = exporter.get_finished_spans()
+    failed = [s for s in spans if s.status.status_code is StatusCode.ERROR]
+    assert sorted(s.name for s in failed) == ["chat scripted", "invoke_agent rankact", "react_step"]
+    [chat] = [s for s in failed if _op(s) == "chat"]
+    assert chat.attributes["error.type"] == "BackendError" and "exhausted" in chat.status.description
+    assert chat.events[0].name == "exception"
+    [run] = [s for s in failed if _op(s) == "invoke_agent"]
+    assert "exhausted" in run.status.description
+
+
+def test_async_run_nests_under_the_callers_span(provider):
+    tp, exporter = provider
+    agent = build_agent(ScriptedLLM(['Action: calculator\nAction Input: {"expression": "2+2"}', "Final Answer: 4"]))
+    with tp.get_tracer("app").start_as_current_span("handle request") as request:
+        trajectory = asyncio.run(agent.arun("2+2?"))
+    spans = exporter.get_finished_spans()
+    [run] = [s for s in spans if _op(s) == "invoke_agent"]
+    assert run.parent.span_id == request.get_span_context().span_id
+    _check_tree(_trees([s for s in spans if s.name != "handle request"])[trajectory.id], trajectory)
+
+
+class EchoLLM:
+    """A served-model double that several trajectories can share: each reply depends only on
+    its own conversation (one calculator call, then the answer), so lockstep runs interleave."""
+
+    def __init__(self):
+        self.info = ModelInfo(backend="openai", name="echo")
+
+    def generate(self, messages, config):
+        expression = re.search(r"compute (\S+)", messages[1].content).group(1)
+        if len(messages) <= 2:
+            text = f'Action: calculator\nAction Input: {{"expression": "{expression}"}}'
+        else:
+            text = f"Final Answer: {messages[-1].content.split('Observation:')[-1].strip()}"
+        return Completion(text=text, finish_reason="stop", prompt_tokens=10 * len(messages),
+                          completion_tokens=len(text.split()))
+
+
+def test_batched_runs_each_get_their_own_tree_under_the_callers_span(provider):
+    tp, exporter = provider
+    agent = build_agent(EchoLLM())
+    questions = ["1+1", "2*3", "10-4", "7*6"]
+    with tp.get_tracer("app").start_as_current_span("collect") as collect:
+        results = run_batch([Job(agent, f"Please compute {q}") for q in questions], batch_size=4, threads=4)
+    assert [t.final_answer for t in results] == ["2", "6", "6", "42"]
+    spans = [s for s in exporter.get_finished_spans() if s.name != "collect"]
+    trees = _trees(spans)
+    assert set(trees) == {t.id for t in results}
+    for trajectory in results:
+        _check_tree(trees[trajectory.id], trajectory)
+    runs = [s for s in spans if _op(s) == "invoke_agent"]
+    assert all(r.parent.span_id == collect.get_span_context().span_id for r in runs)
+    # Lockstep: the runs overlap in time, yet no span landed in another run's tree.
+    assert max(r.start_time for r in runs) < min(r.end_time for r in runs)
+    llm_spans = [s for s in spans if _op(s) == "chat"]
+    assert all(s.kind.name == "CLIENT" for s in llm_spans)  # a served model: a client call
+
+
+def test_guided_lockstep_batch_traces_every_primitive(provider, tiny_model_dir):
+    from agent.guided import GuidedConfig
+    from agent.llm.local import TransformersLLM
+
+    _, exporter = provider
+    agent = build_agent(TransformersLLM(tiny_model_dir), max_steps=1,
+                        guided_config=GuidedConfig(thought_max_tokens=4, input_max_tokens=4, answer_max_tokens=4))
+    results = run_batch([Job(agent, q) for q in ["What is 2+2?", "Who wrote Hamlet?"]],
+                        batch_size=2)
+    trees = _trees(exporter.get_finished_spans())
+    assert set(trees) == {t.id for t in results}
+    for trajectory in results:
+        tree = trees[trajectory.id]
+        _check_tree(tree, trajectory)
+        primitives = {s.attributes["rankact.llm.primitive"] for s in tree if _op(s) == "text_completion"}
+        assert primitives <= {"continue", "score"} and "continue" in primitives
+        assert all(s.kind.name == "INTERNAL" for s in tree)  # an in-process model
+
+
+def test_attribute_names_are_the_semantic_conventions(provider):
+    gen_ai = pytest.importorskip("opentelemetry.semconv._incubating.attributes.gen_ai_attributes")
+    _, exporter = provider
+    build_agent(ScriptedLLM(['Action: calculator\nAction Input: {"expression": "1/0"}', "Final Answer: x"])).run("q")
+    used = {k for s in exporter.get_finished_spans() for k in s.attributes if k.startswith("gen_ai.")}
+    known = {v for k, v in vars(gen_ai).items() if k.startswith("GEN_AI_") and isinstance(v, str)}
+    assert used <= known and {"gen_ai.tool.call.id", "gen_ai.usage.input_tokens"} <= used
+
+
+def test_uninstrument_stops_tracing(provider):
+    _, exporter = provider
+    tracing.uninstrument()
+    build_agent(ScriptedLLM(["Final Answer: 1"])).run("q")
+    assert not tracing.is_on() and exporter.get_finished_spans() == ()
+
+
+def test_a_stream_stopped_early_still_ends_its_spans(provider):
+    _, exporter = provider
+    agent = build_agent(ScriptedLLM(['Action: calculator\nAction Input: {"expression": "2+2"}', "Final Answer: 4"]))
+    stream = agent.stream("2+2?")
+    next(stream)  # the first StepStart, then the caller walks away
+    stream.close()
+    names = sorted(s.name for s in exporter.get_finished_spans())
+    assert names == ["invoke_agent rankact", "react_step"]
+
+
+def test_bad_exporter_names_are_user_errors():
+    with pytest.raises(TracingError, match="unknown trace exporter 'jaeger'"):
+        tracing.configure("jaeger")
+
+
+# ---- the process-wide switches, each in a fresh interpreter ---------------------------------
+RUN = ("from agent.build import build_agent; from agent.llm.scripted import ScriptedLLM; import sys\n"
+       "t = build_agent(ScriptedLLM(['Action: calculator\\nAction Input: {\"expression\": \"6*7\"}', "
+       "'Final Answer: 42'])).run('q')\n"
+       "print(t.status, t.id, sorted(m for m in sys.modules if m.startswith('opentelemetry')))\n")
+
+
+def _python(code: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != tracing.ENV and not k.startswith("OTEL_")}
+    return subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_off_imports_nothing():
+    done = _python(RUN)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 2)[0] == "finished" and done.stdout.strip().endswith("[]")
+
+
+def test_environment_variable_prints_spans_as_json_lines():
+    done = _python(RUN, RANKACT_OTEL="console", OTEL_SERVICE_NAME="my-app")
+    assert done.returncode == 0, done.stderr
+    trajectory_id = done.stdout.split()[1]
+    spans = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
+    assert sorted(s["name"] for s in spans) == sorted(
+        ["invoke_agent rankact", "react_step", "react_step", "chat scripted", "chat scripted",
+         "execute_tool calculator"])
+    assert all(s["attributes"][TID] == trajectory_id for s in spans)
+    assert all(s["resource"]["attributes"]["service.name"] == "my-app" for s in spans)
+
+
+def test_a_bad_environment_value_warns_and_runs_untraced():
+    done = _python(RUN, RANKACT_OTEL="zipkin")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("finished") and done.stdout.strip().endswith("[]")
+    assert "tracing stays off" in done.stderr and "zipkin" in done.stderr
+
+
+def test_environment_value_1_uses_the_global_provider_the_app_set():
+    app = ("from opentelemetry import trace\n"
+           "from opentelemetry.sdk.trace import TracerProvider\n"
+           "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+           "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+           "exporter = InMemorySpanExporter(); provider = TracerProvider()\n"
+           "provider.add_span_processor(SimpleSpanProcessor(exporter)); trace.set_tracer_provider(provider)\n")
+    done = _python(app + RUN + "print(sorted(s.name for s in exporter.get_finished_spans()))\n", RANKACT_OTEL="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == str(sorted(
+        ["invoke_agent rankact", "react_step", "react_step", "chat scripted", "chat scripted",
+         "execute_tool calculator"]))
+    assert "{" not in done.stderr  # nothing went to a console exporter of rankact's own
