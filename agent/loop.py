@@ -39,6 +39,7 @@ from agent.prompt import (
     render_step,
     system_prompt,
 )
+from agent.token_decoder import TokenDecoder, exact_tokens
 from agent.trajectory import Citation, ModelRef, Segment, Step, StepError, ToolRef, Trajectory
 
 MAX_OBSERVATION_CHARS = 2000
@@ -55,6 +56,7 @@ class Chat:
 
     messages: list
     config: GenerationConfig
+    tools: list[dict] | None = None  # native tool calling: the tools' schemas sent with the request
 
 
 LLM_REQUESTS = (Continue, Score, Chat)
@@ -64,6 +66,15 @@ LLM_REQUESTS = (Continue, Score, Chat)
 class ToolCall:
     tool: Any
     args: Any
+
+
+class ToolCalls(ToolCall):
+    """Request: the calls of one native turn, run concurrently; answered with one result per
+    call (a ToolResult or the exception it ended with). Drivers treat it as a `ToolCall`."""
+
+    def __init__(self, calls: Sequence[ToolCall]) -> None:
+        super().__init__(tool=None, args=None)
+        self.calls = list(calls)
 
 
 @dataclass
@@ -135,6 +146,7 @@ class Agent:
         generation: GenerationConfig | None = None,
         tool_timeout: float | None = None,
         guided_config: GuidedConfig | None = None,
+        format: str = "react",
     ) -> None:
         if max_steps < 1 or max_parse_errors < 1 or loop_limit < 2:
             raise ValueError("max_steps and max_parse_errors must be >= 1, loop_limit >= 2")
@@ -148,6 +160,9 @@ class Agent:
         if guided and not can_guide:
             raise ValueError("guided decoding needs a local backend (continue_ids / score_continuations)")
         self.guided = can_guide if guided is None else guided
+        if format not in ("react", "native") or format == "native" and self.guided:
+            raise ValueError("format is 'react' or 'native' (native: served models, not guided decoding)")
+        self.format = format  # "native": the server's tool calls (`agent.native_tools`)
         self.max_parse_errors = max_parse_errors
         self.loop_limit = loop_limit
         self.forced_final_answer = forced_final_answer
@@ -211,13 +226,19 @@ class Agent:
         """Carry out one LLM request; a failure is returned (and raised inside the core)."""
         try:
             if isinstance(request, Chat):
-                return self.llm.generate(request.messages, request.config)
+                tools = {"tools": request.tools} if request.tools is not None else {}
+                return self.llm.generate(request.messages, request.config, **tools)
             return answer(self.llm, request)
         except Exception as exc:  # noqa: BLE001 - the core decides what a failure means
             return exc
 
     def call_tool(self, call: ToolCall) -> Any:
-        """A ToolResult, or the exception the call ended with."""
+        """A ToolResult, or the exception the call ended with (a list of them for `ToolCalls`)."""
+        if isinstance(call, ToolCalls):
+            if len(call.calls) <= 1:
+                return [self.call_tool(c) for c in call.calls]
+            with concurrent.futures.ThreadPoolExecutor(len(call.calls), thread_name_prefix="rankact-tools") as pool:
+                return list(pool.map(self.call_tool, call.calls))
         try:
             if self.tool_timeout is None:
                 return call.tool.invoke(call.args)
@@ -238,6 +259,8 @@ class Agent:
             return exc
 
     async def _acall_tool(self, call: ToolCall) -> Any:
+        if isinstance(call, ToolCalls):
+            return list(await asyncio.gather(*(self._acall_tool(c) for c in call.calls)))
         try:
             if self.tool_timeout is None:
                 return await call.tool.ainvoke(call.args)
@@ -280,6 +303,11 @@ class Agent:
             return _LLMOutcome(failure=str(exc), raw=decoder.step_text)
 
     def core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
+        if self.format == "native":
+            from agent.native_tools import native_core
+
+            yield from native_core(self, question, sampling)
+            return
         started = time.perf_counter()
         tools = {t.name: t for t in self.tools}
         names = list(tools)
@@ -296,8 +324,10 @@ class Agent:
         system = system_prompt(self.tools, self.system_prompt_template)
         turns: list[tuple[str, str]] = []  # unguided: (clean step, observation) pairs
         decoder: GuidedDecoder | None = None
-        if self.guided:
-            decoder = GuidedDecoder(self.llm, self.tools, sampling=sampling, config=self.guided_config)
+        if self.guided or exact_tokens(self.llm):  # one growing token sequence
+            decoder = (GuidedDecoder(self.llm, self.tools, sampling=sampling, config=self.guided_config)
+                       if self.guided else TokenDecoder(self.llm, sampling=sampling, generation=self.generation,
+                                                   tools=self.tools))
             decoder.start(build_messages(system, question, []))
             traj.segments = decoder.segments  # the decoder appends to the trajectory's list
         results: list[Any] = []  # ToolResults, for citations
@@ -419,6 +449,8 @@ class Agent:
             step.seconds = time.perf_counter() - step_started
 
         traj.status = status
+        traj.exact_token_ids = decoder is not None or (
+            len(traj.steps) <= 1 and all(s.token_ids is not None for s in traj.segments))
         traj.citations = _select_citations(traj.final_answer, results) if traj.final_answer else []
         usage.seconds = time.perf_counter() - started
         yield ev.Done(status=status, trajectory=traj)

@@ -23,3 +23,24 @@ ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="RANKACT_API_KEY
 # Trajectories advanced together in lockstep (agent.batch): the speed of collect, eval and PPO.
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1,
                                         help="trajectories decoded together (1: one at a time)")]
+
+# Served models: how the agent calls tools, and token-in/token-out (agent.build, agent.llm.token_io).
+Format = Annotated[str, typer.Option("--format", help="auto (native for OpenAI-compatible servers, react for the "
+                                     "rest) | react (Thought/Action text) | native (the server's tool calls)")]
+Tokenizer = Annotated[str | None, typer.Option(
+    "--tokenizer", help="servers: the served model's tokenizer (a folder, 'default', or a cached hub name): "
+    "token ids in and out, so trajectories train exactly")]
+TokenApi = Annotated[str, typer.Option("--token-api", help="with --tokenizer: auto | vllm | llamacpp")]
+
+
+def served_options(model: str, api_key: str | None = None, tokenizer: str | None = None,
+                   token_api: str = "auto") -> dict:
+    """`load_llm` keywords for an HTTP model (none for local and scripted ones)."""
+    if not model.startswith(("http://", "https://")):
+        if tokenizer is not None:
+            from alignment.errors import CommandError
+
+            raise CommandError("--tokenizer is for served models (--model http://HOST/v1); a local model "
+                               "already records its token ids")
+        return {}
+    return {"api_key": api_key, "tokenizer": tokenizer, "token_api": token_api}
