@@ -170,8 +170,8 @@ def native_core(agent: Agent, question: str, sampling: Any) -> Generator[Any, An
                     break
                 continue
             step.final_answer = traj.final_answer = answer
-            if thought:
-                yield ev.Thought(index=step.index, text=thought)
+            if step.thought:
+                yield ev.Thought(index=step.index, text=step.thought)
             yield ev.FinalAnswer(index=step.index, text=answer, forced=forced)
             status = status if forced else "finished"
             break

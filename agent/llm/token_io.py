@@ -50,6 +50,8 @@ def load_tokenizer(spec: str | Path):
         from agent.llm.model_files import default_model_dir
 
         spec = default_model_dir()
+    elif ("/" in str(spec) or str(spec).startswith(".")) and not Path(spec).expanduser().exists():
+        raise ModelLoadError(f"tokenizer folder not found: {spec} (a model folder, 'default', or a cached hub name)")
     try:
         return AutoTokenizer.from_pretrained(str(spec), local_files_only=True)
     except Exception as exc:  # noqa: BLE001 - missing folder, no tokenizer files, not cached
