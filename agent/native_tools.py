@@ -60,7 +60,7 @@ def supports_native(llm: Any) -> bool:
 def _answer_text(text: str) -> str:
     """The reply as an answer; a model trained on ReAct may still write 'Final Answer:'."""
     text = text.strip()
-    head, sep, tail = text.rpartition("Final Answer:")
+    _head, sep, tail = text.rpartition("Final Answer:")
     return tail.strip() if sep else text
 
 

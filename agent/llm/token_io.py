@@ -83,7 +83,7 @@ class ServedTokensLLM(ChatTokenizer):
     def root(self) -> str:
         """The server root (llama.cpp's native endpoints live beside /v1)."""
         base = self.http.base_url
-        return base[: -len("/v1")] if base.endswith("/v1") else base
+        return base.removesuffix("/v1")
 
     def close(self) -> None:
         self.http.close()

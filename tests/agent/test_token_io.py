@@ -59,7 +59,7 @@ def test_each_turn_the_trainer_sees_exactly_the_servers_ids(tokenizer, api):
 
 @pytest.mark.parametrize("api", ["vllm", "llamacpp"])
 def test_the_end_of_turn_token_sits_between_a_reply_and_the_next_observation(tokenizer, api):
-    stub, trajectory = _run(tokenizer, api, [ACT, ANSWER])
+    _stub, trajectory = _run(tokenizer, api, [ACT, ANSWER])
     eot = tokenizer.convert_tokens_to_ids("<|im_end|>")
     first, observation = trajectory.segments[1], trajectory.segments[2]
     assert observation.role == "observation"
