@@ -18,7 +18,12 @@ from typing import Any
 from agent.errors import RankactError
 from agent.loop import DEFAULT_MAX_STEPS, Agent
 
-__all__ = ["DEFAULT_MAX_STEPS", "AgentSetupError", "build_agent", "load_index", "make_tools"]
+__all__ = ["DEFAULT_MAX_STEPS", "FORMATS", "AgentSetupError", "agent_format", "build_agent", "load_index",
+           "make_tools"]
+
+# The agent's tool-calling format: "react" (Thought/Action text, every backend), "native" (the
+# server's own tool calls, OpenAI-compatible chat servers), "auto" (native where declared).
+FORMATS = ("auto", "react", "native")
 
 
 class AgentSetupError(RankactError):
@@ -67,6 +72,22 @@ def make_tools(names: Sequence[str | Any] | None = None, retriever: Any = None, 
     return tools
 
 
+def agent_format(llm: Any, format: str = "auto") -> str:
+    """"react" or "native" for this backend: native where the backend declares native tool
+    calling (`native_tools`: OpenAI-compatible chat servers), text ReAct for the rest (local,
+    guided, scripted, and servers driven with token ids)."""
+    from agent.native_tools import supports_native
+
+    if format not in FORMATS:
+        raise AgentSetupError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
+    if format == "native" and not supports_native(llm):
+        raise AgentSetupError("--format native needs an OpenAI-compatible chat server (--model http://.../v1, "
+                              "without --tokenizer); this backend runs the text ReAct format (--format react)")
+    if format == "auto":
+        return "native" if supports_native(llm) else "react"
+    return format
+
+
 def build_agent(
     llm: Any,
     *,
@@ -76,15 +97,19 @@ def build_agent(
     max_steps: int = DEFAULT_MAX_STEPS,
     search_k: int = 3,
     search_mode: str = "hybrid",
+    format: str = "auto",
     **agent_options: Any,
 ) -> Agent:
     """An `Agent` over `llm` with `tools` (names or Tool objects; None: every available tool).
     `index` is an index folder (loaded here) or pass a loaded `retriever`. Other options go to
     `Agent` (guided, generation, tool_timeout, ...); guided decoding is on where the backend
-    allows it unless `guided=False`."""
+    allows it unless `guided=False`. `format` is `agent_format`'s (native: no guided decoding)."""
     if index is not None and retriever is None:
         retriever = load_index(index)
     chosen = make_tools(tools, retriever, search_k=search_k, search_mode=search_mode)
+    agent_options["format"] = agent_format(llm, format)
+    if agent_options["format"] == "native":
+        agent_options["guided"] = False
     if agent_options.get("guided"):
         from agent.guided import supports_guidance
 

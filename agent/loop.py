@@ -40,6 +40,7 @@ from agent.prompt import (
     render_step,
     system_prompt,
 )
+from agent.token_decoder import TokenDecoder, exact_tokens
 from agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
 
 MAX_OBSERVATION_CHARS = 2000
@@ -56,6 +57,7 @@ class Chat:
 
     messages: list
     config: GenerationConfig
+    tools: list[dict] | None = None  # native tool calling: the tools' schemas sent with the request
 
 
 LLM_REQUESTS = (Continue, Score, Chat)
@@ -65,6 +67,15 @@ LLM_REQUESTS = (Continue, Score, Chat)
 class ToolCall:
     tool: Any
     args: Any
+
+
+class ToolCalls(ToolCall):
+    """Request: the calls of one native turn, run concurrently; answered with one result per
+    call (a ToolResult or the exception it ended with). Drivers treat it as a `ToolCall`."""
+
+    def __init__(self, calls: Sequence[ToolCall]) -> None:
+        super().__init__(tool=None, args=None)
+        self.calls = list(calls)
 
 
 @dataclass
@@ -117,6 +128,7 @@ class Agent:
         generation: GenerationConfig | None = None,
         tool_timeout: float | None = None,
         guided_config: GuidedConfig | None = None,
+        format: str = "react",
     ) -> None:
         if max_steps < 1 or max_parse_errors < 1 or loop_limit < 2:
             raise ValueError("max_steps and max_parse_errors must be >= 1, loop_limit >= 2")
@@ -130,6 +142,9 @@ class Agent:
         if guided and not can_guide:
             raise ValueError("guided decoding needs a local backend (continue_ids / score_continuations)")
         self.guided = can_guide if guided is None else guided
+        if format not in ("react", "native") or format == "native" and self.guided:
+            raise ValueError("format is 'react' or 'native' (native: served models, not guided decoding)")
+        self.format = format  # "native": the server's tool calls (`agent.native_tools`)
         self.max_parse_errors = max_parse_errors
         self.loop_limit = loop_limit
         self.forced_final_answer = forced_final_answer
@@ -193,13 +208,19 @@ class Agent:
         """Carry out one LLM request; a failure is returned (and raised inside the core)."""
         try:
             if isinstance(request, Chat):
-                return self.llm.generate(request.messages, request.config)
+                tools = {"tools": request.tools} if request.tools is not None else {}
+                return self.llm.generate(request.messages, request.config, **tools)
             return answer(self.llm, request)
         except Exception as exc:  # noqa: BLE001 - the core decides what a failure means
             return exc
 
     def call_tool(self, call: ToolCall) -> Any:
-        """A ToolResult, or the exception the call ended with."""
+        """A ToolResult, or the exception the call ended with (a list of them for `ToolCalls`)."""
+        if isinstance(call, ToolCalls):
+            if len(call.calls) <= 1:
+                return [self.call_tool(c) for c in call.calls]
+            with concurrent.futures.ThreadPoolExecutor(len(call.calls), thread_name_prefix="rankact-tools") as pool:
+                return list(pool.map(self.call_tool, call.calls))
         try:
             if self.tool_timeout is None:
                 return call.tool.invoke(call.args)
@@ -220,6 +241,8 @@ class Agent:
             return exc
 
     async def _acall_tool(self, call: ToolCall) -> Any:
+        if isinstance(call, ToolCalls):
+            return list(await asyncio.gather(*(self._acall_tool(c) for c in call.calls)))
         try:
             if self.tool_timeout is None:
                 return await call.tool.ainvoke(call.args)
@@ -264,7 +287,13 @@ class Agent:
     def core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
         """One run as the generator of requests and events every driver shares (traced if on)."""
         trajectory_id = new_id()  # known before the first step, so every span can carry it
-        return tracing.traced(self._core(question, sampling, trajectory_id), self, trajectory_id)
+        if self.format == "native":
+            from agent.native_tools import native_core
+
+            run = native_core(self, question, sampling, trajectory_id)
+        else:
+            run = self._core(question, sampling, trajectory_id)
+        return tracing.traced(run, self, trajectory_id)
 
     def _core(self, question: str, sampling: GenerationConfig, trajectory_id: str) -> Generator[Any, Any, None]:
         started = time.perf_counter()
@@ -284,8 +313,10 @@ class Agent:
         system = system_prompt(self.tools, self.system_prompt_template)
         turns: list[tuple[str, str]] = []  # unguided: (clean step, observation) pairs
         decoder: GuidedDecoder | None = None
-        if self.guided:
-            decoder = GuidedDecoder(self.llm, self.tools, sampling=sampling, config=self.guided_config)
+        if self.guided or exact_tokens(self.llm):  # one growing token sequence
+            decoder = (GuidedDecoder(self.llm, self.tools, sampling=sampling, config=self.guided_config)
+                       if self.guided else TokenDecoder(self.llm, sampling=sampling, generation=self.generation,
+                                                   tools=self.tools))
             decoder.start(build_messages(system, question, []))
             traj.segments = decoder.segments  # the decoder appends to the trajectory's list
         results: list[Any] = []  # ToolResults, for citations
@@ -407,6 +438,8 @@ class Agent:
             step.seconds = time.perf_counter() - step_started
 
         traj.status = status
+        traj.exact_token_ids = decoder is not None or (
+            len(traj.steps) <= 1 and all(s.token_ids is not None for s in traj.segments))
         traj.citations = select_citations(traj.final_answer, results) if traj.final_answer else []
         usage.seconds = time.perf_counter() - started
         yield ev.Done(status=status, trajectory=traj)

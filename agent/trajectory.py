@@ -4,10 +4,12 @@ It lets a trainer rebuild exactly what the model saw and produced: `segments` is
 transcript in order; only `generated` pieces that were not `forced` are the model's own
 choices and are trained on. Prompt and observation pieces are context, masked in training.
 
-With guided decoding (the default for local models) the segments are one token sequence,
-exactly what the model saw. Unguided runs re-render the chat for each call (a clean
-scratchpad), so from the second step on their segments approximate each call's context;
-the policy trainers warn when given one.
+With guided decoding (the default for local models) and with token-in/token-out from a
+server (`agent.llm.token_io`) the segments are one token sequence, exactly what the model saw
+and sampled (`exact_token_ids` True). Unguided chat runs re-render the chat for each call (a
+clean scratchpad), and served chat replies carry no ids, so their segments approximate what
+the model saw (`exact_token_ids` False); the policy trainers refuse those unless told to
+re-tokenize. Trajectories stored before the field existed have None (`has_exact_ids` judges).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class Segment(BaseModel):
     # True for text the guided decoder wrote itself (keywords such as "Thought:"), not
     # chosen by the model; trainers treat it like prompt text.
     forced: bool = False
+    # Log-probability of each of `token_ids` as the server sampled it (token-in/token-out).
+    logprobs: list[float] | None = None
 
 
 class StepError(BaseModel):
@@ -56,6 +60,8 @@ class Step(BaseModel):
     forced_answer: bool = False
     final_answer: str | None = None
     seconds: float = 0.0
+    # Native tool calling: the id the server gave this call (its tool message answers it).
+    call_id: str | None = None
 
 
 class ModelRef(BaseModel):
@@ -101,6 +107,17 @@ class Trajectory(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     sampling: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    # True: `segments` hold the exact ids the model saw and produced; False: text only or an
+    # approximation; None: recorded before this field existed (see `has_exact_ids`).
+    exact_token_ids: bool | None = None
+
+    @property
+    def has_exact_ids(self) -> bool:
+        if self.exact_token_ids is not None:
+            return self.exact_token_ids
+        # Older records: every segment has ids, and one chat call or one token sequence (guided).
+        recorded = bool(self.segments) and all(s.token_ids is not None for s in self.segments)
+        return recorded and (self.sampling.get("guided") is not False or len(self.steps) <= 1)
 
     @property
     def parse_errors(self) -> int:

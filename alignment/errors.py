@@ -6,6 +6,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     ├── DatasetError          the shared evaluation data is missing or malformed
     ├── PairFileError         a pair file that is missing or holds a line that is not a pair
     ├── NoTrainingSignal      the data leaves a trainer nothing to learn (no pairs, all ties)
+    ├── InexactTokenIds       a policy trainer given trajectories without the model's exact ids
     ├── StoreError            the trajectory store refused an operation
     │   ├── NotFoundError         an unknown question, trajectory or annotator id
     │   ├── ConflictError         a write that clashes with what is stored
@@ -18,7 +19,8 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InvalidRankingError", "NoTrainingSignal",
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InexactTokenIds", "InvalidRankingError",
+           "NoTrainingSignal",
            "NotFoundError", "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
@@ -32,6 +34,11 @@ class DatasetError(RankactError):
 
 class PairFileError(RankactError):
     """A pair file is missing or holds a line we cannot read."""
+
+
+class InexactTokenIds(RankactError):
+    """Trajectories whose segments lack the exact ids the model saw and produced (served chat
+    replies, unguided multi-step runs); a policy trainer refuses them unless told to re-tokenize."""
 
 
 class NoTrainingSignal(RankactError):

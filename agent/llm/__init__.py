@@ -24,10 +24,11 @@ from agent.llm.base import (
     GenerationConfig,
     LocalLLM,
     ModelInfo,
+    NativeToolCall,
     Role,
     as_messages,
 )
 from agent.llm.loading import load_llm
 
-__all__ = ["LLM", "ChatMessage", "Completion", "FinishReason", "GenerationConfig", "LocalLLM", "ModelInfo", "Role",
+__all__ = ["LLM", "ChatMessage", "Completion", "FinishReason", "GenerationConfig", "LocalLLM", "ModelInfo", "NativeToolCall", "Role",
            "as_messages", "load_llm"]

@@ -11,13 +11,29 @@ from typing import Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "error"]
 
 
 class ChatMessage(BaseModel):
     role: Role
     content: str
+    # Native tool calling (OpenAI wire format): an assistant turn's calls, as
+    # [{"id", "type": "function", "function": {"name", "arguments"}}], and a tool turn's call id.
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+
+    def wire(self) -> dict:
+        """The message as chat APIs and chat templates take it (no empty optional fields)."""
+        return self.model_dump(exclude_none=True)
+
+
+class NativeToolCall(BaseModel):
+    """One tool call a served model asked for; `arguments` is the JSON text it wrote, unvalidated."""
+
+    id: str
+    name: str
+    arguments: str
 
 
 class GenerationConfig(BaseModel):
@@ -40,6 +56,10 @@ class Completion(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     seconds: float = 0.0
+    # Native tool calling: the calls the model asked for (None: a plain text reply).
+    tool_calls: list[NativeToolCall] | None = None
+    # Log-probability of each of `token_ids` under the server's sampler (token-in/token-out).
+    logprobs: list[float] | None = None
 
 
 class ModelInfo(BaseModel):

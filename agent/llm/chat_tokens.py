@@ -50,7 +50,7 @@ class ChatTokenizer:
     tokenizer: object
 
     def render_prompt(self, messages: Sequence[ChatMessage]) -> str:
-        msgs = [m.model_dump() for m in as_messages(messages)]
+        msgs = [m.wire() for m in as_messages(messages)]
         if getattr(self.tokenizer, "chat_template", None):
             return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
         # No template: a plain transcript the model can continue.

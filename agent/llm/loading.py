@@ -25,7 +25,7 @@ ACCEPTED = ("accepted: 'default' (embedded SmolLM2, aligned by rankact), 'base' 
 
 _LOCAL_KWARGS = {"device", "dtype"}
 ENGINES = ("auto", "torch", "ctranslate2")
-_HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport"}
+_HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport", "tokenizer", "token_api"}
 
 
 def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
@@ -38,7 +38,9 @@ def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
 
 def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> LLM:
     """'default' | 'base' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH.
-    `engine` (local models only): "auto", "torch" or "ctranslate2"."""
+    `engine` (local models only): "auto", "torch" or "ctranslate2". A server with `tokenizer`
+    (a folder, "default" or a cached hub name) is driven with token ids (`token_api`: auto,
+    vllm or llamacpp)."""
     if engine not in ENGINES:
         raise ModelLoadError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     spec = str(spec).strip()
@@ -49,6 +51,11 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
 
         opts = _only(kwargs, _HTTP_KWARGS, spec)
         opts.setdefault("api_key", os.environ.get("RANKACT_API_KEY") or os.environ.get("OPENAI_API_KEY"))
+        tokenizer, token_api = opts.pop("tokenizer", None), opts.pop("token_api", None) or "auto"
+        if tokenizer is not None:  # token-in/token-out (agent.llm.token_io)
+            from agent.llm.token_io import ServedTokensLLM
+
+            return ServedTokensLLM(spec, tokenizer, api=token_api, **opts)
         return OpenAICompatibleLLM(spec, **opts)
     if spec.startswith("scripted:"):
         from agent.llm.scripted import ScriptedLLM

@@ -5,6 +5,12 @@ exponential backoff cover what a retry can fix (429, 5xx, connection errors, tim
 `Retry-After` honoured); other 4xx answers fail at once with a message saying what to check.
 Stop strings are sent to the server and also applied client-side, since some servers
 return the text up to and including the stop string.
+
+Native tool calling: `generate(..., tools=)` sends the tools' JSON Schemas and returns the
+calls the model asked for in `Completion.tool_calls`; with `streaming=True` the reply comes
+over SSE and the streamed call deltas are assembled (`agent.llm.tool_calls`). Every
+OpenAI-compatible server is taken to accept `tools` (`native_tools = True`); one that rejects
+them fails with a message that says how to run the agent in the text ReAct format instead.
 """
 from __future__ import annotations
 
@@ -19,6 +25,10 @@ from agent.errors import BackendError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
 from agent.llm.scripted import cut_at_stop
 from agent.llm.stops import holdback_start
+from agent.llm.tool_calls import ToolCallDeltas, parse_tool_calls
+
+NO_TOOLS_HINT = ("the server may not support tool calls (llama.cpp needs --jinja, vLLM --enable-auto-tool-choice "
+                 "and a --tool-call-parser); or run the agent with --format react")
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 60.0
@@ -49,6 +59,8 @@ def _retry_after(response: httpx.Response | None) -> float | None:
 
 
 class OpenAICompatibleLLM:
+    native_tools = True  # declared: OpenAI-compatible chat servers take `tools` (see NO_TOOLS_HINT)
+
     def __init__(
         self,
         base_url: str,
@@ -59,8 +71,10 @@ class OpenAICompatibleLLM:
         max_retries: int = 3,
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
+        streaming: bool = False,
     ):
         self.base_url = base_url.rstrip("/")
+        self.streaming = streaming  # tool-calling replies over SSE, deltas assembled
         self.max_retries = max_retries
         self.backoff = backoff
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -73,6 +87,8 @@ class OpenAICompatibleLLM:
 
     # ---- HTTP plumbing -------------------------------------------------------------
     def _url(self, path: str) -> str:
+        if path.startswith(("http://", "https://")):  # an endpoint outside /v1 (llama.cpp's /completion)
+            return path
         return f"{self.base_url}/{path.lstrip('/')}"
 
     def _raise_for_status(self, response: httpx.Response, url: str) -> None:
@@ -136,10 +152,11 @@ class OpenAICompatibleLLM:
         except (KeyError, IndexError, TypeError) as exc:
             raise BackendError(f"no model listed by {url}; pass the model name explicitly") from exc
 
-    def _body(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int = 1, **extra) -> dict:
+    def _body(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int = 1,
+              tools: list[dict] | None = None, **extra) -> dict:
         body = {
             "model": self.model,
-            "messages": [m.model_dump() for m in as_messages(messages)],
+            "messages": [m.wire() for m in as_messages(messages)],
             "max_tokens": config.max_new_tokens,
             "temperature": config.temperature,
             "top_p": config.top_p,
@@ -147,6 +164,8 @@ class OpenAICompatibleLLM:
         }
         if n != 1:
             body["n"] = n
+        if tools:
+            body["tools"] = tools
         if config.stop:
             body["stop"] = list(config.stop)
         if config.seed is not None:
@@ -154,11 +173,12 @@ class OpenAICompatibleLLM:
         return body
 
     # ---- the LLM protocol ----------------------------------------------------------
-    def _complete(self, messages, config: GenerationConfig, n: int, seed: int | None) -> list[Completion]:
+    def _complete(self, messages, config: GenerationConfig, n: int, seed: int | None,
+                  tools: list[dict] | None = None) -> list[Completion]:
         cfg = config.model_copy(update={"seed": seed})
         start = time.perf_counter()
         url = self._url("chat/completions")
-        data = self._json(self._send("POST", "chat/completions", self._body(messages, cfg, n)), url)
+        data = self._json(self._send("POST", "chat/completions", self._body(messages, cfg, n, tools)), url)
         seconds = time.perf_counter() - start
         try:
             choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
@@ -174,7 +194,7 @@ class OpenAICompatibleLLM:
                     text=text, finish_reason="length" if reason == "length" and stop is None else "stop",
                     stop_sequence=stop, prompt_tokens=int(usage.get("prompt_tokens") or 0),
                     completion_tokens=int(usage.get("completion_tokens") or 0) // max(1, len(choices)),
-                    seconds=seconds,
+                    seconds=seconds, tool_calls=parse_tool_calls(choice["message"].get("tool_calls")),
                 ))
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
@@ -182,8 +202,17 @@ class OpenAICompatibleLLM:
             raise BackendError(f"malformed response from {url}: no choices")
         return out
 
-    def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Completion:
-        return self._complete(messages, config, 1, config.seed)[0]
+    def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig,
+                 tools: list[dict] | None = None) -> Completion:
+        """One reply; with `tools` (`agent.llm.tool_calls.tool_specs`) it may hold tool calls."""
+        try:
+            if tools and self.streaming:
+                return self._stream_complete(messages, config, tools)
+            return self._complete(messages, config, 1, config.seed, tools)[0]
+        except BackendError as exc:
+            if tools and "rejected the request" in str(exc):
+                raise BackendError(f"{exc}; {NO_TOOLS_HINT}") from None
+            raise
 
     def sample(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int) -> list[Completion]:
         """One request with `n`; servers that return fewer choices (llama.cpp, Ollama)
@@ -194,11 +223,10 @@ class OpenAICompatibleLLM:
             out.extend(self._complete(messages, config, 1, seed)[: n - len(out)])
         return out
 
-    def stream(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Iterator[str]:
+    def _events(self, body: dict) -> Iterator[dict]:
+        """The parsed SSE events of one streamed request, up to `[DONE]`."""
         url = self._url("chat/completions")
-        body = self._body(messages, config, stream=True)
         response = self._send("POST", "chat/completions", body, stream=True)
-        text, emitted = "", 0
         try:
             for line in response.iter_lines():
                 line = line.strip()
@@ -206,31 +234,72 @@ class OpenAICompatibleLLM:
                     continue  # blank keep-alives, comments, `event:` lines
                 payload = line[5:].strip()
                 if payload == "[DONE]":
-                    break
+                    return
                 try:
                     event = json.loads(payload)
-                    if "error" in event:
-                        raise BackendError(f"server error during stream from {url}: {_err_text(event)}")
-                    delta = event["choices"][0].get("delta") or {} if event.get("choices") else {}
-                    piece = delta.get("content") or ""
-                except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+                    if not isinstance(event, dict):
+                        raise TypeError("event is not an object")
+                except (ValueError, TypeError) as exc:
                     raise BackendError(f"malformed stream event from {url}: {payload[:100]!r}") from exc
-                text += piece
-                cut, stop = cut_at_stop(text, config.stop)
-                if stop is not None:
-                    if len(cut) > emitted:
-                        yield cut[emitted:]
-                    return
-                safe = holdback_start(text, config.stop)
-                if safe > emitted:
-                    yield text[emitted:safe]
-                    emitted = safe
-            if len(text) > emitted:
-                yield text[emitted:]
+                if "error" in event:
+                    raise BackendError(f"server error during stream from {url}: {_err_text(event)}")
+                yield event
         except httpx.TransportError as exc:
             raise BackendError(f"stream from {url} broke off: {exc.__class__.__name__}: {exc}") from exc
         finally:
             response.close()
+
+    def _delta(self, event: dict) -> tuple[dict, str | None]:
+        try:
+            choice = event["choices"][0] if event.get("choices") else {}
+            delta = choice.get("delta") or {}
+            if not isinstance(delta, dict):
+                raise TypeError("delta is not an object")
+            return delta, choice.get("finish_reason")
+        except (KeyError, IndexError, TypeError, AttributeError) as exc:
+            raise BackendError(f"malformed stream event from {self._url('chat/completions')}: "
+                               f"{json.dumps(event)[:100]!r}") from exc
+
+    def _stream_complete(self, messages, config: GenerationConfig, tools: list[dict] | None) -> Completion:
+        """A whole reply read over SSE: content pieces joined, tool-call deltas assembled."""
+        start = time.perf_counter()
+        content, calls, reason, usage = "", ToolCallDeltas(), None, {}
+        for event in self._events(self._body(messages, config, tools=tools, stream=True)):
+            usage = event.get("usage") or usage
+            delta, finish = self._delta(event)
+            content += delta.get("content") or ""
+            reason = finish or reason
+            try:
+                calls.add(delta.get("tool_calls") or [])
+            except (TypeError, ValueError, AttributeError) as exc:
+                raise BackendError(f"malformed tool call in stream from {self._url('chat/completions')}: "
+                                   f"{exc}") from exc
+        try:
+            assembled = calls.calls()
+        except TypeError as exc:
+            raise BackendError(f"malformed tool call in stream from {self._url('chat/completions')}: {exc}") from exc
+        text, stop = cut_at_stop(content, config.stop)
+        return Completion(text=text, finish_reason="length" if reason == "length" and stop is None else "stop",
+                          stop_sequence=stop, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                          completion_tokens=int(usage.get("completion_tokens") or 0),
+                          seconds=time.perf_counter() - start, tool_calls=assembled)
+
+    def stream(self, messages: Sequence[ChatMessage], config: GenerationConfig) -> Iterator[str]:
+        text, emitted = "", 0
+        for event in self._events(self._body(messages, config, stream=True)):
+            delta, _ = self._delta(event)
+            text += delta.get("content") or ""
+            cut, stop = cut_at_stop(text, config.stop)
+            if stop is not None:
+                if len(cut) > emitted:
+                    yield cut[emitted:]
+                return
+            safe = holdback_start(text, config.stop)
+            if safe > emitted:
+                yield text[emitted:safe]
+                emitted = safe
+        if len(text) > emitted:
+            yield text[emitted:]
 
 
 def _err_text(event: dict) -> str:

@@ -6,7 +6,7 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, Engine, Model, Trace
+from alignment.cli.options import ApiKey, Engine, Format, Model, TokenApi, Tokenizer, Trace, served_options
 
 app = typer.Typer(add_completion=False)
 
@@ -26,6 +26,9 @@ def ask(
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
     api_key: ApiKey = None,
     engine: Engine = "torch",
+    format: Format = "auto",
+    tokenizer: Tokenizer = None,
+    token_api: TokenApi = "auto",
     trace: Trace = None,
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
@@ -39,10 +42,9 @@ def ask(
 
         tracing.configure(trace)
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
-    kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
-    llm = load_llm(model, engine=engine, **kwargs)
+    llm = load_llm(model, engine=engine, **served_options(model, api_key, tokenizer, token_api))
     # --guided is the default: it means "where the backend allows it".
-    agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided)
+    agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided, format=format)
     sampling = {"temperature": temperature, "seed": seed}
     if as_json:
         trajectory = agent.run(question, **sampling)

@@ -10,7 +10,17 @@ import typer
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import DEFAULT_DB, BatchSize, Db, Engine
+from alignment.cli.options import (
+    DEFAULT_DB,
+    ApiKey,
+    BatchSize,
+    Db,
+    Engine,
+    Format,
+    TokenApi,
+    Tokenizer,
+    served_options,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -28,6 +38,10 @@ def collect(
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
+    format: Format = "auto",
+    tokenizer: Tokenizer = None,
+    token_api: TokenApi = "auto",
+    api_key: ApiKey = None,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -48,9 +62,11 @@ def collect(
     if todo == 0:
         console.print(f"all {len(task_list)} tasks already have {samples} trajectories in {store.url}")
         return
+    served = served_options(model, api_key, tokenizer, token_api)
     retriever = load_index(index) if index is not None else None
     with console.status(f"loading {model}"):
-        agents = TaskAgents(load_llm(model, engine=engine), retriever=retriever, max_steps=max_steps)
+        agents = TaskAgents(load_llm(model, engine=engine, **served), retriever=retriever, max_steps=max_steps,
+                            format=format)
     columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import BatchSize, Engine
+from alignment.cli.options import ApiKey, BatchSize, Engine, Format, TokenApi, Tokenizer, served_options
 from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
@@ -44,6 +44,10 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="print the reports as JSON, no table")] = False,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
+    format: Format = "auto",
+    tokenizer: Tokenizer = None,
+    token_api: TokenApi = "auto",
+    api_key: ApiKey = None,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from agent.build import load_index
@@ -78,14 +82,14 @@ def evaluate(
     for spec in models:
         label = model_label(spec)
         with console.status(f"loading {label}"):
-            llm = _load(spec, engine)
+            llm = _load(spec, engine, **served_options(spec, api_key, tokenizer, token_api))
         if refusal:
-            reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever))
+            reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever, format))
         else:
             from alignment.evaluation.evaluate import evaluate_llm
 
             reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
-                                        progress=console.is_terminal, batch_size=batch_size))
+                                        progress=console.is_terminal, batch_size=batch_size, format=format))
         del llm
         gc.collect()
 
@@ -119,18 +123,18 @@ def evaluate(
                           "on the tasks where the two disagree", style="dim")
 
 
-def _load(spec: str, engine: str = "auto"):
+def _load(spec: str, engine: str = "auto", **served):
     from agent.llm import load_llm
 
-    return load_llm(spec, engine=engine)
+    return load_llm(spec, engine=engine, **served)
 
 
-def _refusals(llm, task_list, label, agent_mode, max_steps, retriever):
+def _refusals(llm, task_list, label, agent_mode, max_steps, retriever, format="auto"):
     from alignment.evaluation.refusal import refusal_eval
 
     if agent_mode:
         from agent.build import build_agent
 
-        target = build_agent(llm, retriever=retriever, max_steps=max_steps)
+        target = build_agent(llm, retriever=retriever, max_steps=max_steps, format=format)
         return refusal_eval(target, task_list, mode="agent", label=label)
     return refusal_eval(llm, task_list, mode="generate", label=label)

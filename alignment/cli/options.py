@@ -28,3 +28,24 @@ BatchSize = Annotated[int, typer.Option("--batch-size", min=1,
 Trace = Annotated[str | None, typer.Option("--trace", envvar="RANKACT_OTEL", show_envvar=True,
                                            help="OpenTelemetry spans of each run: console (JSON lines on "
                                            "stderr) | otlp (to OTEL_EXPORTER_OTLP_ENDPOINT); needs rankact[otel]")]
+
+# Served models: how the agent calls tools, and token-in/token-out (agent.build, agent.llm.token_io).
+Format = Annotated[str, typer.Option("--format", help="auto (native for OpenAI-compatible servers, react for the "
+                                     "rest) | react (Thought/Action text) | native (the server's tool calls)")]
+Tokenizer = Annotated[str | None, typer.Option(
+    "--tokenizer", help="servers: the served model's tokenizer (a folder, 'default', or a cached hub name): "
+    "token ids in and out, so trajectories train exactly")]
+TokenApi = Annotated[str, typer.Option("--token-api", help="with --tokenizer: auto | vllm | llamacpp")]
+
+
+def served_options(model: str, api_key: str | None = None, tokenizer: str | None = None,
+                   token_api: str = "auto") -> dict:
+    """`load_llm` keywords for an HTTP model (none for local and scripted ones)."""
+    if not model.startswith(("http://", "https://")):
+        if tokenizer is not None:
+            from alignment.errors import CommandError
+
+            raise CommandError("--tokenizer is for served models (--model http://HOST/v1); a local model "
+                               "already records its token ids")
+        return {}
+    return {"api_key": api_key, "tokenizer": tokenizer, "token_api": token_api}

@@ -56,6 +56,9 @@ class PolicyTrainConfig(TrainConfig):
     logprob_chunk: int | None = Field(
         DEFAULT_CHUNK_SIZE, ge=1, description="positions projected onto the vocabulary at a time for log-probs "
                                               "(memory vs speed)")
+    retokenize: bool = Field(False, description="train on trajectories without exact token ids (served chat "
+                                                "replies) by tokenizing their text; warns, since the ids can "
+                                                "differ from what the model produced")
 
 
 class OfflineTrainConfig(PolicyTrainConfig):

@@ -34,7 +34,7 @@ from alignment.training.runtime import (
     progress,
     step_indices,
 )
-from alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id
+from alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id, require_exact_ids
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
@@ -115,6 +115,8 @@ def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 
 def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:
     run = TrainingRun(config, "DPO", accelerator=accelerator)
     pairs = pairs if pairs is not None else load_pair_source(config.pairs, config.db)
+    require_exact_ids((t for p in pairs if isinstance(p, PreferencePair) for t in (p.chosen, p.rejected)),
+                      config.retokenize)
     model, tokenizer, params, optimizer = load_trainable(config)
     encoded = encode_pairs(pairs, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)

@@ -45,7 +45,7 @@ from alignment.training.runtime import (
     planned_steps,
     step_indices,
 )
-from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad_token_id
+from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad_token_id, require_exact_ids
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_token_logps.pt"
@@ -106,6 +106,7 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
             raise RankactError("give a trajectory store (--db) whose rankings or questions are the groups")
         groups = load_groups(config.db, config.signal,
                              reward_model=str(config.reward_model) if config.reward_model else None)
+    require_exact_ids((t for g in groups for t in g.trajectories), config.retokenize)
     model, tokenizer, params, optimizer = load_trainable(config)
     samples, advantages = encode_groups(groups, tokenizer, config)
     pad_id = pad_token_id(tokenizer)

@@ -30,7 +30,14 @@ from alignment.training.runtime import (
     planned_steps,
     step_indices,
 )
-from alignment.training.tokenize import Encoded, collate, encode_text, encode_trajectory, pad_token_id
+from alignment.training.tokenize import (
+    Encoded,
+    collate,
+    encode_text,
+    encode_trajectory,
+    pad_token_id,
+    require_exact_ids,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,7 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     if trajectories is None:
         pairs = load_pair_source(config.pairs, config.db)
         trajectories, flagged = best_of_pairs(pairs), flagged_steps(pairs)
+    require_exact_ids((t for t in trajectories if isinstance(t, Trajectory)), config.retokenize)
     model, tokenizer, params, optimizer = load_trainable(config)
     samples = encode_best(trajectories, tokenizer, config.max_length, flagged)
     pad_id = pad_token_id(tokenizer)

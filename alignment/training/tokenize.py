@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
 
 __all__ = ["ROLE_IDS", "Batch", "Encoded", "TruncationStats", "collate", "encode_pair", "encode_prompt_completion",
-           "encode_text", "encode_trajectory", "pad_token_id", "segment_steps", "text_ids", "truncate",
-           "truncation_stats"]
+           "encode_text", "encode_trajectory", "pad_token_id", "require_exact_ids", "segment_steps", "text_ids",
+           "truncate", "truncation_stats"]
 
 
 @dataclass
@@ -123,6 +123,24 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
         for s in trajectory.segments
     ]
     return _assemble(pieces, max_length, {"trajectory_id": trajectory.id}, segment_steps(trajectory))
+
+
+def require_exact_ids(trajectories: Iterable[Trajectory], retokenize: bool = False) -> None:
+    """The policy trainers' gate: every trajectory must carry the exact ids its model saw and
+    produced (`Trajectory.has_exact_ids`); re-tokenizing text drifts from them (merges across
+    boundaries, lost end-of-turn tokens). `retokenize` lets them through with a warning."""
+    from alignment.errors import InexactTokenIds
+
+    inexact = [t for t in trajectories if not t.has_exact_ids]
+    if not inexact:
+        return
+    if not retokenize:
+        raise InexactTokenIds(
+            f"{len(inexact)} trajectories have no exact token ids (e.g. {inexact[0].id}, {inexact[0].model.backend} "
+            "backend): collect with a local model or a served one with --tokenizer, or pass --retokenize to "
+            "train on their re-tokenized text")
+    log.warning("--retokenize: training on %d trajectories without exact token ids; their text is tokenized "
+                "again, which can differ from the ids the model produced", len(inexact))
 
 
 def encode_prompt_completion(prompt_ids: Sequence[int], completion_ids: Sequence[int],

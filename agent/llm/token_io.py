@@ -1,0 +1,182 @@
+"""Token-in/token-out from a served model: `ServedTokensLLM`.
+
+When the served model's tokenizer is known (`--tokenizer`: a model folder, "default" for the
+embedded model, or a hub name already in the local cache), rankact renders the chat template
+itself and sends token ids to the server's completions endpoint, getting token ids and
+log-probs back. The agent then runs as one growing token sequence (`agent.token_decoder`),
+so a served trajectory trains exactly like a guided local one.
+
+Two server APIs return ids (`api`, or "auto" to probe on the first call):
+
+- "vllm": `POST /v1/completions` with `prompt` as a list of ids and `return_token_ids: true`
+  (vLLM >= 0.10.2); the ids come back in `choices[0].token_ids`, log-probs in
+  `choices[0].logprobs.token_logprobs` (`logprobs: 1`).
+- "llamacpp": llama.cpp's native `POST /completion` (beside `/v1`) with `prompt` as a list of
+  ids, `return_tokens: true` and `n_probs: 1`; ids in `tokens`, log-probs in
+  `completion_probabilities[i].logprob`.
+
+A server that returns no ids is a one-line `BackendError`, never a silent fallback to text.
+The stop-string rule is the local engines' (`chat_tokens.cut_at`): the kept ids are the
+longest prefix of what the server returned whose text ends before the stop string, so the ids
+are always a prefix of what was sampled, whether or not the server already cut them. An
+end-of-turn token the model sampled stays in `token_ids` (it is the model's choice) and
+leaves the text.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+from agent.errors import BackendError, ModelLoadError
+from agent.llm.base import Completion, GenerationConfig, ModelInfo
+from agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
+from agent.llm.openai_http import OpenAICompatibleLLM
+
+APIS = ("auto", "vllm", "llamacpp")
+NO_IDS = ("returned no token ids: token-in/token-out needs vLLM >= 0.10.2 (/v1/completions with "
+          "return_token_ids) or llama.cpp's /completion (return_tokens); drop --tokenizer to run on chat text")
+
+
+def load_tokenizer(spec: str | Path):
+    """A Hugging Face tokenizer from "default" (the embedded model), a folder or a cached hub
+    name; never downloads."""
+    from transformers import AutoTokenizer
+
+    if str(spec) in ("default", "base"):  # the adapter changes weights, never the tokenizer
+        from agent.llm.model_files import base_model_dir
+
+        spec = base_model_dir()
+    elif ("/" in str(spec) or str(spec).startswith(".")) and not Path(spec).expanduser().exists():
+        raise ModelLoadError(f"tokenizer folder not found: {spec} (a model folder, 'default', or a cached hub name)")
+    try:
+        return AutoTokenizer.from_pretrained(str(spec), local_files_only=True)
+    except Exception as exc:  # noqa: BLE001 - missing folder, no tokenizer files, not cached
+        detail = " ".join(str(exc).split())[:160] or exc.__class__.__name__
+        raise ModelLoadError(f"cannot load tokenizer {str(spec)!r} (a model folder, 'default', or a hub name "
+                             f"already downloaded; nothing is fetched): {detail}") from None
+
+
+class ServedTokensLLM(ChatTokenizer):
+    """An OpenAI-compatible server driven with token ids (see the module docstring)."""
+
+    token_in_token_out = True  # the agent runs on one token sequence (agent.token_decoder)
+    native_tools = False  # tool calls would need the server's parser; the agent uses ReAct text
+
+    def __init__(self, base_url: str, tokenizer, *, api: str = "auto", model: str | None = None,
+                 api_key: str | None = None, timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
+                 transport: httpx.BaseTransport | None = None, concurrency: int = 8) -> None:
+        if api not in APIS:
+            raise ModelLoadError(f"unknown token API {api!r}; use one of {', '.join(APIS)}")
+        self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
+        self.http = OpenAICompatibleLLM(base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
+                                        backoff=backoff, transport=transport)
+        self.api = api
+        self.concurrency = concurrency
+        self.eos = eos_ids(self.tokenizer)
+        self.info = ModelInfo(backend="openai-tokens", name=self.http.model, revision=None)
+
+    @property
+    def root(self) -> str:
+        """The server root (llama.cpp's native endpoints live beside /v1)."""
+        base = self.http.base_url
+        return base.removesuffix("/v1")
+
+    def close(self) -> None:
+        self.http.close()
+
+    # ---- the two APIs ----------------------------------------------------------------
+    def _vllm(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None, dict]:
+        body = {"model": self.http.model, "prompt": ids, "max_tokens": config.max_new_tokens,
+                "temperature": config.temperature, "top_p": config.top_p, "return_token_ids": True,
+                "logprobs": 1, "skip_special_tokens": False}
+        if config.stop:
+            body["stop"] = list(config.stop)
+        if config.seed is not None:
+            body["seed"] = config.seed
+        url = self.http._url("completions")
+        data = self.http._json(self.http._send("POST", "completions", body), url)
+        try:
+            choice = data["choices"][0]
+            out = choice.get("token_ids")
+            logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+            return ([int(i) for i in out] if out is not None else None,
+                    [float(x) for x in logprobs] if logprobs else None, data.get("usage") or {})
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+            raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
+
+    def _llamacpp(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None,
+                                                                           dict]:
+        body = {"prompt": ids, "n_predict": config.max_new_tokens, "temperature": config.temperature,
+                "top_p": config.top_p, "return_tokens": True, "n_probs": 1, "cache_prompt": True}
+        if config.stop:
+            body["stop"] = list(config.stop)
+        if config.seed is not None:
+            body["seed"] = config.seed
+        url = f"{self.root}/completion"
+        data = self.http._json(self.http._send("POST", url, body), url)
+        try:
+            out = data.get("tokens")
+            probs = data.get("completion_probabilities") or []
+            logprobs = [float(p["logprob"]) for p in probs] if probs and all("logprob" in p for p in probs) else None
+            usage = {"prompt_tokens": data.get("tokens_evaluated") or 0,
+                     "completion_tokens": data.get("tokens_predicted") or 0}
+            return ([int(i) for i in out] if out else None), logprobs, usage
+        except (TypeError, ValueError, KeyError) as exc:
+            raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
+
+    def _request(self, ids: list[int], config: GenerationConfig):
+        if self.api != "auto":
+            got = (self._vllm if self.api == "vllm" else self._llamacpp)(ids, config)
+            if got[0] is None:
+                raise BackendError(f"server at {self.http.base_url} ({self.api}) {NO_IDS}")
+            return got
+        failures = []
+        for api, call in (("vllm", self._vllm), ("llamacpp", self._llamacpp)):
+            try:
+                got = call(ids, config)
+            except BackendError as exc:  # e.g. llama.cpp rejects vLLM's fields, or /completion does not exist
+                failures.append(exc)
+                continue
+            if got[0] is not None:
+                self.api = api  # probed once; later calls go straight there
+                return got
+        if len(failures) == 2 and "failed after" in str(failures[0]):
+            raise failures[0]  # the server is not there at all: say that, not "no ids"
+        raise BackendError(f"server at {self.http.base_url} {NO_IDS}")
+
+    # ---- the LocalLLM primitives the agent uses ---------------------------------------
+    def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:
+        start = time.perf_counter()
+        out, logprobs, usage = self._request(list(prompt_ids), config)
+        ids, reason = list(out), "length"
+        if ids and ids[-1] in self.eos:
+            reason = "stop"  # the model ended its turn; the id stays (it is what it sampled)
+        body = ids[:-1] if reason == "stop" else ids
+        text, stop = decode(self.tokenizer, body), None
+        hit = find_stop(text, config.stop)
+        if hit:
+            keep, text = cut_at(self.tokenizer, body, text, hit[0])
+            ids, reason, stop = body[:keep], "stop", hit[1]
+        if logprobs is not None:
+            logprobs = logprobs[: len(ids)] if len(logprobs) >= len(ids) else None
+        return Completion(text=text, token_ids=ids, finish_reason=reason, stop_sequence=stop,
+                          prompt_tokens=int(usage.get("prompt_tokens") or len(prompt_ids)),
+                          completion_tokens=len(out), seconds=time.perf_counter() - start, logprobs=logprobs)
+
+    def continue_batch(self, prompts: Sequence[Sequence[int]], configs: Sequence[GenerationConfig]) -> list[Completion]:
+        """The rows as concurrent requests: the server batches them itself."""
+        if len(prompts) <= 1:
+            return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
+        with concurrent.futures.ThreadPoolExecutor(min(self.concurrency, len(prompts))) as pool:
+            return list(pool.map(self.continue_ids, prompts, configs))
+
+    def sample_ids(self, prompt_ids: Sequence[int], config: GenerationConfig, n: int) -> list[Completion]:
+        seeds = [None if config.seed is None else config.seed + i for i in range(n)]
+        return self.continue_batch([prompt_ids] * n, [config.model_copy(update={"seed": s}) for s in seeds])
+
+    def stream_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Iterator[str]:
+        yield self.continue_ids(prompt_ids, config).text
