@@ -6,7 +6,7 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, Engine, Model
+from alignment.cli.options import ApiKey, Engine, Mcp, Model
 
 app = typer.Typer(add_completion=False)
 
@@ -26,24 +26,28 @@ def ask(
     seed: int | None = typer.Option(None, "--seed", help="Sampling seed (reproducible runs)."),
     api_key: ApiKey = None,
     engine: Engine = "torch",
+    mcp: Mcp = None,
 ) -> None:
-    """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
+    """Answer QUESTION with the ReAct agent (calculator, plus search with --index, plus --mcp servers' tools)."""
     from agent.build import build_agent, load_index
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
+    from tools.mcp import mcp_tools
 
     quiet_libraries()
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
-    kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
-    llm = load_llm(model, engine=engine, **kwargs)
-    # --guided is the default: it means "where the backend allows it".
-    agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided)
-    sampling = {"temperature": temperature, "seed": seed}
-    if as_json:
-        trajectory = agent.run(question, **sampling)
-        sys.stdout.write(trajectory.to_json(indent=2) + "\n")
-        return
-    _show_live(agent, question, sampling)
+    with mcp_tools(mcp or []) as server_tools:  # so does a bad --mcp; the servers stop on the way out
+        kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}
+        llm = load_llm(model, engine=engine, **kwargs)
+        # --guided is the default: it means "where the backend allows it".
+        agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided,
+                            extra_tools=server_tools)
+        sampling = {"temperature": temperature, "seed": seed}
+        if as_json:
+            trajectory = agent.run(question, **sampling)
+            sys.stdout.write(trajectory.to_json(indent=2) + "\n")
+            return
+        _show_live(agent, question, sampling)
 
 
 def _show_live(agent, question: str, sampling: dict) -> None:

@@ -10,7 +10,7 @@ import typer
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import DEFAULT_DB, BatchSize, Db, Engine
+from alignment.cli.options import DEFAULT_DB, BatchSize, Db, Engine, Mcp
 
 app = typer.Typer(add_completion=False)
 
@@ -28,6 +28,7 @@ def collect(
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
+    mcp: Mcp = None,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -40,6 +41,7 @@ def collect(
     from alignment.feedback.store import TrajectoryStore
     from alignment.tasks import load_tasks
     from alignment.tasks.agents import TaskAgents
+    from tools.mcp import mcp_tools
 
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
@@ -49,20 +51,22 @@ def collect(
         console.print(f"all {len(task_list)} tasks already have {samples} trajectories in {store.url}")
         return
     retriever = load_index(index) if index is not None else None
-    with console.status(f"loading {model}"):
-        agents = TaskAgents(load_llm(model, engine=engine), retriever=retriever, max_steps=max_steps)
-    columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("", total=todo)
+    with mcp_tools(mcp or []) as server_tools:  # a bad --mcp fails before the model loads
+        with console.status(f"loading {model}"):
+            agents = TaskAgents(load_llm(model, engine=engine), retriever=retriever, max_steps=max_steps,
+                                extra_tools=server_tools)
+        columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("", total=todo)
 
-        def advance(task, k, trajectory):
-            status = trajectory.status if trajectory is not None else "failed"
-            progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
+            def advance(task, k, trajectory):
+                status = trajectory.status if trajectory is not None else "failed"
+                progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
-        report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
-                             batch_size=batch_size,
-                             on_sample=advance)
+            report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
+                                 batch_size=batch_size,
+                                 on_sample=advance)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")

@@ -23,3 +23,8 @@ ApiKey = Annotated[str | None, typer.Option("--api-key", envvar="RANKACT_API_KEY
 # Trajectories advanced together in lockstep (agent.batch): the speed of collect, eval and PPO.
 BatchSize = Annotated[int, typer.Option("--batch-size", min=1,
                                         help="trajectories decoded together (1: one at a time)")]
+
+# MCP servers whose tools the agent also gets (tools.mcp): a command line or an http(s) URL.
+Mcp = Annotated[list[str] | None, typer.Option(
+    "--mcp", help='MCP server: a command ("python my_server.py", over stdio) or an http(s):// URL '
+                  '(streamable HTTP); repeat for several')]

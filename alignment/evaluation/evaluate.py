@@ -177,9 +177,11 @@ def evaluate(
 def evaluate_llm(llm: Any, tasks: Sequence[Task], *, retriever: Any = None, max_steps: int = DEFAULT_MAX_STEPS,
                  label: str = "", progress: bool = True,
                  on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE) -> EvalReport:
-    """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names)."""
-    return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps), tasks, label=label,
+                 batch_size: int = DEFAULT_BATCH_SIZE, extra_tools: Sequence[Any] = ()) -> EvalReport:
+    """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names, plus
+    `extra_tools`, e.g. an MCP server's)."""
+    return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps, extra_tools=extra_tools), tasks,
+                    label=label,
                     progress=progress, on_result=on_result, batch_size=batch_size)
 
 
