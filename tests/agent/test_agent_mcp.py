@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from agent.build import AgentSetupError, build_agent  # noqa: E402
-from agent.guided import GuidedConfig, _schema_args  # noqa: E402
-from agent.llm.scripted import ScriptedLLM  # noqa: E402
-from agent.loop import Agent  # noqa: E402
-from tools import calculator  # noqa: E402
-from tools.mcp import MCPToolset  # noqa: E402
+from agent.build import AgentSetupError, build_agent
+from agent.guided import GuidedConfig, _schema_args
+from agent.llm.scripted import ScriptedLLM
+from agent.loop import Agent
+from tools import calculator
+from tools.mcp import MCPToolset
 
 SERVER = [sys.executable, str(Path(__file__).parents[1] / "tools" / "mcp_server.py")]
 

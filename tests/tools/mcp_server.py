@@ -7,10 +7,9 @@ import os
 import sys
 from typing import Literal
 
-from pydantic import BaseModel
-
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import BaseModel
 
 server = MCPServer("rankact-test", log_level="WARNING")
 CALLS = {"n": 0}

@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from tools.base import ToolArgumentError, ToolExecutionError, ToolTimeoutError  # noqa: E402
-from tools.mcp import MCPConnectionError, MCPToolset, mcp_tools  # noqa: E402
+from tools.base import ToolArgumentError, ToolExecutionError, ToolTimeoutError
+from tools.mcp import MCPConnectionError, MCPToolset, mcp_tools
 
 SERVER = [sys.executable, str(Path(__file__).with_name("mcp_server.py"))]
 
@@ -162,9 +162,8 @@ def test_a_server_that_cannot_start_is_one_clear_error(spec, message):
 
 def test_mcp_tools_closes_the_servers_opened_before_one_fails():
     before = len(_mcp_threads())
-    with pytest.raises(MCPConnectionError, match="command not found"):
-        with mcp_tools([SERVER, "no-such-command-xyz"]):
-            pass
+    with pytest.raises(MCPConnectionError, match="command not found"), mcp_tools([SERVER, "no-such-command-xyz"]):
+        pass
     assert len(_mcp_threads()) == before
 
 

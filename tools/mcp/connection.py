@@ -32,6 +32,7 @@ from tools.mcp.tool import MCPTool
 logging.getLogger("mcp").addHandler(logging.NullHandler())
 
 _CLOSE_TIMEOUT = 10.0  # the SDK's stdio shutdown waits at most ~6 s (stdin close, SIGTERM, SIGKILL)
+_CONNECTION_CLOSED = -32000  # mcp_types.CONNECTION_CLOSED, without importing the SDK here
 _NO_LIMIT = 24 * 3600.0  # a tool with timeout=None still needs a number for the SDK
 
 
@@ -234,6 +235,8 @@ class MCPToolset:
         if isinstance(leaf, FileNotFoundError) and not is_url(self.label):
             return f"cannot start MCP server {self.label!r}: command not found: {shlex.split(self.label)[0]}"
         detail = _one_line(leaf) or type(leaf).__name__
+        if getattr(leaf, "code", None) == _CONNECTION_CLOSED:  # the SDK's "Connection closed"
+            detail = "the server exited or closed the connection"
         if what == "lost":
             message = f"lost the connection to MCP server {self.label!r}: {detail}"
         else:

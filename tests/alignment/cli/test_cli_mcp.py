@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from agent.trajectory import Trajectory  # noqa: E402
-from alignment.cli.main import main  # noqa: E402
-from alignment.feedback.store import TrajectoryStore  # noqa: E402
-from alignment.tasks import Task, write_tasks  # noqa: E402
+from agent.trajectory import Trajectory
+from alignment.cli.main import main
+from alignment.feedback.store import TrajectoryStore
+from alignment.tasks import Task, write_tasks
 
 SERVER = shlex.join([sys.executable, str(Path(__file__).parents[2] / "tools" / "mcp_server.py")])
 CALLS_ADD = ['Thought: add\nAction: add\nAction Input: {"a": 2, "b": 40}', "Thought: done\nFinal Answer: 42"]
