@@ -206,3 +206,11 @@ def test_streamable_http_on_loopback(http_url):
         with pytest.raises(ToolTimeoutError):
             tools["slow"].invoke({"seconds": 5})
     assert len(_mcp_threads()) == before
+
+
+def test_no_mcp_import_without_a_server():
+    """`--mcp` off costs nothing: building tools and agents never imports the SDK."""
+    code = ("import sys; from tools.mcp import mcp_tools; import agent.build, alignment.cli.ask\n"
+            "with mcp_tools([]) as tools: assert tools == []\n"
+            "assert 'mcp' not in sys.modules and 'jsonschema' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
