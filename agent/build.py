@@ -7,7 +7,8 @@ the tools, the `max_steps` default and one-line errors for a bad index or a miss
 Tools by name: `calculator` (always available), `search` (needs a retriever or an index
 folder), and the other built-ins (`http_get`, `read_file`) when a task names them. With no
 names the agent gets every tool available without configuration: the calculator, plus
-search when there is an index.
+search when there is an index. `extra_tools` (Tool objects, e.g. an MCP server's) are added to
+whichever set is chosen, so `--mcp` gives every task of `collect` and `eval` the server's tools.
 """
 from __future__ import annotations
 
@@ -92,6 +93,7 @@ def build_agent(
     llm: Any,
     *,
     tools: Sequence[str | Any] | None = None,
+    extra_tools: Sequence[Any] = (),
     retriever: Any = None,
     index: str | Path | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
@@ -101,12 +103,18 @@ def build_agent(
     **agent_options: Any,
 ) -> Agent:
     """An `Agent` over `llm` with `tools` (names or Tool objects; None: every available tool).
+    `extra_tools` are appended to them (tools.mcp's, for instance).
     `index` is an index folder (loaded here) or pass a loaded `retriever`. Other options go to
     `Agent` (guided, generation, tool_timeout, ...); guided decoding is on where the backend
     allows it unless `guided=False`. `format` is `agent_format`'s (native: no guided decoding)."""
     if index is not None and retriever is None:
         retriever = load_index(index)
-    chosen = make_tools(tools, retriever, search_k=search_k, search_mode=search_mode)
+    chosen = make_tools(tools, retriever, search_k=search_k, search_mode=search_mode) + list(extra_tools)
+    names = [t.name for t in chosen]
+    clashes = sorted({n for n in names if names.count(n) > 1})
+    if clashes:
+        raise AgentSetupError(f"two tools are called {', '.join(clashes)}; give an MCP server's tools a prefix "
+                              "(MCPToolset(..., prefix='name_'))")
     agent_options["format"] = agent_format(llm, format)
     if agent_options["format"] == "native":
         agent_options["guided"] = False

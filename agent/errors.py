@@ -16,7 +16,9 @@ line prints any of them as one line (`error: ...`, exit status 2), never a trace
     ToolError (tools.base)    a tool call failed; the loop turns it into an observation
     ├── ToolArgumentError     arguments that do not validate against the tool's schema
     ├── ToolTimeoutError      the tool ran past its timeout
-    └── ToolExecutionError    the tool raised: HttpGetRefused, FileAccessRefused, CalculatorError
+    └── ToolExecutionError    the tool raised: HttpGetRefused, FileAccessRefused, CalculatorError,
+                              MCPConnectionError (an MCP server that cannot start or be reached,
+                              or died: one line at `--mcp`, an observation mid-run; tools.mcp)
 
     RetrievalError (retrieval.errors)
     ├── IndexFormatError      not an index folder, damaged, or another format version

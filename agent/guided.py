@@ -96,20 +96,28 @@ def supports_guidance(llm: Any) -> bool:
 @dataclass
 class _Arg:
     name: str
-    type: str  # a JSON Schema simple type, or "" for anything else
+    type: str  # a JSON Schema simple type, or "enum" (the model picks one of `choices`)
+    choices: tuple[Any, ...] = ()
 
 
 def _schema_args(tool: Any) -> list[_Arg] | None:
-    """The required arguments if all have simple types, else None (free-form JSON)."""
+    """The required arguments if each is a simple type or an enum of scalars, else None:
+    free-form JSON for the whole input (nested objects, arrays, unions, `$ref`s, e.g. from
+    MCP servers), which the tool then validates against its schema as for any output."""
     params = tool.json_schema().get("parameters", {})
     props = params.get("properties", {})
     required = params.get("required", list(props))
     args = []
     for name in required:
-        kind = props.get(name, {}).get("type", "")
-        if kind not in _SIMPLE_TYPES:
+        node = props.get(name, {})
+        enum = node.get("enum") if isinstance(node, dict) else None
+        kind = node.get("type", "") if isinstance(node, dict) else ""
+        if isinstance(enum, list) and enum and all(isinstance(v, str | int | float | bool) for v in enum):
+            args.append(_Arg(name, "enum", tuple(enum)))
+        elif isinstance(kind, str) and kind in _SIMPLE_TYPES:  # "type": ["string", "null"] is not simple
+            args.append(_Arg(name, kind))
+        else:
             return None
-        args.append(_Arg(name, kind))
     return args
 
 
@@ -274,6 +282,10 @@ class GuidedDecoder:
                 self._force(key + ' "')
                 values[arg.name] = yield from self._generate(limit, ['"', "\n"])
                 self._force('"')
+            elif arg.type == "enum":
+                self._force(key)
+                options = [" " + json.dumps(v, ensure_ascii=False) for v in arg.choices]
+                values[arg.name] = arg.choices[(yield from self._choose(options))]
             elif arg.type == "boolean":
                 self._force(key)
                 values[arg.name] = (yield from self._choose([" true", " false"])) == 0

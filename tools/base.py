@@ -239,6 +239,22 @@ class Tool:
         """
         if isinstance(raw, self.args_model):
             return raw
+        data = self._raw_arguments(raw)
+        try:
+            return self.args_model.model_validate(data)
+        except ValidationError as exc:
+            problems = []
+            for err in exc.errors(include_url=False):
+                loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
+                problems.append(f"{loc}: {err['msg']}")
+            raise ToolArgumentError(
+                f"invalid arguments for tool '{self.name}': {'; '.join(problems)}. "
+                f"Expected {self._args_hint()}",
+                errors=[{k: v for k, v in e.items() if k != "ctx"} for e in exc.errors(include_url=False)],
+            ) from None
+
+    def _raw_arguments(self, raw: dict[str, Any] | str | BaseModel | None) -> dict[str, Any]:
+        """Raw model output as an argument dict (not yet validated), or ToolArgumentError."""
         if isinstance(raw, BaseModel):
             raw = raw.model_dump()
         data: Any = raw
@@ -270,18 +286,7 @@ class Tool:
                 f"invalid arguments for tool '{self.name}': expected a JSON object {self._args_hint()}, "
                 f"got {type(data).__name__}"
             )
-        try:
-            return self.args_model.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for err in exc.errors(include_url=False):
-                loc = ".".join(str(p) for p in err["loc"]) or "(arguments)"
-                problems.append(f"{loc}: {err['msg']}")
-            raise ToolArgumentError(
-                f"invalid arguments for tool '{self.name}': {'; '.join(problems)}. "
-                f"Expected {self._args_hint()}",
-                errors=[{k: v for k, v in e.items() if k != "ctx"} for e in exc.errors(include_url=False)],
-            ) from None
+        return data
 
     def _kwargs(self, args: BaseModel) -> dict[str, Any]:
         # attribute access, not model_dump: nested models stay models

@@ -6,7 +6,17 @@ import sys
 import typer
 
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, Engine, Format, Model, TokenApi, Tokenizer, Trace, served_options
+from alignment.cli.options import (
+    ApiKey,
+    Engine,
+    Format,
+    Mcp,
+    Model,
+    TokenApi,
+    Tokenizer,
+    Trace,
+    served_options,
+)
 
 app = typer.Typer(add_completion=False)
 
@@ -30,11 +40,13 @@ def ask(
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
     trace: Trace = None,
+    mcp: Mcp = None,
 ) -> None:
-    """Answer QUESTION with the ReAct agent (calculator, plus search with --index)."""
+    """Answer QUESTION with the ReAct agent (calculator, plus search with --index, plus --mcp servers' tools)."""
     from agent.build import build_agent, load_index
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
+    from tools.mcp import mcp_tools
 
     quiet_libraries()
     if trace:  # before the model: a bad value or a missing package fails fast
@@ -42,15 +54,17 @@ def ask(
 
         tracing.configure(trace)
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
-    llm = load_llm(model, engine=engine, **served_options(model, api_key, tokenizer, token_api))
-    # --guided is the default: it means "where the backend allows it".
-    agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided, format=format)
-    sampling = {"temperature": temperature, "seed": seed}
-    if as_json:
-        trajectory = agent.run(question, **sampling)
-        sys.stdout.write(trajectory.to_json(indent=2) + "\n")
-        return
-    _show_live(agent, question, sampling)
+    with mcp_tools(mcp or []) as server_tools:  # so does a bad --mcp; the servers stop on the way out
+        llm = load_llm(model, engine=engine, **served_options(model, api_key, tokenizer, token_api))
+        # --guided is the default: it means "where the backend allows it".
+        agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided, format=format,
+                            extra_tools=server_tools)
+        sampling = {"temperature": temperature, "seed": seed}
+        if as_json:
+            trajectory = agent.run(question, **sampling)
+            sys.stdout.write(trajectory.to_json(indent=2) + "\n")
+            return
+        _show_live(agent, question, sampling)
 
 
 def _show_live(agent, question: str, sampling: dict) -> None:

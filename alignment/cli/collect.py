@@ -17,6 +17,7 @@ from alignment.cli.options import (
     Db,
     Engine,
     Format,
+    Mcp,
     TokenApi,
     Tokenizer,
     served_options,
@@ -42,6 +43,7 @@ def collect(
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
     api_key: ApiKey = None,
+    mcp: Mcp = None,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -54,6 +56,7 @@ def collect(
     from alignment.feedback.store import TrajectoryStore
     from alignment.tasks import load_tasks
     from alignment.tasks.agents import TaskAgents
+    from tools.mcp import mcp_tools
 
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
@@ -64,21 +67,22 @@ def collect(
         return
     served = served_options(model, api_key, tokenizer, token_api)
     retriever = load_index(index) if index is not None else None
-    with console.status(f"loading {model}"):
-        agents = TaskAgents(load_llm(model, engine=engine, **served), retriever=retriever, max_steps=max_steps,
-                            format=format)
-    columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
-               TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task("", total=todo)
+    with mcp_tools(mcp or []) as server_tools:  # a bad --mcp fails before the model loads
+        with console.status(f"loading {model}"):
+            agents = TaskAgents(load_llm(model, engine=engine, **served), retriever=retriever, max_steps=max_steps,
+                                format=format, extra_tools=server_tools)
+        columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                   TimeRemainingColumn())
+        with Progress(*columns, console=console) as progress:
+            bar = progress.add_task("", total=todo)
 
-        def advance(task, k, trajectory):
-            status = trajectory.status if trajectory is not None else "failed"
-            progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
+            def advance(task, k, trajectory):
+                status = trajectory.status if trajectory is not None else "failed"
+                progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
-        report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
-                             batch_size=batch_size,
-                             on_sample=advance)
+            report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
+                                 batch_size=batch_size,
+                                 on_sample=advance)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")

@@ -20,7 +20,7 @@ from rich.console import Console
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, BatchSize, Engine, Format, TokenApi, Tokenizer, served_options
+from alignment.cli.options import ApiKey, BatchSize, Engine, Format, Mcp, TokenApi, Tokenizer, served_options
 from alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
@@ -48,6 +48,7 @@ def evaluate(
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
     api_key: ApiKey = None,
+    mcp: Mcp = None,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from agent.build import load_index
@@ -55,6 +56,7 @@ def evaluate(
     from alignment.evaluation.evaluate import model_label
     from alignment.tasks.datasets import advbench_tasks
     from alignment.tasks.indexes import tasks_and_index
+    from tools.mcp import mcp_tools
 
     quiet_libraries()
     console = Console(stderr=as_json)
@@ -79,19 +81,22 @@ def evaluate(
 
     retriever = load_index(index) if index is not None and not refusal else None
     reports = []
-    for spec in models:
-        label = model_label(spec)
-        with console.status(f"loading {label}"):
-            llm = _load(spec, engine, **served_options(spec, api_key, tokenizer, token_api))
-        if refusal:
-            reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever, format))
-        else:
-            from alignment.evaluation.evaluate import evaluate_llm
+    with mcp_tools(mcp or []) as server_tools:  # one connection for every model compared
+        for spec in models:
+            label = model_label(spec)
+            with console.status(f"loading {label}"):
+                llm = _load(spec, engine, **served_options(spec, api_key, tokenizer, token_api))
+            if refusal:
+                reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools,
+                                         format))
+            else:
+                from alignment.evaluation.evaluate import evaluate_llm
 
-            reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
-                                        progress=console.is_terminal, batch_size=batch_size, format=format))
-        del llm
-        gc.collect()
+                reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
+                                            progress=console.is_terminal, batch_size=batch_size, format=format,
+                                            extra_tools=server_tools))
+            del llm
+            gc.collect()
 
     paired = []
     if not refusal:
@@ -129,12 +134,12 @@ def _load(spec: str, engine: str = "auto", **served):
     return load_llm(spec, engine=engine, **served)
 
 
-def _refusals(llm, task_list, label, agent_mode, max_steps, retriever, format="auto"):
+def _refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools, format="auto"):
     from alignment.evaluation.refusal import refusal_eval
 
     if agent_mode:
         from agent.build import build_agent
 
-        target = build_agent(llm, retriever=retriever, max_steps=max_steps, format=format)
+        target = build_agent(llm, retriever=retriever, max_steps=max_steps, extra_tools=server_tools, format=format)
         return refusal_eval(target, task_list, mode="agent", label=label)
     return refusal_eval(llm, task_list, mode="generate", label=label)

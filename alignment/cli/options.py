@@ -49,3 +49,9 @@ def served_options(model: str, api_key: str | None = None, tokenizer: str | None
                                "already records its token ids")
         return {}
     return {"api_key": api_key, "tokenizer": tokenizer, "token_api": token_api}
+
+
+# MCP servers whose tools the agent also gets (tools.mcp): a command line or an http(s) URL.
+Mcp = Annotated[list[str] | None, typer.Option(
+    "--mcp", help='MCP server: a command ("python my_server.py", over stdio) or an http(s):// URL '
+                  '(streamable HTTP); repeat for several')]

@@ -177,9 +177,12 @@ def evaluate(
 def evaluate_llm(llm: Any, tasks: Sequence[Task], *, retriever: Any = None, max_steps: int = DEFAULT_MAX_STEPS,
                  label: str = "", progress: bool = True,
                  on_result: Callable[[TaskResult, Trajectory | None], None] | None = None,
-                 batch_size: int = DEFAULT_BATCH_SIZE, format: str = "auto") -> EvalReport:
-    """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names)."""
-    return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps, format=format), tasks, label=label,
+                 batch_size: int = DEFAULT_BATCH_SIZE, format: str = "auto",
+                 extra_tools: Sequence[Any] = ()) -> EvalReport:
+    """`evaluate` with each task's agent built over `llm` (`TaskAgents`: the tools it names, plus
+    `extra_tools`, e.g. an MCP server's)."""
+    return evaluate(TaskAgents(llm, retriever=retriever, max_steps=max_steps, format=format, extra_tools=extra_tools),
+                    tasks, label=label,
                     progress=progress, on_result=on_result, batch_size=batch_size)
 
 
