@@ -42,7 +42,9 @@ HELDOUT_START = 100  # held-out questions: DEV positions 100.. (training ones: 0
 
 
 class DemoConfig(BaseModel):
-    model: str = "default"
+    # The untuned embedded model: `default` already carries rankact's arithmetic adapter, so the
+    # demo would show little to learn; it shows the loop doing, live, what made that adapter.
+    model: str = "base"
     out: Path | None = None  # default ./runs/demo-<timestamp>
     samples: int = Field(4, ge=2, description="trajectories per training question (K)")
     train_questions: int = Field(12, ge=1)

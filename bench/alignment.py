@@ -42,7 +42,7 @@ DEV_CHECK_START = 100  # arithmetic DEV positions of the rounds' held-out check
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="default", help="starting policy (default: the embedded SmolLM2-135M)")
+    p.add_argument("--model", default="base", help="starting policy (base: the embedded SmolLM2-135M, untuned)")
     p.add_argument("--methods", default="sft,dpo,grpo", help="comma-separated: sft, dpo, grpo")
     p.add_argument("--ppo", action="store_true", help="also train a reward model and run PPO (slow on CPU)")
     p.add_argument("--rounds", type=int, default=1)

@@ -14,7 +14,8 @@ app = typer.Typer(add_completion=False)
 def demo(
     out: Annotated[Path | None, typer.Option(help="run folder (default ./runs/demo-<timestamp>)")] = None,
     samples: Annotated[int | None, typer.Option(min=2, help="trajectories per training question (K, default 4)")] = None,
-    model: Annotated[str, typer.Option(help="policy to start from: default, or a model folder")] = "default",
+    model: Annotated[str, typer.Option(help="policy to start from: base (the embedded model, untuned), default (with "
+                                        "rankact's adapter) or a model folder")] = "base",
     questions: Annotated[int | None, typer.Option(min=1, max=100, help="training questions (default 12)")] = None,
     heldout: Annotated[int | None, typer.Option(min=1, max=100, help="held-out questions (default 24)")] = None,
     method: Annotated[str | None, typer.Option(help="trainer: sft (default), grpo or dpo")] = None,
