@@ -164,6 +164,17 @@ class Recorder:
     # -- the background thread --
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._send_spooled()
+                return
+            except Exception:  # a disk error: log, wait, go on; the lines are still in the spool
+                log.exception("recorder: unexpected error in the sending thread")
+                if self._closing.is_set():
+                    return
+                self._pause(8, None)
+
+    def _send_spooled(self) -> None:
         attempt = 0
         while True:
             lines = self._spool.peek(self.batch_size)
@@ -192,9 +203,11 @@ class Recorder:
                     self._pause(attempt, outcome.retry_after)
                     break
                 attempt = 0
-                self._settle(line, outcome)
+                if not self._settle(line, outcome):
+                    break
 
-    def _settle(self, line: bytes, outcome: Outcome) -> None:
+    def _settle(self, line: bytes, outcome: Outcome) -> bool:
+        """Count and acknowledge a line; False when it must be tried again (dead-letter unwritable)."""
         if self._down:
             self._down = False
             log.warning("recorder: %s reachable again; sending %d spooled trajectories",
@@ -204,8 +217,8 @@ class Recorder:
                 self._spool.dead_letter(line, outcome.reason)
             except OSError as exc:
                 log.error("recorder: cannot write the dead-letter file: %s", exc)
-                self._pause(1, None)
-                return  # keep the line; it is tried again
+                self._pause(8, None)
+                return False  # keep the line; it is tried again
             log.error("recorder: %s refused a trajectory (%s); kept in %s", self.target.name, outcome.reason,
                       self._stats.dead_letter)
             self._count(failed=1, last_error=outcome.reason)
@@ -214,6 +227,7 @@ class Recorder:
         with self._progress:
             self._spool.ack(line)
             self._progress.notify_all()
+        return True
 
     def _failing(self, outcome: Outcome) -> None:
         self._count(retries=1, last_error=outcome.reason)

@@ -13,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from agent.llm.scripted import ScriptedLLM
@@ -345,3 +346,24 @@ def test_spool_compacts_a_long_backlog_keeping_order(tmp_path):
     assert spool.path.stat().st_size < 10 * 9  # the acknowledged front is gone
     assert [json.loads(line)["n"] for line in spool.peek(100)] == [5, 6, 7, 8, 9]
     assert spool.pending == 5
+
+
+def test_overload_answers_and_a_bug_in_delivery_are_retried_without_killing_the_thread(tmp_path):
+    answers = [RuntimeError("a bug"), httpx.Response(429, headers={"Retry-After": "0"}, json={"detail": "busy"}),
+               httpx.Response(503, json={"detail": "the database is unavailable, try again"}),
+               httpx.Response(201, json={"id": "x", "question_id": "q"})]
+
+    def handler(request):
+        assert request.headers["authorization"] == "Bearer tok"
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    with Recorder("http://service.test", token="tok", spool_dir=tmp_path, transport=httpx.MockTransport(handler),
+                  **FAST) as recorder:
+        recorder.record(trajectories(1)[0])
+        assert recorder.flush(timeout=10)
+        stats = recorder.stats()
+    assert (stats.sent, stats.retries, stats.failed) == (1, 3, 0) and answers == []
+    assert "HTTP 503" in stats.last_error
