@@ -12,6 +12,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   └── SchemaVersionError    a database made by another version of rankact
+    ├── RecorderError         a recorder that cannot start: bad target, no token, unusable spool folder
     ├── CommandError          a command-line value the options' own checks cannot catch
     └── DemoError             a demo stage failed in a way a user can act on
 """
@@ -21,7 +22,7 @@ from agent.errors import RankactError
 
 __all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InexactTokenIds", "InvalidRankingError",
            "NoTrainingSignal",
-           "NotFoundError", "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
+           "NotFoundError", "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -64,6 +65,11 @@ class InvalidRankingError(StoreError, ValueError):
 
 class SchemaVersionError(StoreError):
     """The database was made by another version of rankact."""
+
+
+class RecorderError(RankactError):
+    """A recorder (alignment.feedback.recorder) that cannot start: an unknown target, a service
+    URL without a token, a spool folder it cannot use. Once started it never raises."""
 
 
 class CommandError(RankactError):

@@ -1,0 +1,320 @@
+"""Ship a live application's trajectories to the feedback service, or straight into a store.
+
+    with Recorder("http://127.0.0.1:8000", token=TOKEN) as recorder:
+        agent = recorder.wrap(build_agent(llm))      # run / arun / stream / astream record
+        trajectory = agent.run("What is 17 * 23?", question_id="mult-17-23")
+
+`record()` writes the trajectory as one line to a local spool (`alignment.feedback.spool`) and
+returns: it never waits on the network and never raises into the app. A background thread
+sends the spool's lines in batches, retries failures with exponential backoff and jitter, and
+acknowledges a line only once the target has it, so a service that is down, slow or restarted,
+and an app that is killed, lose nothing: the next recorder on the same spool folder sends what
+is left. The trajectory id is the idempotency key: a 409 ("already stored") counts as
+delivered, so a line sent twice is stored once. A refusal that retrying cannot fix (422 and
+other 4xx) moves the line to `dead-letter.jsonl` with the reason; a refused token (401, 403)
+keeps everything spooled until the app restarts with a valid one.
+"""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel
+
+from agent.events import Done
+from agent.trajectory import Trajectory
+from alignment.errors import RecorderError
+from alignment.feedback.recorder_targets import Outcome, Target, open_target
+from alignment.feedback.spool import Spool
+
+log = logging.getLogger("rankact.recorder")
+
+
+class RecorderStats(BaseModel):
+    recorded: int = 0    # accepted by record() (written to the spool)
+    sent: int = 0        # delivered, duplicates included
+    duplicates: int = 0  # of `sent`, already stored before (a re-sent line)
+    spooled: int = 0     # waiting in the spool now
+    failed: int = 0      # refused for good, moved to the dead-letter file
+    dropped: int = 0     # could not be kept: not a trajectory, spool full or unwritable, recorder closed
+    retries: int = 0     # deliveries that failed and will be tried again
+    replayed: int = 0    # found in the spool at start (an earlier run's or a dead process's)
+    last_error: str | None = None
+    spool: str = ""      # the spool file
+    dead_letter: str = ""
+
+
+class Recorder:
+    """Sends recorded trajectories to `target` in the background (see the module docstring).
+
+    target: the service's base URL (`http://HOST:PORT`, needs `token`) or a store URL
+    (`sqlite:///feedback.db`, `postgresql://...`). spool_dir: where lines wait, by default
+    `$RANKACT_CACHE/recorder/<hash of target>`. close_timeout bounds `close()` and the atexit
+    flush; request_timeout bounds one delivery.
+    """
+
+    def __init__(
+        self, target: str, *, token: str | None = None, spool_dir: str | Path | None = None,
+        batch_size: int = 32, linger: float = 0.05, request_timeout: float = 10.0,
+        backoff: float = 0.5, max_backoff: float = 30.0, close_timeout: float = 10.0,
+        max_spool_bytes: int = 1 << 30, durable: bool = False, transport: Any = None,
+    ) -> None:
+        if batch_size < 1 or backoff <= 0 or max_backoff < backoff or close_timeout < 0 or request_timeout <= 0:
+            raise RecorderError("batch_size >= 1, 0 < backoff <= max_backoff, close_timeout >= 0 and "
+                                "request_timeout > 0 are needed")
+        self.target: Target = open_target(target, token=token, transport=transport)
+        folder = Path(spool_dir) if spool_dir is not None else _default_spool_dir(target)
+        try:
+            self._spool = Spool(folder, max_bytes=max_spool_bytes, durable=durable)
+        except OSError as exc:
+            raise RecorderError(f"cannot use spool folder {folder}: {exc}") from exc
+        self.batch_size, self.linger = batch_size, linger
+        self.request_timeout, self.close_timeout = request_timeout, close_timeout
+        self.backoff, self.max_backoff = backoff, max_backoff
+        self._stats = RecorderStats(replayed=self._spool.pending, spool=str(self._spool.path),
+                                    dead_letter=str(self._spool.folder / "dead-letter.jsonl"))
+        self._stats_lock = threading.Lock()
+        self._progress = threading.Condition()  # notified on every acknowledgement
+        self._wake = threading.Event()   # there is something to send, or close/flush was asked
+        self._closing = threading.Event()
+        self._deadline = float("inf")     # set by close()
+        self._closed = False
+        self._down = False                # the target is failing (log once, not per retry)
+        if self._spool.pending:
+            log.info("recorder: %d trajectories waiting in %s will be sent", self._spool.pending, self._spool.path)
+        self._thread = threading.Thread(target=self._run, name="rankact-recorder", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    # -- the app's side: never blocks on the network, never raises --
+
+    def record(self, trajectory: Trajectory, *, question_id: str | None = None,
+               gold: list[str] | None = None) -> bool:
+        """Queue `trajectory` for delivery; True once it is in the spool (it will arrive)."""
+        try:
+            if not isinstance(trajectory, Trajectory):
+                raise TypeError(f"record() takes a Trajectory, not {type(trajectory).__name__}")
+            line = _body(trajectory, question_id, gold)
+        except Exception as exc:  # noqa: BLE001 - an app's bad call is logged, not raised
+            return self._drop(f"cannot record: {exc}")
+        if self._closed:
+            return self._drop(f"recorder closed; trajectory {trajectory.id} not recorded")
+        try:
+            kept = self._spool.append(line)
+        except OSError as exc:
+            return self._drop(f"cannot write the spool {self._spool.path}: {exc}")
+        if not kept:
+            return self._drop(f"spool {self._spool.path} is full ({self._spool.max_bytes} bytes); "
+                              f"trajectory {trajectory.id} dropped")
+        self._count(recorded=1)
+        self._wake.set()
+        return True
+
+    def wrap(self, agent: Any) -> RecordingAgent:
+        """`agent` whose runs are recorded (see `RecordingAgent`)."""
+        return RecordingAgent(agent, self)
+
+    def stats(self) -> RecorderStats:
+        with self._stats_lock:
+            return self._stats.model_copy(update={"spooled": self._spool.pending})
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Try to send everything now; True when the spool is empty within `timeout` seconds."""
+        if self._closed:
+            return self._spool.pending == 0
+        self._wake.set()
+        with self._progress:
+            return self._progress.wait_for(lambda: self._spool.pending == 0, timeout)
+
+    def close(self, timeout: float | None = None) -> RecorderStats:
+        """Send what is pending for at most `timeout` (default close_timeout) seconds, then stop.
+        What is not sent by then stays in the spool for the next recorder on the folder."""
+        if not self._closed:
+            self._closed = True
+            atexit.unregister(self.close)
+            timeout = self.close_timeout if timeout is None else timeout
+            self._deadline = time.monotonic() + timeout
+            self._closing.set()
+            self._wake.set()
+            self._thread.join(timeout + 0.5)
+            if self._thread.is_alive():  # a delivery past its timeout; the daemon thread ends with the process
+                log.warning("recorder: close timed out; unsent trajectories stay in %s", self._spool.path)
+            else:
+                self.target.close()
+                self._spool.close()
+            if self._spool.pending:
+                log.warning("recorder: %d trajectories left in %s, sent by the next recorder there",
+                            self._spool.pending, self._spool.path)
+        return self.stats()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the background thread --
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self._send_spooled()
+                return
+            except Exception:  # a disk error: log, wait, go on; the lines are still in the spool
+                log.exception("recorder: unexpected error in the sending thread")
+                if self._closing.is_set():
+                    return
+                self._pause(8, None)
+
+    def _send_spooled(self) -> None:
+        attempt = 0
+        while True:
+            lines = self._spool.peek(self.batch_size)
+            if not lines:
+                if self._closing.is_set():
+                    return
+                self._wake.wait()
+                self._wake.clear()
+                if not self._closing.is_set():
+                    self._closing.wait(self.linger)  # let a batch gather
+                continue
+            self._spool.sync()  # the batch is on disk before we start on it
+            for line in lines:
+                if self._closing.is_set() and time.monotonic() >= self._deadline:
+                    return
+                try:
+                    outcome = self.target.deliver(line, timeout=self._timeout())
+                except Exception as exc:  # a bug must not kill the thread and strand the spool
+                    log.exception("recorder: delivery failed unexpectedly")
+                    outcome = Outcome("retry", f"unexpected {type(exc).__name__}: {exc}")
+                if outcome.kind == "retry":
+                    attempt += 1
+                    self._failing(outcome)
+                    if self._closing.is_set():
+                        return  # no backoff on the way out: the spool keeps it
+                    self._pause(attempt, outcome.retry_after)
+                    break
+                attempt = 0
+                if not self._settle(line, outcome):
+                    break
+
+    def _settle(self, line: bytes, outcome: Outcome) -> bool:
+        """Count and acknowledge a line; False when it must be tried again (dead-letter unwritable)."""
+        if self._down:
+            self._down = False
+            log.warning("recorder: %s reachable again; sending %d spooled trajectories",
+                        self.target.name, self._spool.pending)
+        if outcome.kind == "reject":
+            try:
+                self._spool.dead_letter(line, outcome.reason)
+            except OSError as exc:
+                log.error("recorder: cannot write the dead-letter file: %s", exc)
+                self._pause(8, None)
+                return False  # keep the line; it is tried again
+            log.error("recorder: %s refused a trajectory (%s); kept in %s", self.target.name, outcome.reason,
+                      self._stats.dead_letter)
+            self._count(failed=1, last_error=outcome.reason)
+        else:
+            self._count(sent=1, duplicates=int(outcome.kind == "duplicate"))
+        with self._progress:
+            self._spool.ack(line)
+            self._progress.notify_all()
+        return True
+
+    def _failing(self, outcome: Outcome) -> None:
+        self._count(retries=1, last_error=outcome.reason)
+        if not self._down:
+            self._down = True
+            # a refused token is the app's configuration, not an outage: say so loudly
+            level = logging.ERROR if outcome.blocked else logging.WARNING
+            log.log(level, "recorder: %s: %s; trajectories are kept in %s and retried", self.target.name,
+                    outcome.reason, self._spool.path)
+
+    def _pause(self, attempt: int, retry_after: float | None) -> None:
+        """Exponential backoff with full jitter, at least the server's Retry-After; flush() and
+        close() cut it short."""
+        delay = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (attempt - 1)))
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, self.max_backoff))
+        if self._wake.wait(delay):
+            self._wake.clear()
+
+    def _timeout(self) -> float:
+        if not self._closing.is_set():
+            return self.request_timeout
+        return max(0.05, min(self.request_timeout, self._deadline - time.monotonic()))
+
+    def _count(self, last_error: str | None = None, **increments: int) -> None:
+        with self._stats_lock:
+            for name, n in increments.items():
+                setattr(self._stats, name, getattr(self._stats, name) + n)
+            if last_error is not None:
+                self._stats.last_error = last_error
+
+    def _drop(self, reason: str) -> bool:
+        log.error("recorder: %s", reason)
+        self._count(dropped=1, last_error=reason)
+        return False
+
+
+class RecordingAgent:
+    """An agent whose `run`, `arun`, `stream` and `astream` record each finished trajectory;
+    they take `question_id=` and `gold=` for the store besides the agent's own arguments.
+    Everything else is the wrapped agent's."""
+
+    def __init__(self, agent: Any, recorder: Recorder) -> None:
+        self.agent, self.recorder = agent, recorder
+
+    def run(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
+            **sampling: Any) -> Trajectory:
+        trajectory = self.agent.run(question, **sampling)
+        self.recorder.record(trajectory, question_id=question_id, gold=gold)
+        return trajectory
+
+    async def arun(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
+                   **sampling: Any) -> Trajectory:
+        trajectory = await self.agent.arun(question, **sampling)
+        self.recorder.record(trajectory, question_id=question_id, gold=gold)
+        return trajectory
+
+    def stream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
+               **sampling: Any) -> Iterator[Any]:
+        for event in self.agent.stream(question, **sampling):
+            if isinstance(event, Done):
+                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
+            yield event
+
+    async def astream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
+                      **sampling: Any) -> AsyncIterator[Any]:
+        async for event in self.agent.astream(question, **sampling):
+            if isinstance(event, Done):
+                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
+            yield event
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.agent, name)
+
+
+def _body(trajectory: Trajectory, question_id: str | None, gold: list[str] | None) -> bytes:
+    """The service's `POST /api/trajectories` body, as one line: the spool stores what is sent."""
+    if question_id is not None and not isinstance(question_id, str):
+        raise TypeError("question_id must be a string")
+    if gold is not None and not (isinstance(gold, list) and all(isinstance(g, str) for g in gold)):
+        raise TypeError("gold must be a list of strings")
+    return (b'{"trajectory":' + trajectory.to_json().encode() + b',"question_id":' + json.dumps(question_id).encode()
+            + b',"gold":' + json.dumps(gold).encode() + b"}")
+
+
+def _default_spool_dir(target: str) -> Path:
+    from agent.llm.model_files import cache_root
+
+    # one folder per target, so a backlog is never replayed into another service
+    return cache_root() / "recorder" / hashlib.sha256(target.rstrip("/").encode()).hexdigest()[:12]
