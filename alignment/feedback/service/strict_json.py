@@ -33,11 +33,14 @@ def strict_json_problem(body: bytes) -> str | None:
 
 
 def _explain(body: bytes, message: str) -> str:
+    if "surrogate" in message or "hex escape" in message:
+        return f"text holds a lone surrogate (\\ud800-\\udfff without its pair), not valid Unicode ({message})"
     found = _POSITION.search(message)
     if found:  # point at a NaN / Infinity when that is what stopped the parser
         line, column = int(found.group(1)), int(found.group(2))
         lines = body.split(b"\n")
-        if line <= len(lines) and _NOT_A_NUMBER.match(lines[line - 1], max(column - 2, 0)):
+        near = lines[line - 1][max(column - 12, 0):column + 10] if line <= len(lines) else b""
+        if _NOT_A_NUMBER.search(near):
             return f"NaN and Infinity are not JSON numbers ({message}); send a finite number"
     return f"the body is not strict JSON: {message}"
 
