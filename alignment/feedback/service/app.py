@@ -180,6 +180,11 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         already has rankings: post to the version the message names."""
         _check_token_ids(body.trajectory, token_limit)
         question_id = versioned_id(body.question_id or question_id_for(body.trajectory.question), body.version)
+        for name, value in (("trajectory id", body.trajectory.id), ("question id", question_id)):
+            # An id must be readable back by URL: URLs drop "." and ".." segments, and a route
+            # does not match a line break. Ids show in logs and the CLI too.
+            if value in (".", "..") or not value.isprintable():
+                raise HTTPException(422, f"a {name} must be printable text other than '.' and '..', not {value!r}")
         question_id = store.add(body.trajectory, question_id=question_id, gold=body.gold)
         return TrajectoryCreated(id=body.trajectory.id, question_id=question_id)
 
@@ -195,7 +200,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
             store.question(question_id)  # 404 for an unknown question
         return store.list(question_id, limit=limit, offset=offset)
 
-    @app.get("/api/trajectories/{trajectory_id}", response_model=Trajectory, tags=["trajectories"],
+    @app.get("/api/trajectories/{trajectory_id:path}", response_model=Trajectory, tags=["trajectories"],
              responses={404: {"model": Error}})
     def get_trajectory(trajectory_id: str, _who: Admin) -> Trajectory:
         return store.get(trajectory_id)
@@ -204,7 +209,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
     def list_questions(_who: Admin) -> list[Question]:
         return store.questions()
 
-    @app.get("/api/questions/{question_id}", response_model=Question, tags=["questions"],
+    @app.get("/api/questions/{question_id:path}", response_model=Question, tags=["questions"],
              responses={404: {"model": Error}})
     def get_question(question_id: str, _who: Admin) -> Question:
         return store.question(question_id)
