@@ -130,7 +130,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
     # Added last runs first: the Host check, then strict JSON, then the routes.
     app.add_middleware(StrictJSONMiddleware)
     app.add_middleware(AllowedHostsMiddleware, allowed=[*LOOPBACK_HOSTS, *allowed_hosts])
-    token_limit = min(vocab_size or MAX_VOCAB_SIZE, MAX_VOCAB_SIZE)
+    token_limit = vocab_size or MAX_VOCAB_SIZE
     if docs_assets:
         _add_offline_docs(app, docs_assets)
 
