@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "collect": ("alignment.cli.collect", "Run the agent K times per task and store the trajectories."),
     "serve": ("alignment.cli.serve", "Serve the ranking page and its JSON API."),
     "feedback": ("alignment.cli.feedback", "Export rankings and show feedback statistics."),
-    "admin": ("alignment.cli.admin", "Manage annotators and their tokens."),
+    "admin": ("alignment.cli.admin", "Manage accounts (admin, annotator, ingest) and their tokens."),
     "align": ("alignment.cli.align", "Train: reward model, SFT, DPO, PPO."),
     "score": ("alignment.cli.score", "Score a trajectory with a reward model."),
     "eval": ("alignment.cli.eval", "Evaluate the agent on a task file."),

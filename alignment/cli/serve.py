@@ -16,22 +16,33 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port")] = 8000,
     lease: Annotated[float, typer.Option(min=1, help="seconds a question stays reserved for its annotator")] = 600,
+    allowed_host: Annotated[list[str] | None, typer.Option(
+        "--allowed-host", help="a Host name the service answers besides 127.0.0.1, localhost and [::1] "
+                               "(repeatable; the name people use to reach it when --host is not loopback)")] = None,
+    vocab_size: Annotated[int | None, typer.Option(
+        min=1, help="the model's vocabulary size: posted token ids must be below it")] = None,
 ) -> None:
     """Serve the ranking page and its JSON API."""
     import uvicorn
     from rich.console import Console
 
     from alignment.feedback.service import create_app
+    from alignment.feedback.service.hosts import LOOPBACK_HOSTS
     from alignment.feedback.store import TrajectoryStore
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
     store = TrajectoryStore(db)
     questions = store.questions()
-    annotators = store.annotators()
+    accounts = store.accounts()
+    hosts = [*LOOPBACK_HOSTS, *(allowed_host or [])]
     console.print(f"rankact feedback service on http://{host}:{port}/  (API docs: /docs)  db: {store.url}")
     console.print(f"{len(questions)} questions, {sum(q.trajectories for q in questions)} trajectories, "
-                  f"{len(annotators)} annotators")
-    if not annotators:
+                  f"{len(accounts)} accounts; answering Host names: {', '.join(hosts)}")
+    if not any(a.role == "annotator" and not a.revoked for a in accounts):
         console.print("[yellow]no annotators yet: create a token with "
-                      f"`rankact admin create-annotator NAME --db {db}`[/yellow]")
-    uvicorn.run(create_app(store, lease_seconds=lease), host=host, port=port, log_level="info")
+                      f"`rankact admin create NAME --role annotator --db {db}`[/yellow]")
+    if not any(a.role == "admin" and not a.revoked for a in accounts):
+        console.print("[yellow]no admin yet (reads of /api need one): "
+                      f"`rankact admin create NAME --role admin --db {db}`[/yellow]")
+    uvicorn.run(create_app(store, lease_seconds=lease, allowed_hosts=allowed_host or (), vocab_size=vocab_size),
+                host=host, port=port, log_level="info")

@@ -5,32 +5,40 @@ Trajectories are kept whole as JSON (the trainers need every segment) with a few
 columns beside them for listing. Rankings are kept raw (who, when, the order with ties);
 pairs are derived only at export time. Every method that writes commits before it returns,
 and SQLite runs in WAL mode with synchronous=FULL, so an acknowledged write survives a crash.
+
+Nothing is stored that cannot be read back: `add` checks that the trajectory's JSON
+validates again. A row that does not (written by an older rankact, or edited by hand) is
+marked damaged with a logged warning and left out of every read, so one bad row never
+fails a list, an annotator's queue or an export. A question that has rankings takes no new
+trajectories (the rankings order exactly the ones it had); new runs go to a new version of
+the question (`question_id_for(text, version)`).
 """
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
-import secrets
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Self
 
-from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, inspect, select
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from agent.trajectory import Trajectory
 from alignment.errors import ConflictError, InvalidRankingError, NotFoundError, SchemaVersionError, StoreError
-from alignment.feedback.rankings import Ranking, StepFlag
+from alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
+from alignment.feedback.store_leases import LeasesMixin
+from alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
 from alignment.feedback.store_schema import (
     _IMMEDIATE,
     DEFAULT_URL,
     SCHEMA_VERSION,
-    _Annotator,
     _Base,
-    _Lease,
     _make_engine,
     _Meta,
     _now,
@@ -38,8 +46,14 @@ from alignment.feedback.store_schema import (
     _Ranking,
     _require_existing_file,
     _Trajectory,
+    _trajectory_counts,
+    migrate,
     normalize_url,
 )
+
+__all__ = ["Account", "ConflictError", "InvalidRankingError", "NotFoundError", "Question", "Role", "SchemaVersionError",
+           "StoreError", "TrajectoryStore", "hash_token", "question_id_for", "shuffled_for", "versioned_id"]
+log = logging.getLogger("rankact.store")
 
 # --- public records ---------------------------------------------------------------------
 
@@ -54,19 +68,24 @@ class Question(BaseModel):
     rankings: int = 0
 
 
-class Annotator(BaseModel):
-    name: str
-    is_admin: bool = False
-    created_at: datetime
+def question_id_for(text: str, version: int = 1) -> str:
+    """The default question id: stable in the text (the same as a Task's default id), with
+    `-v<version>` from version 2 on."""
+    return versioned_id(hashlib.sha256(_utf8(text, "question")).hexdigest()[:16], version)
 
 
-def question_id_for(text: str) -> str:
-    """The default question id: stable in the text, and the same as a Task's default id."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+def versioned_id(question_id: str, version: int) -> str:
+    """`question_id` as version `version`: ("q", 2) -> "q-v2"; ("q-v2", 3) -> "q-v3"; version 1 leaves it."""
+    if version <= 1:
+        return question_id
+    return re.sub(r"-v\d+$", "", question_id) + f"-v{version}"
 
 
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
+def _utf8(text: str, what: str) -> bytes:
+    try:
+        return text.encode()
+    except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it
+        raise StoreError(f"the {what} is not valid Unicode text ({exc.reason} at position {exc.start})") from exc
 
 
 def shuffled_for(annotator: str, question_id: str, items: list[Any], key=lambda x: x) -> list[Any]:
@@ -81,8 +100,8 @@ def shuffled_for(annotator: str, question_id: str, items: list[Any], key=lambda 
 # --- the store --------------------------------------------------------------------------
 
 
-class TrajectoryStore:
-    """Questions, trajectories, rankings and annotators in one database."""
+class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin):
+    """Questions, trajectories, rankings and accounts in one database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True) -> None:
         self.url = normalize_url(url)
@@ -113,6 +132,10 @@ class TrajectoryStore:
             return
         with self._read() as session:
             row = session.get(_Meta, "schema_version")
+        if row is not None and row.value == "1":
+            migrate(self.engine, readable=_is_readable)
+            with self._read() as session:
+                row = session.get(_Meta, "schema_version")
         found = row.value if row else None
         if found != str(SCHEMA_VERSION):
             raise SchemaVersionError(
@@ -155,6 +178,8 @@ class TrajectoryStore:
     ) -> str:
         """Create a question, or fill in gold answers / metadata on an existing one."""
         question_id = question_id or question_id_for(text)
+        _utf8(question_id, "question id")
+        _utf8(text, "question")
         with self._write() as session:
             self._upsert_question(session, question_id, text, gold, metadata)
         return question_id
@@ -175,34 +200,55 @@ class TrajectoryStore:
         return row
 
     def add(self, trajectory: Trajectory, question_id: str | None = None, gold: list[str] | None = None) -> str:
-        """Store a trajectory under its question (created on first use). Returns the question id."""
+        """Store a trajectory under its question (created on first use). Returns the question id.
+        A question that has rankings is closed: ConflictError names the next free version."""
         question_id = question_id or question_id_for(trajectory.question)
+        _utf8(question_id, "question id")
+        data = _readable_json(trajectory)
         model = trajectory.model.backend + ":" + trajectory.model.name
         try:
             with self._write() as session:
                 if session.get(_Trajectory, trajectory.id) is not None:
                     raise ConflictError(f"a trajectory with id {trajectory.id} is already stored")
+                self._require_open(session, question_id)
                 self._upsert_question(session, question_id, trajectory.question, gold, None)
                 session.add(_Trajectory(
                     id=trajectory.id, question_id=question_id, question=trajectory.question, model=model,
-                    status=trajectory.status, created_at=trajectory.created_at, data=trajectory.to_json(),
+                    status=trajectory.status, created_at=trajectory.created_at, data=data,
                 ))
         except IntegrityError as exc:  # another writer stored the same id first (PostgreSQL)
             raise ConflictError(f"a trajectory with id {trajectory.id} is already stored") from exc
         return question_id
+
+    @staticmethod
+    def _require_open(session: Session, question_id: str) -> None:
+        if session.scalar(select(func.count()).where(_Ranking.question_id == question_id)) == 0:
+            return
+        version = 2
+        while session.scalar(select(func.count()).where(_Ranking.question_id == versioned_id(question_id, version))):
+            version += 1
+        raise ConflictError(
+            f"question {question_id} already has rankings, so it takes no new trajectories (they would not be "
+            f"in its rankings); post them to a new version of the question: question id "
+            f"{versioned_id(question_id, version)} (in the API: \"version\": {version})"
+        )
 
     def get(self, trajectory_id: str) -> Trajectory:
         with self._read() as session:
             row = session.get(_Trajectory, trajectory_id)
         if row is None:
             raise NotFoundError(f"no trajectory with id {trajectory_id!r}")
-        return Trajectory.from_json(row.data)
+        found = self._readable([(row.id, row.data)]) if not row.damaged else []
+        if not found:
+            raise NotFoundError(f"trajectory {trajectory_id!r} is stored but damaged (unreadable); it is left out")
+        return found[0]
 
     def list(
         self, question_id: str | None = None, *, model: str | None = None, status: str | None = None,
         limit: int | None = None, offset: int = 0,
     ) -> list[Trajectory]:
-        query = select(_Trajectory.data).order_by(_Trajectory.created_at, _Trajectory.id)
+        query = (select(_Trajectory.id, _Trajectory.data).where(_Trajectory.damaged.is_(False))
+                 .order_by(_Trajectory.created_at, _Trajectory.id))
         if question_id is not None:
             query = query.where(_Trajectory.question_id == question_id)
         if model is not None:
@@ -213,14 +259,35 @@ class TrajectoryStore:
         if limit is not None:
             query = query.limit(limit)
         with self._read() as session:
-            return [Trajectory.from_json(data) for data in session.scalars(query)]
+            rows = list(session.execute(query))
+        return self._readable(rows)
+
+    def _readable(self, rows: Iterable[tuple[str, str]]) -> list[Trajectory]:
+        """The rows that read back as trajectories; any other is marked damaged, with a warning."""
+        found, damaged = [], []
+        for row_id, data in rows:
+            try:
+                found.append(Trajectory.from_json(data))
+            except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+                log.warning("trajectory %s is damaged and left out of every read: %s", row_id,
+                            str(exc).splitlines()[0])
+                damaged.append(row_id)
+        if damaged:
+            with self._write() as session:
+                session.execute(update(_Trajectory).where(_Trajectory.id.in_(damaged)).values(damaged=True))
+        return found
+
+    def damaged_ids(self) -> list[str]:
+        """Trajectories kept but left out of reads because their data does not read back."""
+        with self._read() as session:
+            return sorted(session.scalars(select(_Trajectory.id).where(_Trajectory.damaged.is_(True))))
 
     def trajectory_ids(self, question_id: str) -> list[str]:
         with self._read() as session:
-            return sorted(session.scalars(select(_Trajectory.id).where(_Trajectory.question_id == question_id)))
+            return _trajectory_ids(session, question_id)
 
     def count_trajectories(self, question_id: str | None = None) -> int:
-        query = select(func.count()).select_from(_Trajectory)
+        query = select(func.count()).select_from(_Trajectory).where(_Trajectory.damaged.is_(False))
         if question_id is not None:
             query = query.where(_Trajectory.question_id == question_id)
         with self._read() as session:
@@ -245,8 +312,7 @@ class TrajectoryStore:
         return self._questions(None)
 
     def _questions(self, question_id: str | None) -> list[Question]:
-        n_traj = (select(_Trajectory.question_id, func.count().label("n"))
-                  .group_by(_Trajectory.question_id).subquery())
+        n_traj = _trajectory_counts()
         n_rank = (select(_Ranking.question_id, func.count().label("n"))
                   .group_by(_Ranking.question_id).subquery())
         query = (
@@ -264,168 +330,24 @@ class TrajectoryStore:
                 for q, nt, nr in session.execute(query)
             ]
 
-    # -- leases: which question an annotator gets next --
 
-    def next_question_for(self, annotator: str, lease_seconds: float = 600) -> Question | None:
-        """A question this annotator has not ranked, with at least two trajectories, and not
-        leased to anyone else right now; it is leased to them for `lease_seconds`. Asking again
-        before the lease ends returns the same question (a page reload keeps its place)."""
-        for _attempt in range(3):
-            try:
-                chosen = self._lease_next(annotator, lease_seconds)
-            except IntegrityError:  # another server took the same lease first (PostgreSQL)
-                continue
-            return self.question(chosen) if chosen else None
-        return None
-
-    def _lease_next(self, annotator: str, lease_seconds: float) -> str | None:
-        now = _now()
-        expires = now + timedelta(seconds=lease_seconds)
-        with self._write() as session:
-            ranked = select(_Ranking.question_id).where(_Ranking.annotator == annotator)
-            held = session.scalars(
-                select(_Lease).where(_Lease.annotator == annotator, _Lease.expires_at > now,
-                                     _Lease.question_id.not_in(ranked))
-                .order_by(_Lease.question_id)
-            ).first()
-            if held is not None:
-                held.expires_at = expires
-                return held.question_id
-            busy = select(_Lease.question_id).where(_Lease.expires_at > now, _Lease.annotator != annotator)
-            n_traj = (select(_Trajectory.question_id, func.count().label("n"))
-                      .group_by(_Trajectory.question_id).subquery())
-            n_rank = (select(_Ranking.question_id, func.count().label("n"))
-                      .group_by(_Ranking.question_id).subquery())
-            # Fewest rankings first, so every question gets one before any gets two.
-            candidate = session.scalars(
-                select(_Question.id)
-                .join(n_traj, n_traj.c.question_id == _Question.id)
-                .outerjoin(n_rank, n_rank.c.question_id == _Question.id)
-                .where(n_traj.c.n >= 2, _Question.id.not_in(ranked), _Question.id.not_in(busy))
-                .order_by(func.coalesce(n_rank.c.n, 0), _Question.created_at, _Question.id)
-                .limit(1)
-            ).first()
-            if candidate is None:
-                return None
-            session.execute(delete(_Lease).where(_Lease.question_id == candidate))
-            session.add(_Lease(question_id=candidate, annotator=annotator, expires_at=expires))
-            return candidate
-
-    def unranked_count(self, annotator: str) -> int:
-        """Questions with two or more trajectories this annotator has not ranked, leased or not:
-        when `next_question_for` returns None but this is > 0, others hold the rest right now."""
-        n_traj = (select(_Trajectory.question_id, func.count().label("n"))
-                  .group_by(_Trajectory.question_id).subquery())
-        ranked = select(_Ranking.question_id).where(_Ranking.annotator == annotator)
-        query = select(func.count()).select_from(n_traj).where(n_traj.c.n >= 2, n_traj.c.question_id.not_in(ranked))
-        with self._read() as session:
-            return session.scalar(query) or 0
-
-    def release(self, question_id: str, annotator: str) -> None:
-        with self._write() as session:
-            session.execute(delete(_Lease).where(_Lease.question_id == question_id, _Lease.annotator == annotator))
-
-    # -- rankings --
-
-    def submit_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
-        """Store a ranking. It must order exactly its question's trajectories (ties allowed).
-        One ranking per (question, annotator): repeating a submission changes nothing, a new
-        order from the same annotator replaces their old one. Returns (stored, created)."""
-        expected = set(self.trajectory_ids(ranking.question_id))
-        if not expected:
-            self.question(ranking.question_id)  # raises NotFoundError for an unknown question
-        given = ranking.trajectory_ids
-        missing = sorted(expected - set(given))
-        unknown = sorted(set(given) - expected)
-        if missing or unknown:
-            parts = []
-            if missing:
-                parts.append(f"missing {', '.join(missing)}")
-            if unknown:
-                parts.append(f"not trajectories of this question: {', '.join(unknown)}")
-            raise InvalidRankingError(
-                f"a ranking must order exactly the {len(expected)} trajectories of question "
-                f"{ranking.question_id} ({'; '.join(parts)})"
-            )
-        for flag in ranking.flags:
-            if flag.trajectory_id not in expected:
-                raise InvalidRankingError(f"flag names trajectory {flag.trajectory_id}, not one of this question")
-        for _attempt in range(3):
-            try:
-                return self._upsert_ranking(ranking)
-            except IntegrityError:  # a concurrent first submission won the unique key; retry as update
-                continue
-        raise ConflictError("could not store the ranking: too many concurrent submissions")
-
-    def _upsert_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
-        flags = [f.model_dump() for f in ranking.flags]
-        with self._write() as session:
-            row = session.scalars(
-                select(_Ranking).where(_Ranking.question_id == ranking.question_id,
-                                       _Ranking.annotator == ranking.annotator)
-            ).first()
-            created = row is None
-            if row is None:
-                row = _Ranking(id=ranking.id, question_id=ranking.question_id, annotator=ranking.annotator,
-                               created_at=ranking.created_at, order=ranking.order, flags=flags,
-                               comment=ranking.comment, source=ranking.source)
-                session.add(row)
-            elif (row.order, row.flags, row.comment, row.source) != (ranking.order, flags, ranking.comment,
-                                                                     ranking.source):
-                row.order, row.flags, row.comment, row.source = ranking.order, flags, ranking.comment, ranking.source
-                row.created_at = ranking.created_at
-            session.execute(delete(_Lease).where(_Lease.question_id == ranking.question_id,
-                                                 _Lease.annotator == ranking.annotator))
-            session.flush()
-            return _to_ranking(row), created
-
-    def rankings(
-        self, question_id: str | None = None, *, annotator: str | None = None, source: str | None = None,
-    ) -> list[Ranking]:
-        query = select(_Ranking).order_by(_Ranking.question_id, _Ranking.created_at, _Ranking.id)
-        if question_id is not None:
-            query = query.where(_Ranking.question_id == question_id)
-        if annotator is not None:
-            query = query.where(_Ranking.annotator == annotator)
-        if source is not None:
-            query = query.where(_Ranking.source == source)
-        with self._read() as session:
-            return [_to_ranking(row) for row in session.scalars(query)]
-
-    # -- annotators --
-
-    def create_annotator(self, name: str, *, is_admin: bool = False) -> str:
-        """Register an annotator; returns their token (only its hash is stored)."""
-        name = name.strip()
-        if not name or len(name) > 128:
-            raise StoreError("an annotator name must have 1 to 128 characters")
-        token = secrets.token_urlsafe(24)
-        try:
-            with self._write() as session:
-                if session.get(_Annotator, name) is not None:
-                    raise ConflictError(f"annotator {name!r} already exists")
-                session.add(_Annotator(name=name, token_hash=hash_token(token), is_admin=is_admin,
-                                       created_at=_now()))
-        except IntegrityError as exc:
-            raise ConflictError(f"annotator {name!r} already exists") from exc
-        return token
-
-    def authenticate(self, token: str | None) -> Annotator | None:
-        if not token:
-            return None
-        with self._read() as session:
-            row = session.scalars(select(_Annotator).where(_Annotator.token_hash == hash_token(token))).first()
-        return Annotator(name=row.name, is_admin=row.is_admin, created_at=row.created_at) if row else None
-
-    def annotators(self) -> list[Annotator]:
-        with self._read() as session:
-            rows = session.scalars(select(_Annotator).order_by(_Annotator.name))
-            return [Annotator(name=r.name, is_admin=r.is_admin, created_at=r.created_at) for r in rows]
+def _readable_json(trajectory: Trajectory) -> str:
+    """The trajectory's JSON, checked to validate again: NaN would be written as null, a lone
+    surrogate cannot be encoded, and either would make the row unreadable for good."""
+    try:
+        data = trajectory.to_json()
+        Trajectory.from_json(data)
+    except (ValueError, ValidationError) as exc:
+        first = str(exc).splitlines()
+        raise StoreError(f"trajectory {trajectory.id!r} would not read back once stored "
+                         f"(e.g. NaN or infinity, or text that is not valid Unicode): {first[-1] if first else exc}"
+                         ) from exc
+    return data
 
 
-def _to_ranking(row: _Ranking) -> Ranking:
-    return Ranking(
-        id=row.id, question_id=row.question_id, annotator=row.annotator, order=row.order,
-        source=row.source, created_at=row.created_at, flags=[StepFlag(**f) for f in row.flags or []],
-        comment=row.comment or "",
-    )
+def _is_readable(data: str) -> bool:
+    try:
+        Trajectory.from_json(data)
+    except (ValueError, TypeError):
+        return False
+    return True

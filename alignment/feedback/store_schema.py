@@ -1,10 +1,12 @@
 """The store's database layer: SQL tables, and the engine with the SQLite
 settings that make every acknowledged write durable (WAL, synchronous=FULL) and let
-concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout).
+concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout), and the
+migration of databases made by earlier schema versions.
 `alignment.feedback.store.TrajectoryStore` is the API on top."""
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,16 +21,19 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
+    func,
+    select,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql import Subquery
 from sqlalchemy.types import TypeDecorator
 
 from alignment.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_URL = "sqlite:///rankact.db"
 
 
@@ -80,6 +85,9 @@ class _Trajectory(_Base):
     status: Mapped[str] = mapped_column(String(32), index=True)
     created_at: Mapped[datetime] = mapped_column(_UTCDateTime, index=True)
     data: Mapped[str] = mapped_column(Text)
+    # A row whose data no longer reads back as a Trajectory (written before strict input, or
+    # edited by hand). Kept, never deleted, but left out of every list, count and ranking.
+    damaged: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
 
 
 class _Ranking(_Base):
@@ -96,11 +104,13 @@ class _Ranking(_Base):
 
 
 class _Annotator(_Base):
+    # Every account, whatever its role (the table keeps its first name so old databases migrate in place).
     __tablename__ = "annotators"
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    role: Mapped[str] = mapped_column(String(16), default="annotator")
     created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(_UTCDateTime, nullable=True, default=None)
 
 
 class _Lease(_Base):
@@ -159,6 +169,50 @@ def _make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if _IMMEDIATE.get() else "BEGIN")
 
     return engine
+
+
+# --- queries used in several places ---------------------------------------------------
+
+
+def _trajectory_counts() -> Subquery:
+    """Readable trajectories per question, as a subquery (question_id, n)."""
+    return (select(_Trajectory.question_id, func.count().label("n")).where(_Trajectory.damaged.is_(False))
+            .group_by(_Trajectory.question_id).subquery())
+
+
+
+# --- migration ------------------------------------------------------------------------
+
+
+def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
+    """Bring a database of an earlier schema version to SCHEMA_VERSION, in one transaction
+    (SQLite and PostgreSQL both run DDL transactionally), so a failure leaves it as it was.
+
+    1 -> 2: `is_admin` becomes `role` (admins stay admins, everyone else is an annotator);
+    accounts gain `revoked_at`; trajectories gain `damaged`, set on every row whose data
+    `readable` refuses (e.g. a NaN stored as null before input was strict)."""
+    dialect = engine.dialect
+    timestamp = _UTCDateTime().compile(dialect=dialect)
+    boolean = Boolean().compile(dialect=dialect)
+    token = _IMMEDIATE.set(True)
+    try:
+        with engine.begin() as conn:
+            found = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar()
+            if found != "1":
+                return  # another process migrated it first, or the caller reports the version
+            run = conn.exec_driver_sql
+            run("ALTER TABLE annotators ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'annotator'")
+            run("UPDATE annotators SET role = 'admin' WHERE is_admin")
+            run("ALTER TABLE annotators DROP COLUMN is_admin")
+            run(f"ALTER TABLE annotators ADD COLUMN revoked_at {timestamp}")
+            run(f"ALTER TABLE trajectories ADD COLUMN damaged {boolean} NOT NULL DEFAULT false")
+            run("CREATE INDEX ix_trajectories_damaged ON trajectories (damaged)")
+            damaged = [row_id for row_id, data in run("SELECT id, data FROM trajectories") if not readable(data)]
+            for row_id in damaged:
+                conn.execute(_Trajectory.__table__.update().where(_Trajectory.id == row_id).values(damaged=True))
+            run(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+    finally:
+        _IMMEDIATE.reset(token)
 
 
 def _require_existing_file(url: str) -> None:

@@ -1,19 +1,35 @@
 """The feedback service: a JSON API under /api and the ranking page at /.
 
-Writes need `Authorization: Bearer <token>` (tokens come from `rankact admin
-create-annotator`). Errors are JSON `{"detail": ...}` with a 4xx status a client can act on:
-401 no or wrong token, 404 unknown id, 409 duplicate, 422 invalid body or ranking.
+Every /api call needs `Authorization: Bearer <token>` of a role the endpoint admits (tokens
+come from `rankact admin create NAME --role admin|annotator|ingest`; `auth.py`):
+
+    endpoint                           admin  annotator  ingest
+    POST /api/trajectories               x                 x     (questions are made on first use)
+    GET  /api/trajectories[/{id}]        x
+    GET  /api/questions[/{id}]           x
+    GET  /api/next, POST /api/rankings          x               (an admin ranks with an annotator account)
+    GET  /api/rankings                   all    own only
+    GET  /api/export, /api/stats         x
+    GET  /api/me                         x      x          x
+
+A question with rankings takes no new trajectories (409 naming the next question version).
+Bodies must be strict JSON (`strict_json.py`); token ids must lie in [0, vocab_size). Only
+the configured Host names are served (`hosts.py`; loopback by default). Errors are JSON
+`{"detail": ...}` with a status a client can act on: 400 unknown Host, 401 no, unknown or
+revoked token, 403 a role the endpoint does not admit, 404 unknown id, 409 duplicate or
+closed question, 422 invalid body or ranking. A stored row that does not read back is
+left out of reads with a logged warning (`store.py`).
 """
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
@@ -22,15 +38,20 @@ from agent.trajectory import Trajectory
 from alignment.feedback.agreement import FeedbackStats, feedback_stats
 from alignment.feedback.export import export_lines
 from alignment.feedback.rankings import Ranking, StepFlag
+from alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
+from alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
+from alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
 from alignment.feedback.store import (
-    Annotator,
+    Account,
     ConflictError,
     InvalidRankingError,
     NotFoundError,
     Question,
     StoreError,
     TrajectoryStore,
+    question_id_for,
     shuffled_for,
+    versioned_id,
 )
 
 log = logging.getLogger("rankact.service")
@@ -44,13 +65,17 @@ PAGE_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-_bearer = HTTPBearer(auto_error=False, description="An annotator token from `rankact admin create-annotator`.")
+# No tokenizer comes near this many tokens; `create_app(vocab_size=...)` narrows it to a model's.
+MAX_VOCAB_SIZE = 2**24
 
 
 class TrajectoryIn(BaseModel):
     trajectory: Trajectory
-    question_id: str | None = Field(default=None, max_length=128,
+    question_id: str | None = Field(default=None, max_length=120,
                                     description="defaults to a hash of the question text")
+    version: int = Field(default=1, ge=1, le=9999,
+                         description="the question's version: from 2 on, '-v<version>' is added to the question id. "
+                                     "A question with rankings takes no new trajectories: post to a new version")
     gold: list[str] | None = Field(default=None, description="gold answers, for evaluation and simulated ranking")
 
 
@@ -59,9 +84,15 @@ class TrajectoryCreated(BaseModel):
     question_id: str
 
 
+class QuestionToRank(BaseModel):
+    """A question as an annotator sees it: no gold answers, nothing that tells which run is right."""
+    id: str
+    text: str
+
+
 class NextQuestion(BaseModel):
     annotator: str
-    question: Question | None = Field(description="null when nothing is left to rank")
+    question: QuestionToRank | None = Field(description="null when nothing is left to rank")
     trajectories: list[Trajectory] = Field(default_factory=list, description="shuffled per annotator")
     lease_seconds: float = 0
     waiting: int = Field(0, description="with no question: how many unranked ones others are ranking right now")
@@ -83,32 +114,23 @@ class Error(BaseModel):
     detail: str | list[Any]
 
 
-def current_annotator(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> Annotator:
-    """The annotator whose token came with the request; 401 without a known token."""
-    if credentials is None:
-        raise HTTPException(401, "missing token: send 'Authorization: Bearer <token>'",
-                            headers={"WWW-Authenticate": "Bearer"})
-    found = request.app.state.store.authenticate(credentials.credentials)
-    if found is None:
-        raise HTTPException(401, "unknown token", headers={"WWW-Authenticate": "Bearer"})
-    return found
-
-
-Auth = Annotated[Annotator, Depends(current_annotator)]
-
-
-def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI:
+def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_hosts: Iterable[str] = (),
+               vocab_size: int | None = None) -> FastAPI:
+    """The service over `store`. `allowed_hosts` adds Host names to the loopback ones ("*": any);
+    `vocab_size` bounds the token ids a posted trajectory may hold (default MAX_VOCAB_SIZE)."""
     docs_assets = _offline_docs_assets()
     app = FastAPI(
         title="rankact feedback",
         description="Rank an agent's trajectories of one question, and export the rankings as preference data.",
         version="1",
-        responses={401: {"model": Error}, 422: {"model": Error}},
+        responses={400: {"model": Error}, 401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}},
         docs_url=None if docs_assets else "/docs",
     )
     app.state.store = store
+    # Added last runs first: the Host check, then strict JSON, then the routes.
+    app.add_middleware(StrictJSONMiddleware)
+    app.add_middleware(AllowedHostsMiddleware, allowed=[*LOOPBACK_HOSTS, *allowed_hosts])
+    token_limit = vocab_size or MAX_VOCAB_SIZE
     if docs_assets:
         _add_offline_docs(app, docs_assets)
 
@@ -153,56 +175,66 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
 
     @app.post("/api/trajectories", status_code=201, response_model=TrajectoryCreated, tags=["trajectories"],
               responses={409: {"model": Error}})
-    def post_trajectory(body: TrajectoryIn, _who: Auth) -> TrajectoryCreated:
-        """Store a trajectory under its question (created on first use)."""
-        question_id = store.add(body.trajectory, question_id=body.question_id, gold=body.gold)
+    def post_trajectory(body: TrajectoryIn, _who: Writer) -> TrajectoryCreated:
+        """Store a trajectory under its question (created on first use). 409 when the question
+        already has rankings: post to the version the message names."""
+        _check_token_ids(body.trajectory, token_limit)
+        question_id = versioned_id(body.question_id or question_id_for(body.trajectory.question), body.version)
+        for name, value in (("trajectory id", body.trajectory.id), ("question id", question_id)):
+            # An id must be readable back by URL: URLs drop "." and ".." segments, and a route
+            # does not match a line break. Ids show in logs and the CLI too.
+            if value in (".", "..") or not value.isprintable():
+                raise HTTPException(422, f"a {name} must be printable text other than '.' and '..', not {value!r}")
+        question_id = store.add(body.trajectory, question_id=question_id, gold=body.gold)
         return TrajectoryCreated(id=body.trajectory.id, question_id=question_id)
 
     @app.get("/api/trajectories", response_model=list[Trajectory], tags=["trajectories"],
              responses={404: {"model": Error}})
     def list_trajectories(
+        _who: Admin,
         question_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
     ) -> list[Trajectory]:
         if question_id is not None:
             store.question(question_id)  # 404 for an unknown question
         return store.list(question_id, limit=limit, offset=offset)
 
-    @app.get("/api/trajectories/{trajectory_id}", response_model=Trajectory, tags=["trajectories"],
+    @app.get("/api/trajectories/{trajectory_id:path}", response_model=Trajectory, tags=["trajectories"],
              responses={404: {"model": Error}})
-    def get_trajectory(trajectory_id: str) -> Trajectory:
+    def get_trajectory(trajectory_id: str, _who: Admin) -> Trajectory:
         return store.get(trajectory_id)
 
     @app.get("/api/questions", response_model=list[Question], tags=["questions"])
-    def list_questions() -> list[Question]:
+    def list_questions(_who: Admin) -> list[Question]:
         return store.questions()
 
-    @app.get("/api/questions/{question_id}", response_model=Question, tags=["questions"],
+    @app.get("/api/questions/{question_id:path}", response_model=Question, tags=["questions"],
              responses={404: {"model": Error}})
-    def get_question(question_id: str) -> Question:
+    def get_question(question_id: str, _who: Admin) -> Question:
         return store.question(question_id)
 
     # -- ranking --
 
-    @app.get("/api/me", response_model=Annotator, tags=["ranking"])
-    def me(who: Auth) -> Annotator:
+    @app.get("/api/me", response_model=Account, tags=["ranking"])
+    def me(who: Anyone) -> Account:
         return who
 
     @app.get("/api/next", response_model=NextQuestion, tags=["ranking"])
-    def next_question(who: Auth) -> NextQuestion:
+    def next_question(who: Ranker) -> NextQuestion:
         """The next question for this annotator, leased to them for a while, with its
         trajectories in an order shuffled per annotator."""
         question = store.next_question_for(who.name, lease_seconds=lease_seconds)
         if question is None:
             return NextQuestion(annotator=who.name, question=None, waiting=store.unranked_count(who.name))
         trajectories = shuffled_for(who.name, question.id, store.list(question.id), key=lambda t: t.id)
-        return NextQuestion(annotator=who.name, question=question, trajectories=trajectories,
+        return NextQuestion(annotator=who.name, question=QuestionToRank(id=question.id, text=question.text),
+                            trajectories=trajectories,
                             lease_seconds=lease_seconds)
 
     @app.post("/api/rankings", response_model=RankingStored, tags=["ranking"],
               responses={201: {"model": RankingStored}, 404: {"model": Error}})
-    def post_ranking(body: RankingIn, who: Auth) -> JSONResponse:
+    def post_ranking(body: RankingIn, who: Ranker) -> JSONResponse:
         """Rank exactly the question's trajectories, best first; ids in one inner list tie.
         Repeating a submission changes nothing (200); the first one answers 201."""
         try:
@@ -216,9 +248,14 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
 
     @app.get("/api/rankings", response_model=list[Ranking], tags=["ranking"])
     def list_rankings(
-        question_id: str | None = None, annotator: str | None = None,
+        who: Reviewer, question_id: str | None = None, annotator: str | None = None,
         source: Literal["human", "simulated"] | None = None,
     ) -> list[Ranking]:
+        """Admins see every ranking; annotators only their own (with their comments)."""
+        if who.role != "admin":
+            if annotator not in (None, who.name):
+                raise HTTPException(403, "annotators see only their own rankings")
+            annotator = who.name
         return store.rankings(question_id, annotator=annotator, source=source)
 
     # -- export --
@@ -226,13 +263,13 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600) -> FastAPI
     @app.get("/api/export", tags=["export"],
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON Lines in the requested format"}})
-    def export(format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:
+    def export(_who: Admin, format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:
         lines = list(export_lines(store, format))  # built first, so an error is a status, not a cut stream
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})
 
     @app.get("/api/stats", response_model=FeedbackStats, tags=["export"])
-    def stats() -> FeedbackStats:
+    def stats(_who: Admin) -> FeedbackStats:
         return feedback_stats(store)
 
     # -- the page --
@@ -267,6 +304,13 @@ def _add_offline_docs(app: FastAPI, assets: Path) -> None:
             swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
             swagger_favicon_url="/docs-assets/favicon.png",
         )
+
+
+def _check_token_ids(trajectory: Trajectory, limit: int) -> None:
+    for index, segment in enumerate(trajectory.segments):
+        bad = next((t for t in segment.token_ids or () if not 0 <= t < limit), None)
+        if bad is not None:
+            raise HTTPException(422, f"segments[{index}].token_ids holds {bad}, outside the vocabulary [0, {limit})")
 
 
 def _first_error(exc: ValueError) -> str:

@@ -23,7 +23,9 @@ def env(tmp_path):
     store = TrajectoryStore(f"sqlite:///{tmp_path / 'api.db'}")
     load_sample_data(store)
     tokens = {name: store.create_annotator(name) for name in ("alice", "bob")}
-    client = TestClient(create_app(store), raise_server_exceptions=False)
+    tokens["admin"] = store.create_account("root", "admin")
+    tokens["ingest"] = store.create_account("recorder", "ingest")
+    client = TestClient(create_app(store), base_url="http://127.0.0.1", raise_server_exceptions=False)
     yield store, client, {n: {"Authorization": f"Bearer {t}"} for n, t in tokens.items()}
     client.close()
     store.close()
@@ -61,43 +63,44 @@ def test_me(env):
 def test_post_trajectory_then_get_and_list(env):
     store, client, auth = env
     t = _new_trajectory()
-    response = client.post("/api/trajectories", headers=auth["alice"],
+    response = client.post("/api/trajectories", headers=auth["ingest"],
                            json={"trajectory": json.loads(t.to_json()), "question_id": "capital", "gold": ["Paris"]})
     assert response.status_code == 201, response.text
     assert response.json() == {"id": t.id, "question_id": "capital"}
     assert store.get(t.id) == t and store.question("capital").gold == ["Paris"]
 
-    got = client.get(f"/api/trajectories/{t.id}")
+    admin = auth["admin"]
+    got = client.get(f"/api/trajectories/{t.id}", headers=admin)
     assert got.status_code == 200 and Trajectory.model_validate(got.json()) == t
-    listed = client.get("/api/trajectories", params={"question_id": "capital"}).json()
+    listed = client.get("/api/trajectories", params={"question_id": "capital"}, headers=admin).json()
     assert [x["id"] for x in listed] == [t.id]
-    assert len(client.get("/api/trajectories").json()) == 10
-    assert len(client.get("/api/trajectories", params={"limit": 2}).json()) == 2
+    assert len(client.get("/api/trajectories", headers=admin).json()) == 10
+    assert len(client.get("/api/trajectories", params={"limit": 2}, headers=admin).json()) == 2
 
-    again = client.post("/api/trajectories", headers=auth["alice"], json={"trajectory": json.loads(t.to_json())})
+    again = client.post("/api/trajectories", headers=auth["admin"], json={"trajectory": json.loads(t.to_json())})
     assert again.status_code == 409 and "already stored" in again.json()["detail"]
 
 
 def test_trajectory_and_question_404s(env):
-    _store, client, _auth = env
+    _store, client, auth = env
     for path in ("/api/trajectories/does-not-exist", "/api/questions/does-not-exist"):
-        response = client.get(path)
+        response = client.get(path, headers=auth["admin"])
         assert response.status_code == 404 and "does-not-exist" in response.json()["detail"]
-    response = client.get("/api/trajectories", params={"question_id": "nope"})
+    response = client.get("/api/trajectories", params={"question_id": "nope"}, headers=auth["admin"])
     assert response.status_code == 404
 
 
 def test_questions_list_counts(env):
-    _store, client, _auth = env
-    questions = {q["id"]: q for q in client.get("/api/questions").json()}
+    _store, client, auth = env
+    questions = {q["id"]: q for q in client.get("/api/questions", headers=auth["admin"]).json()}
     assert set(questions) == {"sample-eiffel-year", "sample-multiply", "sample-eiffel-designer"}
     assert questions[QID]["trajectories"] == 3 and questions[QID]["gold"] == ["391"]
-    assert client.get(f"/api/questions/{QID}").json()["text"] == "What is 17 multiplied by 23?"
+    assert client.get(f"/api/questions/{QID}", headers=auth["admin"]).json()["text"] == "What is 17 multiplied by 23?"
 
 
 def test_malformed_trajectory_bodies_are_422(env):
     _store, client, auth = env
-    headers = {**auth["alice"], "Content-Type": "application/json"}
+    headers = {**auth["ingest"], "Content-Type": "application/json"}
     for body in ("{not json", "[]", "null", '{"trajectory": {"question": "q"}}', '{"trajectory": 5}'):
         response = client.post("/api/trajectories", headers=headers, content=body)
         assert response.status_code == 422, body
@@ -111,6 +114,7 @@ def test_next_is_leased_and_shuffled_per_annotator(env):
     store, client, auth = env
     first = client.get("/api/next", headers=auth["alice"]).json()
     assert first["annotator"] == "alice" and first["question"]["id"] == "sample-eiffel-year"
+    assert set(first["question"]) == {"id", "text"}  # no gold answers for the annotator
     expected = [t.id for t in shuffled_for("alice", "sample-eiffel-year", store.list("sample-eiffel-year"),
                                            key=lambda t: t.id)]
     assert [t["id"] for t in first["trajectories"]] == expected
@@ -211,10 +215,12 @@ def test_list_rankings_with_filters(env):
     ids = store.trajectory_ids(QID)
     for who in ("alice", "bob"):
         client.post("/api/rankings", headers=auth[who], json={"question_id": QID, "order": [ids]})
-    assert len(client.get("/api/rankings").json()) == 2
-    assert [r["annotator"] for r in client.get("/api/rankings", params={"annotator": "bob"}).json()] == ["bob"]
-    assert client.get("/api/rankings", params={"question_id": "sample-eiffel-year"}).json() == []
-    assert client.get("/api/rankings", params={"source": "robot"}).status_code == 422
+    admin = auth["admin"]
+    assert len(client.get("/api/rankings", headers=admin).json()) == 2
+    assert [r["annotator"] for r in client.get("/api/rankings", params={"annotator": "bob"},
+                                               headers=admin).json()] == ["bob"]
+    assert client.get("/api/rankings", params={"question_id": "sample-eiffel-year"}, headers=admin).json() == []
+    assert client.get("/api/rankings", params={"source": "robot"}, headers=admin).status_code == 422
 
 
 # --- export, stats, page ---------------------------------------------------------------
@@ -224,16 +230,18 @@ def test_export_formats(env):
     store, client, auth = env
     ids = store.trajectory_ids(QID)
     client.post("/api/rankings", headers=auth["alice"], json={"question_id": QID, "order": [[ids[0]], [ids[1]], [ids[2]]]})
-    pairs = [json.loads(line) for line in client.get("/api/export", params={"format": "pairs"}).text.splitlines()]
+    admin = auth["admin"]
+    pairs = [json.loads(line) for line in
+             client.get("/api/export", params={"format": "pairs"}, headers=admin).text.splitlines()]
     assert [(p["chosen"]["id"], p["rejected"]["id"]) for p in pairs] == [(ids[0], ids[1]), (ids[0], ids[2]),
                                                                           (ids[1], ids[2])]
     assert pairs[0]["chosen"]["segments"]
-    trl = [json.loads(line) for line in client.get("/api/export", params={"format": "trl"}).text.splitlines()]
+    trl = [json.loads(line) for line in client.get("/api/export", params={"format": "trl"}, headers=admin).text.splitlines()]
     assert len(trl) == 3 and set(trl[0]) == {"prompt", "chosen", "rejected", "group"}
-    rankings = client.get("/api/export", params={"format": "rankings"})
+    rankings = client.get("/api/export", params={"format": "rankings"}, headers=admin)
     assert rankings.headers["content-type"].startswith("application/x-ndjson")
     assert [json.loads(line)["annotator"] for line in rankings.text.splitlines()] == ["alice"]
-    bad = client.get("/api/export", params={"format": "csv"})
+    bad = client.get("/api/export", params={"format": "csv"}, headers=admin)
     assert bad.status_code == 422
 
 
@@ -241,7 +249,7 @@ def test_stats_endpoint(env):
     store, client, auth = env
     ids = store.trajectory_ids(QID)
     client.post("/api/rankings", headers=auth["alice"], json={"question_id": QID, "order": [ids]})
-    stats = client.get("/api/stats").json()
+    stats = client.get("/api/stats", headers=auth["admin"]).json()
     assert stats["questions"] == 3 and stats["trajectories"] == 9
     assert stats["rankings_by_source"] == {"human": 1} and stats["pairs"] == 0  # all tied
 
@@ -289,7 +297,7 @@ _ranking_like = st.fixed_dictionaries(
 def test_random_bodies_never_500(env_for_fuzz, body, path):
     _store, client, headers = env_for_fuzz
     # json.dumps writes Infinity/NaN for such floats: not JSON, and the server must still answer 422
-    response = client.post(path, headers={**headers, "Content-Type": "application/json"}, content=json.dumps(body))
+    response = client.post(path, headers={**headers[path], "Content-Type": "application/json"}, content=json.dumps(body))
     assert response.status_code < 500, (body, response.text)
     assert "detail" in response.json() or response.status_code in (200, 201)
 
@@ -297,14 +305,15 @@ def test_random_bodies_never_500(env_for_fuzz, body, path):
 @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
 @given(segment=st.text(min_size=1, max_size=30), query=st.text(max_size=20))
 def test_random_paths_and_queries_never_500(env_for_fuzz, segment, query):
-    _store, client, _headers = env_for_fuzz
+    _store, client, headers = env_for_fuzz
     from urllib.parse import quote
 
+    admin = headers["/api/trajectories"]
     for url in (f"/api/trajectories/{quote(segment, safe='')}", f"/api/questions/{quote(segment, safe='')}"):
-        assert client.get(url).status_code in (404, 200)
+        assert client.get(url, headers=admin).status_code in (404, 200)
     for params in ({"question_id": query}, {"format": query}, {"limit": query}, {"annotator": query}):
         for path in ("/api/trajectories", "/api/export", "/api/rankings"):
-            assert client.get(path, params=params).status_code < 500
+            assert client.get(path, params=params, headers=admin).status_code < 500
 
 
 @pytest.fixture(scope="module")
@@ -312,20 +321,22 @@ def env_for_fuzz(tmp_path_factory):
     store = TrajectoryStore(f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'f.db'}")
     load_sample_data(store)
     token = store.create_annotator("fuzzer")
-    client = TestClient(create_app(store), raise_server_exceptions=False)
-    yield store, client, {"Authorization": f"Bearer {token}"}
+    admin = store.create_account("fuzz-admin", "admin")
+    client = TestClient(create_app(store), base_url="http://127.0.0.1", raise_server_exceptions=False)
+    yield store, client, {"/api/rankings": {"Authorization": f"Bearer {token}"},
+                          "/api/trajectories": {"Authorization": f"Bearer {admin}"}}
     client.close()
     store.close()
 
 
 def test_unexpected_errors_are_json_and_logged(env, monkeypatch, caplog):
-    store, client, _auth = env
+    store, client, auth = env
 
     def boom(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
     monkeypatch.setattr(store, "questions", boom)
-    response = client.get("/api/questions")
+    response = client.get("/api/questions", headers=auth["admin"])
     assert response.status_code == 500
     assert response.json() == {"detail": "internal error (logged on the server)"}
     assert "simulated bug" in caplog.text

@@ -165,3 +165,16 @@ def test_api_docs_render_offline(tmp_path, page):
         assert page.get_by_text("rankact feedback").first.is_visible()
     assert outside == []
     store.close()
+
+
+def test_the_page_refuses_a_token_of_another_role_and_forgets_it(tmp_path, page):
+    store = TrajectoryStore(f"sqlite:///{tmp_path / 'r.db'}")
+    admin = store.create_account("root", "admin")
+    with serve_in_thread(create_app(store)) as url:
+        _sign_in(page, url, admin)
+        page.wait_for_selector("#message.error")
+        assert "ranking needs an annotator token" in page.inner_text("#message")
+        assert page.evaluate("localStorage.getItem('rankact-token')") is None  # an admin token is not kept
+        assert page.is_visible("#login")
+    assert page.errors == []
+    store.close()

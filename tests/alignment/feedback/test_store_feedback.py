@@ -162,7 +162,7 @@ def test_schema_version_mismatch_is_a_clear_error(tmp_path):
     TrajectoryStore(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(SchemaVersionError, match="schema version 99.*uses version 1"):
+    with pytest.raises(SchemaVersionError, match="schema version 99.*uses version 2"):
         TrajectoryStore(f"sqlite:///{path}")
 
 

@@ -76,3 +76,24 @@ def test_schema_version_mismatch(store):
         conn.execute(text("UPDATE meta SET value = '99' WHERE key = 'schema_version'"))
     with pytest.raises(SchemaVersionError, match="schema version 99"):
         TrajectoryStore(URL)
+
+
+def test_a_v1_store_migrates(store):
+    """The v1 -> v2 migration's DDL on PostgreSQL: the store is taken back to v1's shape first."""
+    from sqlalchemy import text
+
+    admin, alice = store.create_account("root", "admin"), store.create_account("alice")
+    damaged = store.trajectory_ids("sample-multiply")[0]
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE annotators ADD COLUMN is_admin BOOLEAN NOT NULL DEFAULT false"))
+        conn.execute(text("UPDATE annotators SET is_admin = (role = 'admin')"))
+        conn.execute(text("ALTER TABLE annotators DROP COLUMN role, DROP COLUMN revoked_at"))
+        conn.execute(text("ALTER TABLE trajectories DROP COLUMN damaged"))
+        conn.execute(text("UPDATE trajectories SET data = replace(data, :good, :bad) WHERE id = :id"),
+                     {"good": '"seconds":0.0', "bad": '"seconds":null', "id": damaged})
+        conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
+    store.close()
+    with TrajectoryStore(URL) as migrated:
+        assert migrated.authenticate(admin).role == "admin" and migrated.authenticate(alice).role == "annotator"
+        assert migrated.damaged_ids() == [damaged] and len(migrated.list()) == 8
+        assert migrated.question("sample-multiply").trajectories == 2

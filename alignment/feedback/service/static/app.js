@@ -80,12 +80,18 @@ async function start() {
   if (!localStorage.getItem(TOKEN_KEY)) { signOut(); return; }
   try {
     const me = await api("/api/me");
+    if (me.role !== "annotator") {
+      signOut(`Sign-in failed: ${me.name} has an ${me.role} token; ranking needs an annotator token ` +
+        "(rankact admin create NAME --role annotator)");
+      return;
+    }
     $("who-name").textContent = me.name;
     show("who", true);
     show("login", false);
     await loadNext();
   } catch (err) {
-    if (err.status === 401) signOut(`Sign-in failed: ${err.message}`);
+    // 403: a valid token of another role (an admin or ingest token): the page needs an annotator's.
+    if (err.status === 401 || err.status === 403) signOut(`Sign-in failed: ${err.message}`);
     else say(`Could not reach the server: ${err.message}`, "error");
   }
 }

@@ -1,0 +1,54 @@
+"""Answer only the Host names the service is meant for. A web page on another site can make a
+browser send requests to a local server through DNS rebinding (its own name, resolved to
+127.0.0.1); those requests carry that site's name in `Host`, so refusing unknown names
+closes the door. Loopback names are allowed by default; `rankact serve --allowed-host NAME`
+adds the name people use to reach the server ("*" allows any, for use behind a proxy that checks).
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+def host_name(host: str) -> str:
+    """The name part of a Host header value, lower-cased: "[::1]:8000" -> "[::1]", "A.b:80" -> "a.b"."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end > 0 else host
+    if host.count(":") > 1:  # a bare IPv6 address
+        return f"[{host}]"
+    return host.split(":", 1)[0].rstrip(".")
+
+
+class AllowedHostsMiddleware:
+    def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
+        self.app = app
+        self.allowed = {host_name(h) for h in allowed}
+        self.any = "*" in self.allowed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        name = host_name(Headers(scope=scope).get("host", ""))
+        if name in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        shown = name if len(name) <= 80 and name.isprintable() else repr(name[:80])
+        detail = ("a request without a Host header is not served" if not name else
+                  f"host {shown} is not served here (allowed: {', '.join(sorted(self.allowed))}); "
+                  f"start the service with --allowed-host {shown} to allow it")
+        payload = json.dumps({"detail": detail}).encode()
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+            return
+        await send({"type": "http.response.start", "status": 400,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
