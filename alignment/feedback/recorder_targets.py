@@ -45,7 +45,7 @@ def open_target(target: str, *, token: str | None = None, transport: Any = None)
         raise RecorderError("the recorder needs a target: the service's URL or a store URL")
     if target.startswith(("http://", "https://")):
         if not token:
-            raise RecorderError(f"recording to {target} needs a token (`rankact admin create-annotator NAME`)")
+            raise RecorderError(f"recording to {target} needs a token (`rankact admin create NAME --role ingest`)")
         return HttpTarget(target, token, transport=transport)
     if target.split("://", 1)[0].startswith(("sqlite", "postgresql")) or "://" not in target:
         return StoreTarget(target)

@@ -44,8 +44,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def token(store):
-    # TODO(roles): an ingest token once the service's roles land; annotators post today.
-    return store.create_annotator("my-app")
+    return store.create_account("my-app", "ingest")  # may post trajectories, nothing else
 
 
 def slow_app(store, delay: float, only_status: int | None = None):
