@@ -11,6 +11,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   └── SchemaVersionError    a database made by another version of rankact
+    ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
     ├── CommandError          a command-line value the options' own checks cannot catch
     └── DemoError             a demo stage failed in a way a user can act on
 """
@@ -18,8 +19,8 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InvalidRankingError", "NoTrainingSignal",
-           "NotFoundError", "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "IncompleteCollection", "InvalidRankingError",
+           "NoTrainingSignal", "NotFoundError", "PairFileError", "RankactError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -57,6 +58,11 @@ class InvalidRankingError(StoreError, ValueError):
 
 class SchemaVersionError(StoreError):
     """The database was made by another version of rankact."""
+
+
+class IncompleteCollection(RankactError):
+    """Some samples of a collection run failed (an outage, not the model's doing) and were not
+    stored; a rerun of the same command runs exactly those."""
 
 
 class CommandError(RankactError):

@@ -1,6 +1,8 @@
 """`rankact collect TASKS.jsonl --samples K --db URL`: run the agent K times per task with
 seeded sampling and store the trajectories for ranking. Rerunning resumes: tasks with K
-trajectories are skipped, partial ones are completed."""
+trajectories are skipped, partial ones are completed. A run the backend failed (an outage)
+is retried, then left out; the command then ends with one `error:` line saying how many
+samples are missing, and the same command run again collects exactly those."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +13,7 @@ import typer
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
 from alignment.cli.options import DEFAULT_DB, BatchSize, Db, Engine
+from alignment.feedback.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
 
 app = typer.Typer(add_completion=False)
 
@@ -28,6 +31,10 @@ def collect(
     seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
+    retries: Annotated[int, typer.Option(min=0, help="times a run the backend failed is run again")]
+    = DEFAULT_RETRIES,
+    retry_wait: Annotated[float, typer.Option(min=0.0, help="seconds before the first retry (doubled each time)")]
+    = DEFAULT_RETRY_WAIT,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -60,12 +67,13 @@ def collect(
             status = trajectory.status if trajectory is not None else "failed"
             progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
+        def retrying(count, wait, reason):
+            progress.console.print(f"{count} runs hit an outage ({reason}); retrying in {wait:g} s")
+
         report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
-                             batch_size=batch_size,
-                             on_sample=advance)
+                             batch_size=batch_size, retries=retries, retry_wait=retry_wait,
+                             on_sample=advance, on_retry=retrying)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")
-    if report.failed:
-        console.print(f"[red]{report.failed} samples failed (see the log above); rerun to retry them[/red]")
-        raise typer.Exit(1)
+    report.raise_if_incomplete()  # one `error:` line, exit status 2
