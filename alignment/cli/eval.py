@@ -111,8 +111,13 @@ def evaluate(
 
         console.print(comparison_table(reports, title=title))
         console.print("success = status finished (not a forced answer) and a gold answer appears in the answer; "
-                      "[brackets]: 95% interval (Wilson; bootstrap for F1); runs that errored count as failures",
+                      "\\[brackets]: 95% interval (Wilson; bootstrap for F1); runs that errored count as failures",
                       style="dim")
+        for report in reports:
+            if report.outages:  # the numbers are not the model's alone: say so, and why
+                reason = next(r.error for r in report.results if r.outage)
+                console.print(f"{report.outages} of {report.n} runs of {report.label} failed because the backend "
+                              f"failed ({reason}); counted as failures", style="red", markup=False)
         if paired:
             console.print(paired_table(paired))
             console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "
