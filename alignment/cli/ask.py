@@ -32,6 +32,10 @@ def ask(
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
 
+    if not question.strip():
+        from alignment.errors import CommandError
+
+        raise CommandError("the question is empty")
     quiet_libraries()
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
     kwargs = {"api_key": api_key} if model.startswith(("http://", "https://")) else {}

@@ -28,7 +28,7 @@ def collect(
     = "default",
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
-    seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
     retries: Annotated[int, typer.Option(min=0, help="times a run the backend failed is run again")]
@@ -42,12 +42,16 @@ def collect(
 
     from agent.build import load_index
     from agent.llm import load_llm
+    from alignment.errors import CommandError
     from alignment.feedback.collect import collect as run_collect
     from alignment.feedback.collect import samples_to_run
     from alignment.feedback.store import TrajectoryStore
     from alignment.tasks import load_tasks
     from alignment.tasks.agents import TaskAgents
 
+    if samples > 1 and temperature == 0:  # greedy decoding: K copies of one trajectory, nothing to rank
+        raise CommandError(f"--samples {samples} at --temperature 0 gives {samples} identical trajectories; "
+                           "sample with a temperature above 0 (e.g. 0.8)")
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
     store = TrajectoryStore(db)

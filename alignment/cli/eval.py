@@ -22,6 +22,7 @@ from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
 from alignment.cli.options import BatchSize, Engine
 from alignment.errors import CommandError
+from alignment.output_file import check_target, write_text
 
 app = typer.Typer(add_completion=False)
 
@@ -53,6 +54,8 @@ def evaluate(
     from alignment.tasks.indexes import tasks_and_index
 
     quiet_libraries()
+    if out is not None:
+        check_target(out)  # not after an hour of evaluation
     console = Console(stderr=as_json)
     models = model or ["default"]
     if refusal:
@@ -95,7 +98,7 @@ def evaluate(
 
         paired = paired_differences(reports)
     if out is not None:
-        out.write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
+        write_text(out, json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
     if as_json:
         summary = [r.model_dump(mode="json", exclude={"results"}) for r in reports]
         for report in summary[1:]:  # each later model against the first

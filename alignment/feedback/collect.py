@@ -109,15 +109,9 @@ def collect(
     report.attempted = len(pending)
     stored_tasks: set[str] = set()
 
-    for attempt in range(retries + 1):
-        if attempt:
-            wait = retry_wait * 2 ** (attempt - 1)
-            report.retried += len(pending)
-            if on_retry:
-                on_retry(len(pending), wait, report.failure or "")
-            sleep(wait)
-        planned, pending = pending, []
-        last_attempt = attempt == retries
+    def run_round(planned: list[tuple[Task, int]], last_attempt: bool) -> list[tuple[Task, int]]:
+        """Run `planned`; store what is data, return the outages to run again."""
+        again: list[tuple[Task, int]] = []
 
         def finished(i: int, trajectory: Trajectory | None, error: BaseException | None) -> None:
             task, k = planned[i]
@@ -127,7 +121,7 @@ def collect(
                 log.debug("task %s sample %d raised", task.id, k, exc_info=error)
             elif reason is not None and not last_attempt:
                 report.failure = reason
-                pending.append((task, k))  # run again after the wait; reported then
+                again.append((task, k))  # run again after the wait; reported then
                 return
             if reason is not None:
                 log.info("task %s sample %d failed: %s", task.id, k, reason)
@@ -146,6 +140,16 @@ def collect(
         jobs = [Job(agent_for(task), task.question, temperature=temperature, seed=sample_seed(seed, k))
                 for task, k in planned]
         run_batch(jobs, batch_size=batch_size, on_done=finished)
+        return again
+
+    for attempt in range(retries + 1):
+        if attempt:
+            wait = retry_wait * 2 ** (attempt - 1)
+            report.retried += len(pending)
+            if on_retry:
+                on_retry(len(pending), wait, report.failure or "")
+            sleep(wait)
+        pending = run_round(pending, last_attempt=attempt == retries)
         if not pending:
             break
     report.completed = len(stored_tasks)
