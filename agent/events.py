@@ -50,7 +50,7 @@ class Error(BaseModel):
     type: Literal["error"] = "error"
     index: int
     # The step error kinds, or "backend" when the LLM call itself failed (the run ends).
-    kind: ErrorKind | Literal["backend"]
+    kind: ErrorKind
     message: str
 
 

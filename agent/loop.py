@@ -12,7 +12,8 @@ Rules: a parse error becomes an observation with a format hint and spends the pa
 budget (exhausted: status "error", never the parse text as the answer); invalid arguments,
 tool exceptions and timeouts become observations and are recorded as `step.error`; the same
 action with the same input `loop_limit` times in a row ends with status "loop"; reaching
-`max_steps` ends with status "max_steps", after one optional forced-answer call.
+`max_steps` ends with status "max_steps", after one optional forced-answer call. A failed
+LLM call (the backend, not the model) ends with status "error" and a `backend` step error.
 """
 from __future__ import annotations
 
@@ -358,6 +359,7 @@ class Agent:
 
             if outcome.failure is not None:
                 traj.metadata["error"] = outcome.failure
+                step.error = StepError(kind="backend", message=outcome.failure)
                 yield ev.Error(index=index, kind="backend", message=outcome.failure)
                 status = "error"
                 break

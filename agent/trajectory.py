@@ -21,7 +21,9 @@ from pydantic import BaseModel, Field
 
 Status = Literal["finished", "max_steps", "loop", "error"]
 SegmentRole = Literal["prompt", "generated", "observation"]
-ErrorKind = Literal["parse", "validation", "tool", "timeout", "unknown_tool"]
+# "backend": the LLM call itself failed (server down, HTTP error); not the model's doing, so
+# collection does not store such a run as data (alignment.feedback.collect).
+ErrorKind = Literal["parse", "validation", "tool", "timeout", "unknown_tool", "backend"]
 
 
 class Segment(BaseModel):
@@ -122,6 +124,11 @@ class Trajectory(BaseModel):
     @property
     def parse_errors(self) -> int:
         return sum(1 for s in self.steps if s.error is not None and s.error.kind == "parse")
+
+    @property
+    def backend_failure(self) -> str | None:
+        """What the backend said if a call to it ended this run (an outage, not the model's output)."""
+        return next((s.error.message for s in self.steps if s.error is not None and s.error.kind == "backend"), None)
 
     @property
     def errors(self) -> int:

@@ -12,6 +12,8 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   └── SchemaVersionError    a database made by another version of rankact
+    ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
+    ├── OutputFileError       a file a command was asked to write cannot be written there
     ├── RecorderError         a recorder that cannot start: bad target, no token, unusable spool folder
     ├── CommandError          a command-line value the options' own checks cannot catch
     └── DemoError             a demo stage failed in a way a user can act on
@@ -20,9 +22,9 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InexactTokenIds", "InvalidRankingError",
-           "NoTrainingSignal",
-           "NotFoundError", "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "IncompleteCollection", "InexactTokenIds",
+           "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError", "PairFileError", "RankactError",
+           "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -65,6 +67,16 @@ class InvalidRankingError(StoreError, ValueError):
 
 class SchemaVersionError(StoreError):
     """The database was made by another version of rankact."""
+
+
+class IncompleteCollection(RankactError):
+    """Some samples of a collection run failed (an outage, not the model's doing) and were not
+    stored; a rerun of the same command runs exactly those."""
+
+
+class OutputFileError(RankactError):
+    """A file a command was asked to write (`--out`) cannot be written: a folder is there, its
+    folder cannot be made, no permission, a full disk."""
 
 
 class RecorderError(RankactError):

@@ -225,6 +225,7 @@ class Rounds:
             report = collect(self.train, self.agents(self.llm(self.policy(r - 1))), store, samples=c.samples,
                              temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size,
                              on_sample=lambda *_: bar.advance(job))
+            report.raise_if_incomplete()  # an outage: the stage is not done, and a rerun fills the gaps
             return {"trajectories": store.count_trajectories(), "failed": report.failed,
                     "by_status": report.by_status}
 

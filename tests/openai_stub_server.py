@@ -45,6 +45,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_json(404, {"error": {"message": f"no route {self.path}"}})
         if not self._authorized():
             return
+        if self.server.outages > 0:  # a server that is down for now (`StubServer(outages=N)`)
+            self.server.outages -= 1
+            return self._send_json(503, {"error": {"message": "model is overloaded"}})
         if body.get("model") != MODEL:
             return self._send_json(404, {"error": {"message": f"model {body.get('model')} does not exist"}})
         text = REPLY
@@ -76,11 +79,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class StubServer:
-    """Context manager: `with StubServer() as url:` gives http://127.0.0.1:PORT/v1."""
+    """Context manager: `with StubServer() as url:` gives http://127.0.0.1:PORT/v1. With
+    `outages=N` the first N chat completions answer 503 (set `.outages` later for more)."""
+
+    def __init__(self, outages: int = 0) -> None:
+        self._outages = outages
 
     def __enter__(self) -> str:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.requests = []
+        self.httpd.outages = self._outages
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
@@ -88,6 +96,14 @@ class StubServer:
     @property
     def requests(self) -> list[dict]:
         return self.httpd.requests
+
+    @property
+    def outages(self) -> int:
+        return self.httpd.outages
+
+    @outages.setter
+    def outages(self, count: int) -> None:
+        self.httpd.outages = count
 
     def __exit__(self, *exc) -> None:
         self.httpd.shutdown()

@@ -46,6 +46,8 @@ class ScriptedLLM:
             raise ModelLoadError(f"cannot read script file {path}: {exc}") from exc
         except json.JSONDecodeError as exc:
             raise ModelLoadError(f"script file {path} is not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise ModelLoadError(f"script file {path} is not a list of strings: JSON nested too deeply") from None
         if not isinstance(data, list) or not all(isinstance(o, str) for o in data):
             raise ModelLoadError(f"script file {path} must hold a JSON list of strings")
         return cls(data, name=path.name)

@@ -48,6 +48,10 @@ def ask(
     from alignment.cli.quiet import quiet_libraries
     from tools.mcp import mcp_tools
 
+    if not question.strip():
+        from alignment.errors import CommandError
+
+        raise CommandError("the question is empty")
     quiet_libraries()
     if trace:  # before the model: a bad value or a missing package fails fast
         from agent import tracing

@@ -1,6 +1,8 @@
 """`rankact collect TASKS.jsonl --samples K --db URL`: run the agent K times per task with
 seeded sampling and store the trajectories for ranking. Rerunning resumes: tasks with K
-trajectories are skipped, partial ones are completed."""
+trajectories are skipped, partial ones are completed. A run the backend failed (an outage)
+is retried, then left out; the command then ends with one `error:` line saying how many
+samples are missing, and the same command run again collects exactly those."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,6 +24,7 @@ from alignment.cli.options import (
     Tokenizer,
     served_options,
 )
+from alignment.feedback.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
 
 app = typer.Typer(add_completion=False)
 
@@ -36,7 +39,7 @@ def collect(
     = "default",
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
-    seed: Annotated[int, typer.Option(help="base seed; sample k uses seed + k")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="base seed; sample k uses seed + k")] = 0,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     engine: Engine = "torch",
     format: Format = "auto",
@@ -44,6 +47,10 @@ def collect(
     token_api: TokenApi = "auto",
     api_key: ApiKey = None,
     mcp: Mcp = None,
+    retries: Annotated[int, typer.Option(min=0, help="times a run the backend failed is run again")]
+    = DEFAULT_RETRIES,
+    retry_wait: Annotated[float, typer.Option(min=0.0, help="seconds before the first retry (doubled each time)")]
+    = DEFAULT_RETRY_WAIT,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -51,6 +58,7 @@ def collect(
 
     from agent.build import load_index
     from agent.llm import load_llm
+    from alignment.errors import CommandError
     from alignment.feedback.collect import collect as run_collect
     from alignment.feedback.collect import samples_to_run
     from alignment.feedback.store import TrajectoryStore
@@ -58,6 +66,9 @@ def collect(
     from alignment.tasks.agents import TaskAgents
     from tools.mcp import mcp_tools
 
+    if samples > 1 and temperature == 0:  # greedy decoding: K copies of one trajectory, nothing to rank
+        raise CommandError(f"--samples {samples} at --temperature 0 gives {samples} identical trajectories; "
+                           "sample with a temperature above 0 (e.g. 0.8)")
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
     store = TrajectoryStore(db)
@@ -80,12 +91,13 @@ def collect(
                 status = trajectory.status if trajectory is not None else "failed"
                 progress.update(bar, advance=1, description=f"{task.id} #{k}: {status}")
 
+            def retrying(count, wait, reason):
+                progress.console.print(f"{count} runs hit an outage ({reason}); retrying in {wait:g} s")
+
             report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
-                                 batch_size=batch_size,
-                                 on_sample=advance)
+                                 batch_size=batch_size, retries=retries, retry_wait=retry_wait,
+                                 on_sample=advance, on_retry=retrying)
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")
-    if report.failed:
-        console.print(f"[red]{report.failed} samples failed (see the log above); rerun to retry them[/red]")
-        raise typer.Exit(1)
+    report.raise_if_incomplete()  # one `error:` line, exit status 2

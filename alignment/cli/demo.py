@@ -27,6 +27,8 @@ def demo(
     from alignment.demo import DemoConfig, run_demo
     from alignment.errors import CommandError
 
+    if out is not None and out.exists() and not out.is_dir():
+        raise CommandError(f"--out {out} is a file; give a folder for the run (new or one to resume)")
     if method is not None and method not in ("grpo", "sft", "dpo"):
         raise CommandError(f"--method must be sft, grpo or dpo, not {method!r}")
     sizes = {"samples": samples, "train_questions": questions, "heldout_questions": heldout, "method": method,

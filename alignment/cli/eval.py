@@ -22,6 +22,7 @@ from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
 from alignment.cli.options import ApiKey, BatchSize, Engine, Format, Mcp, TokenApi, Tokenizer, served_options
 from alignment.errors import CommandError
+from alignment.output_file import check_target, write_text
 
 app = typer.Typer(add_completion=False)
 
@@ -59,6 +60,8 @@ def evaluate(
     from tools.mcp import mcp_tools
 
     quiet_libraries()
+    if out is not None:
+        check_target(out)  # not after an hour of evaluation
     console = Console(stderr=as_json)
     models = model or ["default"]
     if refusal:
@@ -104,7 +107,7 @@ def evaluate(
 
         paired = paired_differences(reports)
     if out is not None:
-        out.write_text(json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
+        write_text(out, json.dumps([r.model_dump(mode="json") for r in reports], indent=1))
     if as_json:
         summary = [r.model_dump(mode="json", exclude={"results"}) for r in reports]
         for report in summary[1:]:  # each later model against the first
@@ -120,8 +123,13 @@ def evaluate(
 
         console.print(comparison_table(reports, title=title))
         console.print("success = status finished (not a forced answer) and a gold answer appears in the answer; "
-                      "[brackets]: 95% interval (Wilson; bootstrap for F1); runs that errored count as failures",
+                      "\\[brackets]: 95% interval (Wilson; bootstrap for F1); runs that errored count as failures",
                       style="dim")
+        for report in reports:
+            if report.outages:  # the numbers are not the model's alone: say so, and why
+                reason = next(r.error for r in report.results if r.outage)
+                console.print(f"{report.outages} of {report.n} runs of {report.label} failed because the backend "
+                              f"failed ({reason}); counted as failures", style="red", markup=False)
         if paired:
             console.print(paired_table(paired))
             console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "

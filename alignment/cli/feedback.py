@@ -26,9 +26,11 @@ def export(
     from alignment.errors import CommandError
     from alignment.feedback.export import FORMATS, write_export
     from alignment.feedback.store import TrajectoryStore
+    from alignment.output_file import check_target
 
     if format not in FORMATS:
         raise CommandError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    check_target(out)
     count = write_export(TrajectoryStore(db, create=False), format, out)
     typer.echo(f"wrote {count} {format} lines to {out}")
 
@@ -87,7 +89,9 @@ def simulate(
 
     if criteria not in ("process", "outcome"):
         raise CommandError(f"--criteria must be process or outcome, not {criteria!r}")
-    store = TrajectoryStore(db, create=False)
+    if not 1 <= len(name) <= 128:  # the rule every annotator name follows (admin create-annotator)
+        raise CommandError("--name must have 1 to 128 characters")
+    store = TrajectoryStore(db, create=False, write=True)
     stored = SimulatedAnnotator(name, criteria).annotate_all(store)
     typer.echo(f"{name} ranked {len(stored)} questions")
 

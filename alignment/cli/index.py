@@ -64,10 +64,13 @@ def build(
         except RetrievalError:
             pass
         report = retriever.index(sources)
+        if not report.load.documents:  # one line: why each source was skipped, not a line each
+            why = "; ".join(f"{e.source}: {e.message}" for e in report.load.errors[:3])
+            more = f" (and {len(report.load.errors) - 3} more)" if len(report.load.errors) > 3 else ""
+            raise CommandError("nothing to index: no document could be loaded from the sources given"
+                               + (f" ({why}{more})" if why else ""))
         for error in report.load.errors:
             typer.echo(f"skipped {error.source}: {error.message}", err=True)
-        if not report.load.documents:
-            raise CommandError("nothing to index: no document could be loaded from the sources given")
         retriever.save(out)
     typer.echo(f"indexed {retriever.num_documents} documents as {len(retriever)} chunks into {out} "
                f"({report.embedded} embedded, {report.chunks - report.embedded} from cache; "

@@ -5,10 +5,20 @@ from typing import Annotated
 
 import typer
 
-from alignment.feedback.store_schema import DEFAULT_URL
+from alignment.feedback.store_schema import DEFAULT_URL, is_in_memory
+
+
+def _lasting_db(value: str) -> str:
+    # An in-memory store would take a command's work and lose it when the command ends.
+    if is_in_memory(value):
+        raise typer.BadParameter(f"{value!r} is an in-memory database, gone when the command ends; "
+                                 "give a file path or a database URL")
+    return value
+
 
 # The trajectory store every feedback command reads and writes; its default is the store's own.
-Db = Annotated[str, typer.Option("--db", help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
+Db = Annotated[str, typer.Option("--db", callback=_lasting_db,
+                                 help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
 DEFAULT_DB = DEFAULT_URL
 
 # The model an agent or a reply comes from; every backend `agent.llm.load_llm` accepts.

@@ -12,7 +12,9 @@ Definitions (per task, then averaged over tasks):
   over the seconds spent in the LLM, or over wall time where a backend reports none),
   `wall_s` (the whole evaluation).
 
-A run that raises is recorded as status `error` with no answer; evaluation goes on.
+A run that raises is recorded as status `error` with no answer; evaluation goes on. Runs
+that errored count as failures, never dropped, outages included (the backend failed, not the
+model: `outages` counts them, so a report says when its numbers are not the model's alone).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from rich.table import Table
 
 from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.build import DEFAULT_MAX_STEPS
+from agent.errors import BackendError
 from agent.trajectory import Trajectory
 from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
 from alignment.evaluation.significance import (
@@ -58,6 +61,7 @@ class TaskResult(BaseModel):
     llm_seconds: float
     seconds: float
     error: str | None = None
+    outage: bool = False  # the backend failed this run (server down, HTTP error), not the model
     trajectory_id: str | None = None
 
 
@@ -74,6 +78,7 @@ class EvalReport(BaseModel):
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
     statuses: dict[str, int] = Field(default_factory=dict)
+    outages: int = Field(0, description="runs the backend failed; counted as failures like every error")
     # 95% intervals: Wilson for the rates (em, success), bootstrap for the mean F1
     intervals: dict[str, tuple[float, float]] = Field(default_factory=dict)
     results: list[TaskResult] = Field(default_factory=list)
@@ -91,6 +96,7 @@ def score_trajectory(task: Task, trajectory: Trajectory, seconds: float = 0.0) -
         steps=len(trajectory.steps), parse_errors=trajectory.parse_errors,
         tokens=trajectory.usage.completion_tokens, llm_seconds=trajectory.usage.llm_seconds,
         seconds=seconds or trajectory.usage.seconds, trajectory_id=trajectory.id,
+        error=trajectory.backend_failure, outage=trajectory.backend_failure is not None,
     )
 
 
@@ -98,7 +104,7 @@ def failed_result(task: Task, error: BaseException, seconds: float) -> TaskResul
     return TaskResult(
         task_id=task.id, question=task.question, answers=task.answers, prediction=None, status="error",
         em=0.0, f1=0.0, success=0.0, steps=0, parse_errors=0, tokens=0, llm_seconds=0.0, seconds=seconds,
-        error=f"{error.__class__.__name__}: {error}",
+        error=f"{error.__class__.__name__}: {error}", outage=isinstance(error, BackendError),
     )
 
 
@@ -129,6 +135,7 @@ def summarize(results: Sequence[TaskResult], label: str = "", wall_s: float | No
         tokens_per_s=tokens / wall_s if wall_s else (tokens / timed if timed > 0 else 0.0),
         wall_s=seconds if wall_s is None else wall_s,
         statuses=dict(Counter(r.status for r in results)),
+        outages=sum(r.outage for r in results),
         intervals=intervals,
         results=list(results),
     )
@@ -236,6 +243,8 @@ def comparison_table(reports: Sequence[EvalReport], title: str = "evaluation") -
         table.add_row(name, *cells)
     statuses = sorted({s for r in reports for s in r.statuses})
     table.add_row("statuses", *(", ".join(f"{s} {r.statuses.get(s, 0)}" for s in statuses) for r in reports))
+    if any(r.outages for r in reports):
+        table.add_row("[red]backend failures[/red] (in error)", *(f"{r.outages:d}" for r in reports))
     return table
 
 

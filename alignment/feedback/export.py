@@ -16,6 +16,7 @@ from agent.trajectory import Trajectory
 from alignment.feedback.pairs import PreferencePair, pairs_from_ranking, to_text_pair
 from alignment.feedback.rankings import Ranking
 from alignment.feedback.store import TrajectoryStore
+from alignment.output_file import write_lines
 
 ExportFormat = Literal["pairs", "trl", "rankings"]
 FORMATS: tuple[str, ...] = ("pairs", "trl", "rankings")
@@ -62,16 +63,9 @@ def export_lines(store: TrajectoryStore, fmt: str) -> Iterator[str]:
 def write_export(store: TrajectoryStore, fmt: str, out: str | Path) -> int:
     """Write the export as JSON Lines; returns the number of lines. The file is written to a
     temporary name first, so a failed export never leaves half a file under the real name."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
-    count = 0
-    with open(partial, "w", encoding="utf-8") as fh:
-        for line in export_lines(store, fmt):
-            fh.write(line + "\n")
-            count += 1
-    partial.replace(out)
-    return count
+    if fmt not in FORMATS:  # before the file is touched
+        raise ValueError(f"unknown export format {fmt!r}; use one of {', '.join(FORMATS)}")
+    return write_lines(out, export_lines(store, fmt))
 
 
 # --- agreement --------------------------------------------------------------------------

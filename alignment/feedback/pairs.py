@@ -174,6 +174,8 @@ def read_pairs(path: str | Path, rows: str | slice | None = None) -> list[Prefer
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise PairFileError(f"{where}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise PairFileError(f"{where}: JSON nested too deeply") from None
         pairs.append(_parse_line(obj, where, row))
     if not pairs:
         raise PairFileError(f"no pairs in {path} (range {rows or 'all'})")

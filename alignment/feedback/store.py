@@ -26,7 +26,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy import func, inspect, select, update
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.trajectory import Trajectory
@@ -39,6 +39,7 @@ from alignment.feedback.store_schema import (
     DEFAULT_URL,
     SCHEMA_VERSION,
     _Base,
+    _check_writable,
     _make_engine,
     _Meta,
     _now,
@@ -103,16 +104,23 @@ def shuffled_for(annotator: str, question_id: str, items: list[Any], key=lambda 
 class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin):
     """Questions, trajectories, rankings and accounts in one database."""
 
-    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True) -> None:
+    def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, write: bool | None = None) -> None:
+        """Open (`create`: or make) the store; `write` (default: `create`) checks up front that
+        the database can be written, so a read-only one is one error now, not a failure mid-run."""
         self.url = normalize_url(url)
         if not create:
             _require_existing_file(self.url)
         self.engine = _make_engine(self.url)
         try:
             self._check_schema(create)
-        except OperationalError as exc:
+            if create if write is None else write:
+                _check_writable(self.engine)
+        except DatabaseError as exc:  # not a database at all, locked, read-only, unreachable
             self.engine.dispose()
             raise StoreError(f"cannot open database {self.url}: {exc.orig}") from exc
+        except StoreError:
+            self.engine.dispose()
+            raise
 
     # -- plumbing --
 

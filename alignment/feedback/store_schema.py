@@ -147,17 +147,23 @@ def _make_engine(url: str) -> Engine:
             raise StoreError(f"cannot open {url!r}: {exc}") from exc
 
     kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False, "timeout": 30}}
-    if not parsed.database or parsed.database == ":memory:":
+    path = _sqlite_file(parsed)
+    if path is None:
         kwargs["poolclass"] = StaticPool  # one shared in-memory database for all threads
     else:
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        folder = path.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file where a folder should be, no permission, a read-only disk
+            raise StoreError(f"cannot open database {url}: cannot create its folder {folder} "
+                             f"({exc.strerror or exc})") from exc
     engine = create_engine(url, **kwargs)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (below)
         cursor = dbapi_connection.cursor()
-        if parsed.database and parsed.database != ":memory:":
+        if path is not None:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -215,16 +221,50 @@ def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
         _IMMEDIATE.reset(token)
 
 
+def _sqlite_file(parsed) -> Path | None:
+    """The file of a SQLite URL, None for an in-memory database. A URI filename
+    (`sqlite:///file:PATH?mode=ro&uri=true`) names its file after `file:`."""
+    database = parsed.database
+    if not database or database == ":memory:":
+        return None
+    if parsed.query.get("uri") == "true" and database.startswith("file:"):
+        database = database.removeprefix("file:")
+        if database.startswith("//"):  # file://HOST/PATH: only an empty host (or localhost) is allowed
+            database = "/" + database[2:].partition("/")[2]
+        return Path(database).expanduser() if database and database != ":memory:" else None
+    return Path(database).expanduser()
+
+
+def is_in_memory(url: str) -> bool:
+    """True for a SQLite database that lives in memory only (`""`, `sqlite://`, `:memory:`)."""
+    try:
+        parsed = make_url(normalize_url(url))
+    except ArgumentError:
+        return False  # not a URL at all: opening it says so
+    return parsed.get_backend_name() == "sqlite" and _sqlite_file(parsed) is None
+
+
+def _check_writable(engine: Engine) -> None:
+    """Raise the database's own error now if it cannot be written (a read-only file or
+    connection), instead of at the first write, halfway through a command. SQLite only: a
+    server database reports its permissions on the write itself."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        # Rewrites the header with the value it has: a write that changes nothing.
+        version = connection.exec_driver_sql("PRAGMA user_version").scalar()
+        connection.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+
 def _require_existing_file(url: str) -> None:
     """Opening a missing SQLite file would create it; a read-only command should say instead."""
     try:
         parsed = make_url(url)
     except ArgumentError:
         return  # _make_engine gives the message
-    database = parsed.database
-    is_file_db = parsed.get_backend_name() == "sqlite" and database and database != ":memory:"
-    if is_file_db and not Path(database).expanduser().is_file():
-        raise StoreError(f"no database at {database} (make one with `rankact collect` or "
+    path = _sqlite_file(parsed) if parsed.get_backend_name() == "sqlite" else None
+    if path is not None and not path.is_file():
+        raise StoreError(f"no database at {path} (make one with `rankact collect` or "
                          "`rankact feedback demo-data`)")
 
 

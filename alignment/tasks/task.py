@@ -38,18 +38,33 @@ class Task(BaseModel):
 
 
 def load_tasks(path: str | Path) -> list[Task]:
+    """The tasks of a JSON Lines file; anything else in it is one `TaskFileError` naming the line."""
     path = Path(path)
     if not path.is_file():
         raise TaskFileError(f"task file not found: {path}")
+    try:
+        data = path.read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise TaskFileError(f"cannot read task file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise TaskFileError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x}); "
+                            "save the task file as UTF-8") from None
     tasks: list[Task] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             tasks.append(Task.model_validate(json.loads(line)))
-        except (json.JSONDecodeError, ValidationError) as exc:
-            first = str(exc).splitlines()[0]
-            raise TaskFileError(f"{path}:{number}: not a valid task ({first})") from exc
+        except json.JSONDecodeError as exc:
+            raise TaskFileError(f"{path}:{number}: not a valid task (not JSON: {exc.msg})") from None
+        except RecursionError:
+            raise TaskFileError(f"{path}:{number}: not a valid task (JSON nested too deeply)") from None
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or "the line"
+            raise TaskFileError(f"{path}:{number}: not a valid task ({where}: {first['msg']})") from None
     if not tasks:
         raise TaskFileError(f"{path}: no tasks in file")
     return tasks

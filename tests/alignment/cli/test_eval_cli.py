@@ -96,3 +96,14 @@ def test_eval_user_errors_are_one_line(argv, message, tmp_path, capsys, task_fil
     code, _, err = _run(argv, capsys)
     assert code == 2
     assert message in err and "Traceback" not in err
+
+
+def test_eval_counts_an_outage_as_a_failure_and_says_so(task_file, tmp_path, capsys):
+    """Issue 15: runs the backend failed stay in the denominator, and the summary counts them."""
+    one = _script(tmp_path / "one.json", ["Thought: done\nFinal Answer: 391"])  # exhausted on the 2nd task
+    code, out, _ = _run(["eval", str(task_file), "--model", one, "--json"], capsys)
+    (report,) = json.loads(out)
+    assert code == 0 and report["n"] == 2 and report["success"] == 0.5 and report["outages"] == 1
+    code, out, _ = _run(["eval", str(task_file), "--model", one], capsys)
+    text = " ".join(out.split())  # rich wraps long lines
+    assert "backend failures" in text and "1 of 2 runs" in text and "counted as failures" in text
