@@ -1,0 +1,57 @@
+"""`--model default` is the embedded model with the adapter rankact's own rounds trained;
+`--model base` is the embedded model untuned. Both resolve to plain cached folders."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agent.llm import model_files
+from agent.llm.local import resolve_model_dir
+from agent.llm.lora_merge import ADAPTER_WEIGHTS, merge_lora, read_adapter
+
+
+def test_the_package_ships_the_adapter_with_its_recipe():
+    config, tensors = read_adapter(model_files.DEFAULT_ADAPTER)
+    assert config["peft_type"] == "LORA" and config["r"] >= 1
+    assert (model_files.DEFAULT_ADAPTER / ADAPTER_WEIGHTS).stat().st_size < 20_000_000  # a few MB, not a model
+    recipe = json.loads((model_files.DEFAULT_ADAPTER / "recipe.json").read_text())
+    assert "alignment/recipes/default-adapter.toml" in recipe["recipe"]
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+
+
+def test_default_is_base_plus_the_adapter_and_base_is_untuned(embedded_model_dir):
+    base_folder, base_name = resolve_model_dir("base")
+    default_folder, default_name = resolve_model_dir("default")
+    assert base_folder == embedded_model_dir and base_name == model_files.EMBEDDED_NAME
+    assert default_folder != base_folder and default_name == model_files.ALIGNED_NAME
+    base, default = load_file(str(base_folder / "model.safetensors")), load_file(str(default_folder / "model.safetensors"))
+    config, tensors = read_adapter(model_files.DEFAULT_ADAPTER)
+    want = merge_lora(base, config, tensors)
+    changed = [k for k in base if not torch.equal(base[k], default[k])]
+    assert changed and all(torch.equal(default[k], want[k]) for k in changed)
+    assert not any("embed" in k or "norm" in k for k in changed)  # only the adapted linear layers
+    assert (default_folder / "tokenizer.json").read_bytes() == (base_folder / "tokenizer.json").read_bytes()
+
+
+def test_without_a_shipped_adapter_default_is_the_base_model(monkeypatch, tmp_path, embedded_model_dir):
+    monkeypatch.setattr(model_files, "DEFAULT_ADAPTER", tmp_path / "none")
+    assert model_files.default_model_dir() == embedded_model_dir
+    assert resolve_model_dir("default")[1] == model_files.EMBEDDED_NAME
+
+
+@pytest.mark.parametrize("spec", ["default", "base"])
+def test_load_llm_accepts_both_embedded_names(spec, monkeypatch):
+    from agent.llm import loading
+
+    seen = {}
+
+    class Fake:
+        def __init__(self, model, **kwargs):
+            seen["model"] = model
+
+    monkeypatch.setattr("agent.llm.local.TransformersLLM", Fake)
+    loading.load_llm(spec)
+    assert seen["model"] == spec
