@@ -137,7 +137,9 @@ def native_core(agent: Agent, question: str, sampling: Any, trajectory_id: str) 
             reply: Completion = received((yield Chat(list(run.messages), agent._call_config(sampling, turn),
                                                      tools=None if forced else run.specs)))
         except RankactError as exc:
-            traj.steps.append(Step(index=len(traj.steps), forced_answer=forced))
+            # An outage, not the model's output: marked so collect retries it instead of storing it.
+            traj.steps.append(Step(index=len(traj.steps), forced_answer=forced,
+                                   error=StepError(kind="backend", message=str(exc))))
             traj.metadata["error"] = str(exc)
             yield ev.Error(index=len(traj.steps) - 1, kind="backend", message=str(exc))
             status = "error"

@@ -74,7 +74,8 @@ def collect(
     store = TrajectoryStore(db)
     todo = samples_to_run(task_list, store, samples)
     if todo == 0:
-        console.print(f"all {len(task_list)} tasks already have {samples} trajectories in {store.url}")
+        console.print(f"all {len(task_list)} tasks already have {samples} trajectories (or rankings, which close "
+                      f"them) in {store.url}")
         return
     served = served_options(model, api_key, tokenizer, token_api)
     retriever = load_index(index) if index is not None else None
@@ -100,4 +101,7 @@ def collect(
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")
+    if report.closed:
+        console.print(f"{report.closed} tasks miss samples but their questions already have rankings, which take "
+                      "no new trajectories: collect them into a new store (or a new question version)")
     report.raise_if_incomplete()  # one `error:` line, exit status 2

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from agent.errors import BackendError
 from agent.trajectory import Trajectory
-from alignment.errors import IncompleteCollection
+from alignment.errors import IncompleteCollection, NotFoundError
 from alignment.feedback.store import TrajectoryStore
 from alignment.tasks import Task
 from alignment.tasks.agents import per_task
@@ -42,6 +42,8 @@ class RunsQuestions(Protocol):
 class CollectReport(BaseModel):
     tasks: int = 0
     skipped: int = Field(0, description="tasks that already had every sample")
+    closed: int = Field(0, description="tasks missing samples whose question already has rankings: it takes no "
+                                       "new trajectories (collect into a new question version or a new store)")
     completed: int = Field(0, description="tasks that got new samples")
     attempted: int = Field(0, description="samples this run set out to collect")
     added: int = Field(0, description="trajectories stored by this run")
@@ -98,11 +100,14 @@ def collect(
     report = CollectReport(tasks=len(tasks))
     pending: list[tuple[Task, int]] = []
     for task in tasks:
-        done = store.sample_indices(task.id)
-        missing = [k for k in range(samples) if k not in done]
+        missing = _missing(store, task.id, samples)
         if not missing:
             report.skipped += 1
             continue
+        if _ranked(store, task.id):  # found before running the agent, not at the store's refusal
+            report.closed += 1
+            continue
+        done = len(missing) < samples
         if not done:  # the question exists (with its gold answers) even if every sample fails
             store.add_question(task.question, task.id, gold=task.answers, metadata=task.metadata)
         pending.extend((task, k) for k in missing)
@@ -156,6 +161,18 @@ def collect(
     return report
 
 
+def _missing(store: TrajectoryStore, task_id: str, samples: int) -> list[int]:
+    done = store.sample_indices(task_id)
+    return [k for k in range(samples) if k not in done]
+
+
+def _ranked(store: TrajectoryStore, task_id: str) -> bool:
+    try:
+        return store.question(task_id).rankings > 0
+    except NotFoundError:
+        return False
+
+
 def samples_to_run(tasks: Sequence[Task], store: TrajectoryStore, samples: int) -> int:
     """How many agent runs `collect` would make (for a progress bar's total)."""
-    return sum(len([k for k in range(samples) if k not in store.sample_indices(t.id)]) for t in tasks)
+    return sum(len(missing) for t in tasks if (missing := _missing(store, t.id, samples)) and not _ranked(store, t.id))

@@ -109,3 +109,19 @@ def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
     with TrajectoryStore(db, create=False) as store:
         assert [t.name for t in store.list("arith")[0].tools] == ["calculator"]
         assert [t.name for t in store.list("lookup")[0].tools] == ["calculator", "search"]
+
+
+def test_a_ranked_question_is_closed_and_collect_does_not_run_for_it(store):
+    from alignment.feedback.collect import samples_to_run
+    from alignment.feedback.rankings import Ranking
+
+    collect(TASKS, RecordingAgent(), store, samples=2)
+    store.create_account("alice")
+    ids = [t.id for t in store.list("t1")]
+    store.submit_ranking(Ranking(question_id="t1", annotator="alice", order=[[i] for i in ids]))
+    assert samples_to_run(TASKS, store, 3) == 1  # t2's third sample only
+    agent = RecordingAgent()
+    report = collect(TASKS, agent, store, samples=3)
+    assert agent.calls == [("What is 3+3?", 0.8, 2)]  # no run is wasted on the closed question
+    assert (report.closed, report.added, report.failed) == (1, 1, 0)
+    assert store.question("t1").trajectories == 2
