@@ -146,11 +146,14 @@ class DocStore:
 
     # ---- integrity ------------------------------------------------------------------------
     def fingerprint(self) -> str:
-        """SHA-256 over every chunk (id, document, offsets, and the key of its embedding, which
-        hashes the embedder's name and the chunk's text): what the corpus is, for the manifest."""
+        """SHA-256 over every document and chunk as stored (texts, metadata, offsets, the key of
+        each chunk's embedding): what the corpus is, for the manifest. One pass over the rows."""
         digest = hashlib.sha256()
-        for row in self.conn.execute('SELECT id, doc_id, start, "end", vec_key FROM chunks ORDER BY id'):
-            digest.update("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass") + b"\x1e")
+        for sql in ("SELECT doc_id, title, source, text, metadata FROM documents ORDER BY doc_id",
+                    'SELECT id, doc_id, start, "end", vec_key, text FROM chunks ORDER BY id'):
+            for row in self.conn.execute(sql):
+                digest.update("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass") + b"\x1e")
+            digest.update(b"\x1d")
         return digest.hexdigest()
 
     def problem(self, dimension: int) -> str | None:
