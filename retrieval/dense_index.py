@@ -129,7 +129,8 @@ class DenseIndex:
         dense = cls(dimension, kind, **params)
         index = faiss.read_index(str(path))  # returned as its own class (IndexIDMap2, ...)
         if not isinstance(index, faiss.IndexIDMap2):
-            raise ValueError(f"index file holds a {type(index).__name__}, not an IndexIDMap2 of our chunk ids")
+            # ValueError, not TypeError: the file's content is bad, not the caller's argument
+            raise ValueError(f"index file holds a {type(index).__name__}, not an IndexIDMap2 of chunk ids")  # noqa: TRY004
         dense.index = index
         if index.d != dimension:
             raise ValueError(f"index file has dimension {index.d}, expected {dimension}")

@@ -147,11 +147,9 @@ def read_manifest(folder: Path) -> Manifest:
 
 
 def verify_files(folder: Path, manifest: Manifest) -> None:
-    """Refuse files whose checksum is not the one the manifest recorded; warn once for an
-    index that recorded none."""
+    """Refuse files whose checksum is not the one the manifest recorded (an index that
+    recorded none passes here; `warn_unverified` says so once it has loaded)."""
     if manifest.files is None:
-        log.warning("index %s has no checksums (built by an older rankact); rebuild it with "
-                    "`rankact index build` to have its files verified", folder)
         return
     for name in (INDEX_FILE, STORE_FILE):
         expected = manifest.files.get(name)
@@ -164,3 +162,11 @@ def verify_files(folder: Path, manifest: Manifest) -> None:
         if actual != expected:
             raise IndexFormatError(f"{folder} is damaged: {name} does not match the checksum in {MANIFEST} "
                                    f"(changed, or copied from another index, since it was saved); rebuild the index")
+
+
+def warn_unverified(folder: Path, manifest: Manifest) -> None:
+    """One warning line for an index saved before checksums existed (after it loaded, so a
+    damaged one shows only its error)."""
+    if manifest.files is None:
+        log.warning("index %s has no checksums (built by an older rankact); rebuild it with "
+                    "`rankact index build` to have its files verified", folder)

@@ -21,9 +21,17 @@ from retrieval.embedder import DEFAULT_MODEL, Embedder, TextEmbedder, cache_key,
 from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
 from retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from retrieval.fusion import mmr as mmr_order
-from retrieval.loaders import Source, load_documents
 from retrieval.integrity import check_loaded
-from retrieval.manifest import INDEX_FILE, STORE_FILE, Manifest, read_manifest, verify_files, write_manifest
+from retrieval.loaders import Source, load_documents
+from retrieval.manifest import (
+    INDEX_FILE,
+    STORE_FILE,
+    Manifest,
+    read_manifest,
+    verify_files,
+    warn_unverified,
+    write_manifest,
+)
 from retrieval.store_io import recover, save_atomically
 
 Mode = Literal["dense", "bm25", "hybrid"]
@@ -342,6 +350,7 @@ class Retriever:
         except (sqlite3.Error, RuntimeError, ValueError, MemoryError) as exc:  # RuntimeError: FAISS's errors
             raise IndexFormatError(f"{folder} is damaged: {_one_line(exc)}") from None
         self.check_consistency()
+        warn_unverified(folder, manifest)
         return self
 
     def copy_cache_from(self, other: Retriever) -> int:

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent import parser as parser_module
 from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
+from bench.parser_speed import _PREVIOUS_FENCE, previous_clean_tool_name, previous_split_keywords
 
 TOOLS = ["calculator", "search", "wiki_lookup"]
 
@@ -174,10 +176,6 @@ def test_arbitrary_text_raises_only_parse_error(text):
 
 # ---- linear time (issue 15): the rewritten keyword search finds exactly what the previous
 # (quadratic) patterns found; its speed on 100k-character inputs is bench/parser_speed.py's job.
-from bench.parser_speed import _PREVIOUS_FENCE, previous_clean_tool_name, previous_split_keywords  # noqa: E402
-
-from agent import parser as parser_module  # noqa: E402
-
 _runs = st.sampled_from(["*", "**", " ", "\t", " \t", "***"]).flatmap(
     lambda unit: st.integers(0, 12).map(lambda n: unit * n))
 _hostile = st.lists(st.one_of(_pieces, _runs, st.sampled_from(["final", "answer", "FINAL\tANSWER", "action input",

@@ -181,3 +181,16 @@ def test_an_index_without_checksums_loads_with_one_warning(indexes, tmp_path, ca
         hits = Retriever.load(folder).search("cats", k=1)
     assert hits[0].doc_id == "d0"
     assert [r.getMessage() for r in caplog.records if "no checksums" in r.getMessage()]
+
+
+def test_a_damaged_old_index_prints_only_its_error_in_a_real_process(indexes, tmp_path):
+    """The warning for an index without checksums goes through logging; a damaged one must
+    still print exactly one line (checked outside pytest's log capture)."""
+    import subprocess
+    import sys
+
+    folder = crafted(indexes, tmp_path, "dense.faiss of another corpus", as_legacy)
+    done = subprocess.run([sys.executable, "-m", "alignment.cli", "index", "search", str(folder), "cats"],
+                          check=False, capture_output=True, text=True, timeout=300)
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr
