@@ -72,4 +72,4 @@ class DeadlineTransport(httpx.HTTPTransport):
         # httpx has no public way to give HTTPTransport a network backend; its pool is the
         # seam (tests/tools/test_redteam_robustness.py fails if a new httpx moves it).
         self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             max_connections=1, network_backend=_DeadlineBackend(deadline))
+                                             network_backend=_DeadlineBackend(deadline))

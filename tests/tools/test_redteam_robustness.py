@@ -160,3 +160,35 @@ def test_read_file_unreadable_file_is_its_own_error(root, monkeypatch):
     with pytest.raises(FileAccessRefused, match="permission denied") as info:
         ReadFileTool(root).run("ok.txt")
     assert str(root) not in str(info.value)
+
+
+def test_http_get_with_the_deadline_transport_still_follows_real_redirects():
+    import http.server
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/start":
+                self.send_response(302)
+                self.send_header("Location", "/end")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            body = b"arrived"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/start"
+        assert HttpGetTool(allow_private=True, timeout=5).run(url) == "arrived"
+    finally:
+        server.shutdown()
+        server.server_close()
