@@ -51,19 +51,35 @@ class ParsedFinal:
     raw: str = ""
 
 
-# A keyword, optionally wrapped in markdown bold, with optional spaces before the colon.
+# A keyword with optional spaces and markdown bold before its colon. Linear on any text:
+# the pattern starts at the keyword itself (a leading `\**[ \t]*` made every position of a
+# run of stars or spaces rescan the run: 16,000 `*` took seconds), and the quantifiers are
+# possessive (their character classes are disjoint, so nothing is lost by never giving back).
+# The bold stars and spaces before the keyword are taken by `_keyword_start` instead.
 _KEYWORD = re.compile(
-    r"\**[ \t]*\b(?P<kw>final[ \t]+answer|action[ \t]+input|action|thought|observation)[ \t]*\**[ \t]*:[ \t]*\**",
+    r"\b(?P<kw>final[ \t]+answer|action[ \t]+input|action|thought|observation)[ \t]*+\**+[ \t]*+:[ \t]*+\**+",
     re.IGNORECASE,
 )
 # A stop sequence cut short by a token limit, e.g. "\nObs" or "\nObservation" at the very end.
 _TRUNCATED_STOP = re.compile(r"\n[ \t]*O(?:b(?:s(?:e(?:r(?:v(?:a(?:t(?:i(?:o(?:n)?)?)?)?)?)?)?)?)?)?[ \t]*$")
-_FENCE = re.compile(r"^```[^\n`]*\n?(?P<body>.*?)\n?```", re.DOTALL)
-_PARENS_SUFFIX = re.compile(r"\s*[\(\[].*$")
+# possessive info string: an unclosed fence must not retry the body once per shorter info string
+_FENCE = re.compile(r"^```[^\n`]*+\n?(?P<body>.*?)\n?```", re.DOTALL)
 
 
 def _canon(keyword: str) -> str:
     return " ".join(keyword.lower().split())
+
+
+def _keyword_start(text: str, at: int, floor: int) -> int:
+    """Where a keyword found at `at` begins once the `**` and spaces/tabs before it are
+    included (bold markup around a keyword is not part of the body before it). Each run is
+    walked once: it lies between the previous keyword's end (`floor`) and this one."""
+    i = at
+    while i > floor and text[i - 1] in " \t":
+        i -= 1
+    while i > floor and text[i - 1] == "*":
+        i -= 1
+    return i
 
 
 def _split_keywords(text: str) -> list[tuple[str, str]]:
@@ -72,7 +88,8 @@ def _split_keywords(text: str) -> list[tuple[str, str]]:
     parts: list[tuple[str, str]] = []
     last_kw, last_end = "", 0
     for match in _KEYWORD.finditer(text):
-        parts.append((last_kw, text[last_end : match.start()]))
+        start = _keyword_start(text, match.start(), last_end)
+        parts.append((last_kw, text[last_end:start]))
         last_kw, last_end = _canon(match.group("kw")), match.end()
     parts.append((last_kw, text[last_end:]))
     return parts
@@ -83,7 +100,10 @@ def _clean_tool_name(body: str) -> str:
     name = lines[0] if lines else ""
     name = name.strip("`*'\" \t")
     # "search (looks things up)" or "search[query]" -> "search"
-    name = _PARENS_SUFFIX.sub("", name).strip("`*'\" \t.:")
+    cut = next((i for i, ch in enumerate(name) if ch in "(["), None)  # a regex here rescanned runs of spaces
+    if cut is not None:
+        name = name[:cut].rstrip()
+    name = name.strip("`*'\" \t.:")
     return name
 
 

@@ -22,6 +22,10 @@ AUTO_HNSW_AT = 50_000  # below this, exact search is fast enough on a CPU
 AUTO_IVF_AT = 2_000_000  # above this, HNSW's memory and build time hurt
 
 
+# What each kind's base index is once read back (downcast); a file must hold this one.
+_KIND_TYPES = {"flat": faiss.IndexFlat, "hnsw": faiss.IndexHNSWFlat, "ivf": faiss.IndexIVFFlat}
+
+
 def resolve_kind(kind: str, n: int) -> str:
     if kind not in KINDS:
         raise ValueError(f"index kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -120,11 +124,22 @@ class DenseIndex:
 
     @classmethod
     def read(cls, path: Path, dimension: int, kind: str, **params) -> DenseIndex:
+        """Read an index file, refusing one that is not what `kind` and `dimension` say (a
+        flat index labelled hnsw would fail later, deep inside a search): ValueError."""
         dense = cls(dimension, kind, **params)
-        dense.index = faiss.read_index(str(path))
-        if dense.index.d != dimension:
-            raise ValueError(f"index file has dimension {dense.index.d}, expected {dimension}")
+        index = faiss.read_index(str(path))  # returned as its own class (IndexIDMap2, ...)
+        if not isinstance(index, faiss.IndexIDMap2):
+            # ValueError, not TypeError: the file's content is bad, not the caller's argument
+            raise ValueError(f"index file holds a {type(index).__name__}, not an IndexIDMap2 of chunk ids")  # noqa: TRY004
+        dense.index = index
+        if index.d != dimension:
+            raise ValueError(f"index file has dimension {index.d}, expected {dimension}")
         base = dense.base
+        if not isinstance(base, _KIND_TYPES[kind]) or base.metric_type != faiss.METRIC_INNER_PRODUCT:
+            raise ValueError(f"index file holds a {type(base).__name__} (metric {base.metric_type}), "
+                             f"but the manifest says {kind} with inner product")
+        if index.id_map.size() != index.ntotal:
+            raise ValueError(f"index file maps {index.id_map.size()} ids to {index.ntotal} vectors")
         if kind == "hnsw":
             base.hnsw.efSearch = dense.ef_search
         elif kind == "ivf":

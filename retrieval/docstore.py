@@ -3,6 +3,7 @@ in one SQLite database (in memory while working; `save_to` writes a file). No pi
 is JSON text, vectors are raw float32 bytes."""
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -142,6 +143,46 @@ class DocStore:
             marks = ",".join("?" * len(part))
             ids.extend(r[0] for r in self.conn.execute(f"SELECT id FROM chunks WHERE doc_id IN ({marks})", part))
         return np.array(sorted(ids), dtype=np.int64)
+
+    # ---- integrity ------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """SHA-256 over every document and chunk as stored (texts, metadata, offsets, the key of
+        each chunk's embedding): what the corpus is, for the manifest. One pass over the rows."""
+        digest = hashlib.sha256()
+        for sql in ("SELECT doc_id, title, source, text, metadata FROM documents ORDER BY doc_id",
+                    'SELECT id, doc_id, start, "end", vec_key, text FROM chunks ORDER BY id'):
+            for row in self.conn.execute(sql):
+                digest.update("\x1f".join(map(str, row)).encode("utf-8", "surrogatepass") + b"\x1e")
+            digest.update(b"\x1d")
+        return digest.hexdigest()
+
+    def problem(self, dimension: int) -> str | None:
+        """What is wrong with a store read from a file, or None: rows a search would trip on
+        later (a vector of another size, a chunk without its document or its vector,
+        metadata that is not a JSON object)."""
+        q = self.conn.execute
+        if q("SELECT COUNT(*) FROM embeddings WHERE typeof(vector) != 'blob' OR length(vector) != ?",
+             (4 * dimension,)).fetchone()[0]:
+            return f"stored vectors are not {dimension}-dimensional float32"
+        if q("SELECT COUNT(*) FROM chunks c LEFT JOIN embeddings e ON e.key = c.vec_key "
+             "WHERE e.key IS NULL").fetchone()[0]:
+            return "chunks without a stored vector"
+        if q("SELECT COUNT(*) FROM chunks c LEFT JOIN documents d ON d.doc_id = c.doc_id "
+             "WHERE d.doc_id IS NULL").fetchone()[0]:
+            return "chunks without a document"
+        if q("SELECT COUNT(*) FROM chunks WHERE typeof(id) != 'integer' OR typeof(text) != 'text' "
+             'OR typeof(start) != \'integer\' OR typeof("end") != \'integer\'').fetchone()[0]:
+            return "chunks with fields of the wrong type"
+        if q("SELECT COUNT(*) FROM documents WHERE typeof(doc_id) != 'text' OR typeof(title) != 'text' "
+             "OR typeof(source) != 'text' OR typeof(text) != 'text'").fetchone()[0]:
+            return "documents with fields of the wrong type"
+        for (meta,) in q("SELECT metadata FROM documents"):
+            try:
+                if not isinstance(json.loads(meta), dict):
+                    return "document metadata that is not a JSON object"
+            except (TypeError, ValueError, RecursionError):
+                return "document metadata that is not JSON"
+        return None
 
     # ---- embedding cache ----------------------------------------------------------------
     def cached_vectors(self, keys: Sequence[str]) -> dict[str, np.ndarray]:

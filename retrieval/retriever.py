@@ -21,8 +21,18 @@ from retrieval.embedder import DEFAULT_MODEL, Embedder, TextEmbedder, cache_key,
 from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
 from retrieval.fusion import RRF_K, reciprocal_rank_fusion
 from retrieval.fusion import mmr as mmr_order
+from retrieval.integrity import check_loaded
 from retrieval.loaders import Source, load_documents
-from retrieval.store_io import INDEX_FILE, STORE_FILE, read_manifest, save_atomically, write_manifest
+from retrieval.manifest import (
+    INDEX_FILE,
+    STORE_FILE,
+    Manifest,
+    read_manifest,
+    verify_files,
+    warn_unverified,
+    write_manifest,
+)
+from retrieval.store_io import recover, save_atomically
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -308,7 +318,9 @@ class Retriever:
             def write(tmp: Path) -> None:
                 self.dense.write(tmp / INDEX_FILE)
                 self.store.save_to(tmp / STORE_FILE)
-                write_manifest(tmp, manifest)  # last: a folder without it is not an index
+                corpus = {"fingerprint": self.store.fingerprint(), "documents": self.num_documents,
+                          "chunks": len(self)}
+                write_manifest(tmp, manifest, corpus)  # last (it checksums the files): a folder without it is not an index
 
             save_atomically(folder, write)
         return folder
@@ -316,30 +328,29 @@ class Retriever:
     @classmethod
     def load(cls, folder: str | Path, embedder: TextEmbedder | None = None, *, show_progress: bool = False) -> Retriever:
         """Open a saved index. Without `embedder`, the one named in the manifest is loaded;
-        with one, it must be the embedder the index was built with."""
+        with one, it must be the embedder the index was built with. A folder that is not an
+        index, is damaged, or whose files do not match its manifest raises IndexFormatError."""
         folder = Path(folder)
+        recover(folder)
         manifest = read_manifest(folder)
-        try:
-            m_emb, chunking, index = manifest["embedder"], manifest["chunking"], manifest["index"]
-            name, dim = str(m_emb["name"]), int(m_emb["dimension"])
-        except (KeyError, TypeError, ValueError):
-            raise IndexFormatError(f"{folder}/manifest.json lacks embedder, chunking or index fields") from None
+        verify_files(folder, manifest)  # before any library parses the files
+        name, dim = manifest.embedder.name, manifest.embedder.dimension
         if embedder is None:
-            path = m_emb.get("path") or ""
-            spec = None if name == DEFAULT_MODEL else (path if path and Path(path).is_dir() else name)
-            embedder = make_embedder(spec, name=name)
+            embedder = _manifest_embedder(folder, manifest)
         if embedder.name != name or embedder.dimension != dim:
             raise EmbedderMismatchError(
                 f"index {folder} was built with embedder {name!r} (dimension {dim}) but was opened with "
                 f"{embedder.name!r} (dimension {embedder.dimension}); use the same embedder or rebuild the index")
-        self = cls(embedder, chunk_tokens=int(chunking["max_tokens"]), overlap=int(chunking["overlap"]),
-                   index=str(index["requested"]), show_progress=show_progress)
         try:
+            self = cls(embedder, chunk_tokens=manifest.chunking.max_tokens, overlap=manifest.chunking.overlap,
+                       index=manifest.index.requested, show_progress=show_progress)
             self.store = DocStore.load_from(folder / STORE_FILE)
-            self.dense = DenseIndex.read(folder / INDEX_FILE, dim, str(index["kind"]))
-        except (sqlite3.Error, RuntimeError, ValueError) as exc:
-            raise IndexFormatError(f"{folder} is damaged: {str(exc).splitlines()[0][:200]}") from None
+            self.dense = DenseIndex.read(folder / INDEX_FILE, dim, manifest.index.kind)
+            check_loaded(folder, manifest, self.store, self.dense)
+        except (sqlite3.Error, RuntimeError, ValueError, MemoryError) as exc:  # RuntimeError: FAISS's errors
+            raise IndexFormatError(f"{folder} is damaged: {_one_line(exc)}") from None
         self.check_consistency()
+        warn_unverified(folder, manifest)
         return self
 
     def copy_cache_from(self, other: Retriever) -> int:
@@ -349,3 +360,21 @@ class Retriever:
         self.store.copy_cache_from(other.store)
         self.store.conn.commit()
         return self.store.count_cached()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300] or type(exc).__name__
+
+
+def _manifest_embedder(folder: Path, manifest: Manifest) -> TextEmbedder:
+    """The embedder an index names. Whatever a crafted embedder folder makes the model
+    libraries raise becomes one IndexFormatError line."""
+    name, path = manifest.embedder.name, manifest.embedder.path
+    spec = None if name == DEFAULT_MODEL else (path if path and Path(path).is_dir() else name)
+    try:
+        return make_embedder(spec, name=name)
+    except RetrievalError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - sentence-transformers/transformers/torch raise many types
+        raise IndexFormatError(f"{folder}: cannot load the embedder it was built with ({name!r}): "
+                               f"{_one_line(exc)}") from None

@@ -1,7 +1,8 @@
 """The on-disk layout of an index folder and how it is written without ever leaving a
 half-written index behind.
 
-    DIR/manifest.json   format version, embedder, chunking, index kind, library versions
+    DIR/manifest.json   format version, embedder, chunking, index kind, checksums of the
+                        two files below, corpus fingerprint, library versions (retrieval.manifest)
     DIR/dense.faiss     faiss.write_index of the IndexIDMap2
     DIR/store.sqlite    documents, chunks, the id counter and the embedding cache
 
@@ -10,37 +11,14 @@ process dies between them, the next load finds the previous folder (renamed asid
 puts it back. No pickle anywhere."""
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import os
 import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from retrieval.errors import IndexFormatError
-
-FORMAT = "rankact-retrieval"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-INDEX_FILE = "dense.faiss"
-STORE_FILE = "store.sqlite"
-
-
-def library_versions() -> dict[str, str]:
-    out = {}
-    for name in ("faiss-cpu", "bm25s", "sentence-transformers", "transformers", "numpy"):
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
-    data = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "versions": library_versions()}
-    (folder / MANIFEST).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+from retrieval.manifest import MANIFEST
 
 
 def _aside(folder: Path, tag: str) -> list[Path]:
@@ -93,27 +71,3 @@ def recover(folder: Path) -> None:
         if (old / MANIFEST).is_file():
             os.rename(old, folder)
             return
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
-    folder = Path(folder)
-    recover(folder)
-    if not folder.is_dir():
-        raise IndexFormatError(f"no index at {folder}: folder not found")
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise IndexFormatError(f"{folder} is not a retrieval index (no {MANIFEST})")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, OSError) as exc:
-        raise IndexFormatError(f"{path} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexFormatError(f"{folder} is not a retrieval index ({MANIFEST} has another format)")
-    version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
-        raise IndexFormatError(f"{folder} has index format version {version}; this rankact reads "
-                               f"version {FORMAT_VERSION}. Rebuild the index")
-    for name in (INDEX_FILE, STORE_FILE):
-        if not (folder / name).is_file():
-            raise IndexFormatError(f"{folder} is damaged: {name} is missing")
-    return manifest

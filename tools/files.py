@@ -2,12 +2,15 @@
 
 Refuses absolute paths, any `..` component, and anything whose resolved path (symlinks
 followed) is not inside the resolved root. Error messages only ever name paths relative
-to the root, so a refusal leaks nothing about the rest of the file system.
+to the root, so a refusal leaks nothing about the rest of the file system; every OS error
+(a symlink loop, a name too long, no permission, an I/O error) is a `FileAccessRefused`
+giving the reason without the operating system's message, which names the absolute path.
 The file opened is the resolved path that was checked; a symlink swapped in between the
 check and the open by another process is the remaining (local-attacker-only) gap.
 """
 from __future__ import annotations
 
+import errno
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -16,6 +19,20 @@ from pydantic import BaseModel, ConfigDict, Field
 from tools.base import Tool, ToolExecutionError
 
 _LISTING_LIMIT = 20
+
+
+def _shown(path: str, limit: int = 200) -> str:
+    """The path as the model gave it (relative), cut short if it is absurdly long."""
+    return repr(path) if len(path) <= limit else repr(path[:limit]) + f"... ({len(path)} characters)"
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an OS call failed, without the file name (OSError's str() carries the absolute path)."""
+    if isinstance(exc, RuntimeError) or getattr(exc, "errno", None) == errno.ELOOP:
+        return "a symlink loop"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror[0].lower() + exc.strerror[1:]
+    return type(exc).__name__
 
 
 class FileAccessRefused(ToolExecutionError):
@@ -56,7 +73,10 @@ class ReadFileTool(Tool):
         parts = re.split(r"[\\/]+", text)
         if ".." in parts:
             raise FileAccessRefused(f"'..' is not allowed in paths ({text!r})")
-        resolved = (self.root / text).resolve()
+        try:
+            resolved = (self.root / text).resolve()
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python < 3.13)
+            raise FileAccessRefused(f"cannot open {_shown(text)}: {_reason(exc)}") from None
         if not resolved.is_relative_to(self.root):
             raise FileAccessRefused(f"{text!r} leads outside the root folder (symlink)")
         return resolved
@@ -71,7 +91,12 @@ class ReadFileTool(Tool):
 
     def run(self, path: str) -> str:
         resolved = self.resolve_path(path)
-        shown = path.strip()
+        try:
+            return self._read(resolved, path.strip())
+        except OSError as exc:  # never the exception's own text: it names the absolute path
+            raise FileAccessRefused(f"cannot read {_shown(path.strip())}: {_reason(exc)}") from None
+
+    def _read(self, resolved: Path, shown: str) -> str:
         if not resolved.exists():
             parent = resolved.parent
             # only list a folder that is itself inside the root

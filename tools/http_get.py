@@ -10,7 +10,9 @@ SSRF defence, checked on the first request and again on every redirect hop:
   IP; `Host` header and TLS SNI/certificate check keep the name), so a DNS answer that
   changes between check and connect (DNS rebinding) cannot redirect it. Proxies from the
   environment are ignored for the same reason (`trust_env=False`).
-The body is streamed and cut at `max_bytes`; the whole call is bounded by `timeout`.
+The body is streamed and cut at `max_bytes`; the whole call (connect, TLS, headers, body,
+redirects) is bounded by `timeout`: every socket operation gets only the time left
+(`tools.deadline_transport`), so a server that dribbles its headers cannot hold it longer.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from tools.base import Tool, ToolExecutionError
+from tools.deadline_transport import DeadlineTransport
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -139,12 +142,16 @@ class HttpGetTool(Tool):
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise ToolExecutionError(f"invalid URL {url!r}: {exc}") from None
         deadline = time.monotonic() + self.timeout
-        client = httpx.Client(transport=self.transport, follow_redirects=False, trust_env=False,
+        # every connect, read and write stops at the deadline (httpx's own timeouts are per read)
+        transport = self.transport or DeadlineTransport(deadline)
+        client = httpx.Client(transport=transport, follow_redirects=False, trust_env=False,
                               timeout=httpx.Timeout(self.timeout),
                               headers={"User-Agent": "rankact-http-get/0.1", "Accept": "*/*"})
         with client:
             for _hop in range(self.max_redirects + 1):
                 target, headers, extensions = self._pinned(current)
+                if time.monotonic() > deadline:  # name resolution is bounded by the system's resolver only
+                    raise ToolExecutionError(f"timed out fetching {current} (after {self.timeout:g} s)")
                 try:
                     with client.stream("GET", target, headers=headers, extensions=extensions) as response:
                         if response.status_code in _REDIRECTS and "location" in response.headers:
@@ -153,7 +160,7 @@ class HttpGetTool(Tool):
                         body, truncated = self._read(response, deadline)
                         return self._render(response, body, truncated, current)
                 except httpx.TimeoutException:
-                    raise ToolExecutionError(f"timed out fetching {current}") from None
+                    raise ToolExecutionError(f"timed out fetching {current} (after {self.timeout:g} s)") from None
                 except httpx.HTTPError as exc:
                     raise ToolExecutionError(f"could not fetch {current}: {type(exc).__name__}: {exc}") from None
         raise ToolExecutionError(f"too many redirects (more than {self.max_redirects})")

@@ -5,7 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from agent import parser as parser_module
 from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
+from bench.parser_speed import _PREVIOUS_FENCE, previous_clean_tool_name, previous_split_keywords
 
 TOOLS = ["calculator", "search", "wiki_lookup"]
 
@@ -170,3 +172,60 @@ def test_arbitrary_text_raises_only_parse_error(text):
         if isinstance(step, ParsedAction):
             assert step.action in TOOLS
             assert isinstance(step.action_input, dict | str)
+
+
+# ---- linear time (issue 15): the rewritten keyword search finds exactly what the previous
+# (quadratic) patterns found; its speed on 100k-character inputs is bench/parser_speed.py's job.
+_runs = st.sampled_from(["*", "**", " ", "\t", " \t", "***"]).flatmap(
+    lambda unit: st.integers(0, 12).map(lambda n: unit * n))
+_hostile = st.lists(st.one_of(_pieces, _runs, st.sampled_from(["final", "answer", "FINAL\tANSWER", "action input",
+                                                               "Thought", "x", "a(b", "[q]", "\n"]),
+                              st.text(max_size=4)), max_size=30).map("".join)
+
+
+@settings(max_examples=500, deadline=None)
+@given(_hostile)
+def test_keyword_split_and_tool_name_match_the_previous_patterns(text):
+    assert parser_module._split_keywords(text) == previous_split_keywords(text)
+    assert parser_module._clean_tool_name(text) == previous_clean_tool_name(text)
+    old, new = _PREVIOUS_FENCE.match(text), parser_module._FENCE.match(text)
+    assert (old and old.group("body")) == (new and new.group("body"))
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("** Thought:** hm\n**Action:** search", [("", ""), ("thought", " hm\n"), ("action", " search")]),
+    ("x *** \tAction :** y", [("", "x "), ("action", " y")]),
+    ("Action: a **Action Input:", [("", ""), ("action", "a "), ("action input", "")]),
+    ("a*b Thought", [("", "a*b Thought")]),
+])
+def test_bold_and_spaces_before_a_keyword_belong_to_the_keyword(text, expected):
+    assert parser_module._split_keywords(text) == expected
+
+
+def test_the_keyword_pattern_cannot_start_inside_a_run_of_stars_or_spaces():
+    # Structural: the pattern itself starts at the keyword word and never gives back a
+    # quantifier, so no position can rescan a run; leading bold is found by one walk back.
+    assert parser_module._KEYWORD.pattern.startswith(r"\b(")
+    assert "]*+" in parser_module._KEYWORD.pattern and "\\**+" in parser_module._KEYWORD.pattern
+    assert parser_module._KEYWORD.search("*" * 50 + " " * 50) is None
+
+
+@pytest.mark.slow
+def test_fuzz_100k_outputs_raise_only_parse_error():
+    """The fuzz target of issue 15 at 100,000 seeded random outputs (about a minute)."""
+    import random
+
+    rng = random.Random(15)
+    pieces = ["Thought:", "Action:", "Action Input:", "Final Answer:", "Observation:", "\n", " ", "\t", "*", "**",
+              "{", "}", "'", '"', "```", "calculator", "search", "(", "[", "\\", "Obs", ":", "final", "{'a': 1}",
+              '{"expression": "1+2"}', "\ud800", "é", "\x00"]
+    for _ in range(100_000):
+        text = "".join(rng.choice(pieces) * rng.choice((1, 1, 1, 2, 7, 40)) for _ in range(rng.randint(0, 20)))
+        try:
+            step = parse_step(text, TOOLS)
+        except ParseError as exc:
+            assert exc.hint
+        else:
+            assert isinstance(step, ParsedAction | ParsedFinal)
+            if isinstance(step, ParsedAction):
+                assert step.action in TOOLS

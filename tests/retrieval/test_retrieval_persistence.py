@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from retrieval import EmbedderMismatchError, HashingEmbedder, IndexFormatError, Retriever, store_io
+from retrieval import manifest as manifest_module
 from retrieval.docstore import DocStore
 
 
@@ -97,6 +98,12 @@ def test_store_and_index_out_of_step_is_detected(tmp_path):
     r.add([{"id": "extra", "text": "one more"}])
     r.save(tmp_path / "b")
     os.replace(tmp_path / "b" / "dense.faiss", tmp_path / "a" / "dense.faiss")  # index of b, store of a
+    with pytest.raises(IndexFormatError, match="dense.faiss does not match the checksum"):
+        Retriever.load(tmp_path / "a")
+    # an index saved before checksums existed: the ids are still compared on load
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    del manifest["files"], manifest["corpus"]
+    (tmp_path / "a" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexFormatError, match="disagree"):
         Retriever.load(tmp_path / "a")
 
@@ -115,7 +122,7 @@ def test_interrupted_save_leaves_previous_index_loadable(tmp_path, monkeypatch, 
     if fail_in == "store":
         monkeypatch.setattr(DocStore, "save_to", crash)
     else:
-        monkeypatch.setattr(store_io.json, "dumps", crash)
+        monkeypatch.setattr(manifest_module.json, "dumps", crash)
     with pytest.raises(KeyboardInterrupt):
         r.save(tmp_path / "idx")
     monkeypatch.undo()
