@@ -11,6 +11,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     │   ├── NotFoundError         an unknown question, trajectory or annotator id
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
+    │   ├── InvalidFeedbackError  an end user's vote on trajectories it cannot apply to
     │   └── SchemaVersionError    a database made by another version of rankact
     ├── RecorderError         a recorder that cannot start: bad target, no token, unusable spool folder
     ├── CommandError          a command-line value the options' own checks cannot catch
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InexactTokenIds", "InvalidRankingError",
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "InexactTokenIds", "InvalidFeedbackError", "InvalidRankingError",
            "NoTrainingSignal",
            "NotFoundError", "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
@@ -61,6 +62,11 @@ class ConflictError(StoreError, ValueError):
 
 class InvalidRankingError(StoreError, ValueError):
     """A ranking that does not order exactly its question's trajectories."""
+
+
+class InvalidFeedbackError(StoreError, ValueError):
+    """An end user's vote it cannot apply to: a choice between trajectories of two questions,
+    a damaged trajectory."""
 
 
 class SchemaVersionError(StoreError):
