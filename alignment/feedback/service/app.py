@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 
 from agent.trajectory import Trajectory
+from alignment.errors import CommandError
 from alignment.feedback.agreement import FeedbackStats, feedback_stats
 from alignment.feedback.export import export_lines
 from alignment.feedback.rankings import Ranking, StepFlag
@@ -270,8 +271,13 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
     @app.get("/api/export", tags=["export"],
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON Lines in the requested format"}})
-    def export(_who: Admin, format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:
-        lines = list(export_lines(store, format))  # built first, so an error is a status, not a cut stream
+    def export(_who: Admin, format: Literal["pairs", "trl", "kto", "rankings", "feedback"] = "pairs",
+               source: Literal["all", "annotator", "simulated", "end-user"] = "all") -> StreamingResponse:
+        """kto and feedback hold end users' votes only (source end-user or all)."""
+        try:
+            lines = list(export_lines(store, format, source))  # built first: an error is a status, not a cut stream
+        except CommandError as exc:
+            raise HTTPException(422, str(exc)) from exc
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})
 
