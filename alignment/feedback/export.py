@@ -77,11 +77,16 @@ def _check_source(source: str) -> None:
         raise CommandError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
 
 
-def export_lines(store: TrajectoryStore, fmt: str, source: str = "all") -> Iterator[str]:
-    """One JSON document per line, in the given format, from the given source(s)."""
+def check_export(fmt: str, source: str) -> None:
+    """CommandError for a source a format cannot take (checked before anything is written)."""
     _check_source(source)
     if fmt in ("kto", "feedback") and source not in ("all", END_USER):
         raise CommandError(f"--format {fmt} holds end users' votes only: use --source end-user or all")
+
+
+def export_lines(store: TrajectoryStore, fmt: str, source: str = "all") -> Iterator[str]:
+    """One JSON document per line, in the given format, from the given source(s)."""
+    check_export(fmt, source)
     if fmt == "pairs":
         for pair in preference_pairs(store, source=source):
             yield pair.model_dump_json()
@@ -107,6 +112,7 @@ def export_lines(store: TrajectoryStore, fmt: str, source: str = "all") -> Itera
 def write_export(store: TrajectoryStore, fmt: str, out: str | Path, source: str = "all") -> int:
     """Write the export as JSON Lines; returns the number of lines. The file is written to a
     temporary name first, so a failed export never leaves half a file under the real name."""
+    check_export(fmt, source)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")

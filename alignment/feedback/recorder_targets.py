@@ -133,7 +133,8 @@ class StoreTarget:
                 trajectory = Trajectory.model_validate(body["trajectory"])
                 question_id, gold = body.get("question_id"), body.get("gold")
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            return Outcome("reject", f"not a {'vote' if vote else 'trajectory'}: {str(exc).splitlines()[0]}")
+            what = "vote" if line.startswith(FEEDBACK_PREFIX) else "trajectory"
+            return Outcome("reject", f"not a {what}: {str(exc).splitlines()[0]}")
         try:
             if self.store is None:
                 self.store = TrajectoryStore(self.name)
