@@ -46,11 +46,6 @@ class FeedbackIn(BaseModel):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:
-        text = [self.end_user, self.comment, self.trajectory_id, self.chosen_id, self.rejected_id, self.feedback_id]
-        try:
-            "".join(t for t in text if t).encode()
-        except UnicodeEncodeError:  # a lone surrogate: no database can store it
-            raise ValueError("text that is not valid Unicode (a lone surrogate)") from None
         on_one = self.trajectory_id is not None
         on_two = self.chosen_id is not None or self.rejected_id is not None
         if on_one == on_two:

@@ -14,7 +14,6 @@ Every pair carries `source="end-user"` and, in `metadata.signal`, `choice` or `t
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterator
 
 from pydantic import BaseModel

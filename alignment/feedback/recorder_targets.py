@@ -119,10 +119,15 @@ class StoreTarget:
         from sqlalchemy.exc import DBAPIError, OperationalError
 
         from agent.trajectory import Trajectory
-        from alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError, SchemaVersionError, StoreError
-        from alignment.feedback.store import TrajectoryStore
-
+        from alignment.errors import (
+            ConflictError,
+            InvalidFeedbackError,
+            NotFoundError,
+            SchemaVersionError,
+            StoreError,
+        )
         from alignment.feedback.end_user import FeedbackIn
+        from alignment.feedback.store import TrajectoryStore
 
         vote = None
         try:

@@ -30,7 +30,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from agent.trajectory import Trajectory
-from alignment.errors import ConflictError, InvalidFeedbackError, InvalidRankingError, NotFoundError, SchemaVersionError, StoreError
+from alignment.errors import (
+    ConflictError,
+    InvalidFeedbackError,
+    InvalidRankingError,
+    NotFoundError,
+    SchemaVersionError,
+    StoreError,
+)
 from alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
 from alignment.feedback.store_end_user import EndUserMixin
 from alignment.feedback.store_leases import LeasesMixin

@@ -209,7 +209,7 @@ def test_the_kto_set_labels_each_trajectory_by_majority(voted):
 
 
 def test_stats_by_source_and_end_user_agreement_with_annotators(voted):
-    store, client, auth, _path, t = voted
+    store, client, auth, _path, _t = voted
     stats = feedback_stats(store)
     assert stats.pairs_by_source == {"human": 3, "end-user": 2} and stats.pairs == 5
     eu = stats.end_user
@@ -222,7 +222,7 @@ def test_stats_by_source_and_end_user_agreement_with_annotators(voted):
 
 
 def test_cli_export_by_source_and_stats(voted, tmp_path, capsys):
-    store, _client, _auth, path, _t = voted
+    _store, _client, _auth, path, _t = voted
     out = tmp_path / "kto.jsonl"
     main(["feedback", "export", "--db", str(path), "--format", "kto", "--source", "end-user", "--out", str(out)])
     assert "wrote 2 kto lines (end-user)" in capsys.readouterr().out and len(out.read_text().splitlines()) == 2
@@ -251,7 +251,7 @@ def test_the_store_api_takes_votes_without_the_service(sample_store):
     assert (status, replaced, stored.score, stored.app) == ("created", None, -1.0, "batch-import")
     with pytest.raises(ValueError, match="unicode"):
         FeedbackIn(end_user="u\ud800", trajectory_id=t[0], thumbs="up")
-    with pytest.raises(ValueError, match="lone surrogate"):
+    with pytest.raises(ValueError, match="unicode"):  # pydantic refuses a lone surrogate in any text
         FeedbackIn(end_user="u", trajectory_id=t[0], thumbs="up", comment="\ud800")
 
 

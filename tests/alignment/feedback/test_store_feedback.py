@@ -9,7 +9,6 @@ import pytest
 from agent.trajectory import Trajectory
 from alignment.feedback.rankings import Ranking, StepFlag
 from alignment.feedback.sample_data import load_sample_data, make_trajectory, sample_questions
-from alignment.feedback.store_schema import SCHEMA_VERSION
 from alignment.feedback.store import (
     ConflictError,
     InvalidRankingError,
@@ -19,6 +18,7 @@ from alignment.feedback.store import (
     TrajectoryStore,
     question_id_for,
 )
+from alignment.feedback.store_schema import SCHEMA_VERSION
 from alignment.tasks import Task
 
 
