@@ -11,6 +11,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     │   ├── NotFoundError         an unknown question, trajectory or annotator id
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
+    │   ├── InvalidFeedbackError  an end user's vote on trajectories it cannot apply to
     │   └── SchemaVersionError    a database made by another version of rankact
     ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
     ├── OutputFileError       a file a command was asked to write cannot be written there
@@ -23,8 +24,8 @@ from __future__ import annotations
 from agent.errors import RankactError
 
 __all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "IncompleteCollection", "InexactTokenIds",
-           "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError", "PairFileError", "RankactError",
-           "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
+           "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
+           "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -63,6 +64,11 @@ class ConflictError(StoreError, ValueError):
 
 class InvalidRankingError(StoreError, ValueError):
     """A ranking that does not order exactly its question's trajectories."""
+
+
+class InvalidFeedbackError(StoreError, ValueError):
+    """An end user's vote it cannot apply to: a choice between trajectories of two questions,
+    a damaged trajectory."""
 
 
 class SchemaVersionError(StoreError):

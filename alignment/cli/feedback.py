@@ -10,7 +10,7 @@ import typer
 from alignment.cli.options import DEFAULT_DB, Db
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Export rankings and show feedback statistics.")
+                  help="Export rankings and end users' votes, and show feedback statistics.")
 
 
 
@@ -19,20 +19,26 @@ def export(
     out: Annotated[Path, typer.Option(help="output file (JSON Lines)")],
     format: Annotated[str, typer.Option(
         help="pairs: preference pairs with whole trajectories; trl: {prompt, chosen, rejected}; "
-             "rankings: the raw rankings")] = "pairs",
+             "kto: end users' thumbs as {prompt, completion, label} (TRL's KTOTrainer); "
+             "rankings: the raw rankings; feedback: the raw end-user votes")] = "pairs",
+    source: Annotated[str, typer.Option(
+        help="whose feedback: annotator (the ranking page), simulated, end-user (an app's users), or all")] = "all",
     db: Db = DEFAULT_DB,
 ) -> None:
-    """Write the rankings as JSON Lines: preference pairs (ties dropped), TRL text pairs, or raw rankings."""
+    """Write rankings and end users' votes as JSON Lines: preference pairs (ties dropped), TRL text
+    pairs, a KTO set, or the raw records."""
     from alignment.errors import CommandError
-    from alignment.feedback.export import FORMATS, write_export
+    from alignment.feedback.export import FORMATS, SOURCES, write_export
     from alignment.feedback.store import TrajectoryStore
     from alignment.output_file import check_target
 
     if format not in FORMATS:
         raise CommandError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    if source not in SOURCES:
+        raise CommandError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     check_target(out)
-    count = write_export(TrajectoryStore(db, create=False), format, out)
-    typer.echo(f"wrote {count} {format} lines to {out}")
+    count = write_export(TrajectoryStore(db, create=False), format, out, source)
+    typer.echo(f"wrote {count} {format} lines ({source}) to {out}")
 
 
 @app.command("stats")
@@ -40,7 +46,8 @@ def stats(
     db: Db = DEFAULT_DB,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
-    """Counts (questions, trajectories, rankings by source, pairs) and agreement between annotators."""
+    """Counts (questions, trajectories, rankings, pairs by source, end users' votes), agreement
+    between annotators and of end users with annotators."""
     from rich.console import Console
     from rich.table import Table
 
@@ -67,10 +74,25 @@ def stats(
     for source, n in sorted(result.rankings_by_source.items()):
         table.add_row(f"  {source}", fmt(n))
     table.add_row("preference pairs", fmt(result.pairs))
+    for source, n in sorted(result.pairs_by_source.items()):
+        table.add_row(f"  {source}", fmt(n))
     table.add_row("annotators", ", ".join(f"{a} ({n})" for a, n in sorted(result.annotators.items())) or "-")
     table.add_row("annotator pairs compared", fmt(result.annotator_pairs_compared))
     table.add_row("mean Kendall tau-b", fmt(result.mean_kendall_tau))
     table.add_row("pair agreement rate", fmt(result.pair_agreement_rate))
+    end_user = result.end_user
+    if end_user.votes:
+        table.add_row("end-user votes", fmt(end_user.votes))
+        for kind, n in sorted(end_user.by_kind.items()):
+            table.add_row(f"  {kind}", fmt(n))
+        table.add_row("  up / down / neutral", f"{end_user.up} / {end_user.down} / {end_user.neutral}")
+        table.add_row("  end users", fmt(end_user.end_users))
+        table.add_row("  trajectories desirable / undesirable / tied",
+                      f"{end_user.trajectories_desirable} / {end_user.trajectories_undesirable} / "
+                      f"{end_user.trajectories_tied}")
+        table.add_row("  pairs from choices / thumbs", f"{end_user.pairs_from_choices} / {end_user.pairs_from_thumbs}")
+        table.add_row("  agreement with annotators",
+                      f"{fmt(end_user.annotator_agreement_rate)} over {end_user.annotator_pairs_compared} pairs")
     Console().print(table)
 
 

@@ -1,5 +1,6 @@
 """How much annotators agree: Kendall's tau-b and pair agreement between rankings of the same
-question, and the counts `rankact feedback stats` prints."""
+question; how often end users agree with annotators; and the counts by source that
+`rankact feedback stats` prints."""
 from __future__ import annotations
 
 import math
@@ -8,7 +9,9 @@ from itertools import combinations
 
 from pydantic import BaseModel, Field
 
-from alignment.feedback.rankings import Ranking
+from alignment.feedback.end_user import EndUserFeedback
+from alignment.feedback.end_user_data import trajectory_labels, vote_id_pairs
+from alignment.feedback.rankings import Ranking, ranked_id_pairs
 from alignment.feedback.store import TrajectoryStore
 
 
@@ -52,6 +55,22 @@ def pair_agreement(a: list[list[str]], b: list[list[str]]) -> tuple[int, int]:
     return agree, compared
 
 
+class EndUserStats(BaseModel):
+    votes: int = 0
+    by_kind: dict[str, int] = Field(default_factory=dict, description="thumbs, score, choice")
+    up: int = Field(0, description="thumbs up and scores above 0")
+    down: int = Field(0, description="thumbs down and scores below 0")
+    neutral: int = Field(0, description="scores of 0")
+    end_users: int = Field(0, description="distinct end users (per app)")
+    trajectories_desirable: int = Field(0, description="majority up: KTO label true")
+    trajectories_undesirable: int = Field(0, description="majority down: KTO label false")
+    trajectories_tied: int = Field(0, description="as many up as down: no label")
+    pairs_from_choices: int = 0
+    pairs_from_thumbs: int = 0
+    annotator_pairs_compared: int = Field(0, description="end-user pairs an annotator's ranking also orders")
+    annotator_agreement_rate: float | None = Field(None, description="of those, the share ordered alike")
+
+
 class FeedbackStats(BaseModel):
     questions: int
     trajectories: int
@@ -65,6 +84,8 @@ class FeedbackStats(BaseModel):
     annotator_pairs_compared: int = 0
     mean_kendall_tau: float | None = None
     pair_agreement_rate: float | None = None
+    pairs_by_source: dict[str, int] = Field(default_factory=dict, description="human, simulated, end-user")
+    end_user: EndUserStats = Field(default_factory=EndUserStats)
 
 
 def feedback_stats(store: TrajectoryStore) -> FeedbackStats:
@@ -86,11 +107,13 @@ def feedback_stats(store: TrajectoryStore) -> FeedbackStats:
             agree += a
             compared += c
 
-    pairs = 0
+    pairs_by_source: Counter[str] = Counter()
     for ranking in rankings:
         sizes = [len(group) for group in ranking.order]
         total = sum(sizes)
-        pairs += (total * total - sum(s * s for s in sizes)) // 2  # pairs across tie groups
+        pairs_by_source[ranking.source] += (total * total - sum(s * s for s in sizes)) // 2  # across tie groups
+    end_user = end_user_stats(store, by_question)
+    pairs_by_source["end-user"] = end_user.pairs_from_choices + end_user.pairs_from_thumbs
     return FeedbackStats(
         questions=len(questions),
         trajectories=sum(q.trajectories for q in questions),
@@ -99,9 +122,47 @@ def feedback_stats(store: TrajectoryStore) -> FeedbackStats:
         rankings=len(rankings),
         rankings_by_source=dict(Counter(r.source for r in rankings)),
         annotators=dict(Counter(r.annotator for r in rankings)),
-        pairs=pairs,
+        pairs=sum(pairs_by_source.values()),
         questions_multiply_ranked=sum(1 for g in by_question.values() if len(g) >= 2),
         annotator_pairs_compared=comparisons,
         mean_kendall_tau=sum(taus) / len(taus) if taus else None,
         pair_agreement_rate=agree / compared if compared else None,
+        pairs_by_source={source: n for source, n in sorted(pairs_by_source.items()) if n},
+        end_user=end_user,
     )
+
+
+def end_user_stats(store: TrajectoryStore, rankings: dict[str, list[Ranking]]) -> EndUserStats:
+    """Counts of end users' votes and pairs, and how often their pairs agree with annotators'
+    (human) rankings of the same question: each (end-user pair, ranking ordering both) counts once."""
+    votes = store.end_user_feedback()
+    by_question: dict[str, list[EndUserFeedback]] = defaultdict(list)
+    for vote in votes:
+        by_question[vote.question_id].append(vote)
+    stats = EndUserStats(
+        votes=len(votes), by_kind=dict(Counter(v.kind for v in votes)),
+        up=sum(1 for v in votes if v.score and v.score > 0), down=sum(1 for v in votes if v.score and v.score < 0),
+        neutral=sum(1 for v in votes if v.kind != "choice" and v.score == 0),
+        end_users=len({(v.app, v.end_user) for v in votes}),
+    )
+    agree = 0
+    for question_id, question_votes in by_question.items():
+        known = set(store.trajectory_ids(question_id))
+        for label in trajectory_labels(question_votes).values():
+            if label.trajectory_id in known:
+                stats.trajectories_desirable += label.label is True
+                stats.trajectories_undesirable += label.label is False
+                stats.trajectories_tied += label.label is None
+        human = [set(ranked_id_pairs(r.order)) for r in rankings.get(question_id, ()) if r.source == "human"]
+        for chosen, rejected, signal, _ids in vote_id_pairs(question_votes, known):
+            if signal == "choice":
+                stats.pairs_from_choices += 1
+            else:
+                stats.pairs_from_thumbs += 1
+            for ordered in human:
+                if (chosen, rejected) in ordered or (rejected, chosen) in ordered:  # ties say nothing
+                    stats.annotator_pairs_compared += 1
+                    agree += (chosen, rejected) in ordered
+    if stats.annotator_pairs_compared:
+        stats.annotator_agreement_rate = agree / stats.annotator_pairs_compared
+    return stats

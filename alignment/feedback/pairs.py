@@ -14,14 +14,17 @@ from __future__ import annotations
 import gzip
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.errors import NoTrainingSignal, PairFileError
-from alignment.feedback.rankings import Ranking, RankingSource, ranked_id_pairs
+from alignment.feedback.rankings import Ranking, ranked_id_pairs
+
+# Who said it: annotators ("human"), the simulated annotator, or an app's end users.
+PairSource = Literal["human", "simulated", "end-user"]
 
 
 class PreferencePair(BaseModel):
@@ -34,7 +37,7 @@ class PreferencePair(BaseModel):
     rejected: Trajectory
     ranking_id: str | None = None
     annotator: str | None = None
-    source: RankingSource | None = None
+    source: PairSource | None = None
     # Steps the annotator flagged as bad, by step index: trainers never imitate them.
     chosen_flagged_steps: list[int] = Field(default_factory=list)
     rejected_flagged_steps: list[int] = Field(default_factory=list)

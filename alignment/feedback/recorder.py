@@ -13,6 +13,10 @@ is left. The trajectory id is the idempotency key: a 409 ("already stored") coun
 delivered, so a line sent twice is stored once. A refusal that retrying cannot fix (422 and
 other 4xx) moves the line to `dead-letter.jsonl` with the reason; a refused token (401, 403)
 keeps everything spooled until the app restarts with a valid one.
+
+End users' votes go the same way: `thumbs()`, `feedback()` (a score) and `prefer()` (a choice)
+spool one line each, marked as a vote, after the trajectories recorded before them; a vote sent
+twice is answered "duplicate" and counts as delivered.
 """
 from __future__ import annotations
 
@@ -24,6 +28,7 @@ import random
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
@@ -32,19 +37,20 @@ from pydantic import BaseModel
 from agent.events import Done
 from agent.trajectory import Trajectory
 from alignment.errors import RecorderError
-from alignment.feedback.recorder_targets import Outcome, Target, open_target
+from alignment.feedback.end_user import FeedbackIn
+from alignment.feedback.recorder_targets import Outcome, Target, feedback_line, open_target
 from alignment.feedback.spool import Spool
 
 log = logging.getLogger("rankact.recorder")
 
 
 class RecorderStats(BaseModel):
-    recorded: int = 0    # accepted by record() (written to the spool)
+    recorded: int = 0    # trajectories and votes accepted (written to the spool)
     sent: int = 0        # delivered, duplicates included
     duplicates: int = 0  # of `sent`, already stored before (a re-sent line)
     spooled: int = 0     # waiting in the spool now
     failed: int = 0      # refused for good, moved to the dead-letter file
-    dropped: int = 0     # could not be kept: not a trajectory, spool full or unwritable, recorder closed
+    dropped: int = 0     # could not be kept: not a trajectory or vote, spool full or unwritable, recorder closed
     retries: int = 0     # deliveries that failed and will be tried again
     replayed: int = 0    # found in the spool at start (an earlier run's or a dead process's)
     last_error: str | None = None
@@ -105,18 +111,45 @@ class Recorder:
             line = _body(trajectory, question_id, gold)
         except Exception as exc:  # noqa: BLE001 - an app's bad call is logged, not raised
             return self._drop(f"cannot record: {exc}")
+        return self._append(line, f"trajectory {trajectory.id}")
+
+    def _append(self, line: bytes, what: str) -> bool:
         if self._closed:
-            return self._drop(f"recorder closed; trajectory {trajectory.id} not recorded")
+            return self._drop(f"recorder closed; {what} not recorded")
         try:
             kept = self._spool.append(line)
         except OSError as exc:
             return self._drop(f"cannot write the spool {self._spool.path}: {exc}")
         if not kept:
-            return self._drop(f"spool {self._spool.path} is full ({self._spool.max_bytes} bytes); "
-                              f"trajectory {trajectory.id} dropped")
+            return self._drop(f"spool {self._spool.path} is full ({self._spool.max_bytes} bytes); {what} dropped")
         self._count(recorded=1)
         self._wake.set()
         return True
+
+    # -- end users' votes (alignment.feedback.end_user): the same spool, the same delivery --
+
+    def thumbs(self, trajectory_id: str, up: bool, *, end_user: str, **extra: Any) -> bool:
+        """Queue an end user's thumbs up (`up=True`) or down on a recorded trajectory."""
+        return self._vote(end_user=end_user, trajectory_id=trajectory_id, thumbs="up" if up else "down", **extra)
+
+    def feedback(self, trajectory_id: str, score: float, *, end_user: str, **extra: Any) -> bool:
+        """Queue an end user's score in [-1, 1] (0 neutral) on a recorded trajectory."""
+        return self._vote(end_user=end_user, trajectory_id=trajectory_id, score=score, **extra)
+
+    def prefer(self, chosen_id: str, rejected_id: str, *, end_user: str, **extra: Any) -> bool:
+        """Queue an end user's choice between two recorded trajectories of one question."""
+        return self._vote(end_user=end_user, chosen_id=chosen_id, rejected_id=rejected_id, **extra)
+
+    def _vote(self, **fields: Any) -> bool:
+        """`extra` above: feedback_id, comment. The vote is dated now, so a later vote of the same
+        user replaces it however the two travel; True once it is in the spool."""
+        try:
+            fields["created_at"] = fields.get("created_at") or datetime.now(UTC)
+            vote = FeedbackIn(**fields)
+            line = feedback_line(vote.model_dump_json(exclude_none=True).encode())
+        except Exception as exc:  # noqa: BLE001 - an app's bad call is logged, not raised
+            return self._drop(f"cannot record the vote: {str(exc).splitlines()[0]}")
+        return self._append(line, "vote")
 
     def wrap(self, agent: Any) -> RecordingAgent:
         """`agent` whose runs are recorded (see `RecordingAgent`)."""

@@ -17,6 +17,22 @@ from alignment.errors import RecorderError
 
 # Statuses that say "later" rather than "never".
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
+# A spool line holding an end user's vote starts so; any other line (those written before votes
+# existed included) is a trajectory.
+FEEDBACK_PREFIX = b'{"kind":"feedback","body":'
+# The account name votes delivered straight into a store are kept under.
+STORE_APP = "local"
+
+
+def feedback_line(body: bytes) -> bytes:
+    return FEEDBACK_PREFIX + body + b"}"
+
+
+def feedback_body(line: bytes) -> bytes | None:
+    """The vote's body when `line` is a vote, else None (a trajectory)."""
+    if not line.startswith(FEEDBACK_PREFIX):
+        return None
+    return json.dumps(json.loads(line)["body"]).encode()
 
 
 @dataclass(frozen=True)
@@ -65,16 +81,21 @@ class HttpTarget:
         )
 
     def deliver(self, line: bytes, *, timeout: float) -> Outcome:
+        vote = feedback_body(line)
         try:
-            response = self.client.post("/api/trajectories", content=line, timeout=timeout)
+            response = self.client.post("/api/trajectories" if vote is None else "/api/feedback",
+                                        content=line if vote is None else vote, timeout=timeout)
         except httpx.HTTPError as exc:
             return Outcome("retry", f"{type(exc).__name__}: {exc or 'no answer'}")
         status = response.status_code
+        if status == 200 and vote is not None:
+            return DUPLICATE  # sent before, or a newer vote of that user is stored
         if status in (200, 201):
             return DELIVERED
         reason = f"HTTP {status}: {_detail(response)}"
         if status == 409:
-            return DUPLICATE  # the only conflict this endpoint has: the id is stored already
+            # trajectories: the id is stored already; votes: the feedback id holds another vote
+            return DUPLICATE if vote is None else Outcome("reject", reason)
         if status in (401, 403):
             return Outcome("retry", f"the service refused the token ({reason})", blocked=True)
         if status in _TRANSIENT:
@@ -98,21 +119,38 @@ class StoreTarget:
         from sqlalchemy.exc import DBAPIError, OperationalError
 
         from agent.trajectory import Trajectory
-        from alignment.errors import ConflictError, SchemaVersionError, StoreError
+        from alignment.errors import (
+            ConflictError,
+            InvalidFeedbackError,
+            NotFoundError,
+            SchemaVersionError,
+            StoreError,
+        )
+        from alignment.feedback.end_user import FeedbackIn
         from alignment.feedback.store import TrajectoryStore
 
+        vote = None
         try:
             body = json.loads(line)
-            trajectory = Trajectory.model_validate(body["trajectory"])
-            question_id, gold = body.get("question_id"), body.get("gold")
+            if line.startswith(FEEDBACK_PREFIX):
+                vote = FeedbackIn.model_validate(body["body"])
+            else:
+                trajectory = Trajectory.model_validate(body["trajectory"])
+                question_id, gold = body.get("question_id"), body.get("gold")
         except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            return Outcome("reject", f"not a trajectory: {str(exc).splitlines()[0]}")
+            what = "vote" if line.startswith(FEEDBACK_PREFIX) else "trajectory"
+            return Outcome("reject", f"not a {what}: {str(exc).splitlines()[0]}")
         try:
             if self.store is None:
                 self.store = TrajectoryStore(self.name)
+            if vote is not None:
+                _stored, status, _replaced = self.store.add_feedback(vote, app=STORE_APP)
+                return DUPLICATE if status in ("duplicate", "superseded") else DELIVERED
             self.store.add(trajectory, question_id=question_id, gold=gold)
-        except ConflictError:
-            return DUPLICATE
+        except ConflictError as exc:
+            return DUPLICATE if vote is None else Outcome("reject", str(exc))
+        except (NotFoundError, InvalidFeedbackError) as exc:  # a vote on a trajectory the store lacks
+            return Outcome("reject", str(exc))
         except SchemaVersionError as exc:
             return Outcome("retry", str(exc), blocked=True)
         except StoreError as exc:  # cannot open the database: down, not the data's fault

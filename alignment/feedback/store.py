@@ -1,4 +1,4 @@
-"""The trajectory store: questions, trajectories, rankings, annotators and leases in one SQL
+"""The trajectory store: questions, trajectories, rankings, end users' votes, accounts and leases in one SQL
 database (a SQLite file by default, PostgreSQL by URL).
 
 Trajectories are kept whole as JSON (the trainers need every segment) with a few indexed
@@ -30,13 +30,22 @@ from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
 from agent.trajectory import Trajectory
-from alignment.errors import ConflictError, InvalidRankingError, NotFoundError, SchemaVersionError, StoreError
+from alignment.errors import (
+    ConflictError,
+    InvalidFeedbackError,
+    InvalidRankingError,
+    NotFoundError,
+    SchemaVersionError,
+    StoreError,
+)
 from alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
+from alignment.feedback.store_end_user import EndUserMixin
 from alignment.feedback.store_leases import LeasesMixin
 from alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
 from alignment.feedback.store_schema import (
     _IMMEDIATE,
     DEFAULT_URL,
+    MIGRATES_FROM,
     SCHEMA_VERSION,
     _Base,
     _check_writable,
@@ -52,7 +61,7 @@ from alignment.feedback.store_schema import (
     normalize_url,
 )
 
-__all__ = ["Account", "ConflictError", "InvalidRankingError", "NotFoundError", "Question", "Role", "SchemaVersionError",
+__all__ = ["Account", "ConflictError", "InvalidFeedbackError", "InvalidRankingError", "NotFoundError", "Question", "Role", "SchemaVersionError",
            "StoreError", "TrajectoryStore", "hash_token", "question_id_for", "shuffled_for", "versioned_id"]
 log = logging.getLogger("rankact.store")
 
@@ -101,8 +110,8 @@ def shuffled_for(annotator: str, question_id: str, items: list[Any], key=lambda 
 # --- the store --------------------------------------------------------------------------
 
 
-class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin):
-    """Questions, trajectories, rankings and accounts in one database."""
+class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
+    """Questions, trajectories, rankings, end users' votes and accounts in one database."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, write: bool | None = None) -> None:
         """Open (`create`: or make) the store; `write` (default: `create`) checks up front that
@@ -140,7 +149,7 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin):
             return
         with self._read() as session:
             row = session.get(_Meta, "schema_version")
-        if row is not None and row.value == "1":
+        if row is not None and row.value in MIGRATES_FROM:
             migrate(self.engine, readable=_is_readable)
             with self._read() as session:
                 row = session.get(_Meta, "schema_version")

@@ -15,6 +15,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     String,
     Text,
@@ -33,7 +34,7 @@ from sqlalchemy.types import TypeDecorator
 
 from alignment.errors import StoreError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///rankact.db"
 
 
@@ -121,6 +122,25 @@ class _Lease(_Base):
     expires_at: Mapped[datetime] = mapped_column(_UTCDateTime)
 
 
+class _EndUserFeedback(_Base):
+    # An application's end user's vote: a score on one trajectory (thumbs are +1/-1) or a choice
+    # between two of one question. `slot` is one per (app, end user, what was judged): a later
+    # vote of the same user replaces the earlier one (alignment.feedback.end_user).
+    __tablename__ = "end_user_feedback"
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    slot: Mapped[str] = mapped_column(String(64), unique=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)
+    question_id: Mapped[str] = mapped_column(ForeignKey("questions.id"), index=True)
+    trajectory_id: Mapped[str] = mapped_column(String(128), index=True)  # scored, or chosen
+    rejected_id: Mapped[str | None] = mapped_column(String(128), nullable=True, default=None)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True, default=None)
+    app: Mapped[str] = mapped_column(String(128))
+    end_user: Mapped[str] = mapped_column(String(128), index=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(_UTCDateTime)
+
+
 # --- engine -----------------------------------------------------------------------------
 
 # Set while a write transaction opens, so SQLite takes the write lock up front (BEGIN
@@ -177,50 +197,6 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
-# --- queries used in several places ---------------------------------------------------
-
-
-def _trajectory_counts() -> Subquery:
-    """Readable trajectories per question, as a subquery (question_id, n)."""
-    return (select(_Trajectory.question_id, func.count().label("n")).where(_Trajectory.damaged.is_(False))
-            .group_by(_Trajectory.question_id).subquery())
-
-
-
-# --- migration ------------------------------------------------------------------------
-
-
-def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
-    """Bring a database of an earlier schema version to SCHEMA_VERSION, in one transaction
-    (SQLite and PostgreSQL both run DDL transactionally), so a failure leaves it as it was.
-
-    1 -> 2: `is_admin` becomes `role` (admins stay admins, everyone else is an annotator);
-    accounts gain `revoked_at`; trajectories gain `damaged`, set on every row whose data
-    `readable` refuses (e.g. a NaN stored as null before input was strict)."""
-    dialect = engine.dialect
-    timestamp = _UTCDateTime().compile(dialect=dialect)
-    boolean = Boolean().compile(dialect=dialect)
-    token = _IMMEDIATE.set(True)
-    try:
-        with engine.begin() as conn:
-            found = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar()
-            if found != "1":
-                return  # another process migrated it first, or the caller reports the version
-            run = conn.exec_driver_sql
-            run("ALTER TABLE annotators ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'annotator'")
-            run("UPDATE annotators SET role = 'admin' WHERE is_admin")
-            run("ALTER TABLE annotators DROP COLUMN is_admin")
-            run(f"ALTER TABLE annotators ADD COLUMN revoked_at {timestamp}")
-            run(f"ALTER TABLE trajectories ADD COLUMN damaged {boolean} NOT NULL DEFAULT false")
-            run("CREATE INDEX ix_trajectories_damaged ON trajectories (damaged)")
-            damaged = [row_id for row_id, data in run("SELECT id, data FROM trajectories") if not readable(data)]
-            for row_id in damaged:
-                conn.execute(_Trajectory.__table__.update().where(_Trajectory.id == row_id).values(damaged=True))
-            run(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
-    finally:
-        _IMMEDIATE.reset(token)
-
-
 def _sqlite_file(parsed) -> Path | None:
     """The file of a SQLite URL, None for an in-memory database. A URI filename
     (`sqlite:///file:PATH?mode=ro&uri=true`) names its file after `file:`."""
@@ -254,6 +230,59 @@ def _check_writable(engine: Engine) -> None:
         # Rewrites the header with the value it has: a write that changes nothing.
         version = connection.exec_driver_sql("PRAGMA user_version").scalar()
         connection.exec_driver_sql(f"PRAGMA user_version = {int(version)}")
+
+
+# --- queries used in several places ---------------------------------------------------
+
+
+def _trajectory_counts() -> Subquery:
+    """Readable trajectories per question, as a subquery (question_id, n)."""
+    return (select(_Trajectory.question_id, func.count().label("n")).where(_Trajectory.damaged.is_(False))
+            .group_by(_Trajectory.question_id).subquery())
+
+
+# --- migration ------------------------------------------------------------------------
+
+
+def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
+    """Bring a database of an earlier schema version to SCHEMA_VERSION, in one transaction
+    (SQLite and PostgreSQL both run DDL transactionally), so a failure leaves it as it was.
+
+    1 -> 2: `is_admin` becomes `role` (admins stay admins, everyone else is an annotator);
+    accounts gain `revoked_at`; trajectories gain `damaged`, set on every row whose data
+    `readable` refuses (e.g. a NaN stored as null before input was strict).
+    2 -> 3: the `end_user_feedback` table (nothing else changes)."""
+    token = _IMMEDIATE.set(True)
+    try:
+        with engine.begin() as conn:
+            found = conn.exec_driver_sql("SELECT value FROM meta WHERE key = 'schema_version'").scalar()
+            if found not in MIGRATES_FROM:
+                return  # another process migrated it first, or the caller reports the version
+            if found == "1":
+                _v1_to_v2(conn, readable)
+            _EndUserFeedback.__table__.create(conn)
+            conn.exec_driver_sql(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
+    finally:
+        _IMMEDIATE.reset(token)
+
+
+MIGRATES_FROM = ("1", "2")
+
+
+def _v1_to_v2(conn, readable: Callable[[str], bool]) -> None:
+    dialect = conn.dialect
+    timestamp = _UTCDateTime().compile(dialect=dialect)
+    boolean = Boolean().compile(dialect=dialect)
+    run = conn.exec_driver_sql
+    run("ALTER TABLE annotators ADD COLUMN role VARCHAR(16) NOT NULL DEFAULT 'annotator'")
+    run("UPDATE annotators SET role = 'admin' WHERE is_admin")
+    run("ALTER TABLE annotators DROP COLUMN is_admin")
+    run(f"ALTER TABLE annotators ADD COLUMN revoked_at {timestamp}")
+    run(f"ALTER TABLE trajectories ADD COLUMN damaged {boolean} NOT NULL DEFAULT false")
+    run("CREATE INDEX ix_trajectories_damaged ON trajectories (damaged)")
+    damaged = [row_id for row_id, data in run("SELECT id, data FROM trajectories") if not readable(data)]
+    for row_id in damaged:
+        conn.execute(_Trajectory.__table__.update().where(_Trajectory.id == row_id).values(damaged=True))
 
 
 def _require_existing_file(url: str) -> None:

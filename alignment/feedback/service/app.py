@@ -9,6 +9,8 @@ come from `rankact admin create NAME --role admin|annotator|ingest`; `auth.py`):
     GET  /api/questions[/{id}]           x
     GET  /api/next, POST /api/rankings          x               (an admin ranks with an annotator account)
     GET  /api/rankings                   all    own only
+    POST /api/feedback                   x                 x     (end users' votes: end_user_routes.py)
+    GET  /api/feedback                   x
     GET  /api/export, /api/stats         x
     GET  /api/me                         x      x          x
 
@@ -35,15 +37,18 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 
 from agent.trajectory import Trajectory
+from alignment.errors import CommandError
 from alignment.feedback.agreement import FeedbackStats, feedback_stats
 from alignment.feedback.export import export_lines
 from alignment.feedback.rankings import Ranking, StepFlag
 from alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
+from alignment.feedback.service.end_user_routes import router as end_user_router
 from alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
 from alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
 from alignment.feedback.store import (
     Account,
     ConflictError,
+    InvalidFeedbackError,
     InvalidRankingError,
     NotFoundError,
     Question,
@@ -143,7 +148,8 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         return handler
 
     # The store's errors, most specific first (StoreError is the base of the others).
-    for error, status in ((NotFoundError, 404), (ConflictError, 409), (InvalidRankingError, 422), (StoreError, 400)):
+    for error, status in ((NotFoundError, 404), (ConflictError, 409), (InvalidRankingError, 422),
+                          (InvalidFeedbackError, 422), (StoreError, 400)):
         app.add_exception_handler(error, answer_with(status))
 
     @app.exception_handler(RequestValidationError)
@@ -258,13 +264,20 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
             annotator = who.name
         return store.rankings(question_id, annotator=annotator, source=source)
 
+    app.include_router(end_user_router)
+
     # -- export --
 
     @app.get("/api/export", tags=["export"],
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON Lines in the requested format"}})
-    def export(_who: Admin, format: Literal["pairs", "trl", "rankings"] = "pairs") -> StreamingResponse:
-        lines = list(export_lines(store, format))  # built first, so an error is a status, not a cut stream
+    def export(_who: Admin, format: Literal["pairs", "trl", "kto", "rankings", "feedback"] = "pairs",
+               source: Literal["all", "annotator", "simulated", "end-user"] = "all") -> StreamingResponse:
+        """kto and feedback hold end users' votes only (source end-user or all)."""
+        try:
+            lines = list(export_lines(store, format, source))  # built first: an error is a status, not a cut stream
+        except CommandError as exc:
+            raise HTTPException(422, str(exc)) from exc
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})
 

@@ -43,6 +43,10 @@ def _ranking_body(store) -> dict:
     return {"question_id": QID, "order": [[i] for i in store.trajectory_ids(QID)]}
 
 
+def _feedback_body(store) -> dict:
+    return {"end_user": "user-7", "trajectory_id": store.trajectory_ids(QID)[0], "thumbs": "up"}
+
+
 # endpoint -> the callers it admits; everyone else gets 401 (no or revoked token) or 403.
 TABLE = [
     ("POST", "/api/trajectories", _trajectory_body, {"admin", "ingest"}, 201),
@@ -54,6 +58,8 @@ TABLE = [
     ("GET", "/api/next", None, {"annotator"}, 200),
     ("POST", "/api/rankings", _ranking_body, {"annotator"}, 201),
     ("GET", "/api/rankings", None, {"admin", "annotator"}, 200),
+    ("POST", "/api/feedback", _feedback_body, {"admin", "ingest"}, 201),  # an app relays its end users' votes
+    ("GET", "/api/feedback", None, {"admin"}, 200),
     ("GET", "/api/export", None, {"admin"}, 200),
     ("GET", "/api/stats", None, {"admin"}, 200),
 ]

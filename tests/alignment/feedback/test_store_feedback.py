@@ -18,6 +18,7 @@ from alignment.feedback.store import (
     TrajectoryStore,
     question_id_for,
 )
+from alignment.feedback.store_schema import SCHEMA_VERSION
 from alignment.tasks import Task
 
 
@@ -162,7 +163,7 @@ def test_schema_version_mismatch_is_a_clear_error(tmp_path):
     TrajectoryStore(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as raw:
         raw.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(SchemaVersionError, match="schema version 99.*uses version 2"):
+    with pytest.raises(SchemaVersionError, match=f"schema version 99.*uses version {SCHEMA_VERSION}"):
         TrajectoryStore(f"sqlite:///{path}")
 
 

@@ -45,7 +45,7 @@ def test_a_v1_store_migrates_in_place(v1_db):
         store.revoke("alice")
         assert store.authenticate("alice-token") is None
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "2"
+        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "3"
         columns = {row[1] for row in raw.execute("PRAGMA table_info(annotators)")}
         assert {"role", "revoked_at"} <= columns and "is_admin" not in columns
         assert raw.execute("SELECT count(*) FROM trajectories").fetchone()[0] == 3  # nothing deleted

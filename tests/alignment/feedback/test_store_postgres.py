@@ -79,7 +79,7 @@ def test_schema_version_mismatch(store):
 
 
 def test_a_v1_store_migrates(store):
-    """The v1 -> v2 migration's DDL on PostgreSQL: the store is taken back to v1's shape first."""
+    """The v1 -> v3 migration's DDL on PostgreSQL: the store is taken back to v1's shape first."""
     from sqlalchemy import text
 
     admin, alice = store.create_account("root", "admin"), store.create_account("alice")
@@ -89,6 +89,7 @@ def test_a_v1_store_migrates(store):
         conn.execute(text("UPDATE annotators SET is_admin = (role = 'admin')"))
         conn.execute(text("ALTER TABLE annotators DROP COLUMN role, DROP COLUMN revoked_at"))
         conn.execute(text("ALTER TABLE trajectories DROP COLUMN damaged"))
+        conn.execute(text("DROP TABLE end_user_feedback"))  # v3's
         conn.execute(text("UPDATE trajectories SET data = replace(data, :good, :bad) WHERE id = :id"),
                      {"good": '"seconds":0.0', "bad": '"seconds":null', "id": damaged})
         conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))

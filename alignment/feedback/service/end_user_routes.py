@@ -1,0 +1,47 @@
+"""`/api/feedback`: end users' votes, relayed by the app with its ingest token (or by an admin).
+The rules (score range, one vote per user and thing judged, ids) are in
+`alignment.feedback.end_user`; the statuses:
+
+    201 created, or replaced the same user's earlier vote      200 duplicate, or superseded
+    404 unknown trajectory   409 feedback id used by another vote   422 invalid vote
+"""
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+from alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStored
+from alignment.feedback.service.auth import Admin, Writer
+from alignment.feedback.service.strict_json import MAX_SAFE_INT
+
+router = APIRouter(tags=["end-user feedback"])
+# A client clock a little ahead is fine; a vote dated far ahead would never be replaceable.
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+@router.post("/api/feedback", response_model=FeedbackStored, responses={201: {"model": FeedbackStored}})
+def post_feedback(body: FeedbackIn, who: Writer, request: Request) -> JSONResponse:
+    """One end user's thumbs, score in [-1, 1], or choice between two trajectories of one question.
+    A later vote of the same user on the same thing replaces the earlier one (201, `replaced`);
+    a vote sent again changes nothing (200, `duplicate`)."""
+    if body.created_at is not None:
+        when = body.created_at if body.created_at.tzinfo else body.created_at.replace(tzinfo=UTC)
+        if when > datetime.now(UTC) + CLOCK_SKEW:
+            raise HTTPException(422, f"created_at {body.created_at.isoformat()} is in the future")
+    stored, status, replaced = request.app.state.store.add_feedback(body, app=who.name)
+    payload = FeedbackStored(feedback=stored, status=status, replaced_id=replaced)
+    return JSONResponse(payload.model_dump(mode="json"), status_code=201 if status in ("created", "replaced") else 200)
+
+
+@router.get("/api/feedback", response_model=list[EndUserFeedback])
+def list_feedback(
+    _who: Admin, request: Request, question_id: str | None = None, end_user: str | None = None,
+    kind: Literal["thumbs", "score", "choice"] | None = None,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    offset: Annotated[int, Query(ge=0, le=MAX_SAFE_INT)] = 0,
+) -> list[EndUserFeedback]:
+    return request.app.state.store.end_user_feedback(question_id, end_user=end_user, kind=kind, limit=limit,
+                                                     offset=offset)

@@ -1,0 +1,121 @@
+"""End users' votes in the trajectory store (the rules are in `alignment.feedback.end_user`):
+one row per (app, end user, thing judged), found again by the vote's id so a re-sent vote is
+answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
+from alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory
+
+log = logging.getLogger("rankact.store")
+
+
+class EndUserMixin:
+    """The end-user feedback methods of `TrajectoryStore` (which provides `_read` and `_write`)."""
+
+    def add_feedback(self, vote: FeedbackIn, *, app: str) -> tuple[EndUserFeedback, FeedbackStatus, str | None]:
+        """Store one end user's vote relayed by account `app`. Returns (the vote now in its slot,
+        status, the id of the vote it replaced). NotFoundError for an unknown trajectory,
+        InvalidFeedbackError for a choice across questions, ConflictError for a feedback id
+        already used by another vote."""
+        for _attempt in range(3):
+            try:
+                return self._upsert_feedback(vote, app)
+            except IntegrityError:  # a concurrent vote took the slot first: go again, now as a replacement
+                continue
+        raise ConflictError("could not store the vote: too many concurrent votes of this user")
+
+    def _upsert_feedback(self, vote: FeedbackIn, app: str):
+        feedback_id, slot = vote.feedback_id or vote.derived_id(app), vote.slot(app)
+        received = _now()
+        created = _aware(vote.created_at) if vote.created_at else received
+        with self._write() as session:
+            question_id = _question_of(session, vote)
+            new = _EndUserFeedback(
+                id=feedback_id, slot=slot, kind=vote.kind, question_id=question_id,
+                trajectory_id=vote.trajectory_id or vote.chosen_id, rejected_id=vote.rejected_id, score=vote.value,
+                app=app, end_user=vote.end_user, comment=vote.comment, created_at=created, received_at=received,
+            )
+            same_id = session.get(_EndUserFeedback, feedback_id)
+            if same_id is not None:
+                if _content(same_id) != _content(new):
+                    raise ConflictError(f"feedback id {feedback_id!r} is already used by another vote")
+                return _to_feedback(same_id), "duplicate", None
+            held = session.scalars(select(_EndUserFeedback).where(_EndUserFeedback.slot == slot)).first()
+            if held is not None:
+                if _content(held) == _content(new):
+                    return _to_feedback(held), "duplicate", None
+                if _aware(held.created_at) > created:  # a late re-send of an older vote
+                    return _to_feedback(held), "superseded", None
+                session.execute(delete(_EndUserFeedback).where(_EndUserFeedback.id == held.id))
+                session.flush()
+            session.add(new)
+            session.flush()
+            return _to_feedback(new), "replaced" if held is not None else "created", held.id if held else None
+
+    def end_user_feedback(
+        self, question_id: str | None = None, *, end_user: str | None = None, kind: str | None = None,
+        limit: int | None = None, offset: int = 0,
+    ) -> list[EndUserFeedback]:
+        """Stored votes, oldest first; a row that does not read back is left out with a warning."""
+        query = select(_EndUserFeedback).order_by(_EndUserFeedback.question_id, _EndUserFeedback.created_at,
+                                                  _EndUserFeedback.id)
+        for column, value in ((_EndUserFeedback.question_id, question_id), (_EndUserFeedback.end_user, end_user),
+                              (_EndUserFeedback.kind, kind)):
+            if value is not None:
+                query = query.where(column == value)
+        query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as session:
+            rows = list(session.scalars(query))
+        found = []
+        for row in rows:
+            try:
+                found.append(_to_feedback(row))
+            except (ValueError, TypeError) as exc:
+                log.warning("end-user feedback %s is damaged and left out: %s", row.id, str(exc).splitlines()[0])
+        return found
+
+
+def _question_of(session: Session, vote: FeedbackIn) -> str:
+    """The question the judged trajectories belong to (both of a choice: the same one)."""
+    ids = [vote.trajectory_id] if vote.trajectory_id else [vote.chosen_id, vote.rejected_id]
+    questions = []
+    for trajectory_id in ids:
+        row = session.get(_Trajectory, trajectory_id)
+        if row is None:
+            raise NotFoundError(f"no trajectory with id {trajectory_id!r} (post the trajectory before votes on it)")
+        if row.damaged:
+            raise InvalidFeedbackError(f"trajectory {trajectory_id!r} is damaged (unreadable) and takes no votes")
+        questions.append(row.question_id)
+    if len(set(questions)) > 1:
+        raise InvalidFeedbackError(f"a choice is between two trajectories of the same question; {ids[0]!r} is in "
+                                   f"{questions[0]!r}, {ids[1]!r} in {questions[1]!r}")
+    return questions[0]
+
+
+def _content(row: _EndUserFeedback) -> tuple:
+    return (row.slot, row.kind, row.trajectory_id, row.rejected_id, row.score, row.comment)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _to_feedback(row: _EndUserFeedback) -> EndUserFeedback:
+    choice = row.kind == "choice"
+    return EndUserFeedback(
+        id=row.id, kind=row.kind, question_id=row.question_id,
+        trajectory_id=None if choice else row.trajectory_id, score=row.score,
+        chosen_id=row.trajectory_id if choice else None, rejected_id=row.rejected_id if choice else None,
+        app=row.app, end_user=row.end_user, comment=row.comment or "", created_at=row.created_at,
+        received_at=row.received_at,
+    )
