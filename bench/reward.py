@@ -6,9 +6,15 @@ and the same number of steps, and print both side by side.
     HF_HUB_OFFLINE=1 .venv/bin/python bench/reward.py --max-length 256 --batch-size 8 --lr 2e-5
     (defaults: train rows 0:1800, TEST rows 1800:2312, one epoch = 225 steps, full fine-tuning)
 
+`--head-init-std 0.0417 0.02` trains one rankact run per head init; every run after the first (TRL's too)
+is compared with the first on the same TEST pairs: accuracy difference with a paired-bootstrap 95% interval,
+pairs gained/lost and an exact McNemar p.
+
 An untrained head scores about 50%; the target is a TEST interval above 55%.
 
-Measured 2026-11-26 (SmolLM2-135M-Instruct, the embedded GGUF dequantized; 512 TEST pairs):
+Measured 2026-11-26 (SmolLM2-135M-Instruct, the embedded GGUF dequantized; 512 TEST pairs), with the
+head init of the time, 1/sqrt(hidden + 1) = 0.0417 (now `--head-init-std 0.0417`; the default is TRL's 0.02:
+bench/reward_trl_parity.py finds the head's init the one training difference between the two trainers):
   one H200, bf16, the command above:   rankact 0.629 (0.586-0.670), 36 s, 16.8k tok/s;
                                        TRL RewardTrainer 0.668 (0.626-0.707), 21 s, 24.3k tok/s
   same with --max-length 512:          rankact 0.623 (0.580-0.664); TRL 0.672 (0.630-0.711)
@@ -49,7 +55,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--lora", action="store_true")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--head-init-std", type=float, default=None, help="default: 1/sqrt(hidden + 1)")
+    p.add_argument("--head-init-std", type=float, nargs="*", default=[],
+                   help="one rankact run per value, the first the baseline of the paired comparisons "
+                        "(default: one run at RewardTrainConfig's 0.02, TRL's; 0.0417 = the former 1/sqrt(hidden + 1))")
     p.add_argument("--no-trl", action="store_true", help="skip TRL's RewardTrainer")
     p.add_argument("--out", type=Path, default=None, help="where models go (default: a temp folder)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -62,25 +70,32 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def run_ours(args, train_pairs, test_pairs, out: Path) -> dict:
+def run_ours(args, train_pairs, test_tok, out: Path, head_init_std: float | None) -> dict:
     from alignment.training.reward.config import RewardTrainConfig
-    from alignment.training.reward.evaluate import evaluate_pairs
+    from alignment.training.reward.evaluate import summarize
     from alignment.training.reward.train import train_reward
 
     config = RewardTrainConfig(
         base=args.base, out_dir=out, lora=RewardTrainConfig.DEFAULT_LORA if args.lora else None,
         max_length=args.max_length, batch_size=args.batch_size, grad_accum=args.grad_accum, learning_rate=args.lr,
-        max_steps=args.max_steps, seed=args.seed, save_every=10**9, norm_samples=64, head_init_std=args.head_init_std,
+        max_steps=args.max_steps, seed=args.seed, save_every=10**9, norm_samples=64,
+        **({"head_init_std": head_init_std} if head_init_std else {}),
     )
     t0 = time.monotonic()
     model, result = train_reward(config, train_pairs)
     train_wall = time.monotonic() - t0
-    evaluation = evaluate_pairs(model, test_pairs, batch_size=16)
+    t1 = time.monotonic()  # as `evaluate_pairs`, keeping each pair's outcome for the paired comparison
+    unique = list(dict.fromkeys(tuple(s) for p in test_tok for s in (p.chosen, p.rejected)))
+    scores = dict(zip(unique, model.score_ids(unique, batch_size=16), strict=True))
+    chosen, rejected = [scores[tuple(p.chosen)] for p in test_tok], [scores[tuple(p.rejected)] for p in test_tok]
+    evaluation = summarize(chosen, rejected).model_copy(update={"seconds": time.monotonic() - t1})
+    name = f"rankact head {config.head_init_std:g}" + (" (LoRA)" if args.lora else "")
     return {
-        "name": "rankact" + (" (LoRA)" if args.lora else ""), "steps": result.steps, "train_wall_s": train_wall,
+        "name": name, "steps": result.steps, "train_wall_s": train_wall,
         "train_loop_s": result.seconds, "train_tokens": result.tokens, "tokens_per_s": result.tokens_per_second,
         "test": evaluation.model_dump(), "eval_s": evaluation.seconds,
         "truncation": result.notes["truncation"], "final_loss": result.final_metrics.get("loss"),
+        "correct": [c > r for c, r in zip(chosen, rejected, strict=True)],
     }
 
 
@@ -140,12 +155,14 @@ def run_trl(args, train_tok, test_tok, steps: int, base: Path, out: Path) -> dic
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits[:, 0]
             scores.update(zip(chunk, logits.float().cpu().tolist(), strict=True))
-    evaluation = summarize([scores[tuple(p.chosen)] for p in test_tok], [scores[tuple(p.rejected)] for p in test_tok])
+    chosen, rejected = [scores[tuple(p.chosen)] for p in test_tok], [scores[tuple(p.rejected)] for p in test_tok]
+    evaluation = summarize(chosen, rejected)
     return {
         "name": "TRL RewardTrainer" + (" (LoRA)" if args.lora else ""), "steps": steps, "train_wall_s": train_wall,
         "train_loop_s": train_wall, "train_tokens": counted["tokens"],
         "tokens_per_s": counted["tokens"] / train_wall if train_wall else 0.0,
         "test": evaluation.model_dump(), "eval_s": time.monotonic() - t1,
+        "correct": [c > r for c, r in zip(chosen, rejected, strict=True)],
     }
 
 
@@ -176,7 +193,8 @@ def main() -> None:
           f"{steps} steps, lr {args.lr}, {'LoRA' if args.lora else 'full fine-tuning'}, seed {args.seed}")
 
     work = args.out or Path(tempfile.mkdtemp(prefix="rankact-bench-reward-"))
-    results = [run_ours(args, train_pairs, test_pairs, work / "rankact")]
+    results = [run_ours(args, train_pairs, test_tok, work / f"rankact-{i}", std)
+               for i, std in enumerate(args.head_init_std or [None])]
     if args.no_trl:
         print("TRL: skipped (--no-trl)")
     else:
@@ -197,6 +215,14 @@ def main() -> None:
               f"{r['eval_s']:>6.0f}")
     print(f"TEST pairs: {results[0]['test']['pairs']}; target: 95% interval above 0.55 -> "
           + ", ".join(f"{r['name']}: {'met' if r['test']['ci_low'] > 0.55 else 'not met'}" for r in results))
+    # Paired on the same TEST pairs: bootstrap interval of the accuracy difference, exact McNemar.
+    from alignment.evaluation.significance import paired_difference
+
+    for r in results[1:]:
+        d = paired_difference("TEST accuracy", results[0]["name"], r["name"], results[0]["correct"], r["correct"],
+                              binary=True)
+        print(f"{d.other} - {d.baseline}: {d.difference:+.3f} (95% CI {d.low:+.3f} to {d.high:+.3f}), "
+              f"{d.gained} pairs gained / {d.lost} lost, McNemar p = {d.p_value:.3f}")
     if args.json:
         args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "results": results},
                                         indent=1))

@@ -13,7 +13,6 @@ Saved as a folder:
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from torch import nn
 from agent.errors import ModelLoadError, RankactError
 from agent.trajectory import Trajectory
 from alignment.training.policy import LoraSettings, apply_lora, load_causal_lm, resolve_base
+from alignment.training.reward.config import HEAD_INIT_STD
 from alignment.training.tokenize import (
     Encoded,
     collate,
@@ -59,7 +59,7 @@ def last_token_index(attention_mask: torch.Tensor) -> torch.Tensor:
 class RewardModel(nn.Module):
     def __init__(
         self, lm: nn.Module, tokenizer, info: RewardModelInfo, head: nn.Linear | None = None,
-        head_init_std: float | None = None,
+        head_init_std: float = HEAD_INIT_STD,
     ):
         super().__init__()
         self.lm = lm
@@ -67,10 +67,9 @@ class RewardModel(nn.Module):
         self.info = info
         if head is None:
             head = nn.Linear(info.hidden_size, 1)
-            # Small init so the first scores are near 0 and the first steps train the backbone
-            # and head together rather than undoing a large random head.
-            std = head_init_std if head_init_std is not None else 1.0 / math.sqrt(info.hidden_size + 1)
-            nn.init.normal_(head.weight, std=std)
+            # Small init so the first scores are near 0 (why 0.02: `RewardTrainConfig.head_init_std`).
+            # The bias stays: the pairwise loss gives it no gradient, reward centering uses it.
+            nn.init.normal_(head.weight, std=head_init_std)
             nn.init.zeros_(head.bias)
         self.head = head
 
@@ -82,7 +81,7 @@ class RewardModel(nn.Module):
         base: str | Path | None = None,
         max_length: int = 512,
         lora: LoraSettings | None = None,
-        head_init_std: float | None = None,
+        head_init_std: float = HEAD_INIT_STD,
     ) -> RewardModel:
         from transformers import AutoTokenizer
 
