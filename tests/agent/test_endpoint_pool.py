@@ -61,7 +61,7 @@ def test_no_endpoint_ever_has_more_than_max_in_flight_requests():
 
 
 def test_a_streamed_reply_holds_its_slot_until_read():
-    with _stubs(1) as (stubs, urls):
+    with _stubs(1) as (_, urls):
         llm = load_llm(urls[0], model="served-stub", max_in_flight=1, max_retries=0)
         pieces = llm.stream([{"role": "user", "content": "hi"}], CONFIG)
         first = next(pieces)

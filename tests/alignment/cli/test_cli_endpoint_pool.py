@@ -19,7 +19,7 @@ def _closed_port_url() -> str:
 
 
 def test_ask_says_so_in_one_line_when_every_endpoint_is_down(capsys):
-    spec = ",".join([_closed_port_url(), _closed_port_url()])
+    spec = f"{_closed_port_url()},{_closed_port_url()}"
     with pytest.raises(SystemExit) as info:
         main(["ask", "What is 2+2?", "--model", spec])
     assert info.value.code == 2
