@@ -95,6 +95,11 @@ class OpenAICompatibleLLM:
     def close(self) -> None:
         self.client.close()
 
+    def use_model(self, name: str) -> None:
+        """Name another model the server holds (e.g. a LoRA adapter just loaded) from now on."""
+        self.model = name
+        self.info = ModelInfo(backend="openai", name=name, revision=None)
+
     # ---- HTTP plumbing -------------------------------------------------------------
     def _url(self, path: str) -> str:
         if path.startswith(("http://", "https://")):  # an endpoint outside /v1 (llama.cpp's /completion)

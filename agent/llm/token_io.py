@@ -91,6 +91,11 @@ class ServedTokensLLM(ChatTokenizer):
     def close(self) -> None:
         self.http.close()
 
+    def use_model(self, name: str) -> None:
+        """Name another model the server holds (e.g. a LoRA adapter just loaded) from now on."""
+        self.http.use_model(name)
+        self.info = ModelInfo(backend="openai-tokens", name=name, revision=None)
+
     # ---- the two APIs ----------------------------------------------------------------
     def _vllm(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None, dict]:
         body = {"model": self.http.model, "prompt": ids, "max_tokens": config.max_new_tokens,
