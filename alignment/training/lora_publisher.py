@@ -14,6 +14,9 @@ endpoint, point the rollout backend at `PREFIX-N`, and only then unload the prev
 no rollout ever names an adapter that is not loaded. A fresh name per iteration (rather than
 reloading one name) keeps requests in flight on the old adapter valid. The last adapter stays
 loaded when training ends: it is the trained policy, ready to serve.
+
+`ServedPolicy` does the same for `rounds` (collect and evaluate on vLLM, GRPO/SFT/DPO here):
+each round's merged policy is factored back into an adapter against the served base.
 """
 from __future__ import annotations
 
@@ -73,14 +76,18 @@ class LoraPublisher:
         self._check(response, body)
 
     def publish(self, model, iteration: int, llm=None) -> str:
-        """Save `model`'s adapter, load it on every endpoint, point `llm` at it, unload the old one."""
+        """Save `model`'s adapter to FOLDER/adapter-N, then `push` it."""
         if not hasattr(model, "peft_config"):
             raise BackendError("a served policy needs LoRA training (--lora): vLLM loads adapters, not whole models")
         path = (self.folder / f"adapter-{iteration}").resolve()
         model.save_pretrained(path)  # the adapter only (adapter_config.json + adapter_model.safetensors)
+        return self.push(path, iteration, llm)
+
+    def push(self, adapter: Path, iteration: int, llm=None) -> str:
+        """Load the adapter folder on every endpoint as PREFIX-N, point `llm` at it, unload the old one."""
         name = f"{self.prefix}-{iteration}"
         for endpoint in self.endpoints:
-            self._load(endpoint, name, path)
+            self._load(endpoint, name, Path(adapter).resolve())
         if llm is not None:
             llm.use_model(name)
         previous, self.current = self.current, name
@@ -89,3 +96,30 @@ class LoraPublisher:
                 body = {"lora_name": previous}
                 self._check(self._post(endpoint, "unload_lora_adapter", body), body)
         return name
+
+
+class ServedPolicy:
+    """Rounds on vLLM: collection and evaluation run on the server, which serves the rounds'
+    base; round r's policy (a merged folder) goes there as a LoRA adapter, its difference to
+    the base factored by SVD (`adapter_export`, exact at rank >= r x the rounds' LoRA rank)."""
+
+    def __init__(self, server: str, tokenizer, folder: Path, lora_rank: int) -> None:
+        from agent.llm.token_io import ServedTokensLLM
+
+        self.llm = ServedTokensLLM(server, tokenizer, api="vllm")  # token ids, so GRPO trains exactly
+        self.base_name = self.llm.http.model
+        self.publisher = LoraPublisher(server, folder, prefix="rankact-round")
+        self.lora_rank = lora_rank
+
+    def serve(self, base_dir: Path, policy: str, round_index: int):
+        """The backend, naming the base (round 0) or round r's policy, pushed first."""
+        if round_index == 0:
+            self.llm.use_model(self.base_name)
+            return self.llm
+        from alignment.training.adapter_export import export_adapter
+
+        adapter = Path(policy).parent / "served-adapter"
+        if not (adapter / "adapter_config.json").is_file():
+            export_adapter(base_dir, Path(policy), adapter, rank=self.lora_rank * round_index)
+        self.publisher.push(adapter, round_index, self.llm)
+        return self.llm
