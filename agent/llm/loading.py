@@ -50,7 +50,12 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
     if not spec:
         raise ModelLoadError(f"empty model spec; {ACCEPTED}")
     if spec.startswith(("http://", "https://")):
+        from agent.llm.endpoint_pool import split_endpoints
         from agent.llm.openai_http import OpenAICompatibleLLM
+
+        odd = [part for part in split_endpoints(spec) if not part.startswith(("http://", "https://"))]
+        if odd:
+            raise ModelLoadError(f"every endpoint of a pool must be an http(s):// URL, not {odd[0]!r}")
 
         opts = _only(kwargs, _HTTP_KWARGS, spec)
         opts.setdefault("api_key", os.environ.get("RANKACT_API_KEY") or os.environ.get("OPENAI_API_KEY"))

@@ -148,7 +148,7 @@ class OpenAICompatibleLLM:
                 if wait is None:
                     wait = self.backoff * 2 ** attempt
                 time.sleep(min(wait, MAX_RETRY_AFTER))
-        where = url if self.pool is None else f"{path} on {self.pool.describe()}"
+        where = url if self.pool is None else f"{path} on the pool ({self.pool.describe()})"
         raise BackendError(f"request to {where} failed after {self.max_retries + 1} attempts: {last}")
 
     def _json(self, response: httpx.Response, url: str) -> dict:

@@ -112,3 +112,10 @@ def test_token_in_token_out_turns_spread_over_the_pool_and_stay_exact(tokenizer,
     generated = [s.token_ids for s in trajectory.segments if s.role == "generated"]
     assert generated[1] == second.returned[0]  # the second turn's ids are the second server's, unchanged
     assert second.bodies(path)[0]["prompt"][: len(first.bodies(path)[0]["prompt"])] == first.bodies(path)[0]["prompt"]
+
+
+def test_a_pool_entry_that_is_not_a_url_is_refused_at_load():
+    from agent.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match="must be an http"):
+        load_llm("http://127.0.0.1:1/v1,127.0.0.1:2/v1")
