@@ -77,10 +77,12 @@ def run_batch(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     on_done: Callable[[int, Trajectory | None, BaseException | None], None] | None = None,
-    threads: int = 8,
+    threads: int | None = None,
 ) -> list[Trajectory | BaseException]:
     """Run every job; result i is job i's trajectory, or the exception a bug ended it with.
-    `on_done(i, trajectory, error)` is called as each job finishes (e.g. to store it)."""
+    `on_done(i, trajectory, error)` is called as each job finishes (e.g. to store it).
+    `threads` (default: the batch size, at least 8) answer tool calls and chat requests, so a
+    served model gets the whole batch at once (a pool of endpoints shares it out)."""
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     if any(getattr(getattr(job.agent, "llm", None), "one_trajectory_at_a_time", False) for job in jobs):
@@ -114,7 +116,7 @@ def run_batch(
     llms = {id(getattr(job.agent, "llm", None)): getattr(job.agent, "llm", None) for job in jobs}
     session_of = getattr(next(iter(llms.values())), "decode_session", None) if len(llms) == 1 else None
     session = session_of() if session_of is not None and batch_size > 1 else None
-    with concurrent.futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="rankact-batch") as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=threads or max(8, batch_size), thread_name_prefix="rankact-batch") as pool:
         settle()
         if session is not None:
             _continuous(session, active, jobs, pool, settle)

@@ -83,6 +83,9 @@ class RoundsConfig(BaseModel):
     batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1,
                             description="trajectories advanced together when collecting or evaluating")
     data: Path | None = Field(None, description="evaluation data folder (default ../shared/data)")
+    served_policy: str | None = Field(None, description="vLLM server(s) serving --base (URL, or comma-separated "
+                                      "URLs) that collect and evaluate: each round's policy is pushed to them "
+                                      "as a LoRA adapter")
     seed: int = Field(0, description="seed of sampling and training")
 
 
@@ -148,6 +151,7 @@ class Rounds:
         self._load_llm = load_llm
         self._loaded: tuple[str, Any] | None = None  # the last model loaded (one in memory at a time)
         self._retriever = None
+        self._served = None  # ServedPolicy, with --served-policy
         self.progress = progress
 
     # ---- bookkeeping ----------------------------------------------------------------
@@ -184,7 +188,9 @@ class Rounds:
         if self._loaded is not None and self._loaded[0] == spec:
             return self._loaded[1]
         self._loaded = None  # drop the old model before loading the next
-        if self._load_llm is not None:
+        if self.config.served_policy:
+            llm = self._served_llm(spec)
+        elif self._load_llm is not None:
             llm = self._load_llm(spec)
         else:
             from agent.llm import load_llm
@@ -192,6 +198,19 @@ class Rounds:
             llm = load_llm(spec)
         self._loaded = (spec, llm)
         return llm
+
+    def _served_llm(self, spec: str):
+        """The vLLM backend naming `spec`: the base, or a round's policy pushed as an adapter."""
+        from alignment.training.lora_publisher import ServedPolicy
+        from alignment.training.policy import LoraSettings
+
+        if self._served is None:
+            from agent.llm.token_io import load_tokenizer
+
+            self._served = ServedPolicy(self.config.served_policy, load_tokenizer(self.config.base),
+                                        self.out / "served-adapters", LoraSettings().r)
+        round_index = 0 if spec == self.config.base else int(Path(spec).parent.name.removeprefix("round-"))
+        return self._served.serve(Path(self._base_folder(0)), spec, round_index)
 
     def agents(self, llm):
         from agent.build import load_index

@@ -12,6 +12,12 @@ It answers with the replies it is given, in order, the way the real servers shap
   `return_tokens`), `content`, `stop_type`, `completion_probabilities[i].logprob`; the ids end
   before a stop string.
 
+Scale-out: `delay` holds each POST that long while `in_flight`/`peak` count the requests being
+answered at once; `fail_status` answers every POST with that status (an overloaded or broken
+endpoint). vLLM's dynamic LoRA routes: `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`
+take exactly vLLM's fields, and a request whose `model` names neither the served model nor a
+loaded adapter gets vLLM's 404, so a test sees a rollout that names an adapter too early.
+
 A completion reply is the text the "model" samples; `eos=True` appends the end-of-turn id, as
 a model that ends its turn does. Every request body is kept in `requests`, every id list the
 stub returned in `returned`, so tests compare what the trainer sees with what the server did.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +68,25 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
         with stub.lock:
             stub.requests.append((self.path, body))
+            stub.in_flight += 1
+            stub.peak = max(stub.peak, stub.in_flight)
+        try:
+            if stub.delay:
+                time.sleep(stub.delay)
+            self._route(stub, body)
+        finally:
+            with stub.lock:
+                stub.in_flight -= 1
+
+    def _route(self, stub, body):
+        if stub.fail_status:
+            return self._json(stub.fail_status, {"error": {"message": "stub endpoint is failing"}})
+        if self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
+            return self._lora(stub, body)
+        name = body.get("model")
+        if name is not None and name != MODEL and name not in stub.adapters:
+            return self._json(404, {"object": "error", "message": f"The model `{name}` does not exist.",
+                                    "type": "NotFoundError", "code": 404})
         if self.path == "/v1/chat/completions":
             if stub.reject_tools and body.get("tools"):
                 return self._json(400, {"error": {"message": "tools param requires --jinja flag"}})
@@ -70,6 +96,30 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/completion" and stub.api == "llamacpp":
             return self._llamacpp(stub, body)
         self._json(404, {"error": {"message": f"no route {self.path}"}})
+
+    def _lora(self, stub, body):
+        """vLLM's LoadLoRAAdapterRequest {lora_name, lora_path} / UnloadLoRAAdapterRequest {lora_name}."""
+        load = self.path == "/v1/load_lora_adapter"
+        allowed = {"lora_name", "lora_path"} if load else {"lora_name", "lora_int_id"}
+        name = body.get("lora_name")
+        if set(body) - allowed or not name or (load and not body.get("lora_path")):
+            return self._json(400, {"object": "error", "message": f"bad request {body}", "code": 400})
+        if load and name in stub.adapters:
+            return self._json(400, {"object": "error", "message": f"The lora adapter '{name}' has already been "
+                                    "loaded.", "code": 400})
+        if not load and name not in stub.adapters:
+            return self._json(404, {"object": "error", "message": f"The lora adapter '{name}' cannot be found.",
+                                    "code": 404})
+        if load:
+            stub.adapters[name] = body["lora_path"]
+        else:
+            del stub.adapters[name]
+        text = f"Success: LoRA adapter '{name}' {'added' if load else 'removed'} successfully.".encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(text)))
+        self.end_headers()
+        self.wfile.write(text)
 
     # ---- chat ---------------------------------------------------------------------
     def _chat(self, stub, body):
@@ -149,7 +199,7 @@ class ServedStub:
     """`with ServedStub(replies, api=..., tokenizer=...) as url:` gives http://127.0.0.1:PORT/v1."""
 
     def __init__(self, replies: list[Reply], *, api: str = "vllm", tokenizer=None, reject_tools: bool = False,
-                 default: Reply | None = None):
+                 default: Reply | None = None, delay: float = 0.0, fail_status: int | None = None):
         self.replies = list(replies)
         self.default = default or Reply(text="Final Answer: done", eos=True)
         self.api = api
@@ -158,6 +208,9 @@ class ServedStub:
         self.requests: list[tuple[str, dict]] = []
         self.returned: list[list[int]] = []
         self.lock = threading.Lock()
+        self.delay, self.fail_status = delay, fail_status
+        self.in_flight = self.peak = 0
+        self.adapters: dict[str, str] = {}  # loaded LoRA adapters: name -> path
 
     @property
     def eos_id(self) -> int:

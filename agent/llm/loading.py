@@ -21,11 +21,12 @@ from agent.llm import LLM
 EMBEDDED_SPECS = ("default", "base")
 ACCEPTED = ("accepted: 'default' (embedded SmolLM2, aligned by rankact), 'base' (the same, untuned), "
             "a Hugging Face model folder, a .gguf file, "
-            "http(s)://HOST/v1 (OpenAI-compatible server), or scripted:PATH (JSON list of outputs)")
+            "http(s)://HOST/v1 (OpenAI-compatible server; several, comma-separated, are one pool), or scripted:PATH (JSON list of outputs)")
 
 _LOCAL_KWARGS = {"device", "dtype"}
 ENGINES = ("auto", "torch", "ctranslate2")
-_HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport", "tokenizer", "token_api"}
+_HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport", "tokenizer", "token_api",
+                "max_in_flight"}
 
 
 def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
@@ -38,6 +39,8 @@ def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
 
 def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> LLM:
     """'default' | 'base' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH.
+    Several server URLs separated by commas are one pool of endpoints serving the same model
+    (`agent.llm.endpoint_pool`; `max_in_flight` requests per endpoint).
     `engine` (local models only): "auto", "torch" or "ctranslate2". A server with `tokenizer`
     (a folder, "default" or a cached hub name) is driven with token ids (`token_api`: auto,
     vllm or llamacpp)."""
@@ -47,7 +50,12 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
     if not spec:
         raise ModelLoadError(f"empty model spec; {ACCEPTED}")
     if spec.startswith(("http://", "https://")):
+        from agent.llm.endpoint_pool import split_endpoints
         from agent.llm.openai_http import OpenAICompatibleLLM
+
+        odd = [part for part in split_endpoints(spec) if not part.startswith(("http://", "https://"))]
+        if odd:
+            raise ModelLoadError(f"every endpoint of a pool must be an http(s):// URL, not {odd[0]!r}")
 
         opts = _only(kwargs, _HTTP_KWARGS, spec)
         opts.setdefault("api_key", os.environ.get("RANKACT_API_KEY") or os.environ.get("OPENAI_API_KEY"))

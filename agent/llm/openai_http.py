@@ -23,6 +23,7 @@ import httpx
 
 from agent.errors import BackendError
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from agent.llm.endpoint_pool import EndpointPool, split_endpoints
 from agent.llm.scripted import cut_at_stop
 from agent.llm.stops import holdback_start
 from agent.llm.tool_calls import ToolCallDeltas, parse_tool_calls
@@ -72,8 +73,17 @@ class OpenAICompatibleLLM:
         backoff: float = 0.5,
         transport: httpx.BaseTransport | None = None,
         streaming: bool = False,
+        max_in_flight: int | None = None,
     ):
-        self.base_url = base_url.rstrip("/")
+        endpoints = split_endpoints(base_url)
+        if not endpoints:
+            raise BackendError(f"no endpoint URL in {base_url!r}")
+        # One endpoint without a limit talks to it directly; otherwise the pool sits in the transport.
+        self.pool = None
+        if len(endpoints) > 1 or max_in_flight is not None:
+            self.pool = EndpointPool(endpoints, max_in_flight=max_in_flight or 8, transport=transport)
+            transport = self.pool
+        self.base_url = endpoints[0]
         self.streaming = streaming  # tool-calling replies over SSE, deltas assembled
         self.max_retries = max_retries
         self.backoff = backoff
@@ -84,6 +94,11 @@ class OpenAICompatibleLLM:
 
     def close(self) -> None:
         self.client.close()
+
+    def use_model(self, name: str) -> None:
+        """Name another model the server holds (e.g. a LoRA adapter just loaded) from now on."""
+        self.model = name
+        self.info = ModelInfo(backend="openai", name=name, revision=None)
 
     # ---- HTTP plumbing -------------------------------------------------------------
     def _url(self, path: str) -> str:
@@ -133,7 +148,8 @@ class OpenAICompatibleLLM:
                 if wait is None:
                     wait = self.backoff * 2 ** attempt
                 time.sleep(min(wait, MAX_RETRY_AFTER))
-        raise BackendError(f"request to {url} failed after {self.max_retries + 1} attempts: {last}")
+        where = url if self.pool is None else f"{path} on the pool ({self.pool.describe()})"
+        raise BackendError(f"request to {where} failed after {self.max_retries + 1} attempts: {last}")
 
     def _json(self, response: httpx.Response, url: str) -> dict:
         try:

@@ -68,14 +68,17 @@ class ServedTokensLLM(ChatTokenizer):
 
     def __init__(self, base_url: str, tokenizer, *, api: str = "auto", model: str | None = None,
                  api_key: str | None = None, timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
-                 transport: httpx.BaseTransport | None = None, concurrency: int = 8) -> None:
+                 transport: httpx.BaseTransport | None = None, concurrency: int = 8,
+                 max_in_flight: int | None = None) -> None:
         if api not in APIS:
             raise ModelLoadError(f"unknown token API {api!r}; use one of {', '.join(APIS)}")
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
         self.http = OpenAICompatibleLLM(base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
-                                        backoff=backoff, transport=transport)
+                                        backoff=backoff, transport=transport, max_in_flight=max_in_flight)
         self.api = api
-        self.concurrency = concurrency
+        # A pool takes max_in_flight requests on each endpoint: fill them all.
+        pool = self.http.pool
+        self.concurrency = concurrency if pool is None else pool.max_in_flight * len(pool.endpoints)
         self.eos = eos_ids(self.tokenizer)
         self.info = ModelInfo(backend="openai-tokens", name=self.http.model, revision=None)
 
@@ -87,6 +90,11 @@ class ServedTokensLLM(ChatTokenizer):
 
     def close(self) -> None:
         self.http.close()
+
+    def use_model(self, name: str) -> None:
+        """Name another model the server holds (e.g. a LoRA adapter just loaded) from now on."""
+        self.http.use_model(name)
+        self.info = ModelInfo(backend="openai-tokens", name=name, revision=None)
 
     # ---- the two APIs ----------------------------------------------------------------
     def _vllm(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None, dict]:

@@ -10,6 +10,7 @@ from alignment.cli.options import (
     ApiKey,
     Engine,
     Format,
+    MaxInFlight,
     Mcp,
     Model,
     TokenApi,
@@ -39,6 +40,7 @@ def ask(
     format: Format = "auto",
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
+    max_in_flight: MaxInFlight = None,
     trace: Trace = None,
     mcp: Mcp = None,
 ) -> None:
@@ -59,7 +61,7 @@ def ask(
         tracing.configure(trace)
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
     with mcp_tools(mcp or []) as server_tools:  # so does a bad --mcp; the servers stop on the way out
-        llm = load_llm(model, engine=engine, **served_options(model, api_key, tokenizer, token_api))
+        llm = load_llm(model, engine=engine, **served_options(model, api_key, tokenizer, token_api, max_in_flight))
         # --guided is the default: it means "where the backend allows it".
         agent = build_agent(llm, retriever=retriever, max_steps=max_steps, search_k=k, guided=guided, format=format,
                             extra_tools=server_tools)

@@ -19,6 +19,7 @@ from alignment.cli.options import (
     Db,
     Engine,
     Format,
+    MaxInFlight,
     Mcp,
     TokenApi,
     Tokenizer,
@@ -35,7 +36,8 @@ def collect(
     samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="trajectories per task (K)")] = 4,
     db: Db = DEFAULT_DB,
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
-    model: Annotated[str, typer.Option(help="model: default, a folder, an http(s) URL or scripted:PATH")]
+    model: Annotated[str, typer.Option(help="model: default, a folder, an http(s) URL (several, comma-separated: "
+                                         "one pool of endpoints) or scripted:PATH")]
     = "default",
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per run")] = DEFAULT_MAX_STEPS,
     temperature: Annotated[float, typer.Option(min=0.0, help="sampling temperature (K > 1 needs > 0)")] = 0.8,
@@ -45,6 +47,7 @@ def collect(
     format: Format = "auto",
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
+    max_in_flight: MaxInFlight = None,
     api_key: ApiKey = None,
     mcp: Mcp = None,
     retries: Annotated[int, typer.Option(min=0, help="times a run the backend failed is run again")]
@@ -77,7 +80,7 @@ def collect(
         console.print(f"all {len(task_list)} tasks already have {samples} trajectories (or rankings, which close "
                       f"them) in {store.url}")
         return
-    served = served_options(model, api_key, tokenizer, token_api)
+    served = served_options(model, api_key, tokenizer, token_api, max_in_flight)
     retriever = load_index(index) if index is not None else None
     with mcp_tools(mcp or []) as server_tools:  # a bad --mcp fails before the model loads
         with console.status(f"loading {model}"):

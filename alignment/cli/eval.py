@@ -20,7 +20,17 @@ from rich.console import Console
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import ApiKey, BatchSize, Engine, Format, Mcp, TokenApi, Tokenizer, served_options
+from alignment.cli.options import (
+    ApiKey,
+    BatchSize,
+    Engine,
+    Format,
+    MaxInFlight,
+    Mcp,
+    TokenApi,
+    Tokenizer,
+    served_options,
+)
 from alignment.errors import CommandError
 from alignment.output_file import check_target, write_text
 
@@ -32,7 +42,8 @@ def evaluate(
     tasks: Annotated[str | None, typer.Argument(
         help="task file (JSONL) or preset hotpot|nq|arith[:dev|:test]")] = None,
     model: Annotated[list[str] | None, typer.Option(
-        "--model", "-m", help="model: default, a folder, an http URL or scripted:PATH; repeat to compare")] = None,
+        "--model", "-m", help="model: default, a folder, an http URL (several, comma-separated: one model "
+        "served by a pool of endpoints) or scripted:PATH; repeat --model to compare models")] = None,
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N tasks")] = None,
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per question")] = DEFAULT_MAX_STEPS,
@@ -48,6 +59,7 @@ def evaluate(
     format: Format = "auto",
     tokenizer: Tokenizer = None,
     token_api: TokenApi = "auto",
+    max_in_flight: MaxInFlight = None,
     api_key: ApiKey = None,
     mcp: Mcp = None,
 ) -> None:
@@ -88,7 +100,7 @@ def evaluate(
         for spec in models:
             label = model_label(spec)
             with console.status(f"loading {label}"):
-                llm = _load(spec, engine, **served_options(spec, api_key, tokenizer, token_api))
+                llm = _load(spec, engine, **served_options(spec, api_key, tokenizer, token_api, max_in_flight))
             if refusal:
                 reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools,
                                          format))

@@ -23,7 +23,8 @@ DEFAULT_DB = DEFAULT_URL
 
 # The model an agent or a reply comes from; every backend `agent.llm.load_llm` accepts.
 Model = Annotated[str, typer.Option("--model", "-m",
-                                    help="default (aligned) | base (untuned) | PATH (model folder or .gguf) | http(s)://HOST/v1 | scripted:PATH")]
+                                    help="default (aligned) | base (untuned) | PATH (model folder or .gguf) | "
+                                    "http(s)://HOST/v1 (several, comma-separated: one pool) | scripted:PATH")]
 # Which engine runs a local model (HTTP and scripted backends ignore it).
 Engine = Annotated[str, typer.Option("--engine", help="local models: torch (the trained model, exact) | "
                                      "ctranslate2 (int8, faster, log-probs differ) | auto (ctranslate2 if installed)")]
@@ -46,10 +47,14 @@ Tokenizer = Annotated[str | None, typer.Option(
     "--tokenizer", help="servers: the served model's tokenizer (a folder, 'default', or a cached hub name): "
     "token ids in and out, so trajectories train exactly")]
 TokenApi = Annotated[str, typer.Option("--token-api", help="with --tokenizer: auto | vllm | llamacpp")]
+# A pool of endpoints ("http://a/v1,http://b/v1"): requests in flight per endpoint (agent.llm.endpoint_pool).
+MaxInFlight = Annotated[int | None, typer.Option(
+    "--max-in-flight", min=1, help="servers: requests at once per endpoint (default 8 in a pool of "
+    "comma-separated URLs, unlimited for one URL)")]
 
 
 def served_options(model: str, api_key: str | None = None, tokenizer: str | None = None,
-                   token_api: str = "auto") -> dict:
+                   token_api: str = "auto", max_in_flight: int | None = None) -> dict:
     """`load_llm` keywords for an HTTP model (none for local and scripted ones)."""
     if not model.startswith(("http://", "https://")):
         if tokenizer is not None:
@@ -58,7 +63,7 @@ def served_options(model: str, api_key: str | None = None, tokenizer: str | None
             raise CommandError("--tokenizer is for served models (--model http://HOST/v1); a local model "
                                "already records its token ids")
         return {}
-    return {"api_key": api_key, "tokenizer": tokenizer, "token_api": token_api}
+    return {"api_key": api_key, "tokenizer": tokenizer, "token_api": token_api, "max_in_flight": max_in_flight}
 
 
 # MCP servers whose tools the agent also gets (tools.mcp): a command line or an http(s) URL.

@@ -57,6 +57,8 @@ def clip_gradients(accelerator, params, max_norm: float | None) -> torch.Tensor:
     """Clip the gradient norm to `max_norm` (None: only measure it); returns the norm before
     clipping, as a tensor on the accelerator's device (so processes can average it)."""
     norm = accelerator.clip_grad_norm_(params, max_norm if max_norm is not None else float("inf"))
+    if norm is None:  # DeepSpeed clips inside its own step (gradient_clipping) and may not report the norm
+        return torch.tensor(float("nan"), device=accelerator.device)
     return torch.as_tensor(float(norm), device=accelerator.device)
 
 

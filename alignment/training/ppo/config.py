@@ -28,6 +28,9 @@ class PPOConfig(PolicyTrainConfig):
     agent_max_steps: int = Field(DEFAULT_MAX_STEPS, ge=1, description="agent steps per rollout")
     guided: bool | None = Field(None, description="guided decoding in rollouts (default: where the backend allows)")
     rollout_batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1, description="rollouts advanced together in lockstep")
+    served_policy: str | None = Field(None, description="vLLM server(s) that do the rollouts (http://HOST/v1, or "
+                                      "comma-separated URLs): the LoRA adapter is pushed to them after each "
+                                      "iteration (needs --lora)")
 
     # Reward: the reward model's normalized score at the last generated token, plus penalties.
     parse_error_penalty: float = Field(0.0, ge=0, description="subtracted per parse error")

@@ -11,6 +11,9 @@ One iteration:
  3. Update (`ppo_update`): a few epochs of shuffled minibatches with the clipped policy
     loss, clipped value loss and an optional entropy bonus; gradient clipping.
  4. KL controller update, metrics (JSONL + PNG), checkpoint.
+ 5. With `served_policy` (vLLM), the LoRA adapter is pushed to the server and the next
+    rollouts name it (`alignment.training.lora_publisher`); the rollouts come back with the
+    server's token ids, and steps 2-3 recompute the log-probs here, so PPO stays exact.
 
 Call from Python: `train_ppo(PPOConfig(...), reward_fn=..., tasks=[...])`.
 """
@@ -181,6 +184,24 @@ def _mean(values) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+def _served_rollouts(config: PPOConfig, policy, tokenizer):
+    """The rollout backend on vLLM (token ids in and out, so PPO trains exactly) and the
+    publisher that keeps its adapter current."""
+    from agent.llm.token_io import ServedTokensLLM
+    from alignment.training.lora_publisher import LoraPublisher
+
+    publisher = LoraPublisher(config.served_policy, config.out_dir / "served-adapters")
+    return ServedTokensLLM(config.served_policy, tokenizer, api="vllm", model=None), publisher
+
+
+def _publish(publisher, policy, iteration: int, llm, run) -> None:
+    """Rank 0 pushes the adapter; every process names it once it is loaded."""
+    if run.is_main:
+        publisher.publish(policy, iteration, llm)
+    run.accelerator.wait_for_everyone()
+    llm.use_model(f"{publisher.prefix}-{iteration}")
+
+
 def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[Task] | None = None,
               agent_factory: AgentFactory | None = None, probe: list[Task] | None = None,
               accelerator=None) -> TrainResult:
@@ -190,6 +211,8 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
     tasks = tasks if tasks is not None else (load_tasks(config.tasks) if config.tasks else None)
     if not tasks:
         raise RankactError("PPO needs tasks: give --tasks FILE (JSONL with questions)")
+    if config.served_policy and config.lora is None:
+        raise RankactError("--served-policy needs --lora: vLLM loads LoRA adapters at run time, not whole models")
     if probe is None and config.probe is not None:
         probe = load_tasks(config.probe)
     # The agent factory loads the index: a bad one fails here, before any model is loaded.
@@ -229,8 +252,14 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
 
     # Rollouts use the very module being trained, wrapped without a copy. With LoRA the
     # base model has the adapters injected in place, so generation sees them too.
-    generator_model = policy.get_base_model() if is_peft(policy) else policy
-    llm = TransformersLLM.from_pretrained_objects(generator_model, tokenizer, name="ppo-policy")
+    # With --served-policy, vLLM does them on the adapter pushed after each iteration.
+    publisher = None
+    if config.served_policy:
+        llm, publisher = _served_rollouts(config, policy, tokenizer)
+        _publish(publisher, policy, state.get("iteration", 0), llm, run)
+    else:
+        generator_model = policy.get_base_model() if is_peft(policy) else policy
+        llm = TransformersLLM.from_pretrained_objects(generator_model, tokenizer, name="ppo-policy")
     agents = factory(llm)
 
     shuffle = torch.Generator().manual_seed(config.seed + run.rank)
@@ -257,6 +286,8 @@ def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[
                               kl_ctl.value, config, pad_id, run.device)
         update = ppo_update(model, optimizer, exp, config, run.accelerator, shuffle)
         iteration += 1
+        if publisher is not None and iteration < config.iterations:
+            _publish(publisher, policy, iteration, llm, run)  # the next rollouts run on what was just trained
         tokens += sum(len(r.encoded) for r in rollouts)
         # 4. KL controller on the measured per-trajectory KL (mean over processes).
         local = torch.tensor([

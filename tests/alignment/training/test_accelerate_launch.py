@@ -88,3 +88,38 @@ def test_accelerate_launch_two_processes(tmp_path, tiny_model_dir):
 
 if __name__ == "__main__":
     run_in_launcher(sys.argv[1], sys.argv[2])
+
+
+CONFIGS = Path(__file__).resolve().parents[3] / "alignment" / "training" / "accelerate"
+
+
+@pytest.mark.parametrize(("name", "stage"), [("zero2.yaml", 2), ("zero3.yaml", 3)])
+def test_the_shipped_deepspeed_configs_are_valid_accelerate_configs(name, stage):
+    """Parsed by accelerate's own loader (unknown keys are an error there); deepspeed itself is
+    not installed here, so these files were not run (README: 'Scale-out')."""
+    import yaml
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    path = CONFIGS / name
+    config = ClusterConfig.from_yaml_file(str(path))
+    assert config.distributed_type == "DEEPSPEED" and config.use_cpu is False
+    ds = yaml.safe_load(path.read_text())["deepspeed_config"]
+    assert ds["zero_stage"] == stage
+    assert ds["gradient_clipping"] == 1.0  # the trainers' --max-grad-norm default; DeepSpeed clips in its step
+    assert {ds["offload_optimizer_device"], ds["offload_param_device"]} == {"none"}
+    if stage == 3:
+        assert ds["zero3_init_flag"] is True and ds["zero3_save_16bit_model"] is True
+
+
+def test_a_deepspeed_run_that_reports_no_gradient_norm_still_steps():
+    import torch
+
+    from alignment.training.runtime import clip_gradients
+
+    class _DeepSpeedLike:  # accelerate returns None from clip_grad_norm_ when DeepSpeed clips itself
+        device = torch.device("cpu")
+
+        def clip_grad_norm_(self, params, max_norm):
+            return None
+
+    assert torch.isnan(clip_gradients(_DeepSpeedLike(), [], 1.0))
