@@ -33,6 +33,7 @@ from agent.batch import DEFAULT_BATCH_SIZE
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.errors import NoTrainingSignal
+from alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -87,42 +88,6 @@ class RoundsConfig(BaseModel):
                                       "URLs) that collect and evaluate: each round's policy is pushed to them "
                                       "as a LoRA adapter")
     seed: int = Field(0, description="seed of sampling and training")
-
-
-class RoundRecord(BaseModel):
-    round: int
-    policy: str
-    success: float
-    success_low: float
-    success_high: float
-    em: float
-    p_value: float | None = None  # exact McNemar on success against round 0
-    tool_call_rate: float  # held-out runs that called a tool at least once
-    repeated_action_rate: float  # actions that repeat the step before them, same tool and input
-    mean_tokens: float
-    kl: float | None = None  # training's last per-token KL to the round's starting policy
-    collected: int = 0
-    train_seconds: float = 0.0
-    warnings: list[str] = Field(default_factory=list)
-
-
-def behaviour(trajectories: list[Trajectory]) -> tuple[float, float]:
-    """(tool-call rate, repeated-action rate) of held-out runs: the collapse monitors."""
-    if not trajectories:
-        return 0.0, 0.0
-    calling = sum(1 for t in trajectories if t.tool_calls > 0) / len(trajectories)
-    actions = repeats = 0
-    for t in trajectories:
-        previous = None
-        for step in t.steps:
-            if step.action is None:
-                previous = None
-                continue
-            key = (step.action, json.dumps(step.action_input, sort_keys=True, default=str))
-            actions += 1
-            repeats += key == previous
-            previous = key
-    return calling, repeats / actions if actions else 0.0
 
 
 class Rounds:
@@ -354,7 +319,7 @@ class Rounds:
             self.say(f"round 0: evaluating {c.base} on {len(self.heldout)} held-out tasks")
             self.mark(0, "eval", self.evaluate(0))
         records = [self.record(0)]
-        self.say(_line(records[0]))
+        self.say(summary_line(records[0]))
         for r in range(1, c.rounds + 1):
             done = self.stages(r)
             if "collect" not in done:
@@ -373,7 +338,7 @@ class Rounds:
                 self.mark(r, "eval", self.evaluate(r))
             record = self.record(r, base=records[0])
             records.append(record)
-            self.say(_line(record))
+            self.say(summary_line(record))
             for warning in record.warnings:
                 self.say(f"warning: {warning}")
             if record.warnings and c.stop_on_collapse:
@@ -411,44 +376,9 @@ class Rounds:
             "config": json.loads(self.config.model_dump_json()), "rounds": [r.model_dump() for r in records],
         }, indent=1))
         try:
-            _plot(records, self.out / "report.png")
+            plot_rounds(records, self.out / "report.png")
         except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the report
             self.say(f"(no plot: {exc})")
-
-
-def _line(record: RoundRecord) -> str:
-    p = "" if record.p_value is None else f", McNemar p {record.p_value:.3g} vs round 0"
-    kl = "" if record.kl is None else f", KL {record.kl:.3f}"
-    return (f"round {record.round}: held-out success {record.success:.0%} [{record.success_low:.0%}, "
-            f"{record.success_high:.0%}]{p}; tool calls {record.tool_call_rate:.0%}, repeated actions "
-            f"{record.repeated_action_rate:.0%}, {record.mean_tokens:.0f} tokens{kl}")
-
-
-def _plot(records: list[RoundRecord], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rounds = [r.round for r in records]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
-    axes[0].errorbar(rounds, [r.success for r in records],
-                     yerr=[[r.success - r.success_low for r in records], [r.success_high - r.success for r in records]],
-                     marker="o", capsize=3)
-    axes[0].set_title("held-out success (95% CI)")
-    axes[1].plot(rounds, [r.tool_call_rate for r in records], marker="o", label="tool calls")
-    axes[1].plot(rounds, [r.repeated_action_rate for r in records], marker="o", label="repeated actions")
-    axes[1].legend()
-    axes[1].set_title("behaviour on held-out runs")
-    axes[2].plot([r.round for r in records if r.kl is not None], [r.kl for r in records if r.kl is not None],
-                 marker="o")
-    axes[2].set_title("KL to the round's reference")
-    for ax in axes:
-        ax.set_xlabel("round")
-        ax.set_xticks(rounds)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
 
 
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:
