@@ -69,7 +69,8 @@ def data_dir(path: str | Path | None = None) -> Path:
     beside the repository."""
     if path is None:
         env = os.environ.get("RANKACT_DATA")
-        path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+        # alignment/tasks/datasets.py -> the checkout is parents[2]; the data lies beside it
+        path = Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
     path = Path(path)
     if not path.is_dir():
         raise DatasetError(
