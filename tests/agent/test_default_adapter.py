@@ -55,3 +55,19 @@ def test_load_llm_accepts_both_embedded_names(spec, monkeypatch):
     monkeypatch.setattr("agent.llm.local.TransformersLLM", Fake)
     loading.load_llm(spec)
     assert seen["model"] == spec
+
+
+@pytest.mark.slow
+def test_the_default_agent_passes_the_expression_to_the_calculator():
+    """What the adapter learned: the base model computes in its Thought and hands its own
+    (often wrong) result to the calculator; the default agent hands it the expression."""
+    from agent.build import build_agent
+    from agent.llm.local import TransformersLLM
+
+    agent = build_agent(TransformersLLM("default"), tools=["calculator"], max_steps=3)
+    for question, expression, answer in [("What is 17 * 23?", "17 * 23", "391"),
+                                         ("What is 345 + 678?", "345 + 678", "1023")]:
+        trajectory = agent.run(question)
+        assert trajectory.status == "finished" and answer in trajectory.final_answer
+        assert trajectory.steps[0].action == "calculator"
+        assert trajectory.steps[0].action_input == {"expression": expression}
