@@ -27,10 +27,11 @@ class LoraSettings(BaseModel):
 
 
 def resolve_base(base: str | Path | None) -> Path:
-    if base is None or str(base) in ("", "embedded"):
-        from agent.llm.model_files import default_model_dir
+    if base is None or str(base) in ("", "embedded", "default", "base"):
+        from agent.llm.model_files import base_model_dir, default_model_dir
 
-        return default_model_dir()
+        # "base": the embedded model untuned; otherwise what `--model default` runs
+        return base_model_dir() if str(base) == "base" else default_model_dir()
     path = Path(base)
     if not (path / "config.json").is_file():
         raise ModelLoadError(f"not a model folder (no config.json): {path}")

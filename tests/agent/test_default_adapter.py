@@ -71,3 +71,10 @@ def test_the_default_agent_passes_the_expression_to_the_calculator():
         assert trajectory.status == "finished" and answer in trajectory.final_answer
         assert trajectory.steps[0].action == "calculator"
         assert trajectory.steps[0].action_input == {"expression": expression}
+
+
+def test_trainers_start_from_base_or_default_by_the_same_names(embedded_model_dir):
+    from alignment.training.policy import resolve_base
+
+    assert resolve_base("base") == embedded_model_dir
+    assert resolve_base("default") == resolve_base(None) == model_files.default_model_dir()

@@ -74,12 +74,19 @@ def server(tmp_path_factory):
 def test_ask_runs_on_the_served_model_in_both_formats(server, format, capsys):
     main(["ask", "What is 17 * 23?", "--model", server, "--format", format, "--json", "--max-steps", "3"])
     trajectory = Trajectory.from_json(capsys.readouterr().out)
-    assert trajectory.model.backend == "openai" and trajectory.status in ("finished", "max_steps", "loop")
+    assert trajectory.model.backend == "openai" and trajectory.steps
+    # The untuned 135M model often ignores the ReAct format unguided: three parse errors end a run
+    # with status "error", which is the model's doing (data), never an outage of the server.
+    assert trajectory.backend_failure is None
+    assert trajectory.status != "error" or all(s.error and s.error.kind == "parse" for s in trajectory.steps)
     generated = [s for s in trajectory.segments if s.role == "generated"]
     assert generated and any(s.text.strip() for s in generated)  # the server really produced text
     assert trajectory.exact_token_ids is False  # chat text: no ids from this server
 
 
+@pytest.mark.xfail(strict=True, reason="issue 13, open: llama-cpp-python's server rejects the token-id "
+                   "completion request, and after the retries `ask` reports a backend error in the trajectory "
+                   "instead of one line saying the server cannot return ids")
 def test_token_in_token_out_says_this_server_returns_no_ids(server, capsys):
     with pytest.raises(SystemExit) as info:
         main(["ask", "What is 2 + 2?", "--model", server, "--tokenizer", "default"])
