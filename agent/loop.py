@@ -296,20 +296,26 @@ class Agent:
             run = self._core(question, sampling, trajectory_id)
         return tracing.traced(run, self, trajectory_id)
 
+    def new_trajectory(self, trajectory_id: str, question: str, sampling: GenerationConfig, prompt_version: str,
+                       **sampling_notes: Any) -> Trajectory:
+        """The record a run fills in: who answered (model, tools, prompt version) and how it sampled.
+        Both loops (ReAct here, native tool calls in `agent.native_tools`) start from it."""
+        info = self.llm.info
+        return Trajectory(
+            id=trajectory_id,
+            question=question,
+            model=ModelRef(backend=info.backend, name=info.name, revision=info.revision),
+            prompt_version=prompt_version,
+            tools=[ToolRef(name=t.name, schema_hash=t.schema_hash) for t in self.tools],
+            sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
+                      **sampling_notes},
+        )
+
     def _core(self, question: str, sampling: GenerationConfig, trajectory_id: str) -> Generator[Any, Any, None]:
         started = time.perf_counter()
         tools = {t.name: t for t in self.tools}
         names = list(tools)
-        info = self.llm.info
-        traj = Trajectory(
-            id=trajectory_id,
-            question=question,
-            model=ModelRef(backend=info.backend, name=info.name, revision=info.revision),
-            prompt_version=PROMPT_VERSION,
-            tools=[ToolRef(name=t.name, schema_hash=t.schema_hash) for t in self.tools],
-            sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
-                      "guided": self.guided},
-        )
+        traj = self.new_trajectory(trajectory_id, question, sampling, PROMPT_VERSION, guided=self.guided)
         usage = traj.usage
         system = system_prompt(self.tools, self.system_prompt_template)
         turns: list[tuple[str, str]] = []  # unguided: (clean step, observation) pairs

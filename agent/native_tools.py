@@ -40,7 +40,7 @@ from agent.loop import (
     _error_kind,
     _short,
 )
-from agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory
+from agent.trajectory import Segment, Step, StepError
 
 if TYPE_CHECKING:
     from agent.loop import Agent
@@ -90,17 +90,9 @@ class _Run:
     def __init__(self, agent: Agent, question: str, sampling: Any, trajectory_id: str) -> None:
         self.agent = agent
         self.tools = {t.name: t for t in agent.tools}
-        info = agent.llm.info
-        self.traj = Trajectory(
-            id=trajectory_id,
-            question=question,
-            model=ModelRef(backend=info.backend, name=info.name, revision=info.revision),
-            prompt_version=NATIVE_PROMPT_VERSION,
-            tools=[ToolRef(name=t.name, schema_hash=t.schema_hash) for t in agent.tools],
-            sampling={"temperature": sampling.temperature, "top_p": sampling.top_p, "seed": sampling.seed,
-                      "guided": False, "format": "native"},
-            exact_token_ids=False,
-        )
+        self.traj = agent.new_trajectory(trajectory_id, question, sampling, NATIVE_PROMPT_VERSION, guided=False,
+                                         format="native")
+        self.traj.exact_token_ids = False
         system = agent.system_prompt_template or NATIVE_SYSTEM
         self.messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=question)]
         self.specs = tool_specs(agent.tools)
