@@ -46,6 +46,14 @@ class BackendError(RankactError):
     """A backend failed to produce a completion (HTTP error, unreachable server, ...)."""
 
 
+class ServerUnreachable(BackendError):
+    """No HTTP answer came back after the retries (refused, reset, timed out): an outage."""
+
+
+class TokenIdsUnsupported(BackendError):
+    """The server answered, but returns no token ids: token-in/token-out cannot run on it."""
+
+
 class TracingError(RankactError):
     """OpenTelemetry tracing was asked for but cannot be set up (agent.tracing)."""
 

@@ -63,7 +63,13 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
         if tokenizer is not None:  # token-in/token-out (agent.llm.token_io)
             from agent.llm.token_io import ServedTokensLLM
 
-            return ServedTokensLLM(spec, tokenizer, api=token_api, **opts)
+            llm = ServedTokensLLM(spec, tokenizer, api=token_api, **opts)
+            try:
+                llm.check_token_ids()
+            except ModelLoadError:
+                llm.close()
+                raise
+            return llm
         return OpenAICompatibleLLM(spec, **opts)
     if spec.startswith("scripted:"):
         from agent.llm.scripted import ScriptedLLM

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 
-from agent.errors import BackendError
+from agent.errors import BackendError, ServerUnreachable
 from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
 from agent.llm.endpoint_pool import EndpointPool, split_endpoints
 from agent.llm.scripted import cut_at_stop
@@ -149,7 +149,9 @@ class OpenAICompatibleLLM:
                     wait = self.backoff * 2 ** attempt
                 time.sleep(min(wait, MAX_RETRY_AFTER))
         where = url if self.pool is None else f"{path} on the pool ({self.pool.describe()})"
-        raise BackendError(f"request to {where} failed after {self.max_retries + 1} attempts: {last}")
+        # A server that answered (even 5xx) is there; only silence is an outage.
+        kind = BackendError if response is not None else ServerUnreachable
+        raise kind(f"request to {where} failed after {self.max_retries + 1} attempts: {last}")
 
     def _json(self, response: httpx.Response, url: str) -> dict:
         try:

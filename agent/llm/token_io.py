@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from agent.errors import BackendError, ModelLoadError
+from agent.errors import BackendError, ModelLoadError, ServerUnreachable, TokenIdsUnsupported
 from agent.llm.base import Completion, GenerationConfig, ModelInfo
 from agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
 from agent.llm.openai_http import OpenAICompatibleLLM
@@ -140,21 +140,34 @@ class ServedTokensLLM(ChatTokenizer):
         if self.api != "auto":
             got = (self._vllm if self.api == "vllm" else self._llamacpp)(ids, config)
             if got[0] is None:
-                raise BackendError(f"server at {self.http.base_url} ({self.api}) {NO_IDS}")
+                raise TokenIdsUnsupported(f"server at {self.http.base_url} ({self.api}) {NO_IDS}")
             return got
-        failures = []
+        failures: list[tuple[str, BackendError]] = []
         for api, call in (("vllm", self._vllm), ("llamacpp", self._llamacpp)):
             try:
                 got = call(ids, config)
             except BackendError as exc:  # e.g. llama.cpp rejects vLLM's fields, or /completion does not exist
-                failures.append(exc)
+                failures.append((api, exc))
                 continue
             if got[0] is not None:
                 self.api = api  # probed once; later calls go straight there
                 return got
-        if len(failures) == 2 and "failed after" in str(failures[0]):
-            raise failures[0]  # the server is not there at all: say that, not "no ids"
-        raise BackendError(f"server at {self.http.base_url} {NO_IDS}")
+        if len(failures) == 2 and all(isinstance(exc, ServerUnreachable) for _, exc in failures):
+            raise failures[0][1]  # the server is not there at all: say that, not "no ids"
+        said = "; ".join(f"{api}: {' '.join(str(exc).split())[:160]}" for api, exc in failures)
+        raise TokenIdsUnsupported(f"server at {self.http.base_url} {NO_IDS}" + (f" (it said: {said})" if said else ""))
+
+    def check_token_ids(self) -> None:
+        """One 1-token request, so that a server that cannot return ids is a load error (one
+        line before any run) rather than every run's backend failure. An unreachable server is
+        left to the run, which reports outages itself."""
+        probe = self.tokenizer.encode("Hi", add_special_tokens=False) or [0]
+        try:
+            self._request(probe, GenerationConfig(max_new_tokens=1, temperature=0.0))
+        except TokenIdsUnsupported as exc:
+            raise ModelLoadError(str(exc)) from None
+        except BackendError:
+            pass
 
     # ---- the LocalLLM primitives the agent uses ---------------------------------------
     def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:

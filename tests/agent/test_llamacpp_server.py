@@ -84,9 +84,6 @@ def test_ask_runs_on_the_served_model_in_both_formats(server, format, capsys):
     assert trajectory.exact_token_ids is False  # chat text: no ids from this server
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13, open: llama-cpp-python's server rejects the token-id "
-                   "completion request, and after the retries `ask` reports a backend error in the trajectory "
-                   "instead of one line saying the server cannot return ids")
 def test_token_in_token_out_says_this_server_returns_no_ids(server, capsys):
     with pytest.raises(SystemExit) as info:
         main(["ask", "What is 2 + 2?", "--model", server, "--tokenizer", "default"])

@@ -124,3 +124,30 @@ def test_trainers_refuse_trajectories_without_exact_ids_unless_told(tokenizer, c
         require_exact_ids([exact, served])
     require_exact_ids([served], retokenize=True)
     assert "--retokenize: training on 1 trajectories without exact token ids" in caplog.text
+
+
+def test_cli_says_in_one_line_before_any_run_that_a_server_returns_no_ids(tokenizer, tiny_model_dir, capsys):
+    from alignment.cli.main import main
+
+    stub = ServedStub([ANSWER], api="textonly", tokenizer=tokenizer)
+    with stub as url:
+        with pytest.raises(SystemExit) as info:
+            main(["ask", "What is 2 + 2?", "--model", url, "--tokenizer", str(tiny_model_dir)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and err.startswith("error:") and "\n" not in err
+    assert "returned no token ids" in err
+    # One probe per API, each asking for one token; the agent never ran.
+    probes = stub.bodies("/v1/completions")
+    assert len(probes) == 1 and probes[0]["max_tokens"] == 1
+
+
+def test_the_load_probe_picks_the_api_and_the_run_goes_straight_there(tokenizer):
+    from agent.llm.loading import load_llm
+
+    stub = ServedStub([Reply(text="x"), ANSWER], api="llamacpp", tokenizer=tokenizer)
+    with stub as url:
+        llm = load_llm(url, tokenizer=tokenizer, max_retries=0)
+        assert llm.api == "llamacpp"
+        trajectory = Agent(llm, [calculator]).run("q")
+    assert trajectory.final_answer == "391"
+    assert len(stub.bodies("/completion")) == 2  # the probe and the one turn: no second vLLM probe
