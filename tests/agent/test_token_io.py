@@ -130,9 +130,8 @@ def test_cli_says_in_one_line_before_any_run_that_a_server_returns_no_ids(tokeni
     from alignment.cli.main import main
 
     stub = ServedStub([ANSWER], api="textonly", tokenizer=tokenizer)
-    with stub as url:
-        with pytest.raises(SystemExit) as info:
-            main(["ask", "What is 2 + 2?", "--model", url, "--tokenizer", str(tiny_model_dir)])
+    with stub as url, pytest.raises(SystemExit) as info:
+        main(["ask", "What is 2 + 2?", "--model", url, "--tokenizer", str(tiny_model_dir)])
     err = capsys.readouterr().err.strip()
     assert info.value.code == 2 and err.startswith("error:") and "\n" not in err
     assert "returned no token ids" in err
