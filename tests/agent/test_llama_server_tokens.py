@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from agent.trajectory import Trajectory
+from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity
 from alignment.cli.main import main
 
 SERVER = os.environ.get("RANKACT_LLAMA_SERVER")
@@ -63,21 +64,6 @@ def server(tmp_path_factory):
         process.wait(timeout=30)
 
 
-class Recording(httpx.HTTPTransport):
-    """Keeps every request body and JSON reply, so the test sees what the server produced."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.exchanges: list[tuple[str, dict, dict]] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = super().handle_request(request)
-        response.read()
-        if response.status_code == 200 and request.method == "POST":
-            self.exchanges.append((request.url.path, json.loads(request.content), response.json()))
-        return response
-
-
 @pytest.fixture(scope="module")
 def tokenizer():
     from agent.llm.token_io import load_tokenizer
@@ -93,11 +79,10 @@ def test_our_tokenizer_and_the_servers_agree_on_a_rendered_chat(server, tokenize
     assert theirs == tokenizer.encode(text, add_special_tokens=False)
 
 
-@pytest.mark.parametrize("question", ["What is 17 * 23?", "What is 345 + 678 - 12?"])
+@pytest.mark.parametrize("question", [QUESTION, "What is 345 + 678 - 12?"])
 def test_each_turn_the_trainer_sees_exactly_the_servers_ids(server, tokenizer, question):
     from agent.llm.token_io import ServedTokensLLM
     from agent.loop import Agent
-    from alignment.training.tokenize import encode_trajectory
     from tools import calculator
 
     recording = Recording()
@@ -105,31 +90,15 @@ def test_each_turn_the_trainer_sees_exactly_the_servers_ids(server, tokenizer, q
     try:
         llm.check_token_ids()
         assert llm.api == "llamacpp"  # auto-detected: vLLM's route answers without ids here
-        del recording.exchanges[:]
-        trajectory = Agent(llm, [calculator], max_steps=4).run(question)
+        probe = len(recording.exchanges)
+        trajectory = Agent(llm, [calculator], max_steps=MAX_STEPS).run(question)
     finally:
         llm.close()
-    calls = [(body, reply) for path, body, reply in recording.exchanges if path == "/completion"]
-    generated = [s for s in trajectory.segments if s.role == "generated"]
-    assert trajectory.exact_token_ids and trajectory.backend_failure is None
-    assert len(calls) == len(generated) >= 1
-    sequence: list[int] = []
-    for segment in trajectory.segments:
-        if segment.role == "generated":
-            body, reply = calls.pop(0)
-            assert body["prompt"] == sequence  # what the server was sent: everything before, exactly
-            produced = [int(i) for i in reply["tokens"]]
-            # The kept ids are what the server sampled, cut only at a stop string.
-            assert segment.token_ids == produced[: len(segment.token_ids)] and segment.token_ids
-            if reply.get("stop_type") == "eos":
-                assert segment.token_ids[-1] == produced[-1]  # the end-of-turn separator is kept
-            assert segment.logprobs and len(segment.logprobs) == len(segment.token_ids)
-        sequence += segment.token_ids
-    encoded = encode_trajectory(trajectory, tokenizer)
-    assert encoded.input_ids == sequence
-    assert any(encoded.trainable)  # never an all-zero mask on a run with generated text
-    generated_ids = sum(len(s.token_ids) for s in trajectory.segments if s.role == "generated" and not s.forced)
-    assert sum(encoded.trainable) == generated_ids
+    assert_turn_parity(trajectory, recording.exchanges[probe:], tokenizer)
+    if question == QUESTION and os.environ.get("RANKACT_RECORD"):
+        # Refresh the recording the CI replay checks (tests/agent/test_llama_server_replay.py).
+        RECORDED.write_text(json.dumps({"question": question, "probe": probe, "exchanges": recording.exchanges,
+                                        "final_answer": trajectory.final_answer}, indent=0) + "\n")
 
 
 def test_ask_with_tokenizer_records_exact_ids(server, capsys):
