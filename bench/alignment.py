@@ -52,9 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-steps", type=int, default=24, help="optimizer steps per round")
     p.add_argument("--dev-check", type=int, default=8, help="DEV arithmetic questions the rounds check on")
     p.add_argument("--arith-test", type=int, default=40, help="arithmetic TEST questions (all: 200)")
-    p.add_argument("--hotpot-test", type=int, default=0, help="HotpotQA TEST questions (all: 200)")
-    p.add_argument("--nq-test", type=int, default=0, help="NQ TEST questions (all: 300+)")
-    p.add_argument("--advbench-test", type=int, default=0, help="AdvBench TEST requests for the refusal rate")
+    p.add_argument("--hotpot-test", type=int, default=20, help="HotpotQA TEST questions (all: 200)")
+    p.add_argument("--nq-test", type=int, default=20, help="NQ TEST questions (all: 300+)")
+    p.add_argument("--advbench-test", type=int, default=20, help="AdvBench TEST requests for the refusal rate")
     p.add_argument("--max-steps", type=int, default=3, help="agent steps per question")
     p.add_argument("--quick", action="store_true", help="tiny sizes: checks the plumbing, numbers mean nothing")
     p.add_argument("--out", type=Path, help="run folder (default /tmp/rankact-bench-alignment-<time>)")
@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.train_arith, args.train_hotpot, args.samples, args.max_steps = 2, 0, 2, 1
         args.train_steps, args.dev_check, args.arith_test = 1, 2, 2
-        args.hotpot_test = args.nq_test = args.advbench_test = 0
+        args.hotpot_test = args.nq_test = args.advbench_test = 2
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(args.methods) - {"sft", "dpo", "grpo"}
     if unknown:

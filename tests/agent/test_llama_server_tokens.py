@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity
 
 from agent.trajectory import Trajectory
-from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity
 from alignment.cli.main import main
 
 SERVER = os.environ.get("RANKACT_LLAMA_SERVER")
