@@ -1,20 +1,56 @@
-"""Token-in/token-out parity between a trajectory and the server exchanges that produced it,
-shared by the real `llama-server` test and its recorded replay (which runs in CI).
+"""What the real llama.cpp server tests share: starting a server on loopback, and token-in/
+token-out parity between a trajectory and the server exchanges that produced it (checked on
+the real `llama-server` and on its recorded replay, which runs in CI).
 
 An exchange is `[method, path, request body or None, reply JSON]`, as a transport saw it.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from alignment.training.tokenize import encode_trajectory
 
 RECORDED = Path(__file__).parent / "agent" / "recorded" / "llama_server_17x23.json"
 QUESTION = "What is 17 * 23?"
 MAX_STEPS = 4
+
+
+@contextlib.contextmanager
+def loopback_server(command: list[str], ready_url: str, log: Path, name: str) -> Iterator[int]:
+    """Run a server subprocess until `ready_url` answers 200 (fail the test if it exits or
+    takes over 180 s); stop it afterwards. `command` may hold "{port}", filled here."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([part.replace("{port}", str(port)) for part in command], stdout=log.open("w"),
+                               stderr=subprocess.STDOUT)
+    ready_url = ready_url.replace("{port}", str(port))
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"{name} exited: {log.read_text()[-2000:]}")
+            try:
+                if httpx.get(ready_url, timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"{name} did not start in 180 s")
+            time.sleep(0.5)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 class Recording(httpx.HTTPTransport):

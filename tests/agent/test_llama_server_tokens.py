@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import httpx
 import pytest
-from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity
+from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity, loopback_server
 
 from agent.trajectory import Trajectory
 from alignment.cli.main import main
@@ -30,38 +27,15 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from agent.llm.model_files import embedded_gguf_path
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    process = subprocess.Popen([SERVER, "-m", str(embedded_gguf_path()), "--host", "127.0.0.1", "--port", str(port),
-                                "-c", "4096", "-t", "2", "-np", "2"], stdout=log.open("w"), stderr=subprocess.STDOUT)
-    root = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama-server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{root}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama-server did not start in 180 s")
-            time.sleep(0.5)
-        yield f"{root}/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    command = [SERVER, "-m", str(embedded_gguf_path()), "--host", "127.0.0.1", "--port", "{port}",
+               "-c", "4096", "-t", "2", "-np", "2"]
+    with loopback_server(command, "http://127.0.0.1:{port}/health", log, "llama-server") as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from llama_parity import loopback_server
 
 from agent.trajectory import Trajectory
 from alignment.cli.main import main
@@ -32,42 +29,17 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     from agent.llm.model_files import embedded_gguf_path
 
-    port = _free_port()
     log = tmp_path_factory.mktemp("llamacpp") / "server.log"
     # chatml-function-calling: the chat handler that reads `tools` and answers with `tool_calls`;
     # without tools it is plain ChatML, the template SmolLM2 was tuned on.
-    process = subprocess.Popen(
-        [PYTHON, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host", "127.0.0.1",
-         "--port", str(port), "--chat_format", "chatml-function-calling", "--n_ctx", "4096", "--n_threads", "2"],
-        stdout=log.open("w"), stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("llama.cpp server did not start in 180 s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    command = [PYTHON, "-m", "llama_cpp.server", "--model", str(embedded_gguf_path()), "--host", "127.0.0.1",
+               "--port", "{port}", "--chat_format", "chatml-function-calling", "--n_ctx", "4096", "--n_threads", "2"]
+    with loopback_server(command, "http://127.0.0.1:{port}/v1/models", log, "llama.cpp server") as port:
+        yield f"http://127.0.0.1:{port}/v1"
 
 
 @pytest.mark.parametrize("format", ["react", "native"])
