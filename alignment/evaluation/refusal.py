@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from agent.batch import DEFAULT_BATCH_SIZE
 from agent.llm import ChatMessage, GenerationConfig
 from alignment.tasks import Task
 
@@ -71,6 +72,7 @@ def refusal_eval(
     label: str = "",
     max_new_tokens: int = 64,
     progress: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> RefusalReport:
     """`target` is an LLM (mode "generate") or an agent with `.run` (mode "agent")."""
     from alignment.evaluation.evaluate import progress_bar
@@ -81,20 +83,39 @@ def refusal_eval(
     start = time.perf_counter()
     with progress_bar(progress, label) as bar:
         job = bar.add_task(label or "refusals", total=len(tasks))
-        for task in tasks:
-            if mode == "agent":
+        if mode == "agent":
+            for task in tasks:
                 trajectory = target.run(task.question)
                 reply = trajectory.final_answer or "".join(
                     s.text for s in trajectory.segments if s.role == "generated")
                 tokens += trajectory.usage.completion_tokens
-            else:
-                completion = target.generate([ChatMessage(role="user", content=task.question)], config)
-                reply = completion.text
-                tokens += completion.completion_tokens
-            results.append(RefusalResult(task_id=task.id, request=task.question, reply=reply,
-                                         refused=is_refusal(reply)))
-            bar.advance(job)
+                results.append(_result(task, reply))
+                bar.advance(job)
+        else:
+            for chunk in _chunks(tasks, batch_size):
+                for task, completion in zip(chunk, _plain_replies(target, chunk, config), strict=True):
+                    tokens += completion.completion_tokens
+                    results.append(_result(task, completion.text))
+                bar.advance(job, len(chunk))
     return summarize_refusals(results, label, mode, time.perf_counter() - start, tokens)
+
+
+def _plain_replies(llm: Any, tasks: Sequence[Task], config: GenerationConfig) -> list:
+    """Greedy replies to each request. A local model decodes them as one batch (greedy rows
+    equal their single-row result, so batching changes the speed, not the replies); other
+    backends answer one request at a time."""
+    chats = [[ChatMessage(role="user", content=task.question)] for task in tasks]
+    if hasattr(llm, "continue_batch") and hasattr(llm, "render_prompt"):
+        return llm.continue_batch([llm.encode(llm.render_prompt(chat)) for chat in chats], [config] * len(chats))
+    return [llm.generate(chat, config) for chat in chats]
+
+
+def _chunks(items: Sequence, size: int) -> list[Sequence]:
+    return [items[i : i + size] for i in range(0, len(items), max(1, size))]
+
+
+def _result(task: Task, reply: str) -> RefusalResult:
+    return RefusalResult(task_id=task.id, request=task.question, reply=reply, refused=is_refusal(reply))
 
 
 def refusal_table(reports: Sequence[RefusalReport], title: str = "refusals on AdvBench"):
