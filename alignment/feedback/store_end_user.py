@@ -3,7 +3,6 @@ one row per (app, end user, thing judged), found again by the vote's id so a re-
 answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
 from __future__ import annotations
 
-import logging
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -12,9 +11,7 @@ from sqlalchemy.orm import Session
 
 from alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
 from alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
-from alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory
-
-log = logging.getLogger("rankact.store")
+from alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory, readable_rows
 
 
 class EndUserMixin:
@@ -76,13 +73,7 @@ class EndUserMixin:
             query = query.limit(limit)
         with self._read() as session:
             rows = list(session.scalars(query))
-        found = []
-        for row in rows:
-            try:
-                found.append(_to_feedback(row))
-            except (ValueError, TypeError) as exc:
-                log.warning("end-user feedback %s is damaged and left out: %s", row.id, str(exc).splitlines()[0])
-        return found
+        return readable_rows(rows, _to_feedback, "end-user feedback")
 
 
 def _question_of(session: Session, vote: FeedbackIn) -> str:

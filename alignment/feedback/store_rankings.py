@@ -3,17 +3,13 @@ comment), one per (question, annotator). A ranking must order exactly the questi
 trajectories; that is checked inside the write transaction, so none can be added in between."""
 from __future__ import annotations
 
-import logging
-
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from alignment.errors import ConflictError, InvalidRankingError, NotFoundError
 from alignment.feedback.rankings import Ranking, StepFlag
-from alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory
-
-log = logging.getLogger("rankact.store")
+from alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory, readable_rows
 
 
 class RankingsMixin:
@@ -87,13 +83,7 @@ class RankingsMixin:
             query = query.where(_Ranking.source == source)
         with self._read() as session:
             rows = list(session.scalars(query))
-        found = []
-        for row in rows:
-            try:
-                found.append(_to_ranking(row))
-            except (ValueError, TypeError) as exc:
-                log.warning("ranking %s is damaged and left out: %s", row.id, str(exc).splitlines()[0])
-        return found
+        return readable_rows(rows, _to_ranking, "ranking")
 
 
 def _trajectory_ids(session: Session, question_id: str) -> list[str]:

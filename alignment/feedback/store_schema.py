@@ -6,6 +6,7 @@ migration of databases made by earlier schema versions.
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +34,8 @@ from sqlalchemy.sql import Subquery
 from sqlalchemy.types import TypeDecorator
 
 from alignment.errors import StoreError
+
+log = logging.getLogger("rankact.store")
 
 SCHEMA_VERSION = 3
 DEFAULT_URL = "sqlite:///rankact.db"
@@ -233,6 +236,18 @@ def _check_writable(engine: Engine) -> None:
 
 
 # --- queries used in several places ---------------------------------------------------
+
+
+def readable_rows(rows: list, convert: Callable[[Any], Any], what: str) -> list:
+    """Each row converted; a row that does not convert (damaged JSON, a field out of range) is
+    left out with a warning, so one bad row never hides the rest."""
+    found = []
+    for row in rows:
+        try:
+            found.append(convert(row))
+        except (ValueError, TypeError) as exc:
+            log.warning("%s %s is damaged and left out: %s", what, row.id, str(exc).splitlines()[0])
+    return found
 
 
 def _trajectory_counts() -> Subquery:
