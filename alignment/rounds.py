@@ -87,6 +87,13 @@ class RoundsConfig(BaseModel):
     served_policy: str | None = Field(None, description="vLLM server(s) serving --base (URL, or comma-separated "
                                       "URLs) that collect and evaluate: each round's policy is pushed to them "
                                       "as a LoRA adapter")
+    replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
+                                                 "nq:dev): the starting policy's sampled plain replies to them are "
+                                                 "replayed while training, so it keeps its behaviour there "
+                                                 "(alignment.training.replay)")
+    replay_limit: int = Field(16, ge=1, description="replies kept from each --replay set (a harmful set keeps only "
+                                                    "refusals, so more of it is read)")
+    replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
     seed: int = Field(0, description="seed of sampling and training")
 
 
@@ -250,6 +257,8 @@ class Rounds:
                   "learning_rate": c.learning_rate, "max_length": c.max_length, "seed": c.seed + r,
                   "resume": has_checkpoint(out), "show_progress": False,
                   "gradient_checkpointing": c.gradient_checkpointing}
+        if c.replay:
+            common.update(replay=self.replay_file(), replay_coef=c.replay_coef)
         started = time.perf_counter()
         try:
             result = self._train(c, common, r)
@@ -258,6 +267,22 @@ class Rounds:
             return {"skipped": str(exc), "seconds": round(time.perf_counter() - started, 1)}
         return {"steps": result.steps, "seconds": round(time.perf_counter() - started, 1),
                 "kl": self.measured_kl(r), "loss": result.final_metrics.get("loss")}
+
+    def replay_file(self) -> Path:
+        return self.out / "replay.jsonl"
+
+    def make_replay(self) -> dict[str, Any]:
+        """The starting policy's greedy replies to the --replay requests, once per run: every round
+        replays the same text, so each round pulls toward the start, not toward the last round."""
+        from alignment.training.replay import generate_replay, replay_sources, write_replay
+
+        c = self.config
+        examples = generate_replay(self.llm(self.policy(0)), replay_sources(c.replay, c.data), c.replay_limit,
+                                   seed=c.seed, batch_size=c.batch_size)
+        if not examples:
+            raise RankactError(f"replay: {c.base} gave no reply worth keeping to the requests of {c.replay}")
+        write_replay(self.replay_file(), examples)
+        return {"examples": len(examples), "file": str(self.replay_file())}
 
     def measured_kl(self, r: int, limit: int = 16) -> float:
         """How far round r moved the policy, the same way for every trainer: the mean per-token
@@ -318,6 +343,9 @@ class Rounds:
         if not self.stages(0).get("eval"):
             self.say(f"round 0: evaluating {c.base} on {len(self.heldout)} held-out tasks")
             self.mark(0, "eval", self.evaluate(0))
+        if c.replay and not (self.stages(0).get("replay") and self.replay_file().is_file()):
+            self.say(f"replay: {c.base}'s sampled plain replies to requests from {c.replay}, up to {c.replay_limit} each")
+            self.mark(0, "replay", self.make_replay())
         records = [self.record(0)]
         self.say(summary_line(records[0]))
         for r in range(1, c.rounds + 1):

@@ -94,8 +94,41 @@ def export_adapter(
                f"(lowest layer {report.kept_min:.1%})")
 
 
+def replay(
+    sources: Annotated[str, typer.Argument(help="DEV request sets, comma-separated presets: advbench:dev, nq:dev, "
+                                                "hotpot:dev, arith:dev")],
+    out: Annotated[Path, typer.Option("--out", help="replay file to write (JSONL), for --replay of sft, dpo, grpo")],
+    model: Annotated[str, typer.Option(help="the policy whose replies are kept: the one training starts from")]
+    = "base",
+    limit: Annotated[int, typer.Option(min=1, help="replies kept from each set (a harmful set keeps only "
+                                                   "refusals, so more of it is read)")] = 16,
+    temperature: Annotated[float, typer.Option(min=0, help="sampling temperature: 1 keeps the model's "
+                                                           "distribution, 0 (greedy) sharpens it")] = 1.0,
+    seed: Annotated[int, typer.Option(help="request i is sampled with seed + i")] = 0,
+    data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
+) -> None:
+    """Write a model's sampled plain replies to DEV requests, for a trainer to replay (keep) while it
+    learns from rankings. Replies to harmful requests are kept only when they refuse."""
+    from agent.llm import load_llm
+    from alignment.cli.quiet import quiet_libraries
+    from alignment.training.replay import generate_replay, replay_sources, write_replay
+
+    quiet_libraries()
+    examples = generate_replay(load_llm(model), replay_sources(sources, data), limit, temperature=temperature,
+                               seed=seed)
+    if not examples:
+        raise CommandError(f"{model} gave no reply worth keeping to the requests of {sources}")
+    write_replay(out, examples)
+    by_set: dict[str, int] = {}
+    for example in examples:
+        by_set[example.source.rsplit("-", 1)[0]] = by_set.get(example.source.rsplit("-", 1)[0], 0) + 1
+    typer.echo(f"replay: {len(examples)} replies of {model} ({', '.join(f'{k} {v}' for k, v in by_set.items())}) "
+               f"in {out}; train with --replay {out}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("export-adapter")(export_adapter)
+    app.command("replay")(replay)
     config_command(app, "sft", SFTConfig, _sft,
                    help="Best-of-K SFT: train on each question's top-ranked trajectories (generated tokens only).")
     config_command(app, "dpo", DPOConfig, _dpo,

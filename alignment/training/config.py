@@ -61,7 +61,16 @@ class PolicyTrainConfig(TrainConfig):
                                                 "differ from what the model produced")
 
 
-class OfflineTrainConfig(PolicyTrainConfig):
+class ReplaySettings(BaseModel):
+    """The settings of the replay term, shared by the trainers that take it (SFT, DPO, GRPO)."""
+
+    replay: Path | None = Field(None, description="replay file (JSONL from `rankact align replay`): the starting "
+                                                  "policy's replies it should keep while training")
+    replay_coef: float = Field(1.0, ge=0, description="weight of the replay term (NLL of the replayed replies)")
+    replay_batch_size: int = Field(2, ge=1, description="replayed replies per optimizer step")
+
+
+class OfflineTrainConfig(PolicyTrainConfig, ReplaySettings):
     """Settings shared by the offline policy trainers (best-of-K SFT and DPO)."""
 
     pairs: Path | None = Field(None, description="pair file (JSONL from `rankact feedback export`)")

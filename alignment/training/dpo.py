@@ -26,6 +26,7 @@ from alignment.training.losses import LossType, dpo_loss
 from alignment.training.monitors import drift_probe
 from alignment.training.policy import load_trainable, resolve_base, save_policy
 from alignment.training.reference import cached_reference, fingerprint
+from alignment.training.replay import ReplayTerm
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
@@ -123,7 +124,9 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
     planned, total = planned_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
     digest = fingerprint(resolve_base(config.base), config.max_length,
                          ([c.input_ids, c.trainable, r.input_ids, r.trainable] for c, r in encoded))
-    run_key = {"pairs": digest[:16], "batch_size": config.batch_size, "seed": config.seed}
+    replay = ReplayTerm.load(config, config.max_length, config.seed)
+    run_key = {"pairs": digest[:16], "batch_size": config.batch_size, "seed": config.seed,
+               "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)
     model.to(run.device)
     ref = cached_reference(
@@ -144,14 +147,17 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
             chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], config.beta, config.loss_type, config.label_smoothing
         )
         loss = losses.mean()
-        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
+        replayed = replay.loss(model, step, pad_id, run.device, config.logprob_chunk) if replay else torch.zeros(())
+        grad_norm = run.update(loss + replayed, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in indices)
         stats = torch.stack([loss.detach(), (chosen_r > rejected_r).float().mean(), (chosen_r - rejected_r).mean(),
-                             chosen_r.mean(), rejected_r.mean(), grad_norm])
+                             chosen_r.mean(), rejected_r.mean(), grad_norm, replayed.detach()])
         stats = run.accelerator.reduce(stats, "mean").tolist()
-        last = dict(zip(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "grad_norm"], stats,
+        last = dict(zip(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "grad_norm", "replay_loss"], stats,
                         strict=True))
+        if not replay:
+            del last["replay_loss"]
         last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
         run.log({"step": step, **last}, loss=last["loss"], acc=last["accuracy"])
         if probe.stop:
@@ -160,6 +166,6 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
             run.save(model, optimizer, {"step": step})
     run.save(model, optimizer, {"step": step})
     unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "kl", "entropy"], save=lambda: save_policy(
+    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "kl", "entropy", "replay_loss"], save=lambda: save_policy(
         unwrapped, tokenizer, config.out_dir, {"trainer": "dpo", "steps": step, "config": config.model_dump(mode="json")}))
     return run.result(step, step < planned, last, tokens=tokens * run.world)

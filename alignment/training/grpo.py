@@ -31,13 +31,14 @@ from agent.errors import RankactError
 from alignment.errors import NoTrainingSignal
 from alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
 from alignment.training.advantages import group_advantages, token_advantages
-from alignment.training.config import PolicyTrainConfig
+from alignment.training.config import PolicyTrainConfig, ReplaySettings
 from alignment.training.logprobs import token_logprobs
 from alignment.training.losses import group_relative_loss
 from alignment.training.masked import masked_mean
 from alignment.training.monitors import KLBudget
 from alignment.training.policy import load_trainable, resolve_base, save_policy
 from alignment.training.reference import cached_reference, fingerprint, sample_token_logps
+from alignment.training.replay import ReplayTerm
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
@@ -49,10 +50,10 @@ from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_token_logps.pt"
-PLOT_KEYS = ["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs"]
+PLOT_KEYS = ["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs", "replay_loss"]
 
 
-class GRPOConfig(PolicyTrainConfig):
+class GRPOConfig(PolicyTrainConfig, ReplaySettings):
     db: str | None = Field(None, description="trajectory store URL: its rankings (or questions) are the groups")
     signal: GroupSignal = Field("ranking", description="group signal: ranking (people's or simulated ranks), "
                                                        "task (gold answers), reward (a reward model)")
@@ -112,7 +113,9 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
     digest = fingerprint(resolve_base(config.base), config.max_length, ([s.input_ids, s.trainable] for s in samples))
-    run_key = {"samples": digest[:16], "batch_size": config.batch_size, "seed": config.seed}
+    replay = ReplayTerm.load(config, config.max_length, config.seed)
+    run_key = {"samples": digest[:16], "batch_size": config.batch_size, "seed": config.seed,
+               "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)
     model.to(run.device)
     # The starting policy's per-token log-probs: π_old and the reference at once (module docstring).
@@ -138,14 +141,17 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
         logp, entropy = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, with_entropy=True,
                                        chunk_size=config.logprob_chunk)
         loss, stats = group_relative_loss(logp, ref, ref, adv, mask, config.clip_range, config.kl_coef)
-        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
+        replayed = replay.loss(model, step, pad_id, run.device, config.logprob_chunk) if replay else torch.zeros(())
+        grad_norm = run.update(loss + replayed, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += int(batch.attention_mask.sum())
         local = torch.stack([loss.detach(), stats["kl"], masked_mean(entropy.detach(), mask), stats["clipfrac"],
-                             masked_mean(adv.abs(), mask), grad_norm])
+                             masked_mean(adv.abs(), mask), grad_norm, replayed.detach()])
         values = run.accelerator.reduce(local, "mean").tolist()
-        last = dict(zip(["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs", "grad_norm"], values,
+        last = dict(zip(["loss", "kl", "entropy", "clipfrac", "mean_advantage_abs", "grad_norm", "replay_loss"], values,
                         strict=True))
+        if not replay:
+            del last["replay_loss"]
         run.log({"step": step, **last}, loss=last["loss"], kl=last["kl"])
         if budget.over(last["kl"]):
             break

@@ -23,6 +23,7 @@ from alignment.training.logprobs import token_logprobs
 from alignment.training.masked import masked_mean
 from alignment.training.monitors import drift_probe
 from alignment.training.policy import load_trainable, save_policy
+from alignment.training.replay import ReplayTerm
 from alignment.training.runtime import (
     TrainingRun,
     TrainResult,
@@ -110,7 +111,9 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
     samples = encode_best(trajectories, tokenizer, config.max_length, flagged)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
-    run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed}
+    replay = ReplayTerm.load(config, config.max_length, config.seed)
+    run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed,
+               "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)
     model.to(run.device)
     probe = drift_probe(config, samples, model, pad_id, run, bool(state))
@@ -125,12 +128,15 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         # NLL per trainable token; only trainable positions are projected onto the vocabulary.
         mask = batch.trainable_mask
         logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, chunk_size=config.logprob_chunk)
-        loss = -masked_mean(logp, mask)
-        grad_norm = run.update(loss, optimizer, params, config.max_grad_norm)
+        nll = -masked_mean(logp, mask)
+        replayed = replay.loss(model, step, pad_id, run.device, config.logprob_chunk) if replay else torch.zeros(())
+        grad_norm = run.update(nll + replayed, optimizer, params, config.max_grad_norm)
         step += 1
         tokens += int(batch.attention_mask.sum())
-        stats = run.accelerator.reduce(torch.stack([loss.detach(), grad_norm]), "mean").tolist()
+        stats = run.accelerator.reduce(torch.stack([nll.detach(), grad_norm, replayed.detach()]), "mean").tolist()
         last = {"loss": stats[0], "grad_norm": stats[1]}
+        if replay:
+            last["replay_loss"] = stats[2]
         last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
         run.log({"step": step, **last, "tokens": int(mask.sum())}, loss=last["loss"])
         if probe.stop:
@@ -139,7 +145,7 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
             run.save(model, optimizer, {"step": step})
     run.save(model, optimizer, {"step": step})
     unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "grad_norm", "kl", "entropy"], save=lambda: save_policy(
+    run.finish(["loss", "grad_norm", "kl", "entropy", "replay_loss"], save=lambda: save_policy(
         unwrapped, tokenizer, config.out_dir,
         {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")}))
     return run.result(step, step < planned, last, tokens=tokens * run.world)

@@ -61,6 +61,23 @@ def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkey
     assert (run / "round-2" / "stages.json").is_file()
 
 
+@pytest.mark.parametrize("method", ["dpo", "grpo"])
+def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_dir, shared_data, monkeypatch, method):
+    from alignment.training.replay import read_replay
+
+    monkeypatch.setattr("alignment.feedback.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    said: list[str] = []
+    Rounds(_config(tmp_path, tiny_model_dir, method=method, replay="nq:dev", replay_limit=2, data=shared_data),
+           say=said.append).run()
+    run = tmp_path / "run"
+    examples = read_replay(run / "replay.jsonl")
+    assert [e.source for e in examples] == ["nq-0", "nq-1"] and all(e.reply_ids for e in examples)
+    assert json.loads((run / "round-0" / "stages.json").read_text())["replay"]["examples"] == 2
+    metrics = [json.loads(line) for line in (run / "round-1" / "policy" / "metrics.jsonl").read_text().splitlines()]
+    assert any(m.get("replay_loss", 0) > 0 for m in metrics)  # the trainer replayed them
+
+
 def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir):
     said: list[str] = []
     records = Rounds(_config(tmp_path, tiny_model_dir, ranker="people"), say=said.append).run()
