@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--train-hotpot", type=int, default=0, help="HotpotQA DEV training questions")
     p.add_argument("--train-steps", type=int, default=12,
                    help="optimizer steps per round (12, the default recipe's: on DEV, SFT's KL passed the budget at 24)")
+    p.add_argument("--replay", help="DEV request sets whose sampled plain replies every method replays while "
+                                    "training (e.g. nq:dev; see alignment.training.replay); default none")
     p.add_argument("--dev-check", type=int, default=8, help="DEV arithmetic questions the rounds check on")
     p.add_argument("--arith-test", type=int, default=40, help="arithmetic TEST questions (all: 200)")
     p.add_argument("--hotpot-test", type=int, default=12, help="HotpotQA TEST questions (all: 200)")
@@ -102,7 +104,7 @@ def train_method(method: str, args, out: Path, train_file: Path, shared_round1: 
     config = RoundsConfig(out_dir=folder, tasks=str(train_file), heldout="arith:dev", heldout_skip=DEV_CHECK_START,
                           heldout_limit=args.dev_check, base=args.model, rounds=args.rounds, samples=args.samples,
                           agent_max_steps=args.max_steps, method=method, train_steps=args.train_steps, index=index,
-                          data=args.data)
+                          replay=args.replay, data=args.data)
     records = Rounds(config, say=lambda line: console.print(f"  [{method}] {line}")).run()
     return records[-1].policy
 
