@@ -118,13 +118,13 @@ def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None =
     pairs = pairs if pairs is not None else load_pair_source(config.pairs, config.db)
     require_exact_ids((t for p in pairs if isinstance(p, PreferencePair) for t in (p.chosen, p.rejected)),
                       config.retokenize)
+    replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
     model, tokenizer, params, optimizer = load_trainable(config)
     encoded = encode_pairs(pairs, tokenizer, config.max_length)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
     digest = fingerprint(resolve_base(config.base), config.max_length,
                          ([c.input_ids, c.trainable, r.input_ids, r.trainable] for c, r in encoded))
-    replay = ReplayTerm.load(config, config.max_length, config.seed)
     run_key = {"pairs": digest[:16], "batch_size": config.batch_size, "seed": config.seed,
                "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)

@@ -108,12 +108,12 @@ def train_grpo(config: GRPOConfig, groups: list[RankedGroup] | None = None, acce
         groups = load_groups(config.db, config.signal,
                              reward_model=str(config.reward_model) if config.reward_model else None)
     require_exact_ids((t for g in groups for t in g.trajectories), config.retokenize)
+    replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
     model, tokenizer, params, optimizer = load_trainable(config)
     samples, advantages = encode_groups(groups, tokenizer, config)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
     digest = fingerprint(resolve_base(config.base), config.max_length, ([s.input_ids, s.trainable] for s in samples))
-    replay = ReplayTerm.load(config, config.max_length, config.seed)
     run_key = {"samples": digest[:16], "batch_size": config.batch_size, "seed": config.seed,
                "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)

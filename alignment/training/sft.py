@@ -107,11 +107,11 @@ def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, a
         pairs = load_pair_source(config.pairs, config.db)
         trajectories, flagged = best_of_pairs(pairs), flagged_steps(pairs)
     require_exact_ids((t for t in trajectories if isinstance(t, Trajectory)), config.retokenize)
+    replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
     model, tokenizer, params, optimizer = load_trainable(config)
     samples = encode_best(trajectories, tokenizer, config.max_length, flagged)
     pad_id = pad_token_id(tokenizer)
     planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
-    replay = ReplayTerm.load(config, config.max_length, config.seed)
     run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed,
                "replay": len(replay.samples) if replay else 0}
     state = run.resume(model, optimizer, run_key)
