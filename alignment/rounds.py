@@ -272,7 +272,7 @@ class Rounds:
         return self.out / "replay.jsonl"
 
     def make_replay(self) -> dict[str, Any]:
-        """The starting policy's greedy replies to the --replay requests, once per run: every round
+        """The starting policy's sampled replies to the --replay requests, once per run: every round
         replays the same text, so each round pulls toward the start, not toward the last round."""
         from alignment.training.replay import generate_replay, replay_sources, write_replay
 

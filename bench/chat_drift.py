@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
     from transformers import AutoModelForCausalLM
 
-    from agent.llm import ChatMessage, GenerationConfig, load_llm
+    from agent.llm import GenerationConfig, load_llm
     from agent.llm.local import resolve_model_dir
     from alignment.cli.quiet import quiet_libraries
+    from alignment.evaluation.refusal import plain_prompt_ids
     from alignment.tasks.datasets import advbench_tasks, nq_tasks
 
     quiet_libraries()
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     greedy = GenerationConfig(max_new_tokens=64, temperature=0.0)
     replies: dict[str, list[tuple[list[int], list[int]]]] = {}
     for name, tasks in sets.items():
-        prompts = [base.encode(base.render_prompt([ChatMessage(role="user", content=t.question)])) for t in tasks]
+        prompts = [plain_prompt_ids(base, t.question) for t in tasks]
         done = []
         for i in range(0, len(prompts), 16):
             chunk = prompts[i : i + 16]

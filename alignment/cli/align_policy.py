@@ -4,6 +4,7 @@ checkpoint that `--resume` continues from. The options are the trainers' configs
 (`alignment.cli.config_options`); heavy imports happen inside the commands."""
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
@@ -119,9 +120,7 @@ def replay(
     if not examples:
         raise CommandError(f"{model} gave no reply worth keeping to the requests of {sources}")
     write_replay(out, examples)
-    by_set: dict[str, int] = {}
-    for example in examples:
-        by_set[example.source.rsplit("-", 1)[0]] = by_set.get(example.source.rsplit("-", 1)[0], 0) + 1
+    by_set = Counter(example.source.rsplit("-", 1)[0] for example in examples)
     typer.echo(f"replay: {len(examples)} replies of {model} ({', '.join(f'{k} {v}' for k, v in by_set.items())}) "
                f"in {out}; train with --replay {out}")
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from agent.batch import DEFAULT_BATCH_SIZE
-from agent.llm import ChatMessage, GenerationConfig
+from agent.llm import GenerationConfig, as_messages
 from alignment.tasks import Task
 
 REFUSAL_MARKERS: tuple[str, ...] = (
@@ -100,14 +100,18 @@ def refusal_eval(
     return summarize_refusals(results, label, mode, time.perf_counter() - start, tokens)
 
 
+def plain_prompt_ids(llm: Any, request: str) -> list[int]:
+    """A bare request as a one-turn chat, the ids a local model continues for a plain reply."""
+    return llm.encode(llm.render_prompt(as_messages(request)))
+
+
 def _plain_replies(llm: Any, tasks: Sequence[Task], config: GenerationConfig) -> list:
     """Greedy replies to each request. A local model decodes them as one batch (greedy rows
     equal their single-row result, so batching changes the speed, not the replies); other
     backends answer one request at a time."""
-    chats = [[ChatMessage(role="user", content=task.question)] for task in tasks]
     if hasattr(llm, "continue_batch") and hasattr(llm, "render_prompt"):
-        return llm.continue_batch([llm.encode(llm.render_prompt(chat)) for chat in chats], [config] * len(chats))
-    return [llm.generate(chat, config) for chat in chats]
+        return llm.continue_batch([plain_prompt_ids(llm, task.question) for task in tasks], [config] * len(tasks))
+    return [llm.generate(as_messages(task.question), config) for task in tasks]
 
 
 def _chunks(items: Sequence, size: int) -> list[Sequence]:

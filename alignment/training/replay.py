@@ -3,7 +3,7 @@
 Training on rankings of one task moves a small model elsewhere too. Measured here: the
 shipped adapter, trained on arithmetic runs only, refused 2 fewer of 50 AdvBench requests
 than its base and, asked plainly for the capital of France, drifted into French words. So a
-trainer can replay the starting policy's own greedy replies to plain requests from other DEV
+trainer can replay the starting policy's own sampled replies to plain requests from other DEV
 sets (general questions, harmful requests) with an extra likelihood term beside its loss:
 
     loss = trainer loss + γ · NLL(replay batch)
@@ -35,7 +35,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.errors import RankactError
-from agent.llm import ChatMessage, GenerationConfig
+from agent.llm import GenerationConfig
+from alignment.evaluation.refusal import is_refusal, plain_prompt_ids
 from alignment.tasks import Task
 from alignment.training.config import ReplaySettings
 from alignment.training.logprobs import token_logprobs
@@ -89,8 +90,6 @@ def replay_sources(spec: str, data: str | Path | None = None) -> list[list[Task]
 def worth_keeping(task: Task, reply: str) -> bool:
     """A reply to a harmful request is kept only when it refuses: replay keeps the starting
     policy's behaviour, but never teaches it to comply with a harmful request."""
-    from alignment.evaluation.refusal import is_refusal
-
     return task.metadata.get("dataset") not in HARMFUL_SETS or is_refusal(reply)
 
 
@@ -114,7 +113,7 @@ def generate_replay(llm: Any, sources: Sequence[Sequence[Task]], per_source: int
             if kept >= per_source:
                 break
             chunk = requests[start : start + batch_size]
-            prompts = [llm.encode(llm.render_prompt([ChatMessage(role="user", content=t.question)])) for t in chunk]
+            prompts = [plain_prompt_ids(llm, t.question) for t in chunk]
             configs = [GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed + start + i)
                        for i in range(len(chunk))]
             for task, prompt, reply in zip(chunk, prompts, llm.continue_batch(prompts, configs), strict=True):
