@@ -99,7 +99,7 @@ def agent_rollouts(args) -> list[tuple[str, float, str]]:
 
     from agent.batch import Job, run_batch
     from agent.build import build_agent
-    from agent.llm.local import TransformersLLM
+    from agent.llm.local import DecodeSession, TransformersLLM
 
     n = args.questions
     items = load_questions(Path(args.data), n * 2 // 5, (n - n * 2 // 5) // 2, n - n * 2 // 5 - (n - n * 2 // 5) // 2)
@@ -115,6 +115,15 @@ def agent_rollouts(args) -> list[tuple[str, float, str]]:
     batched = run_batch([Job(agent, item["question"]) for agent, item in zip(agents, items, strict=True)],
                         batch_size=args.batch_size)
     bat_s = time.perf_counter() - t
+    llm.clear_cache()
+    DecodeSession.in_place = False  # the batch copied whole at every join and leave (before in-place slots)
+    try:
+        t = time.perf_counter()
+        copied = run_batch([Job(agent, item["question"]) for agent, item in zip(agents, items, strict=True)],
+                           batch_size=args.batch_size)
+        copy_s = time.perf_counter() - t
+    finally:
+        DecodeSession.in_place = True
 
     def parse_rate(runs) -> str:
         steps = sum(len(r.steps) for r in runs)
@@ -125,7 +134,12 @@ def agent_rollouts(args) -> list[tuple[str, float, str]]:
                  f"baseline; {parse_rate(sequential)}"))
     rows.append((f"agent trajectories/min, lockstep batch {args.batch_size}", bat_rate,
                  f"{bat_rate / seq_rate:.2f}x; {parse_rate(batched)}"))
+    copy_rate = len(items) / copy_s * 60
+    rows.append((f"agent trajectories/min, lockstep batch {args.batch_size}, batch copied at every join/leave",
+                 copy_rate, f"{copy_rate / seq_rate:.2f}x; in place is {bat_rate / copy_rate:.2f}x this"))
     same = sum(a.final_answer == b.final_answer for a, b in zip(sequential, batched, strict=True))
+    rows.append(("greedy answers equal, in place vs copied", sum(
+        a.final_answer == b.final_answer for a, b in zip(batched, copied, strict=True)), f"of {len(items)}"))
     rows.append(("greedy answers equal between the two", same, f"of {len(items)}"))
     return rows
 

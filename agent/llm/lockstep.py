@@ -93,32 +93,47 @@ class RowCache:
 
 
 class SlotLayer(DynamicLayer):
-    """One layer's keys and values for a batch, in buffers with spare time slots: appending a
-    step writes in place. (transformers' DynamicLayer concatenates, which copies the whole
-    batch's cache at every step: ~20% of a batch-8 step at 1000 tokens on this CPU.)"""
+    """One layer's keys and values for a batch, in buffers with spare time slots and spare rows:
+    appending a step writes in place, and so does a row joining or leaving (`Batch.join`,
+    `Batch.retain`). (transformers' DynamicLayer concatenates, which copies the whole batch's
+    cache at every step: ~20% of a batch-8 step at 1000 tokens on this CPU.)"""
 
-    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int):
+    def __init__(self, key_buffer: torch.Tensor, value_buffer: torch.Tensor, length: int, rows: int | None = None):
         super().__init__()
         self.key_buffer, self.value_buffer, self.length = key_buffer, value_buffer, length
+        self.rows = key_buffer.shape[0] if rows is None else rows
         self.device = key_buffer.device
         self.is_initialized = True
         self._views()
 
     def _views(self) -> None:
-        self.keys = self.key_buffer[:, :, : self.length]
-        self.values = self.value_buffer[:, :, : self.length]
+        self.keys = self.key_buffer[: self.rows, :, : self.length]
+        self.values = self.value_buffer[: self.rows, :, : self.length]
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         end = self.length + key_states.shape[2]
-        if end > self.key_buffer.shape[2]:  # out of spare slots: grow by a quarter (amortised copies)
-            capacity = max(end, self.key_buffer.shape[2] + max(SPARE_SLOTS, self.key_buffer.shape[2] // 4))
-            self.key_buffer = _regrown(self.key_buffer, self.length, capacity)
-            self.value_buffer = _regrown(self.value_buffer, self.length, capacity)
-        self.key_buffer[:, :, self.length : end] = key_states
-        self.value_buffer[:, :, self.length : end] = value_states
+        self.reserve(end)
+        self.key_buffer[: self.rows, :, self.length : end] = key_states
+        self.value_buffer[: self.rows, :, self.length : end] = value_states
         self.length = end
         self._views()
         return self.keys, self.values
+
+    def reserve(self, slots: int) -> None:
+        """Room for `slots` time slots: out of spare slots, grow by a quarter (amortised copies)."""
+        if slots > self.key_buffer.shape[2]:
+            capacity = max(slots, self.key_buffer.shape[2] + max(SPARE_SLOTS, self.key_buffer.shape[2] // 4))
+            self.key_buffer = _regrown(self.key_buffer, self.length, capacity)
+            self.value_buffer = _regrown(self.value_buffer, self.length, capacity)
+            self._views()
+
+    def move_rows(self, moves: Sequence[tuple[int, int]], rows: int) -> None:
+        """Copy row `src` into row `dst` for each (src, dst), then keep the first `rows` rows."""
+        for src, dst in moves:
+            self.key_buffer[dst, :, : self.length] = self.key_buffer[src, :, : self.length]
+            self.value_buffer[dst, :, : self.length] = self.value_buffer[src, :, : self.length]
+        self.rows = rows
+        self._views()
 
     def get_seq_length(self) -> int:
         return self.length
@@ -164,7 +179,8 @@ class Batch:
     def __init__(self, model, rows: Sequence[Row], pad_id: int, cache_arg: str, device: torch.device):
         self._assemble(model, pad_id, cache_arg, device, [Member.of_row(r) for r in rows])
 
-    def _assemble(self, model, pad_id: int, cache_arg: str, device, members: Sequence[Member]) -> None:
+    def _assemble(self, model, pad_id: int, cache_arg: str, device, members: Sequence[Member],
+                  spare_rows: int = 0) -> None:
         self.model, self.pad_id, self.cache_arg, self.device = model, pad_id, cache_arg, device
         self.ids = [list(m.ids) for m in members]
         width = max((len(m.valid) for m in members), default=0)
@@ -178,15 +194,66 @@ class Batch:
             return
         layers = []
         for layer, template in enumerate(filled.keys):
-            shape = (len(members), template.shape[0], width + SPARE_SLOTS, template.shape[2])
+            # Zeros, not empty: a masked slot gets no attention weight, but 0 * NaN would still be NaN.
+            shape = (len(members) + spare_rows, template.shape[0], width + SPARE_SLOTS, template.shape[2])
             keys = torch.zeros(shape, dtype=template.dtype, device=device)
             values = torch.zeros(shape, dtype=template.dtype, device=device)
             for i, m in enumerate(members):
                 if m.keys:
                     keys[i, :, : m.keys[layer].shape[1]] = m.keys[layer]
                     values[i, :, : m.values[layer].shape[1]] = m.values[layer]
-            layers.append(SlotLayer(keys, values, width))
+            layers.append(SlotLayer(keys, values, width, rows=len(members)))
         self.cache = Cache(layers=layers)
+
+    def retain(self, keep: Sequence[int]) -> list[int]:
+        """Keep rows `keep` (distinct) and drop the rest, in place: each dropped row's place among
+        the first len(keep) is filled by a kept row from further on, so only those rows are copied
+        (a full `take` copies every row). Returns, for each row now, its index before."""
+        if len(set(keep)) != len(keep) or any(not 0 <= i < len(self) for i in keep):
+            raise ValueError(f"retain needs distinct rows of the batch, got {list(keep)}")
+        n, kept = len(keep), set(keep)
+        holes = [i for i in range(n) if i not in kept]
+        moves = list(zip([i for i in keep if i >= n], holes, strict=True))
+        order = list(range(n))
+        for src, dst in moves:
+            order[dst] = src
+        self.ids = [self.ids[i] for i in order]
+        self.valid = self.valid[order]
+        self.pos = self.pos[order]
+        if self.cache is not None:
+            for layer in self.cache.layers:
+                layer.move_rows(moves, n)
+        return order
+
+    def join(self, members: Sequence[Member]) -> bool:
+        """Append `members` (rows after prefill, `Member.of_row`) in place where the buffers have
+        spare rows; False, changing nothing, where they have not (then assemble a new batch).
+        Rows shorter than the batch get masked slots at their end, as in `assemble_batch`; a longer
+        one widens the batch, masked for the rows already in it."""
+        if not members:
+            return True
+        if self.cache is None or any(not m.keys for m in members):
+            return False
+        layers = self.cache.layers
+        if len(self) + len(members) > layers[0].key_buffer.shape[0]:
+            return False
+        width = max(self.valid.shape[1], *(len(m.valid) for m in members))
+        start = len(self)
+        for layer_index, layer in enumerate(layers):
+            layer.reserve(width)
+            for offset, m in enumerate(members):
+                layer.key_buffer[start + offset, :, : m.keys[layer_index].shape[1]] = m.keys[layer_index]
+                layer.value_buffer[start + offset, :, : m.values[layer_index].shape[1]] = m.values[layer_index]
+            layer.length = width
+            layer.move_rows((), start + len(members))
+        valid = torch.zeros((start + len(members), width), dtype=torch.bool)
+        valid[:start, : self.valid.shape[1]] = self.valid
+        for offset, m in enumerate(members):
+            valid[start + offset, : len(m.valid)] = m.valid
+        self.valid = valid
+        self.ids += [list(m.ids) for m in members]
+        self.pos = torch.cat([self.pos, torch.tensor([m.pos for m in members], dtype=torch.long)])
+        return True
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -239,9 +306,10 @@ class Batch:
         return self.take([i for i, c in enumerate(counts) for _ in range(c)])
 
 
-def assemble_batch(model, pad_id: int, cache_arg: str, device, members: Sequence[Member]) -> Batch:
+def assemble_batch(model, pad_id: int, cache_arg: str, device, members: Sequence[Member],
+                   spare_rows: int = 0) -> Batch:
     """A batch of `members` (rows of other batches, or `Member.of_row`): one copy of their
-    keys and values."""
+    keys and values, with room for `spare_rows` more to `join` without a copy."""
     out = Batch.__new__(Batch)
-    out._assemble(model, pad_id, cache_arg, device, members)
+    out._assemble(model, pad_id, cache_arg, device, members, spare_rows)
     return out
