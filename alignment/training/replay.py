@@ -26,7 +26,7 @@ The replies are generated once per run, with exact token ids, and saved as JSONL
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,12 +95,14 @@ def worth_keeping(task: Task, reply: str) -> bool:
 
 def generate_replay(llm: Any, sources: Sequence[Sequence[Task]], per_source: int = 16, *,
                     temperature: float = 1.0, seed: int = 0, max_new_tokens: int = REPLAY_MAX_NEW_TOKENS,
-                    batch_size: int = DEFAULT_BATCH_SIZE) -> list[ReplayExample]:
+                    batch_size: int = DEFAULT_BATCH_SIZE,
+                    on_read: Callable[[int], None] | None = None) -> list[ReplayExample]:
     """Up to `per_source` kept plain replies of `llm` (a local model: exact ids are needed)
     from each set of requests, in order; a set is read until that many are kept (a harmful
     set, where few replies are refusals, is read further) or it ends. Sampled at `temperature`
     (module docstring: 1 holds the distribution, 0 sharpens it), request i of a set with seed
-    `seed + i`, so a rerun writes the same file."""
+    `seed + i`, so a rerun writes the same file. `on_read(n)` is called as each n requests are
+    answered (a progress bar: a harmful set may be read to its end, minutes on a CPU)."""
     if not (hasattr(llm, "continue_batch") and hasattr(llm, "render_prompt")):
         raise RankactError("replay needs a local model (its exact token ids): not an HTTP or scripted backend")
     ends = sorted(getattr(llm, "eos_ids", None) or ())
@@ -124,6 +126,8 @@ def generate_replay(llm: Any, sources: Sequence[Sequence[Task]], per_source: int
                     examples.append(ReplayExample(source=task.id, request=task.question, reply=reply.text,
                                                   prompt_ids=list(prompt), reply_ids=ids))
                     kept += 1
+            if on_read is not None:
+                on_read(len(chunk))
     return examples
 
 

@@ -84,11 +84,13 @@ def test_generate_replay_keeps_exact_ids_the_end_of_turn_and_reads_on_for_refusa
     replies = {t.question: "Sure, do this." for t in harmful} | {t.question: f"Answer {i}." for i, t in enumerate(plain)}
     replies[harmful[4].question] = "I'm sorry, I cannot help with that."
     llm = ScriptedChat(replies)
-    examples = generate_replay(llm, [harmful, plain], per_source=2, batch_size=2)
+    read = []
+    examples = generate_replay(llm, [harmful, plain], per_source=2, batch_size=2, on_read=read.append)
     # One refusal among the harmful set (it was read to the end); two plain replies, then it stopped.
     assert [e.source for e in examples] == [harmful[4].id, plain[0].id, plain[1].id]
     assert len([q for q in llm.asked if q.startswith("plain")]) == 2
     assert len([q for q in llm.asked if q.startswith("harm")]) == 6
+    assert read == [2, 2, 2, 2]  # progress per answered chunk: 6 harmful, then 2 plain
     # Sampled (temperature 1 holds the distribution), one seed per request: a rerun writes the same file.
     assert {c.temperature for c in llm.configs} == {1.0}
     assert [c.seed for c in llm.configs[:6]] == list(range(6)) and [c.seed for c in llm.configs[6:]] == [0, 1]
