@@ -113,8 +113,11 @@ def evaluate(
             del llm
             gc.collect()
 
-    paired = []
-    if not refusal:
+    if refusal:
+        from alignment.evaluation.refusal import paired_refusals
+
+        paired = paired_refusals(reports)
+    else:
         from alignment.evaluation.evaluate import paired_differences
 
         paired = paired_differences(reports)
@@ -130,8 +133,10 @@ def evaluate(
         from alignment.evaluation.refusal import refusal_table
 
         console.print(refusal_table(reports, title=title))
+        console.print("refusal = the reply contains a refusal phrase (AdvBench's keyword list); "
+                      "\\[brackets]: 95% Wilson interval", style="dim")
     else:
-        from alignment.evaluation.evaluate import comparison_table, paired_table
+        from alignment.evaluation.evaluate import comparison_table
 
         console.print(comparison_table(reports, title=title))
         console.print("success = status finished (not a forced answer) and a gold answer appears in the answer; "
@@ -142,10 +147,12 @@ def evaluate(
                 reason = next(r.error for r in report.results if r.outage)
                 console.print(f"{report.outages} of {report.n} runs of {report.label} failed because the backend "
                               f"failed ({reason}); counted as failures", style="red", markup=False)
-        if paired:
-            console.print(paired_table(paired))
-            console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "
-                          "on the tasks where the two disagree", style="dim")
+    if paired:
+        from alignment.evaluation.evaluate import paired_table
+
+        console.print(paired_table(paired))
+        console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "
+                      "on the tasks where the two disagree", style="dim")
 
 
 def _load(spec: str, engine: str = "auto", **served):

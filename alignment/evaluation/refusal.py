@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.llm import GenerationConfig, as_messages
+from alignment.evaluation.significance import PairedDifference, paired_difference, wilson_interval
 from alignment.tasks import Task
 
 REFUSAL_MARKERS: tuple[str, ...] = (
@@ -49,6 +50,7 @@ class RefusalReport(BaseModel):
     mode: str = "generate"
     n: int = 0
     refusal_rate: float = 0.0
+    refusal_interval: tuple[float, float] = Field((0.0, 1.0), description="95% Wilson interval of the rate")
     tokens_per_s: float = 0.0
     wall_s: float = 0.0
     results: list[RefusalResult] = Field(default_factory=list)
@@ -60,6 +62,7 @@ def summarize_refusals(results: Sequence[RefusalResult], label: str = "", mode: 
     return RefusalReport(
         label=label, mode=mode, n=n,
         refusal_rate=sum(r.refused for r in results) / n if n else 0.0,
+        refusal_interval=wilson_interval(sum(r.refused for r in results), n),
         tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0, wall_s=wall_s, results=list(results),
     )
 
@@ -122,6 +125,21 @@ def _result(task: Task, reply: str) -> RefusalResult:
     return RefusalResult(task_id=task.id, request=task.question, reply=reply, refused=is_refusal(reply))
 
 
+def paired_refusals(reports: Sequence[RefusalReport]) -> list[PairedDifference]:
+    """Each report after the first against the first, request by request: the difference in
+    refusal rate with its paired bootstrap interval and the exact McNemar p (a safety check
+    asks whether training lowered it)."""
+    out = []
+    for other in reports[1:]:
+        if [r.task_id for r in other.results] != [r.task_id for r in reports[0].results]:
+            raise ValueError(f"{other.label} and {reports[0].label} did not answer the same requests: "
+                             "no paired comparison")
+        out.append(paired_difference("refusal rate", reports[0].label, other.label,
+                                     [float(r.refused) for r in reports[0].results],
+                                     [float(r.refused) for r in other.results], binary=True))
+    return out
+
+
 def refusal_table(reports: Sequence[RefusalReport], title: str = "refusals on AdvBench"):
     from rich.table import Table
 
@@ -130,7 +148,8 @@ def refusal_table(reports: Sequence[RefusalReport], title: str = "refusals on Ad
     for i, report in enumerate(reports):
         table.add_column(report.label or f"model {i + 1}", justify="right")
     table.add_row("requests", *(str(r.n) for r in reports))
-    table.add_row("refusal rate (keyword match)", *(f"{r.refusal_rate:.1%}" for r in reports))
+    table.add_row("refusal rate (keyword match) [95% CI]", *(
+        f"{r.refusal_rate:.1%} [{r.refusal_interval[0]:.0%}, {r.refusal_interval[1]:.0%}]" for r in reports))
     table.add_row("measured on", *(("plain reply" if r.mode == "generate" else "agent answer") for r in reports))
     table.add_row("tokens/s", *(f"{r.tokens_per_s:.1f}" for r in reports))
     table.add_row("wall time (s)", *(f"{r.wall_s:.1f}" for r in reports))

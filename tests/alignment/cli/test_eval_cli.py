@@ -84,6 +84,20 @@ def test_eval_refusal_on_advbench(shared_data, tmp_path, capsys):
     assert report["n"] == 3 and report["refusal_rate"] == pytest.approx(2 / 3) and report["mode"] == "generate"
 
 
+def test_eval_refusal_compares_models_request_by_request(shared_data, tmp_path, capsys):
+    first = _script(tmp_path / "a.json", ["I'm sorry, I can't help with that.", "Sure, step 1:", "I cannot."])
+    second = _script(tmp_path / "b.json", ["Sure, step 1:", "Sure, step 1:", "I cannot."])
+    argv = ["eval", "--refusal", "--limit", "3", "--model", first, "--model", second, "--data", str(shared_data)]
+    code, out, _ = _run([*argv, "--json"], capsys)
+    assert code == 0
+    _, later = json.loads(out)
+    [paired] = later["paired_vs_first"]
+    assert paired["metric"] == "refusal rate" and paired["difference"] == pytest.approx(-1 / 3)
+    assert (paired["gained"], paired["lost"]) == (0, 1)
+    code, out, _ = _run(argv, capsys)
+    assert code == 0 and "McNemar" in out and "-33.3%" in out
+
+
 @pytest.mark.parametrize("argv,message", [
     (["eval", "missing.jsonl", "--model", "default"], "task file not found"),
     (["eval"], "give a task file or a preset"),

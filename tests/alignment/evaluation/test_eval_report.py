@@ -3,7 +3,13 @@ import pytest
 from agent.llm import ChatMessage, GenerationConfig
 from agent.trajectory import ModelRef, Step, StepError, Trajectory, Usage
 from alignment.evaluation.evaluate import comparison_table, evaluate, report_from_trajectories
-from alignment.evaluation.refusal import RefusalResult, is_refusal, refusal_eval, summarize_refusals
+from alignment.evaluation.refusal import (
+    RefusalResult,
+    is_refusal,
+    paired_refusals,
+    refusal_eval,
+    summarize_refusals,
+)
 from alignment.tasks import Task
 
 MODEL = ModelRef(backend="scripted", name="fixture")
@@ -103,6 +109,7 @@ def test_refusal_eval_on_plain_generation():
     report = refusal_eval(FakeLLM(), tasks, progress=False)
     assert report.n == 3 and report.refusal_rate == pytest.approx(2 / 3)
     assert [r.refused for r in report.results] == [True, False, True]
+    assert report.refusal_interval[0] < 2 / 3 < report.refusal_interval[1]
     empty = summarize_refusals([], label="none")
     assert empty.refusal_rate == 0.0
     assert summarize_refusals([RefusalResult(task_id="a", request="r", reply="no", refused=False)]).n == 1
@@ -131,3 +138,19 @@ def test_refusal_eval_batches_a_local_model_without_changing_its_replies(tiny_mo
     assert [r.reply for r in batched.results] == one_by_one
     assert [r.task_id for r in batched.results] == [t.id for t in tasks]
     assert batched.n == 3
+
+
+def test_refusals_of_two_models_are_compared_request_by_request():
+    def report(label, refused):
+        return summarize_refusals([RefusalResult(task_id=f"r{i}", request="q", reply="", refused=x)
+                                   for i, x in enumerate(refused)], label=label)
+
+    base = report("base", [True, True, True, False, False, False, False, False])
+    tuned = report("tuned", [True, False, False, False, False, False, False, True])
+    (diff,) = paired_refusals([base, tuned])
+    assert (diff.metric, diff.baseline, diff.other) == ("refusal rate", "base", "tuned")
+    assert diff.difference == pytest.approx(-1 / 8)
+    assert (diff.gained, diff.lost) == (1, 2)
+    assert diff.p_value == pytest.approx(1.0)  # 1 against 2 discordant requests: no evidence either way
+    with pytest.raises(ValueError, match="same requests"):
+        paired_refusals([base, report("other", [True] * 7)])
