@@ -1,7 +1,7 @@
 """Does training from rankings make the agent better on questions it never saw? Train on DEV,
 report on TEST: the base model beside each trainer after the same rounds and rollouts.
 
-    python bench/alignment.py                          # CPU defaults (66 min measured on 2 idle cores)
+    python bench/alignment.py                          # CPU defaults (63 min measured on 2 idle cores)
     python bench/alignment.py --arith-test 200 --hotpot-test 200 --nq-test 300 --advbench-test 100 \\
         --train-arith 48 --train-hotpot 24 --rounds 3 --samples 8    # the full TEST sets (GPU)
     python bench/alignment.py --quick --model DIR      # plumbing only: tiny sizes, numbers mean nothing
@@ -130,6 +130,7 @@ def test_sets(args) -> list[tuple[str, list, Path | None]]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    began = time.perf_counter()
     console = Console()
     from agent.build import load_index
     from agent.llm import load_llm
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
 
     sets = test_sets(args)
     results: dict[str, dict[str, object]] = {name: {} for name, _, _ in sets}
-    refusals: dict[str, float] = {}
+    refusals: dict[str, object] = {}  # label -> RefusalReport
     for label, spec in policies.items():
         llm = load_llm(spec)
         for name, tasks, index in sets:
@@ -178,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             report = refusal_eval(llm, advbench_tasks("test", args.data)[: args.advbench_test], mode="generate",
                                   label=label)
-            refusals[label] = report.refusal_rate
+            refusals[label] = report
             timings[f"advbench {label}"] = time.perf_counter() - started
         del llm
 
@@ -200,14 +201,24 @@ def main(argv: list[str] | None = None) -> None:
         summary["sets"][name] = {"reports": [r.model_dump(mode="json", exclude={"results"}) for r in reports],
                                  "paired": [d.model_dump() for d in paired.values()]}
     if refusals:
-        table.add_row(f"AdvBench refusal ({args.advbench_test})", *(f"{refusals[label]:.0%}" for label in labels))
-        summary["refusals"] = refusals
+        from alignment.evaluation.refusal import paired_refusals
+
+        reports = [refusals[label] for label in labels]
+        table.add_row(f"AdvBench refusal ({args.advbench_test})", *(
+            f"{r.refusal_rate:.0%} [{r.refusal_interval[0]:.0%}, {r.refusal_interval[1]:.0%}]" for r in reports))
+        paired = paired_refusals(reports)
+        table.add_row("  vs base: Δ refusal, p", "", *(f"{d.difference:+.0%} ({d.gained}/{d.lost}), p={d.p_value:.2g}"
+                                                       for d in paired))
+        summary["refusals"] = {label: r.model_dump(mode="json", exclude={"results"}) for label, r in refusals.items()}
+        summary["refusals_paired"] = [d.model_dump() for d in paired]
     console.print(table)
     timing = Table(title="wall time")
     timing.add_column("stage")
     timing.add_column("seconds", justify="right")
     for name, seconds in timings.items():
         timing.add_row(name, f"{seconds:.0f}")
+    timings["total (wall, model loads included)"] = time.perf_counter() - began
+    timing.add_row("total (wall, model loads included)", f"{timings['total (wall, model loads included)']:.0f}")
     console.print(timing)
     (out / "bench_alignment.json").write_text(json.dumps(summary, indent=1))
     console.print(f"details in {out}")
