@@ -138,9 +138,9 @@ def agent_rollouts(args) -> list[tuple[str, float, str]]:
     rows.append((f"agent trajectories/min, lockstep batch {args.batch_size}, batch copied at every join/leave",
                  copy_rate, f"{copy_rate / seq_rate:.2f}x; in place is {bat_rate / copy_rate:.2f}x this"))
     same = sum(a.final_answer == b.final_answer for a, b in zip(sequential, batched, strict=True))
-    rows.append(("greedy answers equal, in place vs copied", sum(
+    rows.append(("greedy answers equal, lockstep in place vs copied", sum(
         a.final_answer == b.final_answer for a, b in zip(batched, copied, strict=True)), f"of {len(items)}"))
-    rows.append(("greedy answers equal between the two", same, f"of {len(items)}"))
+    rows.append(("greedy answers equal, one at a time vs lockstep", same, f"of {len(items)}"))
     return rows
 
 
