@@ -537,17 +537,19 @@ class DecodeSession:
             return
         llm = self.llm
         with torch.inference_mode():
+            kept = None  # the rows to copy into a new batch, where the change is not made in place
             if self.batch is not None and self.staying is not None:
                 if self.in_place:
                     order = self.batch.retain(self.staying)
                     at = {old: k for k, old in enumerate(self.staying)}
                     self.slots[: len(order)] = [self.slots[at[old]] for old in order]
                 else:
-                    self.batch = self.batch.take(self.staying)
+                    kept = self.staying
             joining = [Member.of_row(row) for row in self.joining]
             if self.batch is None or not (self.in_place and self.batch.join(joining)):
-                members = [] if self.batch is None else [self.batch.member(i) for i in range(len(self.batch))]
-                members += joining
+                if kept is None:
+                    kept = range(len(self.batch)) if self.batch is not None else ()
+                members = [self.batch.member(i) for i in kept] + joining
                 self.batch = assemble_batch(llm.model, llm.pad_id, llm._cache_arg, llm.device, members,
                                             spare_rows=SPARE_ROWS) if members else None
         self.joining, self.staying = [], None
