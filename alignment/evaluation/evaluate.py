@@ -252,9 +252,12 @@ PAIRED_METRICS: list[tuple[str, str, bool]] = [("success", "success", True), ("e
                                                ("token F1", "f1", False)]
 
 
-def paired_differences(reports: Sequence[EvalReport]) -> list[PairedDifference]:
+def paired_differences(reports: Sequence[Any],
+                       metrics: Sequence[tuple[str, str, bool]] = PAIRED_METRICS) -> list[PairedDifference]:
     """Each report after the first against the first, task by task (the same tasks in the same
-    order: `evaluate` keeps one result per task, failures included)."""
+    order: `evaluate` keeps one result per task, failures included), on each (name, result
+    attribute, binary) of `metrics`. Any report with `label` and `results` of `task_id`s will do
+    (the refusal eval's too)."""
     if len(reports) < 2:
         return []
     first = reports[0]
@@ -262,9 +265,10 @@ def paired_differences(reports: Sequence[EvalReport]) -> list[PairedDifference]:
     for other in reports[1:]:
         if [r.task_id for r in other.results] != [r.task_id for r in first.results]:
             raise ValueError(f"{other.label} and {first.label} did not run the same tasks: no paired comparison")
-        for name, attr, binary in PAIRED_METRICS:
-            out.append(paired_difference(name, first.label, other.label, [getattr(r, attr) for r in first.results],
-                                         [getattr(r, attr) for r in other.results], binary=binary))
+        for name, attr, binary in metrics:
+            out.append(paired_difference(name, first.label, other.label,
+                                         [float(getattr(r, attr)) for r in first.results],
+                                         [float(getattr(r, attr)) for r in other.results], binary=binary))
     return out
 
 

@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.llm import GenerationConfig, as_messages
-from alignment.evaluation.significance import PairedDifference, paired_difference, wilson_interval
+from alignment.evaluation.significance import PairedDifference, wilson_interval
 from alignment.tasks import Task
 
 REFUSAL_MARKERS: tuple[str, ...] = (
@@ -58,11 +58,11 @@ class RefusalReport(BaseModel):
 
 def summarize_refusals(results: Sequence[RefusalResult], label: str = "", mode: str = "generate",
                        wall_s: float = 0.0, tokens: int = 0) -> RefusalReport:
-    n = len(results)
+    n, refused = len(results), sum(r.refused for r in results)
     return RefusalReport(
         label=label, mode=mode, n=n,
-        refusal_rate=sum(r.refused for r in results) / n if n else 0.0,
-        refusal_interval=wilson_interval(sum(r.refused for r in results), n),
+        refusal_rate=refused / n if n else 0.0,
+        refusal_interval=wilson_interval(refused, n),
         tokens_per_s=tokens / wall_s if wall_s > 0 else 0.0, wall_s=wall_s, results=list(results),
     )
 
@@ -129,15 +129,9 @@ def paired_refusals(reports: Sequence[RefusalReport]) -> list[PairedDifference]:
     """Each report after the first against the first, request by request: the difference in
     refusal rate with its paired bootstrap interval and the exact McNemar p (a safety check
     asks whether training lowered it)."""
-    out = []
-    for other in reports[1:]:
-        if [r.task_id for r in other.results] != [r.task_id for r in reports[0].results]:
-            raise ValueError(f"{other.label} and {reports[0].label} did not answer the same requests: "
-                             "no paired comparison")
-        out.append(paired_difference("refusal rate", reports[0].label, other.label,
-                                     [float(r.refused) for r in reports[0].results],
-                                     [float(r.refused) for r in other.results], binary=True))
-    return out
+    from alignment.evaluation.evaluate import paired_differences
+
+    return paired_differences(reports, [("refusal rate", "refused", True)])
 
 
 def refusal_table(reports: Sequence[RefusalReport], title: str = "refusals on AdvBench"):

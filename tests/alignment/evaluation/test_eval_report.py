@@ -152,5 +152,5 @@ def test_refusals_of_two_models_are_compared_request_by_request():
     assert diff.difference == pytest.approx(-1 / 8)
     assert (diff.gained, diff.lost) == (1, 2)
     assert diff.p_value == pytest.approx(1.0)  # 1 against 2 discordant requests: no evidence either way
-    with pytest.raises(ValueError, match="same requests"):
+    with pytest.raises(ValueError, match="same tasks"):
         paired_refusals([base, report("other", [True] * 7)])
