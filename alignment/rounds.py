@@ -274,15 +274,11 @@ class Rounds:
     def make_replay(self) -> dict[str, Any]:
         """The starting policy's sampled replies to the --replay requests, once per run: every round
         replays the same text, so each round pulls toward the start, not toward the last round."""
-        from alignment.evaluation.evaluate import progress_bar
         from alignment.training.replay import generate_replay, replay_sources, write_replay
 
         c = self.config
-        sources = replay_sources(c.replay, c.data)
-        with progress_bar(self.progress, "replay requests") as bar:
-            job = bar.add_task("replay requests", total=sum(len(s) for s in sources))  # at most: a set may stop early
-            examples = generate_replay(self.llm(self.policy(0)), sources, c.replay_limit, seed=c.seed,
-                                       batch_size=c.batch_size, on_read=lambda n: bar.advance(job, n))
+        examples = generate_replay(self.llm(self.policy(0)), replay_sources(c.replay, c.data), c.replay_limit,
+                                   seed=c.seed, batch_size=c.batch_size, progress=self.progress)
         if not examples:
             raise RankactError(f"replay: {c.base} gave no reply worth keeping to the requests of {c.replay}")
         write_replay(self.replay_file(), examples)

@@ -112,15 +112,11 @@ def replay(
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import progress_bar
     from alignment.training.replay import generate_replay, replay_sources, write_replay
 
     quiet_libraries()
-    requests = replay_sources(sources, data)
-    with progress_bar(True, "replay requests") as bar:
-        job = bar.add_task("replay requests", total=sum(len(r) for r in requests))  # at most: a set may stop early
-        examples = generate_replay(load_llm(model), requests, limit, temperature=temperature, seed=seed,
-                                   on_read=lambda n: bar.advance(job, n))
+    examples = generate_replay(load_llm(model), replay_sources(sources, data), limit, temperature=temperature,
+                               seed=seed, progress=True)
     if not examples:
         raise CommandError(f"{model} gave no reply worth keeping to the requests of {sources}")
     write_replay(out, examples)

@@ -95,14 +95,28 @@ def worth_keeping(task: Task, reply: str) -> bool:
 
 def generate_replay(llm: Any, sources: Sequence[Sequence[Task]], per_source: int = 16, *,
                     temperature: float = 1.0, seed: int = 0, max_new_tokens: int = REPLAY_MAX_NEW_TOKENS,
-                    batch_size: int = DEFAULT_BATCH_SIZE,
-                    on_read: Callable[[int], None] | None = None) -> list[ReplayExample]:
+                    batch_size: int = DEFAULT_BATCH_SIZE, on_read: Callable[[int], None] | None = None,
+                    progress: bool = False) -> list[ReplayExample]:
     """Up to `per_source` kept plain replies of `llm` (a local model: exact ids are needed)
     from each set of requests, in order; a set is read until that many are kept (a harmful
     set, where few replies are refusals, is read further) or it ends. Sampled at `temperature`
     (module docstring: 1 holds the distribution, 0 sharpens it), request i of a set with seed
     `seed + i`, so a rerun writes the same file. `on_read(n)` is called as each n requests are
-    answered (a progress bar: a harmful set may be read to its end, minutes on a CPU)."""
+    answered; `progress` shows a bar of them (a harmful set may be read to its end, minutes on
+    a CPU)."""
+    if progress:
+        from alignment.evaluation.evaluate import progress_bar
+
+        with progress_bar(True, "replay requests") as bar:
+            job = bar.add_task("replay requests", total=sum(len(s) for s in sources))  # at most: a set may stop early
+
+            def read(n: int) -> None:
+                bar.advance(job, n)
+                if on_read is not None:
+                    on_read(n)
+
+            return generate_replay(llm, sources, per_source, temperature=temperature, seed=seed,
+                                   max_new_tokens=max_new_tokens, batch_size=batch_size, on_read=read)
     if not (hasattr(llm, "continue_batch") and hasattr(llm, "render_prompt")):
         raise RankactError("replay needs a local model (its exact token ids): not an HTTP or scripted backend")
     ends = sorted(getattr(llm, "eos_ids", None) or ())

@@ -91,6 +91,10 @@ def test_generate_replay_keeps_exact_ids_the_end_of_turn_and_reads_on_for_refusa
     assert len([q for q in llm.asked if q.startswith("plain")]) == 2
     assert len([q for q in llm.asked if q.startswith("harm")]) == 6
     assert read == [2, 2, 2, 2]  # progress per answered chunk: 6 harmful, then 2 plain
+    shown = []
+    assert generate_replay(ScriptedChat(replies), [harmful, plain], per_source=2, batch_size=2, progress=True,
+                           on_read=shown.append) == examples  # the bar changes nothing
+    assert shown == read
     # Sampled (temperature 1 holds the distribution), one seed per request: a rerun writes the same file.
     assert {c.temperature for c in llm.configs} == {1.0}
     assert [c.seed for c in llm.configs[:6]] == list(range(6)) and [c.seed for c in llm.configs[6:]] == [0, 1]
