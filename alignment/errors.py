@@ -5,6 +5,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
     ├── TaskFileError         a task file that is missing or holds a line that is not a task
     ├── DatasetError          the shared evaluation data is missing or malformed
     ├── PairFileError         a pair file that is missing or holds a line that is not a pair
+    ├── DemonstrationError    a demonstration that is malformed or that the agent cannot follow
     ├── NoTrainingSignal      the data leaves a trainer nothing to learn (no pairs, all ties)
     ├── InexactTokenIds       a policy trainer given trajectories without the model's exact ids
     ├── StoreError            the trajectory store refused an operation
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 from agent.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "IncompleteCollection", "InexactTokenIds",
+__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
            "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
@@ -38,6 +39,10 @@ class DatasetError(RankactError):
 
 class PairFileError(RankactError):
     """A pair file is missing or holds a line we cannot read."""
+
+
+class DemonstrationError(RankactError):
+    """A demonstration that is malformed or that the agent cannot follow; the message says where."""
 
 
 class InexactTokenIds(RankactError):

@@ -4,7 +4,9 @@
 
 Round 0 measures the starting policy on the held-out tasks. Each round r >= 1 then:
 
-1. collects K sampled trajectories per training task with the current policy (`round-r/store.db`);
+1. collects K sampled trajectories per training task with the current policy (`round-r/store.db`),
+   plus the written demonstrations of training questions, if any (`demonstrations`: for a path
+   the policy never samples, ranking alone has nothing to prefer);
 2. ranks them: the SIMULATED annotator (gold answers), a reward model, or people (the round
    waits until every question of the round is ranked in its store: `rankact serve --db ...`);
 3. trains the next policy from the rankings: best-of-K SFT (the default), group-relative
@@ -87,6 +89,9 @@ class RoundsConfig(BaseModel):
     served_policy: str | None = Field(None, description="vLLM server(s) serving --base (URL, or comma-separated "
                                       "URLs) that collect and evaluate: each round's policy is pushed to them "
                                       "as a LoRA adapter")
+    demonstrations: Path | None = Field(None, description="a JSONL of written demonstrations of training "
+                                        "questions (alignment.feedback.demonstrations): each joins its question's "
+                                        "samples every round and is ranked with them")
     replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
                                                  "nq:dev): the starting policy's sampled plain replies to them are "
                                                  "replayed while training, so it keeps its behaviour there "
@@ -120,6 +125,11 @@ class Rounds:
             raise RankactError(f"{len(overlap)} held-out questions are also training questions; "
                                "use --heldout-skip to keep them apart")
         self.index = c.index or train_index or heldout_index
+        self.demonstrations = []  # (demonstration, its training task)
+        if c.demonstrations is not None:
+            from alignment.feedback.demonstrations import match_tasks, read_demonstrations
+
+            self.demonstrations = match_tasks(read_demonstrations(c.demonstrations), self.train)
         self._load_llm = load_llm
         self._loaded: tuple[str, Any] | None = None  # the last model loaded (one in memory at a time)
         self._retriever = None
@@ -217,8 +227,14 @@ class Rounds:
                              temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size,
                              on_sample=lambda *_: bar.advance(job))
             report.raise_if_incomplete()  # an outage: the stage is not done, and a rerun fills the gaps
-            return {"trajectories": store.count_trajectories(), "failed": report.failed,
-                    "by_status": report.by_status}
+            done = {"trajectories": store.count_trajectories(), "failed": report.failed, "by_status": report.by_status}
+            if self.demonstrations:
+                from alignment.feedback.demonstrations import add_demonstrations
+
+                add_demonstrations(store, self.demonstrations, self.agents(self.llm(self.policy(r - 1))))
+                done["demonstrations"] = len(self.demonstrations)
+                done["trajectories"] = store.count_trajectories()
+            return done
 
     def rank(self, r: int) -> dict[str, Any] | None:
         """Rank the round's store; None while people have not ranked every question yet."""

@@ -2,7 +2,9 @@
 seeded sampling and store the trajectories for ranking. Rerunning resumes: tasks with K
 trajectories are skipped, partial ones are completed. A run the backend failed (an outage)
 is retried, then left out; the command then ends with one `error:` line saying how many
-samples are missing, and the same command run again collects exactly those."""
+samples are missing, and the same command run again collects exactly those.
+`--demonstrations FILE` also records written demonstrations of the tasks' questions
+(alignment.feedback.demonstrations), each once, to be ranked with the samples."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -54,6 +56,9 @@ def collect(
     = DEFAULT_RETRIES,
     retry_wait: Annotated[float, typer.Option(min=0.0, help="seconds before the first retry (doubled each time)")]
     = DEFAULT_RETRY_WAIT,
+    demonstrations: Annotated[Path | None, typer.Option(
+        help="JSON lines of written demonstrations of these tasks' questions: each is run through the agent's "
+             "tools and stored beside the samples (local models only)")] = None,
 ) -> None:
     """Run the agent K times per task and store every trajectory."""
     from rich.console import Console
@@ -74,9 +79,14 @@ def collect(
                            "sample with a temperature above 0 (e.g. 0.8)")
     console = Console(stderr=True, soft_wrap=True)
     task_list = load_tasks(tasks)
+    matched = []
+    if demonstrations is not None:  # checked before the model loads
+        from alignment.feedback.demonstrations import match_tasks, read_demonstrations
+
+        matched = match_tasks(read_demonstrations(demonstrations), task_list)
     store = TrajectoryStore(db)
     todo = samples_to_run(task_list, store, samples)
-    if todo == 0:
+    if todo == 0 and not matched:
         console.print(f"all {len(task_list)} tasks already have {samples} trajectories (or rankings, which close "
                       f"them) in {store.url}")
         return
@@ -86,6 +96,8 @@ def collect(
         with console.status(f"loading {model}"):
             agents = TaskAgents(load_llm(model, engine=engine, **served), retriever=retriever, max_steps=max_steps,
                                 format=format, extra_tools=server_tools)
+        if matched and not agents(task_list[0]).guided:  # before collecting, not after
+            raise CommandError(f"--demonstrations needs a local model under guided decoding; {model} is not one")
         columns = (TextColumn("[bold]collect"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
                    TimeRemainingColumn())
         with Progress(*columns, console=console) as progress:
@@ -101,6 +113,11 @@ def collect(
             report = run_collect(task_list, agents, store, samples=samples, temperature=temperature, seed=seed,
                                  batch_size=batch_size, retries=retries, retry_wait=retry_wait,
                                  on_sample=advance, on_retry=retrying)
+        if matched:
+            from alignment.feedback.demonstrations import add_demonstrations
+
+            added = add_demonstrations(store, matched, agents)
+            console.print(f"stored {added} demonstrations ({len(matched) - added} were already stored)")
     statuses = ", ".join(f"{n} {s}" for s, n in sorted(report.by_status.items())) or "none"
     console.print(f"stored {report.added} trajectories ({statuses}) for {report.completed} tasks; "
                   f"{report.skipped} tasks were already complete; db {store.url}")

@@ -86,6 +86,35 @@ def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir)
     assert "rank" not in json.loads((tmp_path / "run" / "round-1" / "stages.json").read_text())
 
 
+def test_demonstrations_join_their_questions_samples_and_rank_above_wrong_runs(tmp_path, tiny_model_dir):
+    from alignment.feedback.store import TrajectoryStore
+
+    demo = {"question": "What is 12 + 30?", "steps": [
+        {"thought": "add", "action": "calculator", "action_input": {"expression": "12 + 30"}},
+        {"thought": "I now know the answer", "final_answer": "42"}]}
+    (tmp_path / "demos.jsonl").write_text(json.dumps(demo) + "\n")
+    rounds = Rounds(_config(tmp_path, tiny_model_dir, agent_max_steps=2, demonstrations=tmp_path / "demos.jsonl"),
+                    say=lambda _line: None)
+    rounds.run()
+    stages = json.loads((tmp_path / "run" / "round-1" / "stages.json").read_text())
+    assert stages["collect"]["demonstrations"] == 1 and stages["collect"]["trajectories"] == 5  # 2 tasks x 2 + 1
+    with TrajectoryStore(rounds.store_url(1), create=False) as store:
+        question = next(q for q in store.questions() if q.text == "What is 12 + 30?")
+        runs = {t.id: t for t in store.list(question.id)}
+        [ranking] = [r for r in store.rankings() if r.question_id == question.id]
+    demonstration = next(t for t in runs.values() if t.metadata.get("source") == "demonstration")
+    assert len(runs) == 3 and ranking.order[0] == [demonstration.id]  # the random samples are wrong
+
+
+def test_demonstrations_of_questions_that_are_not_training_tasks_are_refused(tmp_path, tiny_model_dir):
+    from alignment.errors import DemonstrationError
+
+    demo = {"question": "What is 2 + 2?", "steps": [{"thought": "t", "final_answer": "4"}]}
+    (tmp_path / "demos.jsonl").write_text(json.dumps(demo) + "\n")
+    with pytest.raises(DemonstrationError, match="not among the tasks"):
+        Rounds(_config(tmp_path, tiny_model_dir, demonstrations=tmp_path / "demos.jsonl"))
+
+
 def test_heldout_questions_must_not_be_training_questions(tmp_path, tiny_model_dir):
     from agent.errors import RankactError
 
