@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,6 +21,19 @@ def test_the_package_ships_the_adapter_with_its_recipe():
     recipe = json.loads((model_files.DEFAULT_ADAPTER / "recipe.json").read_text())
     assert "alignment/recipes/default-adapter.toml" in recipe["recipe"]
     assert all(t.dtype == torch.float16 for t in tensors.values())
+
+
+def test_the_recipes_demonstrations_are_right_answers_to_its_training_questions(tmp_path):
+    from alignment.cli.config_options import read_config_file
+    from alignment.rounds import Rounds, RoundsConfig
+
+    root = Path(__file__).resolve().parents[2]
+    values = read_config_file(root / "alignment/recipes/default-adapter.toml", RoundsConfig)
+    values.update(out_dir=tmp_path, demonstrations=root / values["demonstrations"])
+    rounds = Rounds(RoundsConfig(**values))  # refuses a demonstration that is not a training question
+    assert len(rounds.demonstrations) == sum("(" in t.question for t in rounds.train) > 0
+    for demonstration, task in rounds.demonstrations:
+        assert demonstration.steps[-1].final_answer in task.answers
 
 
 def test_default_is_base_plus_the_adapter_and_base_is_untuned(embedded_model_dir):
@@ -60,13 +74,15 @@ def test_load_llm_accepts_both_embedded_names(spec, monkeypatch):
 @pytest.mark.slow
 def test_the_default_agent_passes_the_expression_to_the_calculator():
     """What the adapter learned: the base model computes in its Thought and hands its own
-    (often wrong) result to the calculator; the default agent hands it the expression."""
+    (often wrong) result to the calculator, and splits (a + b) * c into a + b; the default
+    agent hands it the whole expression."""
     from agent.build import build_agent
     from agent.llm.local import TransformersLLM
 
     agent = build_agent(TransformersLLM("default"), tools=["calculator"], max_steps=3)
     for question, expression, answer in [("What is 17 * 23?", "17 * 23", "391"),
-                                         ("What is 345 + 678?", "345 + 678", "1023")]:
+                                         ("What is 345 + 678?", "345 + 678", "1023"),
+                                         ("What is (25 + 17) * 3?", "(25 + 17) * 3", "126")]:
         trajectory = agent.run(question)
         assert trajectory.status == "finished" and answer in trajectory.final_answer
         assert trajectory.steps[0].action == "calculator"
