@@ -43,11 +43,14 @@ class KLBudget:
 
 
 class DriftProbe:
-    """KL(reference || policy) and entropy on a fixed set of training samples."""
+    """KL(reference || policy) and entropy on a fixed set of training samples: the policy's own
+    samples where there are any. Demonstrations are left out then: they are written where the
+    policy would not go, so moving the policy there is the point, not drift to warn about."""
 
     def __init__(self, samples: list[Encoded], pad_id: int, device, chunk_size: int | None, every: int,
                  budget: KLBudget | None = None, size: int = 16):
-        self.samples = [s for s in samples if s.n_trainable][:size]
+        usable = [s for s in samples if s.n_trainable]
+        self.samples = ([s for s in usable if not s.meta.get("demonstration")] or usable)[:size]
         self.pad_id, self.device, self.chunk_size, self.every = pad_id, device, chunk_size, every
         self.budget = budget or KLBudget(None)
         self.reference: list[torch.Tensor] | None = None

@@ -122,7 +122,10 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
          s.role == "generated" and not s.forced)
         for s in trajectory.segments
     ]
-    return _assemble(pieces, max_length, {"trajectory_id": trajectory.id}, segment_steps(trajectory))
+    meta = {"trajectory_id": trajectory.id}
+    if trajectory.metadata.get("source") == "demonstration":
+        meta["demonstration"] = True  # written by a person, not sampled (monitors tell them apart)
+    return _assemble(pieces, max_length, meta, segment_steps(trajectory))
 
 
 def require_exact_ids(trajectories: Iterable[Trajectory], retokenize: bool = False) -> None:

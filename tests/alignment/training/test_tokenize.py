@@ -100,3 +100,16 @@ def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_m
     (scored,) = seen
     assert len(scored) == 64 and scored in trained
     assert scored[-1] != 5000  # over max_length, the end is cut (the one policy): not the last 64 tokens
+
+
+def test_the_kl_probe_watches_sampled_runs_not_demonstrations():
+    from alignment.training.monitors import DriftProbe
+
+    segments = [Segment(role="prompt", text="P", token_ids=[1]), Segment(role="generated", text="g", token_ids=[2])]
+    sampled = encode_trajectory(_traj(segments), CharTokenizer())
+    demo = _traj(segments)
+    demo.metadata = {"source": "demonstration"}
+    written = encode_trajectory(demo, CharTokenizer())
+    assert written.meta["demonstration"] and "demonstration" not in sampled.meta
+    assert DriftProbe([written, sampled, written], 0, "cpu", None, 1).samples == [sampled]
+    assert DriftProbe([written], 0, "cpu", None, 1).samples == [written]  # nothing else to watch
