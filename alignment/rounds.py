@@ -223,18 +223,19 @@ class Rounds:
         c = self.config
         with TrajectoryStore(self.store_url(r)) as store, progress_bar(self.progress, "collecting") as bar:
             job = bar.add_task("collecting", total=len(self.train) * c.samples)
-            report = collect(self.train, self.agents(self.llm(self.policy(r - 1))), store, samples=c.samples,
+            agents = self.agents(self.llm(self.policy(r - 1)))
+            report = collect(self.train, agents, store, samples=c.samples,
                              temperature=c.temperature, seed=c.seed + 1000 * r, batch_size=c.batch_size,
                              on_sample=lambda *_: bar.advance(job))
             report.raise_if_incomplete()  # an outage: the stage is not done, and a rerun fills the gaps
-            done = {"trajectories": store.count_trajectories(), "failed": report.failed, "by_status": report.by_status}
+            done: dict[str, Any] = {}
             if self.demonstrations:
                 from alignment.feedback.demonstrations import add_demonstrations
 
-                add_demonstrations(store, self.demonstrations, self.agents(self.llm(self.policy(r - 1))))
+                add_demonstrations(store, self.demonstrations, agents)
                 done["demonstrations"] = len(self.demonstrations)
-                done["trajectories"] = store.count_trajectories()
-            return done
+            return {"trajectories": store.count_trajectories(), "failed": report.failed, "by_status": report.by_status,
+                    **done}
 
     def rank(self, r: int) -> dict[str, Any] | None:
         """Rank the round's store; None while people have not ranked every question yet."""

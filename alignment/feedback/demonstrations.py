@@ -15,8 +15,8 @@ decoding (agent.guided). Guided decoding asks for two things: a slot to fill (`C
 the thought, an argument value, the final answer) and a choice among options (`Score`:
 Action or Final Answer, which tool, an enum value). The stand-in answers each from the
 demonstration, in order, and never runs the model, so recording costs no generation.
-A demonstration the agent cannot follow (a tool it lacks, a string with a quote that JSON
-slots cannot hold, too many steps) raises `DemonstrationError` naming the step.
+A demonstration the agent cannot follow (a tool it lacks, other arguments than the tool's,
+a string with a quote that JSON slots cannot hold) raises `DemonstrationError` naming the step.
 """
 from __future__ import annotations
 
@@ -207,9 +207,10 @@ class DemonstrationLLM:
         texts = [self._llm.decode(list(o)) for o in options]
         if slot.text not in texts:
             self._fail(f"step {slot.step + 1}: {slot.text.strip()!r} is not among the agent's options "
-                                     f"({', '.join(t.strip() for t in texts)})")
+                       f"({', '.join(t.strip() for t in texts)})")
         return [0.0 if t == slot.text else _DECLINED for t in texts]
 
+    # The batched entry points would otherwise reach the wrapped model through __getattr__.
     def continue_batch(self, prompts, configs) -> list[Completion]:
         return [self.continue_ids(p, c) for p, c in zip(prompts, configs, strict=True)]
 
@@ -264,7 +265,7 @@ def add_demonstrations(store: Any, matched: Sequence[tuple[Demonstration, Any]],
     added = 0
     for demonstration, task in matched:
         store.add_question(task.question, task.id, gold=task.answers, metadata=task.metadata)
-        if any(t.metadata.get("source") == SOURCE and t.steps and _same_steps(demonstration, t)
+        if any(t.metadata.get("source") == SOURCE and _same_steps(demonstration, t)
                for t in store.list(task.id)):
             continue
         trajectory = record_demonstration(demonstration, agent_for(task))

@@ -26,6 +26,7 @@ import torch
 
 from agent.llm.local import pad_token_id
 from agent.trajectory import Trajectory
+from alignment.feedback.demonstrations import SOURCE as DEMONSTRATION
 from alignment.feedback.pairs import PreferencePair, TextPair
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
         for s in trajectory.segments
     ]
     meta = {"trajectory_id": trajectory.id}
-    if trajectory.metadata.get("source") == "demonstration":
+    if trajectory.metadata.get("source") == DEMONSTRATION:
         meta["demonstration"] = True  # written by a person, not sampled (monitors tell them apart)
     return _assemble(pieces, max_length, meta, segment_steps(trajectory))
 
