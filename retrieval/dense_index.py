@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -15,7 +17,21 @@ import numpy as np
 
 # One OpenMP thread by default: queries come one at a time (nothing to parallelize), and on a
 # busy 2-core machine OpenMP's spin-waiting made HNSW builds and searches ~10x slower.
-faiss.omp_set_num_threads(int(os.environ.get("RANKACT_FAISS_THREADS", "1")))
+FAISS_THREADS = int(os.environ.get("RANKACT_FAISS_THREADS", "1"))
+
+
+@contextmanager
+def faiss_threads() -> Iterator[None]:
+    """FAISS's thread count for the calls inside only. FAISS and torch share one OpenMP runtime,
+    and `omp_set_num_threads` sets the calling thread's count for both: set once at import, it
+    left torch on one thread in every process that searched (an agent with the search tool
+    generated and trained at half speed on 2 cores)."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(FAISS_THREADS)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 KINDS = ("flat", "hnsw", "ivf", "auto")
 AUTO_HNSW_AT = 50_000  # below this, exact search is fast enough on a CPU
@@ -83,11 +99,12 @@ class DenseIndex:
         if len(ids) == 0:
             return
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if not self.index.is_trained:  # IVF: train on the first batch (rebuild retrains when it grew)
-            self.index = faiss.IndexIDMap2(self._base(len(vectors)))  # lists sized for this data
-            self.index.train(vectors)
-            self.trained_on = len(vectors)
-        self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
+        with faiss_threads():
+            if not self.index.is_trained:  # IVF: train on the first batch (rebuild retrains when it grew)
+                self.index = faiss.IndexIDMap2(self._base(len(vectors)))  # lists sized for this data
+                self.index.train(vectors)
+                self.trained_on = len(vectors)
+            self.index.add_with_ids(vectors, np.ascontiguousarray(ids, dtype=np.int64))
 
     @property
     def can_remove(self) -> bool:
@@ -97,7 +114,8 @@ class DenseIndex:
         if not self.can_remove:
             raise RuntimeError("HNSW cannot remove vectors; rebuild it")
         if len(ids):
-            self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
+            with faiss_threads():
+                self.index.remove_ids(np.ascontiguousarray(ids, dtype=np.int64))
 
     def needs_retrain(self) -> bool:
         """IVF lists trained on a much smaller corpus than now serve it poorly."""
@@ -115,7 +133,8 @@ class DenseIndex:
             if self.kind != "flat":
                 raise ValueError("subset search is exact only on a flat index")
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(np.ascontiguousarray(subset, dtype=np.int64)))
-        scores, ids = self.index.search(q, k, params=params)
+        with faiss_threads():
+            scores, ids = self.index.search(q, k, params=params)
         keep = ids[0] >= 0  # FAISS pads with -1 when fewer than k were reachable
         return ids[0][keep], scores[0][keep]
 

@@ -64,3 +64,40 @@ def test_mmr_trades_relevance_for_novelty():
     assert mmr(q, cands, 5) == [0, 2, 1]
     with pytest.raises(ValueError):
         mmr(q, cands, 2, lambda_=1.5)
+
+
+def test_faiss_thread_count_does_not_leak_into_torch():
+    """FAISS and torch share one OpenMP runtime: FAISS's one thread applies inside its calls only,
+    so a process that searches keeps torch's threads (it once halved generation and training)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = """
+import numpy as np, torch
+before = torch.get_num_threads()  # OMP_NUM_THREADS=2 (not set_num_threads, which hid the leak)
+from retrieval.dense_index import DenseIndex
+import faiss
+index = DenseIndex(8)
+seen = []
+class Spy:  # records the thread count FAISS runs with, then delegates
+    def __init__(self, inner): self.inner = inner
+    def __getattr__(self, name): return getattr(self.inner, name)
+    def search(self, *a, **kw):
+        seen.append(faiss.omp_get_max_threads())
+        return self.inner.search(*a, **kw)
+index.add(np.arange(4), np.eye(4, 8, dtype=np.float32))
+index.index = Spy(index.index)
+ids, _ = index.search(np.eye(1, 8, dtype=np.float32)[0], 1)
+assert list(ids) == [0], ids
+assert seen == [1], seen
+assert before == 2 and torch.get_num_threads() == before, (before, torch.get_num_threads())
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if k != "RANKACT_FAISS_THREADS"}
+    env["OMP_NUM_THREADS"] = "2"
+    done = subprocess.run([sys.executable, "-c", code], check=False, cwd=root, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
