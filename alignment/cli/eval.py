@@ -151,8 +151,9 @@ def evaluate(
         from alignment.evaluation.evaluate import paired_table
 
         console.print(paired_table(paired))
-        console.print("paired over the same tasks: bootstrap interval of the difference, exact McNemar test "
-                      "on the tasks where the two disagree", style="dim")
+        console.print("paired over the same tasks: bootstrap interval of the difference; p: exact McNemar "
+                      "test on the tasks where the two disagree (success, exact match), paired sign-flip "
+                      "permutation test (token F1)", style="dim")
 
 
 def _load(spec: str, engine: str = "auto", **served):

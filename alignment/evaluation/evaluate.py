@@ -273,9 +273,10 @@ def paired_differences(reports: Sequence[Any],
 
 
 def paired_table(differences: Sequence[PairedDifference]) -> Table:
-    """Differences against the first model: paired bootstrap 95% interval, exact McNemar p."""
+    """Differences against the first model: paired bootstrap 95% interval; p: exact McNemar for
+    pass/fail metrics, paired sign-flip permutation for token F1."""
     table = Table(title=f"paired against {differences[0].baseline}" if differences else "paired")
-    for column in ("model", "metric", "difference [95% CI]", "gained / lost", "McNemar p"):
+    for column in ("model", "metric", "difference [95% CI]", "gained / lost", "p"):
         table.add_column(column, justify="left" if column in ("model", "metric") else "right")
     for d in differences:
         table.add_row(d.other, d.metric, f"{d.difference:+.1%} [{d.low:+.1%}, {d.high:+.1%}]",

@@ -5,9 +5,10 @@ run on the same tasks. Pure functions, no SciPy.
   it stays inside [0, 1] and is not degenerate at 0% or 100%, which small evaluations hit.
 - A mean of a bounded score (token F1) gets a percentile bootstrap interval.
 - Two models on the same tasks are compared per task (paired): the difference of means with a
-  paired bootstrap interval, and for a pass/fail metric the exact McNemar test, which looks only
-  at the tasks where the two disagree (a paired test has far more power than comparing two
-  independent intervals).
+  paired bootstrap interval, and a p-value: for a pass/fail metric the exact McNemar test, which
+  looks only at the tasks where the two disagree, for a graded one (token F1) the paired
+  sign-flip permutation test (a paired test has far more power than comparing two independent
+  intervals).
 """
 from __future__ import annotations
 
@@ -88,9 +89,30 @@ class PairedDifference(BaseModel):
     difference: float  # other - baseline, in the metric's units (a rate: fraction of tasks)
     low: float
     high: float
-    p_value: float | None = None  # exact McNemar, for pass/fail metrics
+    p_value: float | None = None  # exact McNemar for pass/fail metrics, sign-flip permutation for graded ones
     gained: int | None = None  # tasks only `other` passed
     lost: int | None = None  # tasks only `baseline` passed
+
+
+def sign_flip_p(baseline: Sequence[float], other: Sequence[float], *, iterations: int = 10000,
+                seed: int = 0) -> float:
+    """Two-sided p-value of the paired sign-flip permutation test: under "no difference" each
+    task's difference is as likely negated, so p is the share of random sign assignments whose
+    mean difference is at least as far from 0 as the observed one. Exact (every assignment)
+    up to 16 non-zero differences; Monte Carlo with the observed one counted beyond that."""
+    if len(baseline) != len(other):
+        raise ValueError("paired comparison needs the same tasks on both sides")
+    diffs = [b - a for a, b in zip(baseline, other, strict=True) if b != a]
+    if not diffs:
+        return 1.0
+    observed = abs(sum(diffs)) - 1e-12 * len(diffs)  # float noise must not hide a tie
+    if len(diffs) <= 16:
+        hits = sum(abs(sum(d if mask >> i & 1 else -d for i, d in enumerate(diffs))) >= observed
+                   for mask in range(2 ** len(diffs)))
+        return hits / 2 ** len(diffs)
+    rng = random.Random(seed)
+    hits = sum(abs(sum(d if rng.random() < 0.5 else -d for d in diffs)) >= observed for _ in range(iterations))
+    return (hits + 1) / (iterations + 1)
 
 
 def paired_difference(metric: str, baseline_label: str, other_label: str, baseline: Sequence[float],
@@ -101,4 +123,6 @@ def paired_difference(metric: str, baseline_label: str, other_label: str, baseli
     if binary:
         gained, lost, p = mcnemar_exact([x >= 0.5 for x in baseline], [x >= 0.5 for x in other])
         result.p_value, result.gained, result.lost = p, gained, lost
+    else:
+        result.p_value = sign_flip_p(baseline, other)
     return result

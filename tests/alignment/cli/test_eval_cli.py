@@ -59,7 +59,7 @@ def test_eval_prints_one_table(task_file, tmp_path, capsys):
     assert code == 0
     row = next(line for line in out.splitlines() if "exact match" in line)  # one table, models as columns
     assert "100.0% [34%, 100%]" in row and "0.0% [0%, 66%]" in row
-    assert "paired against" in out and "McNemar p" in out
+    assert "paired against" in out and "McNemar" in out and "sign-flip" in out
     paired = next(line for line in out.splitlines() if "success" in line and "-100.0%" in line)
     assert "0 / 2" in paired and "0.5" in paired
     saved = json.loads(out_file.read_text())

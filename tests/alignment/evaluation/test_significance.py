@@ -10,6 +10,7 @@ from alignment.evaluation.significance import (
     mcnemar_exact,
     paired_bootstrap,
     paired_difference,
+    sign_flip_p,
     wilson_interval,
 )
 
@@ -47,9 +48,25 @@ def test_paired_bootstrap_centres_on_the_mean_difference():
     assert 0.2 <= low < 0.5 < high <= 0.8
 
 
-def test_paired_difference_adds_mcnemar_for_pass_fail_metrics_only():
+def test_sign_flip_p_counts_sign_assignments_at_least_as_extreme():
+    # Three equal gains: of the 8 sign assignments only all-plus and all-minus reach |1.5|.
+    assert sign_flip_p([0, 0, 0], [0.5, 0.5, 0.5]) == pytest.approx(2 / 8)
+    # Gains 1.0 and 0.1: sums 1.1, 0.9, -0.9, -1.1; two reach 1.1.
+    assert sign_flip_p([0.0, 0.2], [1.0, 0.3]) == pytest.approx(2 / 4)
+    assert sign_flip_p([0.3, 0.7], [0.3, 0.7]) == 1.0  # no task differs
+    assert sign_flip_p([0.0] * 5 + [0.4], [0.0] * 5 + [0.4]) == 1.0
+    # Past 16 differing tasks it samples: 20 equal gains (exact p = 2 / 2**20) stay far below 0.001,
+    # alternating gains and losses stay near 1.
+    assert sign_flip_p([0.0] * 20, [0.5] * 20) < 1e-3
+    assert sign_flip_p([0.0] * 20, [0.5, -0.5] * 10) > 0.9
+    with pytest.raises(ValueError, match="same tasks"):
+        sign_flip_p([0.1], [0.1, 0.2])
+
+
+def test_paired_difference_adds_mcnemar_for_pass_fail_metrics_and_sign_flip_for_graded_ones():
     rate = paired_difference("success", "base", "tuned", [0, 0, 1], [1, 1, 1], binary=True)
     assert rate.difference == pytest.approx(2 / 3) and (rate.gained, rate.lost) == (2, 0)
     assert rate.p_value == pytest.approx(0.5)
     f1 = paired_difference("token F1", "base", "tuned", [0.1, 0.2], [0.3, 0.2], binary=False)
-    assert f1.p_value is None and f1.difference == pytest.approx(0.1)
+    assert f1.difference == pytest.approx(0.1) and f1.gained is None
+    assert f1.p_value == pytest.approx(1.0)  # one differing task: either sign is as extreme
