@@ -47,8 +47,8 @@ class DriftProbe:
     Demonstrations are left out, always: k3 estimates the KL only on tokens the reference
     sampled, and written tokens lie where it would not go (measured on demonstrations alone, a
     32-step SFT read 8,920 per token), and moving the policy there is the point, not drift to
-    warn about. With no sampled run there is
-    nothing to measure, and the probe stays silent rather than raise a false alarm."""
+    warn about. With no sampled run there is nothing to measure, and the probe stays silent
+    rather than raise a false alarm."""
 
     def __init__(self, samples: list[Encoded], pad_id: int, device, chunk_size: int | None, every: int,
                  budget: KLBudget | None = None, size: int = 16):
