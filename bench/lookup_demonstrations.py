@@ -106,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
                                  epochs=max(1, -(-args.steps * args.batch_size // max(1, len(trajectories)))),
                                  seed=0), trajectories)
     timings["train sft"] = time.perf_counter() - started
-    console.print(f"SFT: {result.steps} steps, final loss {result.final_metrics.get('loss', float('nan')):.3f}, "
-                  f"KL to base {result.final_metrics.get('kl', float('nan')):.3f} -> {policy}")
+    # No KL figure: the probe measures only the policy's own samples, and this run has none.
+    console.print(f"SFT: {result.steps} steps, final loss {result.final_metrics.get('loss', float('nan')):.3f} "
+                  f"-> {policy}")
 
     summary: dict = {"args": {k: str(v) for k, v in vars(args).items()}, "timings": timings, "sets": {}}
     for name, n in (("nq", args.nq_test), ("hotpot", args.hotpot_test)):
