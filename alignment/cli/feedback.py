@@ -1,5 +1,6 @@
 """`rankact feedback ...`: export rankings as preference data, statistics, the simulated
-annotator, and sample data for trying the ranking page."""
+annotator, lookup demonstrations written from gold answers, and sample data for trying the
+ranking page."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -116,6 +117,46 @@ def simulate(
     store = TrajectoryStore(db, create=False, write=True)
     stored = SimulatedAnnotator(name, criteria).annotate_all(store)
     typer.echo(f"{name} ranked {len(stored)} questions")
+
+
+@app.command("lookup-demonstrations")
+def lookup_demonstrations(
+    tasks: Annotated[str, typer.Argument(help="task file (JSONL with gold answers) or a DEV preset: nq:dev, "
+                                              "hotpot:dev (they bring their passages as the index)")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="demonstrations file to write (JSONL)")],
+    index: Annotated[Path | None, typer.Option(help="retrieval index folder the agent will search (needed "
+                                                    "with a task file)")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="stop after N demonstrations")] = None,
+    k: Annotated[int, typer.Option(min=1, help="passages per search: the agent's --k")] = 3,
+    data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
+) -> None:
+    """Write lookup demonstrations from gold answers: search with the question, answer with the
+    gold answer the passages hold (none where they hold none). Feed the file to `rankact
+    collect --demonstrations` or a rounds config; they are labelled as written from gold."""
+    from agent.build import load_index
+    from alignment.errors import CommandError
+    from alignment.feedback.lookup_demonstrations import lookup_demonstrations as write_from_gold
+    from alignment.feedback.lookup_demonstrations import write_demonstrations
+    from alignment.tasks.datasets import parse_preset
+    from alignment.tasks.indexes import tasks_and_index
+    from tools.search import SearchTool
+
+    preset = None if Path(tasks).is_file() else parse_preset(tasks)
+    if preset is not None and preset[1] != "dev":
+        raise CommandError(f"{tasks}: demonstrations train the policy, so they are written from DEV questions "
+                           "only; TEST is for reporting")
+    task_list, preset_index = tasks_and_index(tasks, data, with_index=index is None)
+    folder = index or preset_index
+    if folder is None:
+        raise CommandError("a lookup demonstration searches: give --index (the index the agent will search)")
+    if not any(t.answers for t in task_list):
+        raise CommandError(f"{tasks} has no gold answers to write demonstrations from")
+    search = SearchTool(load_index(folder), k=k)
+    written = write_demonstrations(write_from_gold(task_list, lambda q: search.run(q).text, limit=limit), out)
+    if not written:
+        raise CommandError(f"none of the {len(task_list)} questions' passages hold a gold answer: nothing written")
+    typer.echo(f"wrote {written} lookup demonstrations to {out} (from {tasks}; questions whose passages hold "
+               "no gold answer were skipped)")
 
 
 @app.command("demo-data")
