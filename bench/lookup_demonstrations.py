@@ -62,8 +62,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_and_record(args, llm, console) -> list:
     """Demonstrations of NQ DEV questions, written to the run folder and recorded through the agent."""
     from agent.build import load_index
-    from alignment.feedback.demonstrations import match_tasks, record_demonstration
-    from alignment.feedback.lookup_demonstrations import lookup_demonstrations, write_demonstrations
+    from alignment.feedback.demonstrations import match_tasks, record_demonstration, write_demonstrations
+    from alignment.feedback.lookup_demonstrations import lookup_demonstrations
     from alignment.tasks.agents import TaskAgents
     from alignment.tasks.indexes import tasks_and_index
     from tools.search import SearchTool

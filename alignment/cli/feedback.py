@@ -135,8 +135,8 @@ def lookup_demonstrations(
     collect --demonstrations` or a rounds config; they are labelled as written from gold."""
     from agent.build import load_index
     from alignment.errors import CommandError
+    from alignment.feedback.demonstrations import write_demonstrations
     from alignment.feedback.lookup_demonstrations import lookup_demonstrations as write_from_gold
-    from alignment.feedback.lookup_demonstrations import write_demonstrations
     from alignment.tasks.datasets import parse_preset
     from alignment.tasks.indexes import tasks_and_index
     from tools.search import SearchTool

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,19 @@ class Demonstration(BaseModel):
         if any(s.final_answer is not None for s in self.steps[:-1]) or self.steps[-1].final_answer is None:
             raise ValueError("only the last step, and always the last step, gives the final_answer")
         return self
+
+
+def fits_string_slot(text: str) -> bool:
+    """Whether guided decoding's string slot can hold `text` as written: no quote, backslash or
+    line break (the slot is the inside of a JSON string, ended by its closing quote)."""
+    return not any(c in text for c in ('"', "\\", "\n"))
+
+
+def write_demonstrations(demonstrations: Iterable[Demonstration], path: str | Path) -> int:
+    """One JSON line per demonstration, the format `read_demonstrations` reads; returns how many."""
+    lines = [d.model_dump_json(exclude_none=True) for d in demonstrations]
+    Path(path).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return len(lines)
 
 
 def read_demonstrations(path: str | Path) -> list[Demonstration]:
@@ -142,7 +155,7 @@ def _input_slots(values: dict[str, Any], tool: Any, config: GuidedConfig, i: int
     for arg in args:
         value = values[arg.name]
         if arg.type == "string":
-            if not isinstance(value, str) or '"' in value or "\\" in value or "\n" in value:
+            if not isinstance(value, str) or not fits_string_slot(value):
                 raise DemonstrationError(f"step {i + 1}: {arg.name!r} must be a string without quotes, backslashes "
                                          "or line breaks (the agent's string slot holds it as written)")
             slots.append(_Slot("fill", value, i))

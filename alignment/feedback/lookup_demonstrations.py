@@ -17,12 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 
 from alignment.evaluation.metrics import normalize_answer
-from alignment.feedback.demonstrations import Demonstration, DemonstrationStep
+from alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
 
 AUTHOR = "gold answers (lookup_demonstrations)"
 SEARCH_THOUGHT = "Search the passages for the answer"
 ANSWER_THOUGHT = "I now know the answer"
-_UNWRITABLE = ('"', "\\", "\n")  # a guided JSON slot or a one-line answer cannot hold these
 
 
 def answer_in_passages(answers: Iterable[str], passages: str) -> str | None:
@@ -31,7 +30,7 @@ def answer_in_passages(answers: Iterable[str], passages: str) -> str | None:
     text = f" {normalize_answer(passages)} "
     for answer in answers:
         words = normalize_answer(answer)
-        if words and f" {words} " in text and not any(c in answer for c in _UNWRITABLE):
+        if words and f" {words} " in text and fits_string_slot(answer):
             return answer.strip()
     return None
 
@@ -40,7 +39,7 @@ def lookup_demonstration(question: str, answers: Sequence[str], search: Callable
                          tool: str = "search") -> Demonstration | None:
     """Search with the question, answer with the gold answer the passages hold; None when the
     passages hold none (or the question cannot be written into a JSON argument)."""
-    if any(c in question for c in _UNWRITABLE):
+    if not fits_string_slot(question):
         return None
     answer = answer_in_passages(answers, search(question))
     if answer is None:
@@ -64,10 +63,3 @@ def lookup_demonstrations(tasks: Iterable, search: Callable[[str], str], limit: 
             written.append(demonstration)
     return written
 
-
-def write_demonstrations(demonstrations: Iterable[Demonstration], path) -> int:
-    """One JSON line per demonstration, the format `read_demonstrations` reads."""
-    lines = [d.model_dump_json(exclude_none=True) for d in demonstrations]
-    with open(path, "w", encoding="utf-8") as f:
-        f.writelines(line + "\n" for line in lines)
-    return len(lines)

@@ -52,8 +52,7 @@ class DriftProbe:
 
     def __init__(self, samples: list[Encoded], pad_id: int, device, chunk_size: int | None, every: int,
                  budget: KLBudget | None = None, size: int = 16):
-        usable = [s for s in samples if s.n_trainable]
-        self.samples = [s for s in usable if not s.meta.get("demonstration")][:size]
+        self.samples = [s for s in samples if s.n_trainable and not s.meta.get("demonstration")][:size]
         self.pad_id, self.device, self.chunk_size, self.every = pad_id, device, chunk_size, every
         self.budget = budget or KLBudget(None)
         self.reference: list[torch.Tensor] | None = None

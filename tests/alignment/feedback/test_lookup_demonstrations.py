@@ -6,12 +6,11 @@ import pytest
 
 from agent.llm.local import TransformersLLM
 from agent.loop import Agent
-from alignment.feedback.demonstrations import read_demonstrations, record_demonstration
+from alignment.feedback.demonstrations import read_demonstrations, record_demonstration, write_demonstrations
 from alignment.feedback.lookup_demonstrations import (
     answer_in_passages,
     lookup_demonstration,
     lookup_demonstrations,
-    write_demonstrations,
 )
 from alignment.tasks import Task
 from tools import tool
