@@ -93,6 +93,15 @@ def supports_guidance(llm: Any) -> bool:
     return all(callable(getattr(llm, name, None)) for name in ("continue_ids", "score_continuations", "encode"))
 
 
+def first_line_length(ids: Sequence[int], decode: Any) -> int:
+    """How many of `ids` cover any leading blank lines and the first line with text, up to
+    (not including) the token that carries the line break ending it."""
+    for m in range(1, len(ids) + 1):
+        if "\n" in decode(ids[:m]).lstrip():
+            return m - 1
+    return len(ids)
+
+
 @dataclass
 class _Arg:
     name: str
@@ -175,6 +184,18 @@ class GuidedDecoder:
         self._append("generated", completion.text, ids)
         return completion.text
 
+    def _first_line(self, max_new_tokens: int) -> Generator[Continue, Any, str]:
+        """Generate past leading line breaks; record only the tokens up to the first line with
+        text (what a "\n" stop after that text would have kept)."""
+        completion: Completion = received((yield Continue(list(self.ids), self._config(max_new_tokens, _KEYWORDS))))
+        ids = list(completion.token_ids or [])
+        self.prompt_tokens += completion.prompt_tokens or len(self.ids)
+        self.completion_tokens += completion.completion_tokens or len(ids)
+        kept = ids[: first_line_length(ids, self.llm.decode)]
+        text = self.llm.decode(kept)
+        self._append("generated", text, kept)
+        return text
+
     def _choose(self, options: Sequence[str], bias: Sequence[float] | None = None) -> Generator[Score, Any, int]:
         """Index of the option the model prefers (sampled when temperature > 0)."""
         encoded = [self.llm.encode(o) for o in options]
@@ -247,10 +268,10 @@ class GuidedDecoder:
         if is_final:
             text = (yield from self._generate(self.config.answer_max_tokens, _ANSWER_STOPS)).strip()
             if not text:
-                # Small models like a line break right after "Final Answer:"; let the
-                # answer start on the next line rather than end empty.
-                self._force("\n")
-                text = (yield from self._generate(self.config.answer_max_tokens, _ANSWER_STOPS)).strip()
+                # Small models like line breaks right after "Final Answer:" (one, or several:
+                # forcing one and stopping at the next still ended empty); decode again
+                # without the line-break stop and keep the first line that has text.
+                text = (yield from self._first_line(self.config.answer_max_tokens)).strip()
             if not text:
                 raise ParseError("the Final Answer is empty", "Write the answer right after 'Final Answer:'.")
             return ParsedFinal(thought=thought, answer=text, raw=self.step_text)

@@ -105,6 +105,10 @@ class LocalLLM(LLM, Protocol):
         """Token ids of text, no special tokens added."""
         ...
 
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids, special tokens kept (`encode`'s inverse)."""
+        ...
+
     def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:
         """Continue raw token ids (no template applied). Stop strings are honoured
         exactly: text ends before the stop string and token_ids decode to text."""

@@ -146,3 +146,48 @@ def test_no_guided_on_local_backend_uses_chat_turns(llm):
         if step.error is not None:
             assert step.final_answer is None and step.observation.startswith("Invalid format")
     assert traj.final_answer == next((s.final_answer for s in traj.steps if s.final_answer), None)
+
+
+def test_first_line_length_keeps_leading_breaks_and_the_first_line_with_text():
+    from agent.guided import first_line_length
+
+    pieces = {1: "\n", 2: "\n", 3: "Paris", 4: " is", 5: "\n", 6: "more", 7: " x\n"}
+
+    def decode(ids):
+        return "".join(pieces[i] for i in ids)
+
+    assert first_line_length([1, 2, 3, 4, 5, 6], decode) == 4  # "\n\nParis is"
+    assert first_line_length([3, 7], decode) == 1  # a token carrying the break is left out
+    assert first_line_length([1, 2], decode) == 2  # no text at all: nothing to cut
+    assert first_line_length([3, 4], decode) == 2 and first_line_length([], decode) == 0
+
+
+def test_an_answer_after_several_line_breaks_is_kept_not_an_empty_answer_error(llm, monkeypatch):
+    """The embedded model wrote "Final Answer:" then line breaks; stopping at the first one
+    (and again after one forced break) ended the step with an empty answer and, greedy, the
+    same three times: the run ended in error. Now the first line with text is the answer."""
+    from agent.llm import Completion
+
+    steer(llm, monkeypatch, {"\nAction:": -9.0, "\nFinal Answer:": 0.0})
+    real_continue = llm.continue_ids
+    answer_calls = []
+
+    def cont(prompt_ids, config):
+        if not llm.decode(prompt_ids).endswith("Final Answer:") and not answer_calls:
+            return real_continue(prompt_ids, config)  # the thought
+        answer_calls.append(list(config.stop))
+        if "\n" in config.stop:  # the model's first token is a line break: empty before the stop
+            return Completion(text="", token_ids=[], finish_reason="stop", stop_sequence="\n")
+        ids = llm.encode("\n\nParis is the capital\nAction: search")
+        return Completion(text=llm.decode(ids), token_ids=ids, finish_reason="length")
+
+    monkeypatch.setattr(llm, "continue_ids", cont)
+    traj = Agent(llm, [calculator], max_steps=2, guided_config=FAST).run("Capital of France?")
+    assert traj.status == "finished" and traj.parse_errors == 0
+    assert traj.final_answer == "Paris is the capital"
+    assert len(answer_calls) == 2 and "\n" not in answer_calls[1]
+    last = [s for s in traj.segments if s.role == "generated"][-1]
+    assert last.text.endswith("Final Answer:\n\nParis is the capital") and not last.forced
+    assert "Action: search" not in traj.transcript()
+    all_ids = [i for s in traj.segments for i in s.token_ids]
+    assert llm.decode(all_ids) == traj.transcript()  # the cut tokens are not recorded
