@@ -1,9 +1,10 @@
 """Do lookup demonstrations teach the agent to answer from its passages? SFT on DEV
 demonstrations written from gold answers, reported on TEST beside the base model.
 
-    python bench/lookup_demonstrations.py                    # CPU defaults: 128 NQ DEV demonstrations,
-                                                             # 32 steps, NQ TEST 100 (~50 min on 2 cores)
-    python bench/lookup_demonstrations.py --train 512 --steps 128 --nq-test 655 --hotpot-test 200   # GPU
+    python bench/lookup_demonstrations.py                    # CPU defaults: 128 NQ + 64 HotpotQA DEV
+                                                             # demonstrations, 48 steps, NQ TEST 100
+    python bench/lookup_demonstrations.py --nq-test 300 --hotpot-test 200                  # the issue's sizes
+    python bench/lookup_demonstrations.py --train 512 --hotpot-train 140 --steps 160 --nq-test 655 --hotpot-test 200
 
 Why a separate bench: on lookup questions the embedded model never copies an answer out of the
 passages it retrieved (bench/alignment.py: 0% NQ and HotpotQA success for base and for every
@@ -15,7 +16,7 @@ demonstrations join each question's samples and the simulated annotator ranks th
 best-of-K SFT trains on them as here; this bench skips the samples, which lose to the
 demonstrations anyway, to fit the CPU.
 
-Training uses NQ DEV only (its DEV passages as the index); TEST sets are only measured, each
+Training uses NQ and HotpotQA DEV only (each with its DEV passages as the index); TEST sets are only measured, each
 with its own TEST passages as the index. Report: success, exact match and token F1 with 95%
 intervals, the paired difference against base with its bootstrap interval and p-value
 (exact McNemar; sign-flip permutation for F1), statuses, and wall times.
@@ -42,7 +43,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="base", help="starting policy (base: the embedded SmolLM2-135M, untuned)")
     p.add_argument("--train", type=int, default=128, help="NQ DEV demonstrations (from DEV row 0 on)")
-    p.add_argument("--steps", type=int, default=32, help="SFT optimizer steps")
+    p.add_argument("--hotpot-train", type=int, default=64,
+                   help="HotpotQA DEV demonstrations (from DEV row 0 on; about half its questions have one)")
+    p.add_argument("--steps", type=int, default=48, help="SFT optimizer steps")
     p.add_argument("--batch-size", type=int, default=4, help="demonstrations per optimizer step")
     p.add_argument("--lr", type=float, default=2e-4, help="LoRA learning rate")
     p.add_argument("--nq-test", type=int, default=100, help="NQ TEST questions (all: 655)")
@@ -53,14 +56,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data", type=Path, help="evaluation data folder (default ../shared/data)")
     args = p.parse_args(argv)
     if args.quick:
-        args.train, args.steps, args.batch_size, args.nq_test = 4, 1, 2, 2
+        args.train, args.hotpot_train, args.steps, args.batch_size, args.nq_test = 4, 2, 1, 2, 2
         args.hotpot_test = min(args.hotpot_test, 2)
     args.out = args.out or Path(f"/tmp/rankact-bench-lookup-{time.strftime('%Y%m%d-%H%M%S')}")
     return args
 
 
 def write_and_record(args, llm, console) -> list:
-    """Demonstrations of NQ DEV questions, written to the run folder and recorded through the agent."""
+    """Demonstrations of NQ and HotpotQA DEV questions, written to the run folder and recorded
+    through the agent, each set over its own DEV passages."""
     from agent.build import load_index
     from alignment.feedback.demonstrations import match_tasks, record_demonstration, write_demonstrations
     from alignment.feedback.lookup_demonstrations import lookup_demonstrations
@@ -68,15 +72,20 @@ def write_and_record(args, llm, console) -> list:
     from alignment.tasks.indexes import tasks_and_index
     from tools.search import SearchTool
 
-    tasks, index = tasks_and_index("nq:dev", args.data)
-    retriever = load_index(index)
-    agents = TaskAgents(llm, retriever=retriever, max_steps=args.max_steps)
-    search = SearchTool(retriever)  # the agent's own search settings, so each observation holds its answer
-    demos = lookup_demonstrations(tasks, lambda q: search.run(q).text, limit=args.train)
-    path = args.out / "demonstrations.jsonl"
-    write_demonstrations(demos, path)
-    console.print(f"{len(demos)} demonstrations of NQ DEV questions -> {path}")
-    return [record_demonstration(d, agents(t)) for d, t in match_tasks(demos, tasks)]
+    trajectories = []
+    for name, n in (("nq", args.train), ("hotpot", args.hotpot_train)):
+        if not n:
+            continue
+        tasks, index = tasks_and_index(f"{name}:dev", args.data)
+        retriever = load_index(index)
+        agents = TaskAgents(llm, retriever=retriever, max_steps=args.max_steps)
+        search = SearchTool(retriever)  # the agent's own search settings, so each observation holds its answer
+        demos = lookup_demonstrations(tasks, lambda q, search=search: search.run(q).text, limit=n)
+        path = args.out / f"demonstrations-{name}.jsonl"
+        write_demonstrations(demos, path)
+        console.print(f"{len(demos)} demonstrations of {name} DEV questions -> {path}")
+        trajectories += [record_demonstration(d, agents(t)) for d, t in match_tasks(demos, tasks)]
+    return trajectories
 
 
 def main(argv: list[str] | None = None) -> None:
