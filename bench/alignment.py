@@ -1,7 +1,7 @@
 """Does training from rankings make the agent better on questions it never saw? Train on DEV,
 report on TEST: the base model beside each trainer after the same rounds and rollouts.
 
-    python bench/alignment.py                          # CPU defaults (63 min measured on 2 idle cores)
+    python bench/alignment.py                          # CPU defaults (27 min measured on 2 idle cores)
     python bench/alignment.py --arith-test 200 --hotpot-test 200 --nq-test 300 --advbench-test 100 \\
         --train-arith 48 --train-hotpot 24 --rounds 3 --samples 8    # the full TEST sets (GPU)
     python bench/alignment.py --quick --model DIR      # plumbing only: tiny sizes, numbers mean nothing
