@@ -176,24 +176,19 @@ class GuidedDecoder:
         self.calls += 1
         return self.sampling.model_copy(update={"max_new_tokens": max_new_tokens, "stop": stop, "seed": call_seed})
 
-    def _generate(self, max_new_tokens: int, stop: list[str]) -> Generator[Continue, Any, str]:
+    def _generate(self, max_new_tokens: int, stop: list[str], *,
+                  first_line: bool = False) -> Generator[Continue, Any, str]:
+        """Generate up to a stop string. With `first_line`, record only the tokens up to the
+        first line with text (what a "\n" stop after that text would have kept)."""
         completion: Completion = received((yield Continue(list(self.ids), self._config(max_new_tokens, stop))))
         ids = list(completion.token_ids or [])
         self.prompt_tokens += completion.prompt_tokens or len(self.ids)
         self.completion_tokens += completion.completion_tokens or len(ids)
-        self._append("generated", completion.text, ids)
-        return completion.text
-
-    def _first_line(self, max_new_tokens: int) -> Generator[Continue, Any, str]:
-        """Generate past leading line breaks; record only the tokens up to the first line with
-        text (what a "\n" stop after that text would have kept)."""
-        completion: Completion = received((yield Continue(list(self.ids), self._config(max_new_tokens, _KEYWORDS))))
-        ids = list(completion.token_ids or [])
-        self.prompt_tokens += completion.prompt_tokens or len(self.ids)
-        self.completion_tokens += completion.completion_tokens or len(ids)
-        kept = ids[: first_line_length(ids, self.llm.decode)]
-        text = self.llm.decode(kept)
-        self._append("generated", text, kept)
+        text = completion.text
+        if first_line:
+            ids = ids[: first_line_length(ids, self.llm.decode)]
+            text = self.llm.decode(ids)
+        self._append("generated", text, ids)
         return text
 
     def _choose(self, options: Sequence[str], bias: Sequence[float] | None = None) -> Generator[Score, Any, int]:
@@ -271,7 +266,7 @@ class GuidedDecoder:
                 # Small models like line breaks right after "Final Answer:" (one, or several:
                 # forcing one and stopping at the next still ended empty); decode again
                 # without the line-break stop and keep the first line that has text.
-                text = (yield from self._first_line(self.config.answer_max_tokens)).strip()
+                text = (yield from self._generate(self.config.answer_max_tokens, _KEYWORDS, first_line=True)).strip()
             if not text:
                 raise ParseError("the Final Answer is empty", "Write the answer right after 'Final Answer:'.")
             return ParsedFinal(thought=thought, answer=text, raw=self.step_text)
