@@ -7,6 +7,10 @@ Round 0 measures the starting policy on the held-out tasks. Each round r >= 1 th
 1. collects K sampled trajectories per training task with the current policy (`round-r/store.db`),
    plus the written demonstrations of training questions, if any (`demonstrations`: for a path
    the policy never samples, ranking alone has nothing to prefer);
+   `lookup` sets (nq:dev, hotpot:dev) are taught from gold-answer lookup demonstrations alone,
+   written and recorded once in round 0 and trained on by every round's SFT beside the ranked
+   samples: the untuned model never answers a lookup question right, so sampling them would
+   give ranking nothing to push up, at the cost of the slowest rollouts;
 2. ranks them: the SIMULATED annotator (gold answers), a reward model, or people (the round
    waits until every question of the round is ranked in its store: `rankact serve --db ...`);
 3. trains the next policy from the rankings: best-of-K SFT (the default), group-relative
@@ -29,13 +33,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from agent.batch import DEFAULT_BATCH_SIZE
 from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.errors import NoTrainingSignal
 from alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
+from alignment.tasks.datasets import parse_preset
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -92,6 +97,11 @@ class RoundsConfig(BaseModel):
     demonstrations: Path | None = Field(None, description="a JSONL of written demonstrations of training "
                                         "questions (alignment.feedback.demonstrations): each joins its question's "
                                         "samples every round and is ranked with them")
+    lookup: str | None = Field(None, description="DEV sets with passages (comma-separated presets, e.g. nq:dev,"
+                                                 "hotpot:dev) taught from gold-answer lookup demonstrations "
+                                                 "(alignment.feedback.lookup_demonstrations) beside the ranked "
+                                                 "samples; nothing is sampled for them (method sft only)")
+    lookup_limit: int = Field(64, ge=1, description="lookup demonstrations written per --lookup set")
     replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
                                                  "nq:dev): the starting policy's sampled plain replies to them are "
                                                  "replayed while training, so it keeps its behaviour there "
@@ -100,6 +110,25 @@ class RoundsConfig(BaseModel):
                                                     "refusals, so more of it is read)")
     replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
     seed: int = Field(0, description="seed of sampling and training")
+
+    @model_validator(mode="after")
+    def _lookup_trains_with_sft(self) -> RoundsConfig:
+        if self.lookup is None:
+            return self
+        if self.method != "sft":
+            raise ValueError(f"lookup demonstrations have no sampled runs to be ranked against, so only best-of-K "
+                             f"SFT trains on them: use method sft (not {self.method}) with --lookup")
+        for spec in lookup_sets(self.lookup):
+            preset = parse_preset(spec)
+            if preset is None or preset[0] not in ("nq", "hotpot"):
+                raise ValueError(f"--lookup {spec!r}: name a preset with passages (nq:dev, hotpot:dev)")
+            if preset[1] != "dev":
+                raise ValueError(f"--lookup {spec!r}: lookup sets are trained on; use their DEV split")
+        return self
+
+
+def lookup_sets(specs: str) -> list[str]:
+    return [s.strip() for s in specs.split(",") if s.strip()]
 
 
 class Rounds:
@@ -301,6 +330,39 @@ class Rounds:
         write_replay(self.replay_file(), examples)
         return {"examples": len(examples), "file": str(self.replay_file())}
 
+    def lookup_file(self) -> Path:
+        return self.out / "lookup-trajectories.jsonl"
+
+    def make_lookup(self) -> dict[str, Any]:
+        """The --lookup sets' demonstrations, written beside the run (`lookup-<set>.jsonl`) and
+        recorded once with the starting policy's prompt and tokenizer: every round trains on the
+        same trajectories."""
+        from alignment.feedback.demonstrations import write_demonstrations
+        from alignment.feedback.lookup_demonstrations import demonstrate_preset
+        from alignment.output_file import write_lines
+
+        c = self.config
+        heldout = {t.question for t in self.heldout}
+        written, recorded = {}, []
+        for spec in lookup_sets(c.lookup):
+            demonstrations, trajectories = demonstrate_preset(spec, self.llm(self.policy(0)), data=c.data,
+                                                              limit=c.lookup_limit, max_steps=c.agent_max_steps)
+            shared = heldout & {d.question for d in demonstrations}
+            if shared:
+                raise RankactError(f"{len(shared)} held-out questions are also --lookup questions (e.g. "
+                                   f"{next(iter(shared))!r}): hold out other questions")
+            write_demonstrations(demonstrations, self.out / f"lookup-{spec.replace(':', '-')}.jsonl")
+            written[spec] = len(demonstrations)
+            recorded += trajectories
+        write_lines(self.lookup_file(), (t.model_dump_json() for t in recorded))
+        return {"demonstrations": written, "file": str(self.lookup_file())}
+
+    def lookup_trajectories(self) -> list[Trajectory]:
+        if not self.config.lookup:
+            return []
+        lines = self.lookup_file().read_text(encoding="utf-8").splitlines()
+        return [Trajectory.model_validate_json(line) for line in lines if line.strip()]
+
     def measured_kl(self, r: int, limit: int = 16) -> float:
         """How far round r moved the policy, the same way for every trainer: the mean per-token
         KL(start || trained) over the generated tokens of (up to `limit` of) the round's own
@@ -341,7 +403,7 @@ class Rounds:
             from alignment.training.sft import SFTConfig, train_sft
 
             return train_sft(SFTConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
-                                       batch_size=c.train_batch_size))
+                                       batch_size=c.train_batch_size), extra=self.lookup_trajectories())
         from alignment.training.dpo import DPOConfig, train_dpo
 
         return train_dpo(DPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
@@ -363,6 +425,9 @@ class Rounds:
         if c.replay and not (self.stages(0).get("replay") and self.replay_file().is_file()):
             self.say(f"replay: {c.base}'s sampled plain replies to requests from {c.replay}, up to {c.replay_limit} each")
             self.mark(0, "replay", self.make_replay())
+        if c.lookup and not (self.stages(0).get("lookup") and self.lookup_file().is_file()):
+            self.say(f"lookup: gold-answer demonstrations of {c.lookup}, up to {c.lookup_limit} each")
+            self.mark(0, "lookup", self.make_lookup())
         records = [self.record(0)]
         self.say(summary_line(records[0]))
         for r in range(1, c.rounds + 1):

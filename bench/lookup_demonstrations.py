@@ -65,26 +65,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_and_record(args, llm, console) -> list:
     """Demonstrations of NQ and HotpotQA DEV questions, written to the run folder and recorded
     through the agent, each set over its own DEV passages."""
-    from agent.build import load_index
-    from alignment.feedback.demonstrations import match_tasks, record_demonstration, write_demonstrations
-    from alignment.feedback.lookup_demonstrations import lookup_demonstrations
-    from alignment.tasks.agents import TaskAgents
-    from alignment.tasks.indexes import tasks_and_index
-    from tools.search import SearchTool
+    from alignment.feedback.demonstrations import write_demonstrations
+    from alignment.feedback.lookup_demonstrations import demonstrate_preset
 
     trajectories = []
     for name, n in (("nq", args.train), ("hotpot", args.hotpot_train)):
         if not n:
             continue
-        tasks, index = tasks_and_index(f"{name}:dev", args.data)
-        retriever = load_index(index)
-        agents = TaskAgents(llm, retriever=retriever, max_steps=args.max_steps)
-        search = SearchTool(retriever)  # the agent's own search settings, so each observation holds its answer
-        demos = lookup_demonstrations(tasks, lambda q, search=search: search.run(q).text, limit=n)
+        demos, recorded = demonstrate_preset(f"{name}:dev", llm, data=args.data, limit=n, max_steps=args.max_steps)
         path = args.out / f"demonstrations-{name}.jsonl"
         write_demonstrations(demos, path)
         console.print(f"{len(demos)} demonstrations of {name} DEV questions -> {path}")
-        trajectories += [record_demonstration(d, agents(t)) for d, t in match_tasks(demos, tasks)]
+        trajectories += recorded
     return trajectories
 
 

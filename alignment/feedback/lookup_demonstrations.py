@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
+from alignment.errors import DemonstrationError
 from alignment.evaluation.metrics import normalize_answer
 from alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
 
@@ -63,3 +64,25 @@ def lookup_demonstrations(tasks: Iterable, search: Callable[[str], str], limit: 
             written.append(demonstration)
     return written
 
+
+
+def demonstrate_preset(spec: str, llm, *, data=None, limit: int | None = None,
+                       max_steps: int = 3) -> tuple[list[Demonstration], list]:
+    """Lookup demonstrations of a preset's questions (`nq:dev`), each searched over the preset's
+    own passages (the agent's search settings, so the observation holds the answer), and their
+    trajectories recorded through a guided agent on `llm`."""
+    from agent.build import load_index
+    from alignment.feedback.demonstrations import match_tasks, record_demonstration
+    from alignment.tasks.agents import TaskAgents
+    from alignment.tasks.indexes import tasks_and_index
+    from tools.search import SearchTool
+
+    tasks, index = tasks_and_index(spec, data, progress=False)
+    if index is None:
+        raise DemonstrationError(f"{spec} has no passages to search: lookup demonstrations need a set "
+                                 "with a corpus (nq, hotpot)")
+    retriever = load_index(index)
+    search = SearchTool(retriever)
+    demonstrations = lookup_demonstrations(tasks, lambda q: search.run(q).text, limit=limit)
+    agents = TaskAgents(llm, retriever=retriever, max_steps=max_steps)
+    return demonstrations, [record_demonstration(d, agents(t)) for d, t in match_tasks(demonstrations, tasks)]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import ClassVar
 
@@ -100,12 +101,16 @@ def encode_best(items, tokenizer, max_length: int, flagged: dict[str, set[int]] 
     return kept
 
 
-def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None) -> TrainResult:
+def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None,
+              extra: Sequence[Trajectory] = ()) -> TrainResult:
+    """`extra`: trajectories trained on beside the ranked ones, e.g. demonstrations of questions
+    nothing was sampled for (so nothing ranked them)."""
     run = TrainingRun(config, "SFT", accelerator=accelerator)
     flagged = None
     if trajectories is None:
         pairs = load_pair_source(config.pairs, config.db)
         trajectories, flagged = best_of_pairs(pairs), flagged_steps(pairs)
+    trajectories = [*trajectories, *extra]
     require_exact_ids((t for t in trajectories if isinstance(t, Trajectory)), config.retokenize)
     replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
     model, tokenizer, params, optimizer = load_trainable(config)

@@ -8,6 +8,8 @@ import json
 import pytest
 
 from agent.trajectory import ModelRef, Step, Trajectory
+from alignment.feedback.demonstrations import read_demonstrations
+from alignment.feedback.store import TrajectoryStore
 from alignment.rounds import Rounds, RoundsConfig, behaviour
 from alignment.tasks import Task, write_tasks
 
@@ -135,3 +137,68 @@ def test_behaviour_counts_tool_use_and_repeats():
     calling, repeated = behaviour(runs)
     assert calling == pytest.approx(2 / 3) and repeated == pytest.approx(1 / 4)
     assert behaviour([]) == (0.0, 0.0)
+
+
+LOOKUP = [("who wrote the odyssey", "Homer", "The Odyssey is an epic poem attributed to Homer."),
+          ("what is the capital of peru", "Lima", "Lima is the capital and largest city of Peru."),
+          ("who painted guernica", "Pablo Picasso", "Guernica is a 1937 painting by Pablo Picasso.")]
+
+
+@pytest.fixture()
+def tiny_lookup_preset(tmp_path, monkeypatch):
+    """`nq:dev` as three questions over a three-passage index (the real embedder), so rounds'
+    lookup path runs without building the whole NQ DEV index."""
+    from alignment.tasks import indexes
+
+    folder = indexes.build_index([{"id": f"p{i}", "title": q, "text": text}
+                                  for i, (q, _a, text) in enumerate(LOOKUP)], tmp_path / "lookup-index", progress=False)
+    tasks = [Task(id=f"nq-{i}", question=q, answers=[a], metadata={"tools": ["search"]})
+             for i, (q, a, _t) in enumerate(LOOKUP)]
+    original = indexes.tasks_and_index
+    monkeypatch.setattr(indexes, "tasks_and_index", lambda spec, data=None, **kw: (
+        (tasks[:kw.get("limit")], folder) if spec == "nq:dev" else original(spec, data, **kw)))
+    return tasks
+
+
+def test_lookup_sets_are_taught_from_their_demonstrations_beside_the_ranked_samples(
+        tmp_path, tiny_model_dir, tiny_lookup_preset, monkeypatch):
+    from alignment.training import sft
+
+    trained_on: list = []
+    original = sft.encode_best
+    monkeypatch.setattr(sft, "encode_best", lambda items, *a, **kw: trained_on.extend(items) or original(items, *a, **kw))
+    monkeypatch.setattr("alignment.feedback.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    rounds = Rounds(_config(tmp_path, tiny_model_dir, lookup="nq:dev", lookup_limit=2, agent_max_steps=2),
+                    say=lambda _line: None)
+    rounds.run()
+    run = tmp_path / "run"
+    assert json.loads((run / "round-0" / "stages.json").read_text())["lookup"]["demonstrations"] == {"nq:dev": 2}
+    written = read_demonstrations(run / "lookup-nq-dev.jsonl")
+    assert [d.question for d in written] == [q for q, _a, _t in LOOKUP[:2]]
+    assert [d.steps[-1].final_answer for d in written] == ["Homer", "Lima"]
+    taught = [t for t in trained_on if t.metadata.get("source") == "demonstration"]
+    assert [t.question for t in taught] == [d.question for d in written]
+    assert "Homer" in taught[0].steps[0].observation  # recorded with the set's own search
+    with TrajectoryStore(rounds.store_url(1), create=False) as store:  # nothing was sampled for them
+        assert {q.text for q in store.questions()} == {"What is 12 + 30?", "What is 7 + 8?"}
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"method": "dpo"}, "method sft"),
+    ({"lookup": "arith:dev"}, "preset with passages"),
+    ({"lookup": "nq:test"}, "DEV split"),
+])
+def test_lookup_settings_that_cannot_work_are_refused(tmp_path, tiny_model_dir, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, tiny_model_dir, **{"lookup": "nq:dev", **overrides})
+
+
+def test_lookup_questions_must_not_be_heldout_questions(tmp_path, tiny_model_dir, tiny_lookup_preset):
+    from agent.errors import RankactError
+
+    write_tasks(tiny_lookup_preset, tmp_path / "heldout-lookup.jsonl")
+    rounds = Rounds(_config(tmp_path, tiny_model_dir, lookup="nq:dev", heldout=str(tmp_path / "heldout-lookup.jsonl")),
+                    say=lambda _line: None)
+    with pytest.raises(RankactError, match="held-out questions are also --lookup"):
+        rounds.make_lookup()
