@@ -40,7 +40,7 @@ from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.errors import NoTrainingSignal
 from alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
-from alignment.tasks.datasets import parse_preset
+from alignment.tasks.datasets import PASSAGE_PRESETS, parse_preset
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -120,7 +120,7 @@ class RoundsConfig(BaseModel):
                              f"SFT trains on them: use method sft (not {self.method}) with --lookup")
         for spec in lookup_sets(self.lookup):
             preset = parse_preset(spec)
-            if preset is None or preset[0] not in ("nq", "hotpot"):
+            if preset is None or preset[0] not in PASSAGE_PRESETS:
                 raise ValueError(f"--lookup {spec!r}: name a preset with passages (nq:dev, hotpot:dev)")
             if preset[1] != "dev":
                 raise ValueError(f"--lookup {spec!r}: lookup sets are trained on; use their DEV split")

@@ -15,7 +15,10 @@ task, labelled as such (`author`), not people's judgement.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
 
+from agent.trajectory import Trajectory
 from alignment.errors import DemonstrationError
 from alignment.evaluation.metrics import normalize_answer
 from alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
@@ -65,9 +68,8 @@ def lookup_demonstrations(tasks: Iterable, search: Callable[[str], str], limit: 
     return written
 
 
-
-def demonstrate_preset(spec: str, llm, *, data=None, limit: int | None = None,
-                       max_steps: int = 3) -> tuple[list[Demonstration], list]:
+def demonstrate_preset(spec: str, llm: Any, *, data: str | Path | None = None, limit: int | None = None,
+                       max_steps: int = 3) -> tuple[list[Demonstration], list[Trajectory]]:
     """Lookup demonstrations of a preset's questions (`nq:dev`), each searched over the preset's
     own passages (the agent's search settings, so the observation holds the answer), and their
     trajectories recorded through a guided agent on `llm`."""

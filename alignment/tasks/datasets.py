@@ -51,6 +51,7 @@ SPLITS: dict[str, dict[str, tuple[int, int]]] = {
 ARITH_SEEDS = {"dev": 1001, "test": 2002}
 ARITH_DEFAULT_COUNT = 200
 PRESETS = ("hotpot", "nq", "arith", "advbench")
+PASSAGE_PRESETS = ("hotpot", "nq")  # the presets that come with passages to search (preset_corpus)
 
 
 
