@@ -109,7 +109,25 @@ class RoundsConfig(BaseModel):
     replay_limit: int = Field(16, ge=1, description="replies kept from each --replay set (a harmful set keeps only "
                                                     "refusals, so more of it is read)")
     replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
+    refusals: str | None = Field(None, description="harmful DEV request sets (e.g. advbench:dev) whose requests "
+                                                   "get a written refusal, trained beside the replayed replies "
+                                                   "(alignment.feedback.refusal_demonstrations); pair it with "
+                                                   "--replay benign:dev and measure benign:dev refusals")
+    refusal_limit: int = Field(32, ge=1, description="written refusals per --refusals set")
     seed: int = Field(0, description="seed of sampling and training")
+
+    @model_validator(mode="after")
+    def _refusals_are_for_harmful_dev_sets(self) -> RoundsConfig:
+        from alignment.training.replay import HARMFUL_SETS
+
+        for spec in preset_specs(self.refusals or ""):
+            preset = parse_preset(spec)
+            if preset is None or preset[0] not in HARMFUL_SETS:
+                raise ValueError(f"--refusals {spec!r}: name a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
+                                 "a refusal of a harmless request teaches over-refusal")
+            if preset[1] != "dev":
+                raise ValueError(f"--refusals {spec!r}: refusals are trained on; use the DEV split")
+        return self
 
     @model_validator(mode="after")
     def _lookup_trains_with_sft(self) -> RoundsConfig:
@@ -118,7 +136,7 @@ class RoundsConfig(BaseModel):
         if self.method != "sft":
             raise ValueError(f"lookup demonstrations have no sampled runs to be ranked against, so only best-of-K "
                              f"SFT trains on them: use method sft (not {self.method}) with --lookup")
-        for spec in lookup_sets(self.lookup):
+        for spec in preset_specs(self.lookup):
             preset = parse_preset(spec)
             if preset is None or preset[0] not in PASSAGE_PRESETS:
                 raise ValueError(f"--lookup {spec!r}: name a preset with passages (nq:dev, hotpot:dev)")
@@ -127,7 +145,7 @@ class RoundsConfig(BaseModel):
         return self
 
 
-def lookup_sets(specs: str) -> list[str]:
+def preset_specs(specs: str) -> list[str]:
     return [s.strip() for s in specs.split(",") if s.strip()]
 
 
@@ -303,7 +321,7 @@ class Rounds:
                   "learning_rate": c.learning_rate, "max_length": c.max_length, "seed": c.seed + r,
                   "resume": has_checkpoint(out), "show_progress": False,
                   "gradient_checkpointing": c.gradient_checkpointing}
-        if c.replay:
+        if c.replay or c.refusals:
             common.update(replay=self.replay_file(), replay_coef=c.replay_coef)
         started = time.perf_counter()
         try:
@@ -319,16 +337,23 @@ class Rounds:
 
     def make_replay(self) -> dict[str, Any]:
         """The starting policy's sampled replies to the --replay requests, once per run: every round
-        replays the same text, so each round pulls toward the start, not toward the last round."""
+        replays the same text, so each round pulls toward the start, not toward the last round.
+        The written refusals of the --refusals requests join them in the same file."""
+        from alignment.feedback.refusal_demonstrations import refusal_examples
         from alignment.training.replay import generate_replay, replay_sources, write_replay
 
         c = self.config
-        examples = generate_replay(self.llm(self.policy(0)), replay_sources(c.replay, c.data), c.replay_limit,
-                                   seed=c.seed, batch_size=c.batch_size, progress=self.progress)
-        if not examples:
-            raise RankactError(f"replay: {c.base} gave no reply worth keeping to the requests of {c.replay}")
-        write_replay(self.replay_file(), examples)
-        return {"examples": len(examples), "file": str(self.replay_file())}
+        llm = self.llm(self.policy(0))
+        examples = []
+        if c.replay:
+            examples = generate_replay(llm, replay_sources(c.replay, c.data), c.replay_limit, seed=c.seed,
+                                       batch_size=c.batch_size, progress=self.progress)
+            if not examples:
+                raise RankactError(f"replay: {c.base} gave no reply worth keeping to the requests of {c.replay}")
+        written = [e for requests in (replay_sources(c.refusals, c.data) if c.refusals else [])
+                   for e in refusal_examples(llm, requests, c.refusal_limit)]
+        write_replay(self.replay_file(), examples + written)
+        return {"examples": len(examples), "written_refusals": len(written), "file": str(self.replay_file())}
 
     def lookup_file(self) -> Path:
         return self.out / "lookup-trajectories.jsonl"
@@ -344,7 +369,7 @@ class Rounds:
         c = self.config
         heldout = {t.question for t in self.heldout}
         written, recorded = {}, []
-        for spec in lookup_sets(c.lookup):
+        for spec in preset_specs(c.lookup):
             demonstrations, trajectories = demonstrate_preset(spec, self.llm(self.policy(0)), data=c.data,
                                                               limit=c.lookup_limit, max_steps=c.agent_max_steps)
             shared = heldout & {d.question for d in demonstrations}
@@ -422,8 +447,12 @@ class Rounds:
         if not self.stages(0).get("eval"):
             self.say(f"round 0: evaluating {c.base} on {len(self.heldout)} held-out tasks")
             self.mark(0, "eval", self.evaluate(0))
-        if c.replay and not (self.stages(0).get("replay") and self.replay_file().is_file()):
-            self.say(f"replay: {c.base}'s sampled plain replies to requests from {c.replay}, up to {c.replay_limit} each")
+        if (c.replay or c.refusals) and not (self.stages(0).get("replay") and self.replay_file().is_file()):
+            if c.replay:
+                self.say(f"replay: {c.base}'s sampled plain replies to requests from {c.replay}, "
+                         f"up to {c.replay_limit} each")
+            if c.refusals:
+                self.say(f"refusals: written refusals of {c.refusals} requests, up to {c.refusal_limit} each")
             self.mark(0, "replay", self.make_replay())
         if c.lookup and not (self.stages(0).get("lookup") and self.lookup_file().is_file()):
             self.say(f"lookup: gold-answer demonstrations of {c.lookup}, up to {c.lookup_limit} each")

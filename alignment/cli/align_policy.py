@@ -106,22 +106,33 @@ def replay(
     temperature: Annotated[float, typer.Option(min=0, help="sampling temperature: 1 keeps the model's "
                                                            "distribution, 0 (greedy) sharpens it")] = 1.0,
     seed: Annotated[int, typer.Option(help="request i is sampled with seed + i")] = 0,
+    refusals: Annotated[str | None, typer.Option(
+        help="harmful DEV request sets (advbench:dev) whose requests get a written refusal in the same file "
+             "(teaches refusing: measure `rankact eval --refusal benign:dev` after)")] = None,
+    refusal_limit: Annotated[int, typer.Option(min=1, help="written refusals per --refusals set")] = 32,
     data: Annotated[Path | None, typer.Option(help="evaluation data folder (default ../shared/data)")] = None,
 ) -> None:
     """Write a model's sampled plain replies to DEV requests, for a trainer to replay (keep) while it
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
-    from alignment.training.replay import generate_replay, replay_sources, write_replay
+    from alignment.feedback.refusal_demonstrations import refusal_examples
+    from alignment.training.replay import HARMFUL_SETS, generate_replay, replay_sources, write_replay
 
     quiet_libraries()
-    examples = generate_replay(load_llm(model), replay_sources(sources, data), limit, temperature=temperature,
+    harmful = replay_sources(refusals, data) if refusals else []
+    if any(t.metadata.get("dataset") not in HARMFUL_SETS for requests in harmful for t in requests[:1]):
+        raise CommandError(f"--refusals {refusals!r}: name sets of harmful requests ({', '.join(HARMFUL_SETS)})")
+    llm = load_llm(model)
+    examples = generate_replay(llm, replay_sources(sources, data), limit, temperature=temperature,
                                seed=seed, progress=True)
     if not examples:
         raise CommandError(f"{model} gave no reply worth keeping to the requests of {sources}")
+    examples += [e for requests in harmful for e in refusal_examples(llm, requests, refusal_limit)]
     write_replay(out, examples)
-    by_set = Counter(example.source.rsplit("-", 1)[0] for example in examples)
-    typer.echo(f"replay: {len(examples)} replies of {model} ({', '.join(f'{k} {v}' for k, v in by_set.items())}) "
+    by_set = Counter(example.source.rsplit("-", 1)[0] + ("" if example.author == "policy" else " written refusals")
+                     for example in examples)
+    typer.echo(f"replay: {len(examples)} replies ({', '.join(f'{k} {v}' for k, v in by_set.items())}) "
                f"in {out}; train with --replay {out}")
 
 

@@ -3,6 +3,7 @@
     rankact eval hotpot:dev --model default --limit 20
     rankact eval tasks.jsonl --index idx/ --model default --model runs/dpo/policy
     rankact eval --refusal --split dev --limit 50 --model default
+    rankact eval --refusal benign:test --model base --model default   # over-refusal
 
 A preset (`hotpot`, `nq`, `arith`, each `:dev` or `:test`) builds its tasks from the shared
 evaluation data and an index over that split's passages (cached); a task file needs `--index`
@@ -47,7 +48,8 @@ def evaluate(
     index: Annotated[Path | None, typer.Option(help="retrieval index folder for the search tool")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="evaluate only the first N tasks")] = None,
     max_steps: Annotated[int, typer.Option(min=1, help="agent steps per question")] = DEFAULT_MAX_STEPS,
-    refusal: Annotated[bool, typer.Option(help="refusal rate on AdvBench requests instead of QA")] = False,
+    refusal: Annotated[bool, typer.Option(help="refusal rate on AdvBench requests instead of QA (or on TASKS: "
+                                               "benign:dev|test measures over-refusal)")] = False,
     split: Annotated[str, typer.Option(help="dev or test (with --refusal)")] = "dev",
     agent_mode: Annotated[bool, typer.Option(
         "--agent", help="with --refusal: judge the agent's final answer, not the plain chat reply")] = False,
@@ -67,7 +69,6 @@ def evaluate(
     from agent.build import load_index
     from alignment.cli.quiet import quiet_libraries
     from alignment.evaluation.evaluate import model_label
-    from alignment.tasks.datasets import advbench_tasks
     from alignment.tasks.indexes import tasks_and_index
     from tools.mcp import mcp_tools
 
@@ -77,12 +78,7 @@ def evaluate(
     console = Console(stderr=as_json)
     models = model or ["default"]
     if refusal:
-        if tasks is not None:
-            raise CommandError("--refusal uses the AdvBench requests; do not pass TASKS with it")
-        if split not in ("dev", "test"):
-            raise CommandError(f"--split must be dev or test, not {split!r}")
-        task_list = advbench_tasks(split, data)[:limit]
-        title = f"refusals on AdvBench {split} ({len(task_list)} requests)"
+        task_list, title = _refusal_requests(tasks, split, data, limit)
     else:
         if tasks is None:
             raise CommandError("give a task file or a preset (hotpot:dev, nq:dev, arith:dev), or use --refusal")
@@ -160,6 +156,30 @@ def _load(spec: str, engine: str = "auto", **served):
     from agent.llm import load_llm
 
     return load_llm(spec, engine=engine, **served)
+
+
+def _refusal_requests(tasks: str | None, split: str, data: Path | None, limit: int | None):
+    """The requests a refusal eval asks: AdvBench's `split` by default, else a request preset
+    (advbench or benign, e.g. benign:test for over-refusal) or a task file."""
+    from alignment.tasks import load_tasks
+    from alignment.tasks.datasets import parse_preset, preset_tasks
+
+    if tasks is None:
+        if split not in ("dev", "test"):
+            raise CommandError(f"--split must be dev or test, not {split!r}")
+        task_list = preset_tasks("advbench", split, data)[:limit]
+        return task_list, f"refusals on AdvBench {split} ({len(task_list)} requests)"
+    preset = parse_preset(tasks)
+    if preset is not None:
+        if preset[0] not in ("advbench", "benign"):
+            raise CommandError(f"--refusal asks plain requests: use advbench[:dev|:test], benign[:dev|:test] or a "
+                               f"task file, not the QA preset {tasks!r}")
+        task_list = preset_tasks(*preset, data)[:limit]
+    elif Path(tasks).is_file():
+        task_list = load_tasks(tasks)[:limit]
+    else:
+        raise CommandError(f"{tasks!r} is neither a preset (advbench, benign) nor a task file")
+    return task_list, f"refusals on {tasks} ({len(task_list)} requests)"
 
 
 def _refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools, format="auto"):

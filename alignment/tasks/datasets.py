@@ -9,6 +9,14 @@ tuning, TEST is held out and only ever used to report a number.
 | `nq` | rows 0-1999 | rows 2000-2654 | the split's gold passages (`ctxs` with `isgold`) |
 | `arith` | seed 1001 | seed 2002 | none (the calculator is the tool) |
 | `advbench` | rows 0-259 | rows 260-519 | none (refusal requests, no gold answers) |
+| `benign` | rows 0-59 | rows 60-119 | none (benign requests, for over-refusal; bundled, see below) |
+
+`benign` is bundled with rankact (`alignment/tasks/data/benign_requests.jsonl`), written for it:
+120 harmless requests, half everyday instructions in AdvBench's imperative form ("Write a
+letter ...", "Create a plan ..."), half safe requests in words that sound harmful ("How do I kill
+a Python process ...?"), the kind XSTest (Röttger et al., 2024) uses to catch over-refusal. A
+model taught to refuse harmful requests should still answer these; its refusal rate on them is
+the cost of its refusals.
 
 Each task names the tool its dataset is about in `metadata["tools"]` (`search` for the QA
 sets, `calculator` for arithmetic); `rankact eval`, the demo and the bench give the agent
@@ -46,11 +54,12 @@ SPLITS: dict[str, dict[str, tuple[int, int]]] = {
     "hotpot": {"dev": (0, 300), "test": (300, 500)},
     "nq": {"dev": (0, 2000), "test": (2000, 2655)},
     "advbench": {"dev": (0, 260), "test": (260, 520)},
+    "benign": {"dev": (0, 60), "test": (60, 120)},
 }
 # Arithmetic is generated: distinct seeds keep DEV and TEST apart (and reproducible).
 ARITH_SEEDS = {"dev": 1001, "test": 2002}
 ARITH_DEFAULT_COUNT = 200
-PRESETS = ("hotpot", "nq", "arith", "advbench")
+PRESETS = ("hotpot", "nq", "arith", "advbench", "benign")
 PASSAGE_PRESETS = ("hotpot", "nq")  # the presets that come with passages to search (preset_corpus)
 
 
@@ -230,6 +239,21 @@ def advbench_tasks(split: str = "dev", folder: str | Path | None = None) -> list
     ]
 
 
+# --- Benign requests (bundled) ------------------------------------------------------------
+
+def benign_tasks(split: str = "dev") -> list[Task]:
+    """Harmless requests for measuring over-refusal (module docstring); no gold answers."""
+    from importlib import resources
+
+    text = resources.files("alignment.tasks.data").joinpath("benign_requests.jsonl").read_text(encoding="utf-8")
+    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [
+        Task(id=f"benign-{index}", question=row["request"],
+             metadata={"dataset": "benign", "split": split, "row": index, "kind": row["kind"]})
+        for index, row in _rows("benign", split, rows)
+    ]
+
+
 # --- Presets ------------------------------------------------------------------------------
 
 def parse_preset(spec: str) -> tuple[str, Split] | None:
@@ -249,6 +273,8 @@ def preset_tasks(name: str, split: str, folder: str | Path | None = None) -> lis
         return arith_tasks(split)
     if name == "advbench":
         return advbench_tasks(split, folder)
+    if name == "benign":
+        return benign_tasks(split)
     raise DatasetError(f"unknown preset {name!r}: use one of {', '.join(PRESETS)}")
 
 

@@ -80,6 +80,36 @@ def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_d
     assert any(m.get("replay_loss", 0) > 0 for m in metrics)  # the trainer replayed them
 
 
+def test_rounds_train_written_refusals_beside_the_replayed_replies(tmp_path, tiny_model_dir, shared_data,
+                                                                  monkeypatch):
+    from alignment.feedback.refusal_demonstrations import AUTHOR
+    from alignment.training.replay import read_replay
+
+    monkeypatch.setattr("alignment.feedback.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    config = _config(tmp_path, tiny_model_dir, method="sft", replay="nq:dev", replay_limit=1,
+                     refusals="advbench:dev", refusal_limit=2, data=shared_data)
+    Rounds(config, say=[].append).run()
+    run = tmp_path / "run"
+    examples = read_replay(run / "replay.jsonl")
+    assert [(e.source, e.author) for e in examples] == [("nq-0", "policy"), ("advbench-0", AUTHOR),
+                                                       ("advbench-1", AUTHOR)]
+    stage = json.loads((run / "round-0" / "stages.json").read_text())["replay"]
+    assert (stage["examples"], stage["written_refusals"]) == (1, 2)
+    metrics = [json.loads(line) for line in (run / "round-1" / "policy" / "metrics.jsonl").read_text().splitlines()]
+    assert any(m.get("replay_loss", 0) > 0 for m in metrics)
+
+
+@pytest.mark.parametrize(("refusals", "message"), [
+    ("nq:dev", "harmful requests"),
+    ("benign:dev", "harmful requests"),
+    ("advbench:test", "DEV split"),
+])
+def test_refusals_only_for_harmful_dev_requests(tmp_path, tiny_model_dir, refusals, message):
+    with pytest.raises(ValueError, match=message):
+        _config(tmp_path, tiny_model_dir, refusals=refusals)
+
+
 def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir):
     said: list[str] = []
     records = Rounds(_config(tmp_path, tiny_model_dir, ranker="people"), say=said.append).run()

@@ -98,7 +98,21 @@ def test_eval_refusal_compares_models_request_by_request(shared_data, tmp_path, 
     assert code == 0 and "McNemar" in out and "-33.3%" in out
 
 
+def test_eval_refusal_on_benign_requests_measures_over_refusal(tmp_path, capsys):
+    from alignment.tasks.datasets import benign_tasks
+
+    script = _script(tmp_path / "r.json", ["I'm sorry, I can't help with that.", "Sure: kill -9 <pid>."])
+    code, out, _ = _run(["eval", "--refusal", "benign:test", "--limit", "2", "--model", script, "--out",
+                         str(tmp_path / "o.json")], capsys)
+    assert code == 0 and "refusals on benign:test (2 requests)" in out
+    [report] = json.loads((tmp_path / "o.json").read_text())
+    assert [r["request"] for r in report["results"]] == [t.question for t in benign_tasks("test")[:2]]
+    assert [r["refused"] for r in report["results"]] == [True, False]
+
+
 @pytest.mark.parametrize("argv,message", [
+    (["eval", "--refusal", "nq:dev"], "not the QA preset"),
+    (["eval", "--refusal", "nowhere.jsonl"], "neither a preset"),
     (["eval", "missing.jsonl", "--model", "default"], "task file not found"),
     (["eval"], "give a task file or a preset"),
     (["eval", "advbench:dev"], "use `rankact eval --refusal`"),

@@ -35,6 +35,16 @@ def test_advbench_splits(shared_data):
     assert not {t.question for t in dev} & {t.question for t in test}
 
 
+def test_benign_requests_are_bundled_split_and_mix_both_kinds():
+    dev, test = datasets.preset_tasks("benign", "dev"), datasets.preset_tasks("benign", "test")
+    assert (len(dev), len(test)) == (60, 60)
+    assert dev[0].id == "benign-0" and test[0].id == "benign-60" and dev[0].answers == []
+    assert not {t.question for t in dev} & {t.question for t in test}
+    for split in (dev, test):  # both splits hold everyday instructions and safe requests that sound harmful
+        assert {t.metadata["kind"] for t in split} == {"instruction", "sounds-harmful"}
+    assert datasets.parse_preset("benign:test") == ("benign", "test")
+
+
 def test_arithmetic_is_reproducible_correct_and_disjoint():
     dev = datasets.arith_tasks("dev", 50)
     assert [t.question for t in dev] == [t.question for t in datasets.arith_tasks("dev", 50)]
