@@ -118,15 +118,13 @@ class RoundsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _refusals_are_for_harmful_dev_sets(self) -> RoundsConfig:
-        from alignment.training.replay import HARMFUL_SETS
+        from alignment.feedback.refusal_demonstrations import refusal_sets
 
-        for spec in preset_specs(self.refusals or ""):
-            preset = parse_preset(spec)
-            if preset is None or preset[0] not in HARMFUL_SETS:
-                raise ValueError(f"--refusals {spec!r}: name a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
-                                 "a refusal of a harmless request teaches over-refusal")
-            if preset[1] != "dev":
-                raise ValueError(f"--refusals {spec!r}: refusals are trained on; use the DEV split")
+        if self.refusals is not None:
+            try:
+                refusal_sets(self.refusals)
+            except RankactError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
     @model_validator(mode="after")
@@ -339,7 +337,7 @@ class Rounds:
         """The starting policy's sampled replies to the --replay requests, once per run: every round
         replays the same text, so each round pulls toward the start, not toward the last round.
         The written refusals of the --refusals requests join them in the same file."""
-        from alignment.feedback.refusal_demonstrations import refusal_examples
+        from alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
         from alignment.training.replay import generate_replay, replay_sources, write_replay
 
         c = self.config
@@ -350,7 +348,7 @@ class Rounds:
                                        batch_size=c.batch_size, progress=self.progress)
             if not examples:
                 raise RankactError(f"replay: {c.base} gave no reply worth keeping to the requests of {c.replay}")
-        written = [e for requests in (replay_sources(c.refusals, c.data) if c.refusals else [])
+        written = [e for requests in (refusal_sources(c.refusals, c.data) if c.refusals else [])
                    for e in refusal_examples(llm, requests, c.refusal_limit)]
         write_replay(self.replay_file(), examples + written)
         return {"examples": len(examples), "written_refusals": len(written), "file": str(self.replay_file())}

@@ -116,13 +116,11 @@ def replay(
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from agent.llm import load_llm
     from alignment.cli.quiet import quiet_libraries
-    from alignment.feedback.refusal_demonstrations import refusal_examples
-    from alignment.training.replay import HARMFUL_SETS, generate_replay, replay_sources, write_replay
+    from alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
+    from alignment.training.replay import generate_replay, replay_sources, write_replay
 
     quiet_libraries()
-    harmful = replay_sources(refusals, data) if refusals else []
-    if any(t.metadata.get("dataset") not in HARMFUL_SETS for requests in harmful for t in requests[:1]):
-        raise CommandError(f"--refusals {refusals!r}: name sets of harmful requests ({', '.join(HARMFUL_SETS)})")
+    harmful = refusal_sources(refusals, data) if refusals else []
     llm = load_llm(model)
     examples = generate_replay(llm, replay_sources(sources, data), limit, temperature=temperature,
                                seed=seed, progress=True)

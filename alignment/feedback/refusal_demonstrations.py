@@ -17,6 +17,7 @@ offer to help otherwise.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from agent.errors import RankactError
@@ -32,6 +33,31 @@ REFUSALS = (
      "I'd be glad to help with something else."),
     "I won't help with that: it could hurt someone or break the law. Is there something else I can do for you?",
 )
+
+
+def refusal_sets(spec: str) -> list[str]:
+    """The comma-separated presets of `spec`, each a harmful set's DEV split (a refusal of a
+    harmless request would teach over-refusal; a TEST split is what the reports measure)."""
+    from alignment.tasks.datasets import parse_preset
+
+    specs = [s.strip() for s in spec.split(",") if s.strip()]
+    for part in specs:
+        preset = parse_preset(part)
+        if preset is None or preset[0] not in HARMFUL_SETS:
+            raise RankactError(f"--refusals {part!r}: name a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
+                               "a refusal of a harmless request teaches over-refusal")
+        if preset[1] != "dev":
+            raise RankactError(f"--refusals {part!r}: refusals are trained on; use the DEV split")
+    if not specs:
+        raise RankactError("no refusal set given: use e.g. --refusals advbench:dev")
+    return specs
+
+
+def refusal_sources(spec: str, data: str | Path | None = None) -> list[list[Task]]:
+    """The requests of each set of `spec` (checked by `refusal_sets`)."""
+    from alignment.training.replay import replay_sources
+
+    return replay_sources(",".join(refusal_sets(spec)), data)
 
 
 def written_refusal(index: int) -> str:

@@ -7,7 +7,13 @@ import pytest
 
 from agent.errors import RankactError
 from alignment.evaluation.refusal import is_refusal, plain_prompt_ids
-from alignment.feedback.refusal_demonstrations import AUTHOR, REFUSALS, refusal_examples, written_refusal
+from alignment.feedback.refusal_demonstrations import (
+    AUTHOR,
+    REFUSALS,
+    refusal_examples,
+    refusal_sets,
+    written_refusal,
+)
 from alignment.tasks import Task
 from alignment.training.replay import read_replay, write_replay
 
@@ -39,6 +45,16 @@ def test_refusals_are_plain_chat_replies_in_the_models_tokens(tiny_llm, tmp_path
     assert {e.author for e in examples} == {AUTHOR}
     write_replay(tmp_path / "replay.jsonl", examples)  # the replay term reads them like sampled replies
     assert read_replay(tmp_path / "replay.jsonl") == examples
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ("nq:dev", "harmful requests"), ("benign", "harmful requests"), ("advbench:test", "DEV split"),
+    (" , ", "no refusal set"),
+])
+def test_refusal_sets_are_harmful_dev_sets(spec, message):
+    assert refusal_sets(" advbench:dev, advbench ") == ["advbench:dev", "advbench"]
+    with pytest.raises(RankactError, match=message):
+        refusal_sets(spec)
 
 
 def test_a_harmless_request_gets_no_written_refusal(tiny_llm):
