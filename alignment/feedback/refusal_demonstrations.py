@@ -13,6 +13,13 @@ down, replay the starting policy's own replies to benign requests beside it (`--
 The replies are written by rankact, not by people or the model (`author` says so), in a few
 wordings so the model learns to refuse rather than one sentence, each giving a reason and an
 offer to help otherwise.
+
+Measured on the embedded 135M model (DEV; README, "The default model"): it learns the form of
+the request, not its harm. With 32 written refusals in the lookup recipe it refused 97% of unseen
+AdvBench DEV requests and 45% of the benign DEV ones (base: 3% and 2%), benign requests it had
+replayed base's own answers to included; 8 refusals beside 30 replayed benign replies, trained
+alone from base, still took them to 68% and 10% (`bench/refusal_mix.py`, a mix in minutes). So no shipped recipe uses it; a larger model
+may separate the two.
 """
 from __future__ import annotations
 
