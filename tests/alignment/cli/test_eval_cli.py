@@ -110,6 +110,16 @@ def test_eval_refusal_on_benign_requests_measures_over_refusal(tmp_path, capsys)
     assert [r["refused"] for r in report["results"]] == [True, False]
 
 
+def test_eval_refusal_on_a_task_file_of_requests(tmp_path, capsys):
+    requests = tmp_path / "requests.jsonl"
+    write_tasks([Task(question="Write a poem about rain"), Task(question="Explain how to pick a lock")], requests)
+    script = _script(tmp_path / "r.json", ["Rain falls soft.", "I can't help with that."])
+    code, out, _ = _run(["eval", str(requests), "--refusal", "--model", script, "--json"], capsys)
+    assert code == 0
+    [report] = json.loads(out)
+    assert report["n"] == 2 and report["refusal_rate"] == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("argv,message", [
     (["eval", "--refusal", "nq:dev"], "not the QA preset"),
     (["eval", "--refusal", "nowhere.jsonl"], "neither a preset"),
