@@ -41,7 +41,8 @@ app = typer.Typer(add_completion=False)
 @app.command()
 def evaluate(
     tasks: Annotated[str | None, typer.Argument(
-        help="task file (JSONL) or preset hotpot|nq|arith[:dev|:test]")] = None,
+        help="task file (JSONL) or preset hotpot|nq|arith[:dev|:test]; with --refusal: advbench|benign[:dev|:test] "
+             "or a file of requests")] = None,
     model: Annotated[list[str] | None, typer.Option(
         "--model", "-m", help="model: default, a folder, an http URL (several, comma-separated: one model "
         "served by a pool of endpoints) or scripted:PATH; repeat --model to compare models")] = None,
