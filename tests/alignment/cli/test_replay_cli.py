@@ -4,26 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from alignment.cli.main import main
 from alignment.feedback.refusal_demonstrations import AUTHOR
 from alignment.training.replay import read_replay
 
 
-def _run(argv, capsys):
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
-def test_replay_file_holds_sampled_replies_and_written_refusals(tiny_model_dir, shared_data, tmp_path, capsys):
+def test_replay_file_holds_sampled_replies_and_written_refusals(tiny_model_dir, shared_data, tmp_path, run_cli):
     out = tmp_path / "replay.jsonl"
-    code, said, _ = _run(["align", "replay", "benign:dev", "--limit", "2", "--refusals", "advbench:dev",
-                          "--refusal-limit", "3", "--model", str(tiny_model_dir), "--out", str(out),
-                          "--data", str(shared_data)], capsys)
+    code, said, _ = run_cli(["align", "replay", "benign:dev", "--limit", "2", "--refusals", "advbench:dev",
+                             "--refusal-limit", "3", "--model", str(tiny_model_dir), "--out", str(out),
+                             "--data", str(shared_data)])
     assert code == 0
     examples = read_replay(out)
     assert [(e.source, e.author) for e in examples] == [
@@ -33,8 +22,8 @@ def test_replay_file_holds_sampled_replies_and_written_refusals(tiny_model_dir, 
 
 
 @pytest.mark.parametrize("refusals", ["benign:dev", "advbench:test"])
-def test_refusals_of_harmless_or_test_requests_are_refused(tiny_model_dir, shared_data, tmp_path, capsys, refusals):
-    code, _, err = _run(["align", "replay", "nq:dev", "--refusals", refusals, "--model", str(tiny_model_dir),
-                         "--out", str(tmp_path / "r.jsonl"), "--data", str(shared_data)], capsys)
+def test_refusals_of_harmless_or_test_requests_are_refused(tiny_model_dir, shared_data, tmp_path, run_cli, refusals):
+    code, _, err = run_cli(["align", "replay", "nq:dev", "--refusals", refusals, "--model", str(tiny_model_dir),
+                            "--out", str(tmp_path / "r.jsonl"), "--data", str(shared_data)])
     assert code == 2 and "Traceback" not in err and ("harmful requests" in err or "DEV" in err)
     assert not (tmp_path / "r.jsonl").exists()

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from agent.trajectory import ModelRef, Segment, Trajectory
-from alignment.cli.main import main
 from alignment.training.reward.model import RewardModel, last_token_index
 
 
@@ -64,31 +63,20 @@ def test_score_trajectory_uses_the_recorded_token_ids_else_each_segment_tokenize
     assert model.score_trajectory(text_only) == pytest.approx(model.score_ids([per_segment])[0], abs=1e-6)
 
 
-def _run(argv, capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def test_cli_train_eval_score_and_user_errors(tiny_model_dir, tmp_path, capsys):
+def test_cli_train_eval_score_and_user_errors(tiny_model_dir, tmp_path, run_cli):
     pairs = tmp_path / "pairs.jsonl"
     rows = [{"chosen": f"\n\nHuman: q{i}\n\nAssistant: Glad to help.", "rejected": f"\n\nHuman: q{i}\n\nAssistant: No!"}
             for i in range(8)]
     pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "rm"
-    code, stdout, err = _run(["align", "reward", "--pairs", str(pairs), "--out", str(out), "--base", str(tiny_model_dir),
-                              "--max-steps", "2", "--max-length", "32", "--batch-size", "4", "--lr", "1e-3",
-                              "--range", "0:6"], capsys)
+    code, stdout, err = run_cli(["align", "reward", "--pairs", str(pairs), "--out", str(out), "--base", str(tiny_model_dir),
+                                 "--max-steps", "2", "--max-length", "32", "--batch-size", "4", "--lr", "1e-3",
+                                 "--range", "0:6"])
     assert code == 0, err
     assert "6 pairs in 6 groups" in stdout and "2 steps" in stdout and "truncation" in stdout
     assert (out / "reward_config.json").is_file()
 
-    code, stdout, err = _run(["align", "reward-eval", str(out), "--pairs", str(pairs), "--range", "6:8", "--json"],
-                             capsys)
+    code, stdout, err = run_cli(["align", "reward-eval", str(out), "--pairs", str(pairs), "--range", "6:8", "--json"])
     assert code == 0, err
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["pairs"] == 2 and 0.0 <= result["ci_low"] <= result["accuracy"] <= result["ci_high"] <= 1.0
@@ -98,7 +86,7 @@ def test_cli_train_eval_score_and_user_errors(tiny_model_dir, tmp_path, capsys):
                                 Segment(role="generated", text=" Glad to help.")])
     traj_file = tmp_path / "t.json"
     traj_file.write_text(traj.to_json())
-    code, stdout, err = _run(["score", str(out), str(traj_file)], capsys)
+    code, stdout, err = run_cli(["score", str(out), str(traj_file)])
     assert code == 0, err
     raw = float(stdout.split("raw")[1].split()[0])
     normalized = float(stdout.split("normalized")[1].split()[0])
@@ -108,12 +96,12 @@ def test_cli_train_eval_score_and_user_errors(tiny_model_dir, tmp_path, capsys):
 
     # User errors: one line, exit 2, no traceback.
     pairs.write_text(json.dumps(rows[0]) + "\n" + "oops\n")
-    code, _, err = _run(["align", "reward", "--pairs", str(pairs), "--out", str(tmp_path / "x"),
-                         "--base", str(tiny_model_dir)], capsys)
+    code, _, err = run_cli(["align", "reward", "--pairs", str(pairs), "--out", str(tmp_path / "x"),
+                            "--base", str(tiny_model_dir)])
     assert code == 2 and "pairs.jsonl:2" in err and "Traceback" not in err
-    code, _, err = _run(["align", "reward-eval", str(tmp_path), "--pairs", str(traj_file)], capsys)
+    code, _, err = run_cli(["align", "reward-eval", str(tmp_path), "--pairs", str(traj_file)])
     assert code == 2 and "error:" in err
-    code, _, err = _run(["score", str(tmp_path), str(traj_file)], capsys)
+    code, _, err = run_cli(["score", str(tmp_path), str(traj_file)])
     assert code == 2 and "not a reward model" in err
-    code, _, err = _run(["score", str(out), str(tmp_path / "none.json")], capsys)
+    code, _, err = run_cli(["score", str(out), str(tmp_path / "none.json")])
     assert code == 2 and "not found" in err

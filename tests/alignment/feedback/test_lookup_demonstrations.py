@@ -84,19 +84,7 @@ def test_a_lookup_demonstration_records_through_the_real_search_tool(tiny_model_
     assert trajectory.steps[0].observation == PASSAGES["where does the river end"]
 
 
-def _cli(argv, capsys):
-    from alignment.cli.main import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def test_cli_writes_demonstrations_from_a_task_file_and_its_index(tmp_path, capsys):
+def test_cli_writes_demonstrations_from_a_task_file_and_its_index(tmp_path, run_cli):
     from alignment.tasks import write_tasks
     from retrieval import HashingEmbedder, Retriever
 
@@ -108,8 +96,8 @@ def test_cli_writes_demonstrations_from_a_task_file_and_its_index(tmp_path, caps
                  Task(id="b", question="when was the hall built", answers=["1902"])], tmp_path / "t.jsonl")
     out_file = tmp_path / "demos.jsonl"
 
-    code, out, err = _cli(["feedback", "lookup-demonstrations", str(tmp_path / "t.jsonl"), "--index",
-                           str(tmp_path / "idx"), "--k", "2", "--out", str(out_file)], capsys)
+    code, out, err = run_cli(["feedback", "lookup-demonstrations", str(tmp_path / "t.jsonl"), "--index",
+                              str(tmp_path / "idx"), "--k", "2", "--out", str(out_file)])
     assert code == 0, err
     assert "wrote 1 lookup demonstrations" in out
     (demo,) = read_demonstrations(out_file)  # 1902 is not in the passages: no demonstration
@@ -120,7 +108,7 @@ def test_cli_writes_demonstrations_from_a_task_file_and_its_index(tmp_path, caps
     (["nq:test"], "DEV questions only"),
     (["arith:dev"], "give --index"),
 ])
-def test_cli_refuses_test_splits_and_a_missing_index(argv, message, tmp_path, capsys):
-    code, _, err = _cli(["feedback", "lookup-demonstrations", *argv, "--out", str(tmp_path / "d.jsonl")], capsys)
+def test_cli_refuses_test_splits_and_a_missing_index(argv, message, tmp_path, run_cli):
+    code, _, err = run_cli(["feedback", "lookup-demonstrations", *argv, "--out", str(tmp_path / "d.jsonl")])
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "d.jsonl").exists()
