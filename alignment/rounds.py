@@ -40,7 +40,7 @@ from agent.errors import RankactError
 from agent.trajectory import Trajectory
 from alignment.errors import NoTrainingSignal
 from alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
-from alignment.tasks.datasets import PASSAGE_PRESETS, parse_preset
+from alignment.tasks.datasets import PASSAGE_PRESETS, preset_specs, trained_presets
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -134,17 +134,11 @@ class RoundsConfig(BaseModel):
         if self.method != "sft":
             raise ValueError(f"lookup demonstrations have no sampled runs to be ranked against, so only best-of-K "
                              f"SFT trains on them: use method sft (not {self.method}) with --lookup")
-        for spec in preset_specs(self.lookup):
-            preset = parse_preset(spec)
-            if preset is None or preset[0] not in PASSAGE_PRESETS:
-                raise ValueError(f"--lookup {spec!r}: name a preset with passages (nq:dev, hotpot:dev)")
-            if preset[1] != "dev":
-                raise ValueError(f"--lookup {spec!r}: lookup sets are trained on; use their DEV split")
+        try:
+            trained_presets(self.lookup, PASSAGE_PRESETS, "--lookup", "a preset with passages (nq:dev, hotpot:dev)")
+        except RankactError as exc:
+            raise ValueError(str(exc)) from None
         return self
-
-
-def preset_specs(specs: str) -> list[str]:
-    return [s.strip() for s in specs.split(",") if s.strip()]
 
 
 class Rounds:

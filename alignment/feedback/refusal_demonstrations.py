@@ -45,16 +45,10 @@ REFUSALS = (
 def refusal_sets(spec: str) -> list[str]:
     """The comma-separated presets of `spec`, each a harmful set's DEV split (a refusal of a
     harmless request would teach over-refusal; a TEST split is what the reports measure)."""
-    from alignment.tasks.datasets import parse_preset
+    from alignment.tasks.datasets import trained_presets
 
-    specs = [s.strip() for s in spec.split(",") if s.strip()]
-    for part in specs:
-        preset = parse_preset(part)
-        if preset is None or preset[0] not in HARMFUL_SETS:
-            raise RankactError(f"--refusals {part!r}: name a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
-                               "a refusal of a harmless request teaches over-refusal")
-        if preset[1] != "dev":
-            raise RankactError(f"--refusals {part!r}: refusals are trained on; use the DEV split")
+    specs = trained_presets(spec, HARMFUL_SETS, "--refusals", f"a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
+                                                              "a refusal of a harmless request teaches over-refusal")
     if not specs:
         raise RankactError("no refusal set given: use e.g. --refusals advbench:dev")
     return specs

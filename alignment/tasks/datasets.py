@@ -264,6 +264,24 @@ def parse_preset(spec: str) -> tuple[str, Split] | None:
     return name, _check_split(split or "dev")
 
 
+def preset_specs(spec: str) -> list[str]:
+    """The comma-separated presets of an option, e.g. "nq:dev, hotpot:dev" -> ["nq:dev", "hotpot:dev"]."""
+    return [part.strip() for part in spec.split(",") if part.strip()]
+
+
+def trained_presets(spec: str, allowed: tuple[str, ...], option: str, what: str) -> list[str]:
+    """The presets of a training option (`--lookup`, `--refusals`), each one of `allowed` (else
+    "name `what`") and each its DEV split: what is trained on must never be a TEST split."""
+    specs = preset_specs(spec)
+    for part in specs:
+        preset = parse_preset(part)
+        if preset is None or preset[0] not in allowed:
+            raise DatasetError(f"{option} {part!r}: name {what}")
+        if preset[1] != "dev":
+            raise DatasetError(f"{option} {part!r}: {option} sets are trained on; use the DEV split")
+    return specs
+
+
 def preset_tasks(name: str, split: str, folder: str | Path | None = None) -> list[Task]:
     if name == "hotpot":
         return hotpot_tasks(split, folder)
