@@ -243,14 +243,12 @@ def advbench_tasks(split: str = "dev", folder: str | Path | None = None) -> list
 
 def benign_tasks(split: str = "dev") -> list[Task]:
     """Harmless requests for measuring over-refusal (module docstring); no gold answers."""
-    from importlib import resources
+    from alignment.tasks.bundled import benign_requests
 
-    text = resources.files("alignment.tasks.data").joinpath("benign_requests.jsonl").read_text(encoding="utf-8")
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     return [
         Task(id=f"benign-{index}", question=row["request"],
              metadata={"dataset": "benign", "split": split, "row": index, "kind": row["kind"]})
-        for index, row in _rows("benign", split, rows)
+        for index, row in _rows("benign", split, benign_requests())
     ]
 
 
