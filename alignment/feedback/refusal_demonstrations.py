@@ -18,8 +18,8 @@ Measured on the embedded 135M model (DEV; README, "The default model"): it learn
 the request, not its harm. With 32 written refusals in the lookup recipe it refused 97% of unseen
 AdvBench DEV requests and 45% of the benign DEV ones (base: 3% and 2%), benign requests it had
 replayed base's own answers to included; 8 refusals beside 30 replayed benign replies, trained
-alone from base, still took them to 68% and 10% (`bench/refusal_mix.py`, a mix in minutes). So no shipped recipe uses it; a larger model
-may separate the two.
+alone from base, still took them to 68% and 10% (`bench/refusal_mix.py`, a mix in minutes). So
+no shipped recipe uses it; a larger model may separate the two.
 """
 from __future__ import annotations
 
