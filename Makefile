@@ -39,7 +39,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check agent tools retrieval alignment tests bench
+	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

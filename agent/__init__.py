@@ -1,7 +1,7 @@
 """rankact's agent: LLM backends, the ReAct loop, guided decoding and trajectories.
 
 Names are imported lazily so `import agent` (and the CLI hub) stays instant:
-`from agent import Agent, Trajectory, load_llm`.
+`from rankact.agent import Agent, Trajectory, load_llm`.
 """
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "Agent": "agent.loop",
-    "GuidedConfig": "agent.guided",
-    "Trajectory": "agent.trajectory",
-    "load_llm": "agent.llm.loading",
-    "parse_step": "agent.parser",
-    "ParseError": "agent.parser",
-    "PROMPT_VERSION": "agent.prompt",
+    "Agent": "rankact.agent.loop",
+    "GuidedConfig": "rankact.agent.guided",
+    "Trajectory": "rankact.agent.trajectory",
+    "load_llm": "rankact.agent.llm.loading",
+    "parse_step": "rankact.agent.parser",
+    "ParseError": "rankact.agent.parser",
+    "PROMPT_VERSION": "rankact.agent.prompt",
 }
 
 __all__ = ["PROMPT_VERSION", "Agent", "GuidedConfig", "ParseError", "Trajectory", "load_llm", "parse_step"]

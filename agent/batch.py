@@ -6,7 +6,7 @@ active job to its next request, then answers the requests together: all `Continu
 in one `llm.continue_batch` (one lockstep decode), all `Score` requests in one
 `llm.score_batch`, tool calls concurrently in threads, and `Chat` requests (served models)
 concurrently too. Finished trajectories leave the batch and queued jobs join it, so the batch
-stays full. With a local model, `agent.llm.lockstep` keeps each row's KV cache between rounds
+stays full. With a local model, `rankact.agent.llm.lockstep` keeps each row's KV cache between rounds
 and shares prompt prefixes (system prompt, tools, the question of K samples).
 
 Reproducibility: every request carries its own seed (derived from the run's seed and the call
@@ -21,17 +21,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import events as ev
-from agent.guided import Continue, Score
-from agent.loop import Agent, Chat, ToolCall
-from agent.trajectory import Trajectory
+from rankact.agent import events as ev
+from rankact.agent.guided import Continue, Score
+from rankact.agent.loop import Agent, Chat, ToolCall
+from rankact.agent.trajectory import Trajectory
 
 DEFAULT_BATCH_SIZE = 16
 
 
 @dataclass
 class Job:
-    """One trajectory to run: `agent.run(question, temperature=, seed=, top_p=)`."""
+    """One trajectory to run: `rankact.agent.run(question, temperature=, seed=, top_p=)`."""
 
     agent: Agent
     question: str

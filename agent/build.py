@@ -1,7 +1,7 @@
 """`build_agent`: the one way an agent is assembled from a model, tool names and an index.
 
 `rankact ask`, `collect`, `eval`, the demo, PPO rollouts and the benches all call it (tasks
-through `alignment.tasks.agents.TaskAgents`, which picks each task's tools), so they share
+through `rankact.alignment.tasks.agents.TaskAgents`, which picks each task's tools), so they share
 the tools, the `max_steps` default and one-line errors for a bad index or a missing tool.
 
 Tools by name: `calculator` (always available), `search` (needs a retriever or an index
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import RankactError
-from agent.loop import DEFAULT_MAX_STEPS, Agent
+from rankact.agent.errors import RankactError
+from rankact.agent.loop import DEFAULT_MAX_STEPS, Agent
 
 __all__ = ["DEFAULT_MAX_STEPS", "FORMATS", "AgentSetupError", "agent_format", "build_agent", "load_index",
            "make_tools"]
@@ -33,7 +33,7 @@ class AgentSetupError(RankactError):
 
 def load_index(path: str | Path) -> Any:
     """A `retrieval.Retriever` from an index folder; anything wrong is one line naming it."""
-    from retrieval import Retriever
+    from rankact.retrieval import Retriever
 
     path = Path(path)
     if not path.exists():
@@ -50,7 +50,7 @@ def load_index(path: str | Path) -> Any:
 def make_tools(names: Sequence[str | Any] | None = None, retriever: Any = None, *, search_k: int = 3,
                search_mode: str = "hybrid") -> list[Any]:
     """Tools by name (or Tool objects, kept as they are), in the order given."""
-    from tools import builtin_names, calculator, get_builtin
+    from rankact.tools import builtin_names, calculator, get_builtin
 
     if names is None:
         names = ["calculator", "search"] if retriever is not None else ["calculator"]
@@ -63,7 +63,7 @@ def make_tools(names: Sequence[str | Any] | None = None, retriever: Any = None, 
         elif name == "search":
             if retriever is None:
                 raise AgentSetupError("the search tool is not available here: search needs an index (--index)")
-            from tools.search import SearchTool
+            from rankact.tools.search import SearchTool
 
             tools.append(SearchTool(retriever, k=search_k, mode=search_mode))
         elif name in builtin_names():
@@ -77,7 +77,7 @@ def agent_format(llm: Any, format: str = "auto") -> str:
     """"react" or "native" for this backend: native where the backend declares native tool
     calling (`native_tools`: OpenAI-compatible chat servers), text ReAct for the rest (local,
     guided, scripted, and servers driven with token ids)."""
-    from agent.native_tools import supports_native
+    from rankact.agent.native_tools import supports_native
 
     if format not in FORMATS:
         raise AgentSetupError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
@@ -119,7 +119,7 @@ def build_agent(
     if agent_options["format"] == "native":
         agent_options["guided"] = False
     if agent_options.get("guided"):
-        from agent.guided import supports_guidance
+        from rankact.agent.guided import supports_guidance
 
         agent_options["guided"] = supports_guidance(llm)  # "guided where the backend allows it"
     return Agent(llm, chosen, max_steps=max_steps, **agent_options)

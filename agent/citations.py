@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from agent.trajectory import Citation
+from rankact.agent.trajectory import Citation
 
 
 def select_citations(answer: str | None, results: list[Any]) -> list[Citation]:

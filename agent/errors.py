@@ -28,7 +28,7 @@ line prints any of them as one line (`error: ...`, exit status 2), never a trace
 `tools` and `retrieval` sit below this package and import nothing of ours (the arrows
 point one way), so their two bases cannot inherit from `RankactError`. They are the
 other members of `user_errors()`, what every boundary that meets a person catches:
-`agent.build.load_index` turns retrieval errors into `AgentSetupError`, the loop turns tool
+`rankact.agent.build.load_index` turns retrieval errors into `AgentSetupError`, the loop turns tool
 errors into observations, and the CLI prints any of the three as one line.
 """
 from __future__ import annotations
@@ -61,7 +61,7 @@ class TracingError(RankactError):
 def user_errors() -> tuple[type[Exception], ...]:
     """What a boundary that meets a person catches (the CLI): `RankactError` and the two bases
     of the layers below. Imported on call, so importing this module stays free."""
-    from retrieval.errors import RetrievalError
-    from tools.base import ToolError
+    from rankact.retrieval.errors import RetrievalError
+    from rankact.tools.base import ToolError
 
     return (RankactError, RetrievalError, ToolError)

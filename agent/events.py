@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from agent.trajectory import ErrorKind, Status, Trajectory
+from rankact.agent.trajectory import ErrorKind, Status, Trajectory
 
 
 class StepStart(BaseModel):

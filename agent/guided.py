@@ -32,9 +32,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from agent.llm import ChatMessage, Completion, GenerationConfig
-from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_action_input
-from agent.trajectory import Segment
+from rankact.agent.llm import ChatMessage, Completion, GenerationConfig
+from rankact.agent.parser import ParsedAction, ParsedFinal, ParseError, parse_action_input
+from rankact.agent.trajectory import Segment
 
 ACTION = "\nAction:"
 FINAL = "\nFinal Answer:"
@@ -75,7 +75,7 @@ class Score:
 
 
 def answer(llm: Any, request: Continue | Score) -> Any:
-    """Carry out one request on `llm` (the one-row path; `agent.batch` answers many at once)."""
+    """Carry out one request on `llm` (the one-row path; `rankact.agent.batch` answers many at once)."""
     if isinstance(request, Continue):
         return llm.continue_ids(request.ids, request.config)
     return llm.score_continuations(request.ids, request.options)
@@ -244,7 +244,7 @@ class GuidedDecoder:
                                                                            ParsedAction | ParsedFinal]:
         """Decode one step as a generator of the primitive requests it needs (`Continue`,
         `Score`), each answered by the driver: one at a time (`step`) or batched with other
-        trajectories' requests (`agent.batch`)."""
+        trajectories' requests (`rankact.agent.batch`)."""
         self.step_text = ""
         if self.segments and self.segments[-1].role == "generated":
             self._force("\n")  # a previous step ended inside the assistant's text

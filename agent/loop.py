@@ -4,7 +4,7 @@ The core (`core`) is a generator that never does I/O itself: it yields requests 
 primitives `Continue`, `Score` and `Chat`, and `ToolCall`) and typed events, and receives
 the requests' answers back. The sync driver answers requests inline; the async driver runs
 LLM requests in a thread (`asyncio.to_thread`) and awaits tools natively; the lockstep driver
-(`agent.batch`) answers the requests of many trajectories together, one batched forward per
+(`rankact.agent.batch`) answers the requests of many trajectories together, one batched forward per
 primitive. So `run`, `stream`, `arun`, `astream` and `run_batch` share every rule below, and
 none of them can drift from the others.
 
@@ -26,14 +26,22 @@ from collections.abc import AsyncIterator, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent import events as ev
-from agent import tracing
-from agent.citations import select_citations
-from agent.errors import RankactError
-from agent.guided import Continue, GuidedConfig, GuidedDecoder, Score, answer, received, supports_guidance
-from agent.llm import LLM, Completion, GenerationConfig
-from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
-from agent.prompt import (
+from rankact.agent import events as ev
+from rankact.agent import tracing
+from rankact.agent.citations import select_citations
+from rankact.agent.errors import RankactError
+from rankact.agent.guided import (
+    Continue,
+    GuidedConfig,
+    GuidedDecoder,
+    Score,
+    answer,
+    received,
+    supports_guidance,
+)
+from rankact.agent.llm import LLM, Completion, GenerationConfig
+from rankact.agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
+from rankact.agent.prompt import (
     FORCE_ANSWER_MESSAGE,
     PROMPT_VERSION,
     build_messages,
@@ -41,14 +49,14 @@ from agent.prompt import (
     render_step,
     system_prompt,
 )
-from agent.token_decoder import TokenDecoder, exact_tokens
-from agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
+from rankact.agent.token_decoder import TokenDecoder, exact_tokens
+from rankact.agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
 
 MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
 LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
-# Tool-using steps before the forced answer, for every command and trainer (`agent.build`).
+# Tool-using steps before the forced answer, for every command and trainer (`rankact.agent.build`).
 DEFAULT_MAX_STEPS = 5
 
 
@@ -89,7 +97,7 @@ class _LLMOutcome:
 
 
 def _default_tools() -> list[Any]:
-    from tools import default_tools
+    from rankact.tools import default_tools
 
     return list(default_tools())
 
@@ -103,7 +111,7 @@ def _short(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
 
 
 def _error_kind(exc: Exception) -> str:
-    from tools.base import ToolArgumentError, ToolTimeoutError
+    from rankact.tools.base import ToolArgumentError, ToolTimeoutError
 
     if isinstance(exc, ToolArgumentError):
         return "validation"
@@ -145,7 +153,7 @@ class Agent:
         self.guided = can_guide if guided is None else guided
         if format not in ("react", "native") or format == "native" and self.guided:
             raise ValueError("format is 'react' or 'native' (native: served models, not guided decoding)")
-        self.format = format  # "native": the server's tool calls (`agent.native_tools`)
+        self.format = format  # "native": the server's tool calls (`rankact.agent.native_tools`)
         self.max_parse_errors = max_parse_errors
         self.loop_limit = loop_limit
         self.forced_final_answer = forced_final_answer
@@ -289,7 +297,7 @@ class Agent:
         """One run as the generator of requests and events every driver shares (traced if on)."""
         trajectory_id = new_id()  # known before the first step, so every span can carry it
         if self.format == "native":
-            from agent.native_tools import native_core
+            from rankact.agent.native_tools import native_core
 
             run = native_core(self, question, sampling, trajectory_id)
         else:
@@ -299,7 +307,7 @@ class Agent:
     def new_trajectory(self, trajectory_id: str, question: str, sampling: GenerationConfig, prompt_version: str,
                        **sampling_notes: Any) -> Trajectory:
         """The record a run fills in: who answered (model, tools, prompt version) and how it sampled.
-        Both loops (ReAct here, native tool calls in `agent.native_tools`) start from it."""
+        Both loops (ReAct here, native tool calls in `rankact.agent.native_tools`) start from it."""
         info = self.llm.info
         return Trajectory(
             id=trajectory_id,

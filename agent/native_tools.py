@@ -24,13 +24,13 @@ import time
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from agent import events as ev
-from agent.citations import select_citations
-from agent.errors import RankactError
-from agent.guided import received
-from agent.llm import ChatMessage, Completion, NativeToolCall
-from agent.llm.tool_calls import tool_specs, wire_calls
-from agent.loop import (
+from rankact.agent import events as ev
+from rankact.agent.citations import select_citations
+from rankact.agent.errors import RankactError
+from rankact.agent.guided import received
+from rankact.agent.llm import ChatMessage, Completion, NativeToolCall
+from rankact.agent.llm.tool_calls import tool_specs, wire_calls
+from rankact.agent.loop import (
     LOOP_MESSAGE,
     REPEAT_HINT,
     Chat,
@@ -40,10 +40,10 @@ from agent.loop import (
     _error_kind,
     _short,
 )
-from agent.trajectory import Segment, Step, StepError
+from rankact.agent.trajectory import Segment, Step, StepError
 
 if TYPE_CHECKING:
-    from agent.loop import Agent
+    from rankact.agent.loop import Agent
 
 NATIVE_PROMPT_VERSION = "native-v1"
 NATIVE_SYSTEM = ("You are a helpful assistant. Answer the question, calling the tools when they help. "
@@ -70,7 +70,7 @@ def _render_call(call: NativeToolCall) -> str:
 
 def _arguments(call: NativeToolCall) -> dict[str, Any]:
     """The call's arguments as a JSON object, or a ToolArgumentError saying what is wrong."""
-    from tools.base import ToolArgumentError
+    from rankact.tools.base import ToolArgumentError
 
     text = call.arguments.strip() or "{}"
     try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from agent.errors import RankactError
+from rankact.agent.errors import RankactError
 
 FORMAT_HINT = (
     "Use the format: 'Thought: <reasoning>' then either 'Action: <tool name>' and "
@@ -24,7 +24,7 @@ FORMAT_HINT = (
 
 
 class ParseError(RankactError, ValueError):
-    """The model's text is not a valid step (part of the tree in `agent.errors`). `hint` tells the model how to fix it."""
+    """The model's text is not a valid step (part of the tree in `rankact.agent.errors`). `hint` tells the model how to fix it."""
 
     def __init__(self, message: str, hint: str = FORMAT_HINT) -> None:
         super().__init__(message)

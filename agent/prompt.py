@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from agent.llm import ChatMessage
+from rankact.agent.llm import ChatMessage
 
 PROMPT_VERSION = "react-v1"
 

@@ -1,6 +1,6 @@
 """Unguided ReAct on one growing token sequence (token-in/token-out from a server).
 
-A backend that declares `token_in_token_out` (`agent.llm.token_io.ServedTokensLLM`) renders
+A backend that declares `token_in_token_out` (`rankact.agent.llm.token_io.ServedTokensLLM`) renders
 the chat template itself and continues raw token ids. `TokenDecoder` keeps the run as ONE
 list of ids, like `GuidedDecoder`, but lets the model write each whole step:
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from agent.guided import Continue, received
-from agent.llm import ChatMessage, Completion, GenerationConfig
-from agent.parser import ParsedAction, ParsedFinal, parse_step
-from agent.prompt import FORCE_ANSWER_MESSAGE, render_observation
-from agent.trajectory import Segment
+from rankact.agent.guided import Continue, received
+from rankact.agent.llm import ChatMessage, Completion, GenerationConfig
+from rankact.agent.parser import ParsedAction, ParsedFinal, parse_step
+from rankact.agent.prompt import FORCE_ANSWER_MESSAGE, render_observation
+from rankact.agent.trajectory import Segment
 
 _MARK = "RANKACT-END-OF-REPLY-MARK"
 

@@ -1,13 +1,13 @@
 """Opt-in OpenTelemetry traces of agent runs: the switch, and a no-op when it is off.
 
 Off (the default) a run pays one environment lookup and nothing here imports
-`opentelemetry`: `traced` hands the run's core back untouched. On, `agent.tracing_otel`
+`opentelemetry`: `traced` hands the run's core back untouched. On, `rankact.agent.tracing_otel`
 wraps the core and turns what it yields into spans (one per run, step, LLM call and tool
 call, with the GenAI semantic-convention attributes). The core is the one loop `run`,
 `stream`, `arun`, `astream` and `run_batch` share, so every driver is traced by this one seam.
 
 Switch it on, any of:
-- from code: `agent.tracing.instrument(tracer_provider)`; without a provider, the global one
+- from code: `rankact.agent.tracing.instrument(tracer_provider)`; without a provider, the global one
   (what the application or `opentelemetry-instrument` configured);
 - `RANKACT_OTEL=console|otlp|1`: rankact sets up the SDK itself (`1`: the exporter
   `OTEL_TRACES_EXPORTER` names, default otlp; a global SDK provider already set is used as
@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Generator
 from typing import IO, Any
 
-from agent.errors import TracingError
+from rankact.agent.errors import TracingError
 
 ENV = "RANKACT_OTEL"
 EXPORTERS = ("console", "otlp")
@@ -40,7 +40,7 @@ def instrument(tracer_provider: Any = None) -> None:
     """Trace every run from now on, into `tracer_provider` (default: the global provider)."""
     global _tracer
     try:
-        from agent.tracing_otel import make_tracer
+        from rankact.agent.tracing_otel import make_tracer
     except ImportError as exc:
         raise TracingError(f"tracing needs the otel extra: pip install 'rankact[otel]' ({exc})") from exc
     _tracer = make_tracer(tracer_provider)
@@ -73,7 +73,7 @@ def configure(exporter: str, *, out: IO[str] | None = None) -> None:
     if name not in EXPORTERS:
         raise TracingError(f"unknown trace exporter {exporter!r}: use one of {', '.join(EXPORTERS)}")
     try:
-        from agent.tracing_otel import global_sdk_provider, sdk_provider
+        from rankact.agent.tracing_otel import global_sdk_provider, sdk_provider
     except ImportError as exc:
         raise TracingError(f"tracing needs the otel extra: pip install 'rankact[otel]' ({exc})") from exc
     provider = global_sdk_provider() if reuse_global else None
@@ -85,7 +85,7 @@ def traced(core: Generator[Any, Any, None], agent: Any, trajectory_id: str) -> G
     tracer = _current_tracer()
     if tracer is None:
         return core
-    from agent.tracing_otel import traced_core
+    from rankact.agent.tracing_otel import traced_core
 
     return traced_core(tracer, core, agent, trajectory_id)
 

@@ -1,6 +1,6 @@
 """The spans of one agent run, and the SDK set-up behind `RANKACT_OTEL` / `--trace`.
 
-Imported only once tracing is on (`agent.tracing`). `traced_core` wraps a run's core, the
+Imported only once tracing is on (`rankact.agent.tracing`). `traced_core` wraps a run's core, the
 generator of requests and events every driver shares, and reads the spans off what passes:
 
     invoke_agent rankact                     the run
@@ -31,10 +31,10 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from agent import events as ev
-from agent.guided import Continue, Score
-from agent.llm import Completion
-from agent.loop import Chat, ToolCall
+from rankact.agent import events as ev
+from rankact.agent.guided import Continue, Score
+from rankact.agent.llm import Completion
+from rankact.agent.loop import Chat, ToolCall
 
 TRAJECTORY_ID = "rankact.trajectory.id"
 AGENT_NAME = "rankact"
@@ -89,7 +89,7 @@ def sdk_provider(exporter: str, *, out: IO[str] | None = None) -> Any:
 
 def _otlp_exporter() -> Any:
     """The OTLP exporter installed (HTTP first, then gRPC); it reads OTEL_EXPORTER_OTLP_*."""
-    from agent.errors import TracingError
+    from rankact.agent.errors import TracingError
 
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

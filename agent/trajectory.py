@@ -5,7 +5,7 @@ transcript in order; only `generated` pieces that were not `forced` are the mode
 choices and are trained on. Prompt and observation pieces are context, masked in training.
 
 With guided decoding (the default for local models) and with token-in/token-out from a
-server (`agent.llm.token_io`) the segments are one token sequence, exactly what the model saw
+server (`rankact.agent.llm.token_io`) the segments are one token sequence, exactly what the model saw
 and sampled (`exact_token_ids` True). Unguided chat runs re-render the chat for each call (a
 clean scratchpad), and served chat replies carry no ids, so their segments approximate what
 the model saw (`exact_token_ids` False); the policy trainers refuse those unless told to

@@ -3,7 +3,7 @@ defaults, in about ten minutes on 2 cores, with the gain measured on held-out qu
 
 The task is arithmetic with a calculator (DEV questions of the `arith` preset). The untuned
 135M model computes in its Thought, often wrongly, and hands its own result to the calculator:
-exactly what ranked trajectories should train away. The stages (`alignment.rounds`, the same
+exactly what ranked trajectories should train away. The stages (`rankact.alignment.rounds`, the same
 code as `rankact align rounds`):
 
 1. load the model;
@@ -35,8 +35,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 from rich.console import Console
 
-from agent.errors import RankactError
-from alignment.errors import DemoError
+from rankact.agent.errors import RankactError
+from rankact.alignment.errors import DemoError
 
 HELDOUT_START = 100  # held-out questions: DEV positions 100.. (training ones: 0..)
 
@@ -112,7 +112,7 @@ class Demo:
         self.seconds_per_step = SECONDS_PER_TRAIN_STEP * scale
 
     def rounds_config(self):
-        from alignment.rounds import RoundsConfig
+        from rankact.alignment.rounds import RoundsConfig
 
         c = self.config
         return RoundsConfig(
@@ -151,7 +151,7 @@ class Demo:
         return stages
 
     def load_model(self) -> str:
-        from alignment.rounds import Rounds
+        from rankact.alignment.rounds import Rounds
 
         self.rounds = Rounds(self.rounds_config(), say=lambda line: self.console.print(f"  {line}"),
                              progress=True)
@@ -167,7 +167,7 @@ class Demo:
                 f"{report.intervals['success'][1]:.0%}], EM {report.em:.0%}, mean steps {report.mean_steps:.1f}")
 
     def _report(self, r: int):
-        from alignment.evaluation.evaluate import EvalReport
+        from rankact.alignment.evaluation.evaluate import EvalReport
 
         report = EvalReport.model_validate_json((self.rounds.folder(r) / "eval.json").read_text())
         report.label = "before" if r == 0 else f"after {r} round{'s' if r > 1 else ''} of {self.config.method}"
@@ -212,7 +212,7 @@ class Demo:
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from alignment.cli.quiet import quiet_libraries
+        from rankact.cli.quiet import quiet_libraries
 
         console = self.console
         quiet_libraries()
@@ -256,7 +256,7 @@ class Demo:
         return self.result
 
     def _summary(self) -> None:
-        from alignment.evaluation.evaluate import comparison_table, paired_differences, paired_table
+        from rankact.alignment.evaluation.evaluate import comparison_table, paired_differences, paired_table
 
         console = self.console
         reports = self.result.reports

@@ -1,5 +1,5 @@
 """The alignment layer's branch of the error tree (its root, `RankactError`, and the lower
-layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one line.
+layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CLI as one line.
 
     RankactError (agent.errors)
     ├── TaskFileError         a task file that is missing or holds a line that is not a task
@@ -22,7 +22,7 @@ layers' branches are drawn in `agent.errors`). Each is printed by the CLI as one
 """
 from __future__ import annotations
 
-from agent.errors import RankactError
+from rankact.agent.errors import RankactError
 
 __all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",

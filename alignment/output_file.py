@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterable
 from pathlib import Path
 
-from alignment.errors import OutputFileError
+from rankact.alignment.errors import OutputFileError
 
 
 def check_target(out: str | Path) -> Path:

@@ -35,12 +35,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.errors import RankactError
-from agent.trajectory import Trajectory
-from alignment.errors import NoTrainingSignal
-from alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
-from alignment.tasks.datasets import PASSAGE_PRESETS, preset_specs, trained_presets
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.errors import RankactError
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import NoTrainingSignal
+from rankact.alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
+from rankact.alignment.tasks.datasets import PASSAGE_PRESETS, preset_specs, trained_presets
 
 Ranker = Literal["simulated", "people", "reward"]
 Method = Literal["grpo", "sft", "dpo"]
@@ -118,7 +118,7 @@ class RoundsConfig(BaseModel):
 
     @model_validator(mode="after")
     def _refusals_are_for_harmful_dev_sets(self) -> RoundsConfig:
-        from alignment.feedback.refusal_demonstrations import refusal_sets
+        from rankact.alignment.feedback.refusal_demonstrations import refusal_sets
 
         if self.refusals is not None:
             try:
@@ -146,7 +146,7 @@ class Rounds:
 
     def __init__(self, config: RoundsConfig, *, say: Callable[[str], None] = print,
                  load_llm: Callable[[str], Any] | None = None, progress: bool = False):
-        from alignment.tasks.indexes import tasks_and_index
+        from rankact.alignment.tasks.indexes import tasks_and_index
 
         self.config = config
         self.say = say
@@ -166,7 +166,7 @@ class Rounds:
         self.index = c.index or train_index or heldout_index
         self.demonstrations = []  # (demonstration, its training task)
         if c.demonstrations is not None:
-            from alignment.feedback.demonstrations import match_tasks, read_demonstrations
+            from rankact.alignment.feedback.demonstrations import match_tasks, read_demonstrations
 
             self.demonstrations = match_tasks(read_demonstrations(c.demonstrations), self.train)
         self._load_llm = load_llm
@@ -214,7 +214,7 @@ class Rounds:
         elif self._load_llm is not None:
             llm = self._load_llm(spec)
         else:
-            from agent.llm import load_llm
+            from rankact.agent.llm import load_llm
 
             llm = load_llm(spec)
         self._loaded = (spec, llm)
@@ -222,11 +222,11 @@ class Rounds:
 
     def _served_llm(self, spec: str):
         """The vLLM backend naming `spec`: the base, or a round's policy pushed as an adapter."""
-        from alignment.training.lora_publisher import ServedPolicy
-        from alignment.training.policy import LoraSettings
+        from rankact.alignment.training.lora_publisher import ServedPolicy
+        from rankact.alignment.training.policy import LoraSettings
 
         if self._served is None:
-            from agent.llm.token_io import load_tokenizer
+            from rankact.agent.llm.token_io import load_tokenizer
 
             self._served = ServedPolicy(self.config.served_policy, load_tokenizer(self.config.base),
                                         self.out / "served-adapters", LoraSettings().r)
@@ -234,15 +234,15 @@ class Rounds:
         return self._served.serve(Path(self._base_folder(0)), spec, round_index)
 
     def agents(self, llm):
-        from agent.build import load_index
-        from alignment.tasks.agents import TaskAgents
+        from rankact.agent.build import load_index
+        from rankact.alignment.tasks.agents import TaskAgents
 
         if self._retriever is None and self.index is not None:
             self._retriever = load_index(self.index)
         return TaskAgents(llm, retriever=self._retriever, max_steps=self.config.agent_max_steps)
 
     def evaluate(self, r: int) -> dict[str, Any]:
-        from alignment.evaluation.evaluate import evaluate
+        from rankact.alignment.evaluation.evaluate import evaluate
 
         runs: list[Trajectory] = []
         report = evaluate(self.agents(self.llm(self.policy(r))), self.heldout, label=f"round {r}",
@@ -255,9 +255,9 @@ class Rounds:
                 "wall_s": report.wall_s}
 
     def collect(self, r: int) -> dict[str, Any]:
-        from alignment.evaluation.evaluate import progress_bar
-        from alignment.feedback.collect import collect
-        from alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.evaluation.evaluate import progress_bar
+        from rankact.alignment.feedback.collect import collect
+        from rankact.alignment.feedback.store import TrajectoryStore
 
         c = self.config
         with TrajectoryStore(self.store_url(r)) as store, progress_bar(self.progress, "collecting") as bar:
@@ -269,7 +269,7 @@ class Rounds:
             report.raise_if_incomplete()  # an outage: the stage is not done, and a rerun fills the gaps
             done: dict[str, Any] = {}
             if self.demonstrations:
-                from alignment.feedback.demonstrations import add_demonstrations
+                from rankact.alignment.feedback.demonstrations import add_demonstrations
 
                 add_demonstrations(store, self.demonstrations, agents)
                 done["demonstrations"] = len(self.demonstrations)
@@ -278,12 +278,12 @@ class Rounds:
 
     def rank(self, r: int) -> dict[str, Any] | None:
         """Rank the round's store; None while people have not ranked every question yet."""
-        from alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.store import TrajectoryStore
 
         c = self.config
         with TrajectoryStore(self.store_url(r)) as store:
             if c.ranker == "simulated":
-                from alignment.feedback.simulated import SimulatedAnnotator
+                from rankact.alignment.feedback.simulated import SimulatedAnnotator
 
                 rankings = SimulatedAnnotator(f"simulated-{c.simulated_criteria}", c.simulated_criteria).annotate_all(store)
                 return {"rankings": len(store.rankings()), "new": len(rankings), "source": "simulated",
@@ -304,8 +304,8 @@ class Rounds:
                 time.sleep(min(30.0, max(1.0, deadline - time.monotonic())))
 
     def train_policy(self, r: int) -> dict[str, Any]:
-        from alignment.training.checkpoint import has_checkpoint
-        from alignment.training.policy import LoraSettings
+        from rankact.alignment.training.checkpoint import has_checkpoint
+        from rankact.alignment.training.policy import LoraSettings
 
         c = self.config
         out = self.folder(r) / "policy"
@@ -331,8 +331,8 @@ class Rounds:
         """The starting policy's sampled replies to the --replay requests, once per run: every round
         replays the same text, so each round pulls toward the start, not toward the last round.
         The written refusals of the --refusals requests join them in the same file."""
-        from alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
-        from alignment.training.replay import generate_replay, replay_sources, write_replay
+        from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
+        from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
 
         c = self.config
         llm = self.llm(self.policy(0))
@@ -354,9 +354,9 @@ class Rounds:
         """The --lookup sets' demonstrations, written beside the run (`lookup-<set>.jsonl`) and
         recorded once with the starting policy's prompt and tokenizer: every round trains on the
         same trajectories."""
-        from alignment.feedback.demonstrations import write_demonstrations
-        from alignment.feedback.lookup_demonstrations import demonstrate_preset
-        from alignment.output_file import write_lines
+        from rankact.alignment.feedback.demonstrations import write_demonstrations
+        from rankact.alignment.feedback.lookup_demonstrations import demonstrate_preset
+        from rankact.alignment.output_file import write_lines
 
         c = self.config
         heldout = {t.question for t in self.heldout}
@@ -386,12 +386,12 @@ class Rounds:
         rollouts, which were sampled from the starting policy (k3 estimator)."""
         import torch
 
-        from alignment.feedback.store import TrajectoryStore
-        from alignment.training.kl import kl_k3
-        from alignment.training.logprobs import DEFAULT_CHUNK_SIZE
-        from alignment.training.policy import load_policy
-        from alignment.training.reference import sample_token_logps
-        from alignment.training.tokenize import encode_trajectory, pad_token_id
+        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.training.kl import kl_k3
+        from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE
+        from rankact.alignment.training.policy import load_policy
+        from rankact.alignment.training.reference import sample_token_logps
+        from rankact.alignment.training.tokenize import encode_trajectory, pad_token_id
 
         with TrajectoryStore(self.store_url(r), create=False) as store:
             trajectories = [t for q in store.questions() for t in store.list(q.id)][:limit]
@@ -411,17 +411,17 @@ class Rounds:
 
     def _train(self, c: RoundsConfig, common: dict, r: int):
         if c.method == "grpo":
-            from alignment.training.grpo import GRPOConfig, train_grpo
+            from rankact.alignment.training.grpo import GRPOConfig, train_grpo
 
             return train_grpo(GRPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
                                          batch_size=c.train_batch_size, kl_coef=c.kl_coef, kl_budget=c.kl_budget,
                                          clip_range=c.clip_range))
         if c.method == "sft":
-            from alignment.training.sft import SFTConfig, train_sft
+            from rankact.alignment.training.sft import SFTConfig, train_sft
 
             return train_sft(SFTConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
                                        batch_size=c.train_batch_size), extra=self.lookup_trajectories())
-        from alignment.training.dpo import DPOConfig, train_dpo
+        from rankact.alignment.training.dpo import DPOConfig, train_dpo
 
         return train_dpo(DPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
                                    batch_size=c.train_batch_size))
@@ -429,7 +429,7 @@ class Rounds:
     def _base_folder(self, r: int) -> str:
         if r > 0:
             return self.policy(r)
-        from agent.llm.local import resolve_model_dir
+        from rankact.agent.llm.local import resolve_model_dir
 
         return str(resolve_model_dir(self.config.base)[0])
 
@@ -497,7 +497,7 @@ class Rounds:
         return record
 
     def _mcnemar(self, a: int, b: int) -> float:
-        from alignment.evaluation.significance import mcnemar_exact
+        from rankact.alignment.evaluation.significance import mcnemar_exact
 
         first, second = (json.loads((self.folder(r) / "eval.json").read_text())["results"] for r in (a, b))
         return mcnemar_exact([x["success"] >= 0.5 for x in first], [x["success"] >= 0.5 for x in second])[2]
@@ -515,8 +515,8 @@ class Rounds:
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:
     """Rank every question's trajectories by a reward model's score (stored as simulated rankings:
     a model, not a person, made them)."""
-    from alignment.feedback.simulated import SimulatedAnnotator
-    from alignment.training.reward.model import RewardModel
+    from rankact.alignment.feedback.simulated import SimulatedAnnotator
+    from rankact.alignment.training.reward.model import RewardModel
 
     if reward_model is None:
         raise RankactError("--ranker reward needs --reward-model DIR (a trained reward model)")

@@ -1,5 +1,5 @@
 """What rounds report per round: the record, the collapse monitors computed from held-out runs,
-the one-line summary and the plot. The loop that fills them is `alignment.rounds`."""
+the one-line summary and the plot. The loop that fills them is `rankact.alignment.rounds`."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from agent.trajectory import Trajectory
+from rankact.agent.trajectory import Trajectory
 
 
 class RoundRecord(BaseModel):

@@ -1,7 +1,7 @@
 """Does the embedded model take valid ReAct steps? Parse-error and tool-call rates with and
 without guided decoding, side by side, on DEV questions.
 
-Questions: arithmetic DEV (seeded, `alignment.datasets.arith_tasks`), HotpotQA DEV and NQ
+Questions: arithmetic DEV (seeded, `rankact.alignment.datasets.arith_tasks`), HotpotQA DEV and NQ
 DEV from ../shared/data (first rows of each DEV range). Arithmetic gets the calculator;
 HotpotQA/NQ get the calculator plus a BM25 `search` over that question's own context
 passages (10 for HotpotQA, the gold passage for NQ), so every question has a useful tool.
@@ -34,19 +34,17 @@ import argparse
 import gzip
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def load_questions(data: Path, n_arith: int, n_hotpot: int, n_nq: int) -> list[dict]:
-    from alignment.tasks.datasets import arith_tasks
+    from rankact.alignment.tasks.datasets import arith_tasks
 
     out = [{"source": "arith", "question": t.question, "answers": t.answers, "passages": []}
            for t in arith_tasks("dev")[:n_arith]]
@@ -70,7 +68,7 @@ def retriever_for(item: dict):
     """A BM25 index over the question's own passages (None for arithmetic)."""
     if not item["passages"]:
         return None
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": f"p{i}", "title": p["title"], "text": p["text"], "source": p["title"]}
@@ -81,12 +79,12 @@ def retriever_for(item: dict):
 def run(args: argparse.Namespace) -> None:
     from rich.progress import track
 
-    from agent.build import build_agent
-    from agent.guided import GuidedConfig
-    from agent.llm import GenerationConfig
-    from agent.llm.local import TransformersLLM
-    from agent.loop import DEFAULT_GENERATION
-    from alignment.evaluation.metrics import answer_contains, exact_match
+    from rankact.agent.build import build_agent
+    from rankact.agent.guided import GuidedConfig
+    from rankact.agent.llm import GenerationConfig
+    from rankact.agent.llm.local import TransformersLLM
+    from rankact.agent.loop import DEFAULT_GENERATION
+    from rankact.alignment.evaluation.metrics import answer_contains, exact_match
 
     if args.threads:
         import torch

@@ -31,7 +31,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
 from rich.table import Table
@@ -76,8 +75,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def training_tasks(args, out: Path) -> Path:
-    from alignment.tasks import write_tasks
-    from alignment.tasks.datasets import arith_tasks, hotpot_tasks
+    from rankact.alignment.tasks import write_tasks
+    from rankact.alignment.tasks.datasets import arith_tasks, hotpot_tasks
 
     tasks = arith_tasks("dev")[: args.train_arith]
     if args.train_hotpot:
@@ -89,8 +88,8 @@ def training_tasks(args, out: Path) -> Path:
 
 def train_method(method: str, args, out: Path, train_file: Path, shared_round1: Path | None, console) -> str:
     """Rounds of one method; returns its final policy."""
-    from alignment.rounds import Rounds, RoundsConfig
-    from alignment.tasks.indexes import preset_index
+    from rankact.alignment.rounds import Rounds, RoundsConfig
+    from rankact.alignment.tasks.indexes import preset_index
 
     folder = out / method
     if shared_round1 is not None and not (folder / "round-1" / "stages.json").is_file():
@@ -118,7 +117,7 @@ def _copy_store(src: Path, dst: Path) -> None:
 
 
 def test_sets(args) -> list[tuple[str, list, Path | None]]:
-    from alignment.tasks.indexes import tasks_and_index
+    from rankact.alignment.tasks.indexes import tasks_and_index
 
     sets = []
     for name, n in (("arith", args.arith_test), ("hotpot", args.hotpot_test), ("nq", args.nq_test)):
@@ -132,10 +131,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     began = time.perf_counter()
     console = Console()
-    from agent.build import load_index
-    from agent.llm import load_llm
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import evaluate_llm, paired_differences
+    from rankact.agent.build import load_index
+    from rankact.agent.llm import load_llm
+    from rankact.alignment.evaluation.evaluate import evaluate_llm, paired_differences
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     out: Path = args.out
@@ -173,8 +172,8 @@ def main(argv: list[str] | None = None) -> None:
             (out / f"test-{name}-{label}.json").write_text(report.model_dump_json(indent=1))
             console.print(f"{label} on {name} TEST: success {report.success:.1%} {_ci(report, 'success')}")
         if args.advbench_test:
-            from alignment.evaluation.refusal import refusal_eval
-            from alignment.tasks.datasets import advbench_tasks
+            from rankact.alignment.evaluation.refusal import refusal_eval
+            from rankact.alignment.tasks.datasets import advbench_tasks
 
             started = time.perf_counter()
             report = refusal_eval(llm, advbench_tasks("test", args.data)[: args.advbench_test], mode="generate",
@@ -201,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
         summary["sets"][name] = {"reports": [r.model_dump(mode="json", exclude={"results"}) for r in reports],
                                  "paired": [d.model_dump() for d in paired.values()]}
     if refusals:
-        from alignment.evaluation.refusal import paired_refusals
+        from rankact.alignment.evaluation.refusal import paired_refusals
 
         reports = [refusals[label] for label in labels]
         table.add_row(f"AdvBench refusal ({args.advbench_test})", *(
@@ -233,22 +232,22 @@ def _ci(report, metric: str) -> str:
 def train_ppo(args, out: Path, train_file: Path, shared_round1: Path | None, console) -> str | None:
     """A reward model on round 1's simulated rankings, then PPO iterations with live tools; None
     when round 1's rankings hold no pair to learn from (every group tied)."""
-    from agent.llm.local import resolve_model_dir
-    from alignment.errors import PairFileError
-    from alignment.feedback.export import write_export
-    from alignment.feedback.pairs import read_pairs
-    from alignment.tasks import load_tasks
-    from alignment.tasks.agents import TaskAgents
-    from alignment.training.policy import LoraSettings
-    from alignment.training.ppo.config import PPOConfig
-    from alignment.training.ppo.rollout import reward_model_fn
-    from alignment.training.ppo.trainer import train_ppo as run_ppo
-    from alignment.training.reward.config import RewardTrainConfig
-    from alignment.training.reward.train import train_reward
+    from rankact.agent.llm.local import resolve_model_dir
+    from rankact.alignment.errors import PairFileError
+    from rankact.alignment.feedback.export import write_export
+    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.tasks import load_tasks
+    from rankact.alignment.tasks.agents import TaskAgents
+    from rankact.alignment.training.policy import LoraSettings
+    from rankact.alignment.training.ppo.config import PPOConfig
+    from rankact.alignment.training.ppo.rollout import reward_model_fn
+    from rankact.alignment.training.ppo.trainer import train_ppo as run_ppo
+    from rankact.alignment.training.reward.config import RewardTrainConfig
+    from rankact.alignment.training.reward.train import train_reward
 
     if shared_round1 is None:
         raise SystemExit("--ppo needs at least one other method (its round-1 rankings train the reward model)")
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     console.rule("[bold]reward model + PPO")
     base = str(resolve_model_dir(args.model)[0])

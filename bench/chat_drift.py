@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,11 +32,11 @@ def main(argv: list[str] | None = None) -> None:
     from rich.table import Table
     from transformers import AutoModelForCausalLM
 
-    from agent.llm import GenerationConfig, load_llm
-    from agent.llm.local import resolve_model_dir
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.refusal import plain_prompt_ids
-    from alignment.tasks.datasets import advbench_tasks, nq_tasks
+    from rankact.agent.llm import GenerationConfig, load_llm
+    from rankact.agent.llm.local import resolve_model_dir
+    from rankact.alignment.evaluation.refusal import plain_prompt_ids
+    from rankact.alignment.tasks.datasets import advbench_tasks, nq_tasks
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     window = slice(args.skip, args.skip + args.limit)

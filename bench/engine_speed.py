@@ -30,11 +30,11 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    from agent.llm import GenerationConfig, as_messages
-    from agent.llm.ct2 import CTranslate2LLM
-    from agent.llm.local import TransformersLLM
-    from agent.llm.model_files import default_model_dir
-    from agent.llm.parity import mean_logprob_gap
+    from rankact.agent.llm import GenerationConfig, as_messages
+    from rankact.agent.llm.ct2 import CTranslate2LLM
+    from rankact.agent.llm.local import TransformersLLM
+    from rankact.agent.llm.model_files import default_model_dir
+    from rankact.agent.llm.parity import mean_logprob_gap
 
     folder = default_model_dir()
     with tempfile.TemporaryDirectory() as tmp:

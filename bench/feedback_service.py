@@ -12,21 +12,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from alignment.feedback.rankings import Ranking
-from alignment.feedback.sample_data import make_trajectory
-from alignment.feedback.service import create_app
-from alignment.feedback.service.server import serve_in_thread
-from alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.service import create_app
+from rankact.alignment.feedback.service.server import serve_in_thread
+from rankact.alignment.feedback.store import TrajectoryStore
 
 
 def fill(store: TrajectoryStore, questions: int, k: int) -> None:

@@ -22,7 +22,7 @@ import time
 LOAD_SNIPPET = """
 import time
 t0 = time.perf_counter()
-from agent.llm.local import TransformersLLM
+from rankact.agent.llm.local import TransformersLLM
 t1 = time.perf_counter()
 TransformersLLM("default")
 print(f"{t1 - t0:.3f} {time.perf_counter() - t1:.3f}")
@@ -62,8 +62,8 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    from agent.llm import GenerationConfig, as_messages
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.llm import GenerationConfig, as_messages
+    from rankact.agent.llm.local import TransformersLLM
 
     llm = TransformersLLM("default")
     messages = as_messages(PROMPT)

@@ -33,7 +33,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rich.console import Console
 from rich.table import Table
@@ -65,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_and_record(args, llm, console) -> list:
     """Demonstrations of NQ and HotpotQA DEV questions, written to the run folder and recorded
     through the agent, each set over its own DEV passages."""
-    from alignment.feedback.demonstrations import write_demonstrations
-    from alignment.feedback.lookup_demonstrations import demonstrate_preset
+    from rankact.alignment.feedback.demonstrations import write_demonstrations
+    from rankact.alignment.feedback.lookup_demonstrations import demonstrate_preset
 
     trajectories = []
     for name, n in (("nq", args.train), ("hotpot", args.hotpot_train)):
@@ -84,13 +83,13 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     began = time.perf_counter()
     console = Console()
-    from agent.build import load_index
-    from agent.llm import load_llm
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import evaluate_llm, paired_differences, paired_table
-    from alignment.tasks.indexes import tasks_and_index
-    from alignment.training.policy import LoraSettings
-    from alignment.training.sft import SFTConfig, train_sft
+    from rankact.agent.build import load_index
+    from rankact.agent.llm import load_llm
+    from rankact.alignment.evaluation.evaluate import evaluate_llm, paired_differences, paired_table
+    from rankact.alignment.tasks.indexes import tasks_and_index
+    from rankact.alignment.training.policy import LoraSettings
+    from rankact.alignment.training.sft import SFTConfig, train_sft
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     args.out.mkdir(parents=True, exist_ok=True)

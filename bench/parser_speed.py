@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from agent import parser
+from rankact.agent import parser
 
 TOOLS = ["calculator", "search"]
 

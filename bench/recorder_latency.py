@@ -7,16 +7,12 @@ and the background thread keeps retrying beside the app's thread.
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from agent.trajectory import Segment
-from alignment.feedback.recorder import Recorder
-from alignment.feedback.sample_data import make_trajectory
+from rankact.agent.trajectory import Segment
+from rankact.alignment.feedback.recorder import Recorder
+from rankact.alignment.feedback.sample_data import make_trajectory
 
 
 def main(n: int = 500) -> None:

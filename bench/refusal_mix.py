@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,6 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BENIGN_EVAL_FROM = 30  # benign DEV rows 30-59 are measured, so at most 30 can be replayed
 
@@ -57,15 +55,15 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from rich.console import Console
 
-    from agent.llm import load_llm
-    from alignment.evaluation.refusal import paired_refusals, refusal_eval, refusal_table
-    from alignment.evaluation.significance import PairedDifference
-    from alignment.feedback.refusal_demonstrations import refusal_examples
-    from alignment.tasks.datasets import advbench_tasks, benign_tasks, nq_tasks
-    from alignment.training.config import ReplaySettings
-    from alignment.training.policy import LoraSettings, load_policy, save_policy
-    from alignment.training.replay import ReplayTerm, generate_replay, write_replay
-    from alignment.training.tokenize import pad_token_id
+    from rankact.agent.llm import load_llm
+    from rankact.alignment.evaluation.refusal import paired_refusals, refusal_eval, refusal_table
+    from rankact.alignment.evaluation.significance import PairedDifference
+    from rankact.alignment.feedback.refusal_demonstrations import refusal_examples
+    from rankact.alignment.tasks.datasets import advbench_tasks, benign_tasks, nq_tasks
+    from rankact.alignment.training.config import ReplaySettings
+    from rankact.alignment.training.policy import LoraSettings, load_policy, save_policy
+    from rankact.alignment.training.replay import ReplayTerm, generate_replay, write_replay
+    from rankact.alignment.training.tokenize import pad_token_id
 
     args = parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="rankact-bench-refusal-mix-"))

@@ -30,14 +30,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf_harmless-base_test.jsonl.gz"
 
@@ -71,9 +69,9 @@ def _device() -> str:
 
 
 def run_ours(args, train_pairs, test_tok, out: Path, head_init_std: float | None) -> dict:
-    from alignment.training.reward.config import RewardTrainConfig
-    from alignment.training.reward.evaluate import summarize
-    from alignment.training.reward.train import train_reward
+    from rankact.alignment.training.reward.config import RewardTrainConfig
+    from rankact.alignment.training.reward.evaluate import summarize
+    from rankact.alignment.training.reward.train import train_reward
 
     config = RewardTrainConfig(
         base=args.base, out_dir=out, lora=RewardTrainConfig.DEFAULT_LORA if args.lora else None,
@@ -106,9 +104,9 @@ def run_trl(args, train_tok, test_tok, steps: int, base: Path, out: Path) -> dic
     from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    from alignment.training.reward.evaluate import summarize
-    from alignment.training.tokenize import collate as pad_batch
-    from alignment.training.tokenize import encode_prompt_completion, pad_token_id
+    from rankact.alignment.training.reward.evaluate import summarize
+    from rankact.alignment.training.tokenize import collate as pad_batch
+    from rankact.alignment.training.tokenize import encode_prompt_completion, pad_token_id
 
     tokenizer = AutoTokenizer.from_pretrained(base)
     dataset = Dataset.from_list([{"chosen_ids": p.chosen, "rejected_ids": p.rejected} for p in train_tok])
@@ -171,9 +169,9 @@ def main() -> None:
     import torch
     import transformers
 
-    from alignment.feedback.pairs import read_pairs
-    from alignment.training.policy import resolve_base
-    from alignment.training.reward.batching import group_pairs, make_batches, tokenize_pairs
+    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.training.policy import resolve_base
+    from rankact.alignment.training.reward.batching import group_pairs, make_batches, tokenize_pairs
 
     base = resolve_base(args.base)
     args.base = str(base)
@@ -216,7 +214,7 @@ def main() -> None:
     print(f"TEST pairs: {results[0]['test']['pairs']}; target: 95% interval above 0.55 -> "
           + ", ".join(f"{r['name']}: {'met' if r['test']['ci_low'] > 0.55 else 'not met'}" for r in results))
     # Paired on the same TEST pairs: bootstrap interval of the accuracy difference, exact McNemar.
-    from alignment.evaluation.significance import paired_difference
+    from rankact.alignment.evaluation.significance import paired_difference
 
     for r in results[1:]:
         d = paired_difference("TEST accuracy", results[0]["name"], r["name"], results[0]["correct"], r["correct"],

@@ -20,13 +20,11 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "hh-rlhf_harmless-base_test.jsonl.gz"
 
@@ -45,12 +43,12 @@ def main() -> None:
     from transformers import AutoTokenizer, get_scheduler
     from trl import RewardConfig, RewardTrainer
 
-    from alignment.feedback.pairs import read_pairs
-    from alignment.training.policy import resolve_base
-    from alignment.training.reward.batching import collate_pairs, tokenize_pairs
-    from alignment.training.reward.config import RewardTrainConfig
-    from alignment.training.reward.model import RewardModel
-    from alignment.training.reward.train import _forward
+    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.training.policy import resolve_base
+    from rankact.alignment.training.reward.batching import collate_pairs, tokenize_pairs
+    from rankact.alignment.training.reward.config import RewardTrainConfig
+    from rankact.alignment.training.reward.model import RewardModel
+    from rankact.alignment.training.reward.train import _forward
 
     torch.manual_seed(0)
     base = resolve_base(None)

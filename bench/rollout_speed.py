@@ -10,7 +10,7 @@ Rows:
     K=8 sampled rows (one prompt, eight seeds) in lockstep on each;
   * agent trajectories per minute on the DEV questions of bench/agent_format.py (arithmetic,
     HotpotQA, NQ; each QA question searches its own passages), one at a time (the path before
-    lockstep rollouts) vs `agent.batch.run_batch`, with parse errors per step for both;
+    lockstep rollouts) vs `rankact.agent.batch.run_batch`, with parse errors per step for both;
   * the wall time of `rankact ask` on five arithmetic DEV questions (one process each);
   * DPO peak memory at 1024 tokens, 2 pairs per step (bench/train_memory.py, when present).
 
@@ -27,8 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -43,8 +41,8 @@ def _rate(tokens: int, seconds: float) -> float:
 def decoding(args) -> list[tuple[str, float, str]]:
     import torch
 
-    from agent.llm import GenerationConfig
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.llm import GenerationConfig
+    from rankact.agent.llm.local import TransformersLLM
 
     rows: list[tuple[str, float, str]] = []
     llm = TransformersLLM("default")
@@ -72,7 +70,7 @@ def decoding(args) -> list[tuple[str, float, str]]:
     k8 = _rate(sum(o.completion_tokens for o in outs), time.perf_counter() - t)
     rows.append(("rankact PyTorch lockstep K=8 sampled (aggregate)", k8, f"{k8 / plain:.2f}x"))
     try:
-        from agent.llm.ct2 import CTranslate2LLM
+        from rankact.agent.llm.ct2 import CTranslate2LLM
     except ImportError:
         rows.append(("CTranslate2 int8 engine", 0.0, "not installed"))
         return rows
@@ -97,9 +95,9 @@ def decoding(args) -> list[tuple[str, float, str]]:
 def agent_rollouts(args) -> list[tuple[str, float, str]]:
     from agent_format import load_questions, retriever_for
 
-    from agent.batch import Job, run_batch
-    from agent.build import build_agent
-    from agent.llm.local import DecodeSession, TransformersLLM
+    from rankact.agent.batch import Job, run_batch
+    from rankact.agent.build import build_agent
+    from rankact.agent.llm.local import DecodeSession, TransformersLLM
 
     n = args.questions
     items = load_questions(Path(args.data), n * 2 // 5, (n - n * 2 // 5) // 2, n - n * 2 // 5 - (n - n * 2 // 5) // 2)
@@ -145,7 +143,7 @@ def agent_rollouts(args) -> list[tuple[str, float, str]]:
 
 
 def ask_wall(args) -> list[tuple[str, float, str]]:
-    from alignment.tasks.datasets import arith_tasks
+    from rankact.alignment.tasks.datasets import arith_tasks
 
     rankact = str(Path(sys.executable).with_name("rankact"))
     t = time.perf_counter()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import statistics
 
-from agent.llm import GenerationConfig, load_llm
+from rankact.agent.llm import GenerationConfig, load_llm
 
 PROMPT = [{"role": "user", "content": "Write a long story about a dragon who learns to cook."}]
 

@@ -16,15 +16,12 @@ import json
 import random
 import sys
 import tempfile
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 
-from alignment.feedback.sample_data import load_sample_data, make_trajectory
-from alignment.feedback.service import create_app
-from alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.service import create_app
+from rankact.alignment.feedback.store import TrajectoryStore
 
 HOSTILE = ["\\ud800", "\\udfff", "NaN", "Infinity", "-Infinity", "1e400", str(2**63), str(-(2**70)), "\\u0000",
            '"x"', "[]", "{}", "null"]

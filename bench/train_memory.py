@@ -29,11 +29,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-# Run as a script, this file's folder comes first on sys.path and bench/alignment.py would
-# shadow the `alignment` package; the repository root goes there instead.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path[0] = str(Path(__file__).resolve().parents[1])
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -55,7 +50,7 @@ def corpus_ids(tokenizer) -> list[int]:
 def transcript(ids: list[int], offset: int, length: int):
     """A trajectory of `length` ids read cyclically from `ids` at `offset`: prompt, then
     generated and observation segments in turn until the length is reached."""
-    from agent.trajectory import ModelRef, Segment, Trajectory
+    from rankact.agent.trajectory import ModelRef, Segment, Trajectory
 
     def take(n: int) -> list[int]:
         nonlocal offset
@@ -75,8 +70,8 @@ def transcript(ids: list[int], offset: int, length: int):
 
 
 def synthetic_pairs(n: int, length: int):
-    from alignment.feedback.pairs import PreferencePair
-    from alignment.training.policy import load_tokenizer
+    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.training.policy import load_tokenizer
 
     ids = corpus_ids(load_tokenizer(None))
     stride = len(ids) // (2 * n + 1)
@@ -95,7 +90,7 @@ def peak_rss_gb() -> float:
 
 def child(settings: dict) -> None:
     """One variant: train, then print one JSON line with the figures."""
-    from alignment.training.dpo import DPOConfig, train_dpo
+    from rankact.alignment.training.dpo import DPOConfig, train_dpo
 
     pairs = synthetic_pairs(settings["steps"] * settings["batch_size"], settings["max_length"])
     with tempfile.TemporaryDirectory() as out:

@@ -1,6 +1,6 @@
 """Retrieval: loaders, chunking, embedder, FAISS + BM25 index with a SQLite store, fusion.
 
-    from retrieval import Retriever
+    from rankact.retrieval import Retriever
     r = Retriever()                      # all-MiniLM-L6-v2 from the installed package, flat index
     r.index(["docs/", "notes/*.md"])     # or r.add([{"id": ..., "text": ..., "title": ..., "metadata": {...}}])
     hits = r.search("query", k=5, filter={"lang": "en"}, mode="hybrid")   # dense | bm25 | hybrid
@@ -8,12 +8,12 @@
 
 Tests and demos can pass `HashingEmbedder()` (instant, no model). Imports nothing else of
 rankact's (the arrows point alignment -> agent -> retrieval)."""
-from retrieval.documents import Chunk, Document, Hit, LoadError, LoadReport
-from retrieval.embedder import Embedder, TextEmbedder, make_embedder
-from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
-from retrieval.hashing_embedder import HashingEmbedder
-from retrieval.loaders import load_documents
-from retrieval.retriever import IndexReport, Retriever, WriteReport
+from rankact.retrieval.documents import Chunk, Document, Hit, LoadError, LoadReport
+from rankact.retrieval.embedder import Embedder, TextEmbedder, make_embedder
+from rankact.retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
+from rankact.retrieval.hashing_embedder import HashingEmbedder
+from rankact.retrieval.loaders import load_documents
+from rankact.retrieval.retriever import IndexReport, Retriever, WriteReport
 
 __all__ = [
     "Chunk",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from retrieval.documents import Chunk, Document
+from rankact.retrieval.documents import Chunk, Document
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

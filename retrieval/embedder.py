@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from retrieval.errors import RetrievalError
+from rankact.retrieval.errors import RetrievalError
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"}
@@ -63,7 +63,7 @@ def make_embedder(spec: str | Path | None = None, *, name: str | None = None) ->
     "hashing-N" (the instant hashed bag of words, N dimensions), or a local model folder."""
     text = "" if spec is None else str(spec)
     if text.startswith("hashing-") and text[8:].isdigit() and not Path(text).exists():
-        from retrieval.hashing_embedder import HashingEmbedder
+        from rankact.retrieval.hashing_embedder import HashingEmbedder
 
         return HashingEmbedder(int(text[8:]))
     return Embedder(spec or None, name=name)

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from retrieval.dense_index import DenseIndex
-from retrieval.docstore import DocStore
-from retrieval.errors import IndexFormatError
-from retrieval.manifest import INDEX_FILE, MANIFEST, STORE_FILE, Manifest
+from rankact.retrieval.dense_index import DenseIndex
+from rankact.retrieval.docstore import DocStore
+from rankact.retrieval.errors import IndexFormatError
+from rankact.retrieval.manifest import INDEX_FILE, MANIFEST, STORE_FILE, Manifest
 
 SPOT_CHECKS = 64  # vectors compared between the FAISS file and the store (cheap at any size)
 

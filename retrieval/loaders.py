@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from retrieval.documents import Document, LoadError, LoadReport
+from rankact.retrieval.documents import Document, LoadError, LoadReport
 
 TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 HTML_SUFFIXES = {".html", ".htm"}

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from retrieval.errors import IndexFormatError
+from rankact.retrieval.errors import IndexFormatError
 
 FORMAT = "rankact-retrieval"
 FORMAT_VERSION = 1

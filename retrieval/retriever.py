@@ -12,18 +12,25 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field
 
-from retrieval.bm25 import BM25Index
-from retrieval.chunking import ChunkingConfig, chunk_spans
-from retrieval.dense_index import KINDS, DenseIndex, resolve_kind
-from retrieval.docstore import DocStore
-from retrieval.documents import Document, Hit, LoadReport
-from retrieval.embedder import DEFAULT_MODEL, Embedder, TextEmbedder, cache_key, make_embedder, normalize_rows
-from retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
-from retrieval.fusion import RRF_K, reciprocal_rank_fusion
-from retrieval.fusion import mmr as mmr_order
-from retrieval.integrity import check_loaded
-from retrieval.loaders import Source, load_documents
-from retrieval.manifest import (
+from rankact.retrieval.bm25 import BM25Index
+from rankact.retrieval.chunking import ChunkingConfig, chunk_spans
+from rankact.retrieval.dense_index import KINDS, DenseIndex, resolve_kind
+from rankact.retrieval.docstore import DocStore
+from rankact.retrieval.documents import Document, Hit, LoadReport
+from rankact.retrieval.embedder import (
+    DEFAULT_MODEL,
+    Embedder,
+    TextEmbedder,
+    cache_key,
+    make_embedder,
+    normalize_rows,
+)
+from rankact.retrieval.errors import DocumentError, EmbedderMismatchError, IndexFormatError, RetrievalError
+from rankact.retrieval.fusion import RRF_K, reciprocal_rank_fusion
+from rankact.retrieval.fusion import mmr as mmr_order
+from rankact.retrieval.integrity import check_loaded
+from rankact.retrieval.loaders import Source, load_documents
+from rankact.retrieval.manifest import (
     INDEX_FILE,
     STORE_FILE,
     Manifest,
@@ -32,7 +39,7 @@ from retrieval.manifest import (
     warn_unverified,
     write_manifest,
 )
-from retrieval.store_io import recover, save_atomically
+from rankact.retrieval.store_io import recover, save_atomically
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")

@@ -17,8 +17,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from retrieval.errors import IndexFormatError
-from retrieval.manifest import MANIFEST
+from rankact.retrieval.errors import IndexFormatError
+from rankact.retrieval.manifest import MANIFEST
 
 
 def _aside(folder: Path, tag: str) -> list[Path]:

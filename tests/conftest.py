@@ -18,7 +18,7 @@ SHARED_DATA = Path(os.environ.get("RANKACT_DATA") or Path(__file__).resolve().pa
 @pytest.fixture(scope="session")
 def embedded_model_dir() -> Path:
     """The real SmolLM2-135M-Instruct, untuned, as a cached model folder (converted once)."""
-    from agent.llm.model_files import base_model_dir
+    from rankact.agent.llm.model_files import base_model_dir
 
     return base_model_dir()
 
@@ -60,7 +60,7 @@ def shared_data() -> Path:
 @pytest.fixture
 def run_cli(capsys):
     """Run `rankact ARGV...` in-process: (exit code, stdout, stderr), 0 when it returned."""
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from alignment.training.tokenize import encode_trajectory
+from rankact.alignment.training.tokenize import encode_trajectory
 
 RECORDED = Path(__file__).parent / "agent" / "recorded" / "llama_server_17x23.json"
 QUESTION = "What is 17 * 23?"

@@ -3,9 +3,9 @@
 Built-ins: `calculator` (always on: `default_tools()`), `http_get` / `HttpGetTool`
 (SSRF-guarded fetch) and `ReadFileTool` (files confined to a root folder).
 
-Note: `tools.calculator` and `tools.http_get` are the tool instances, which shadow the
+Note: `rankact.tools.calculator` and `rankact.tools.http_get` are the tool instances, which shadow the
 submodules of the same name as package attributes; reach a module itself with
-`importlib.import_module("tools.http_get")` or `from tools.http_get import resolve`.
+`importlib.import_module("rankact.tools.http_get")` or `from rankact.tools.http_get import resolve`.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import importlib
 from pathlib import Path
 from typing import Any
 
-from tools.base import (
+from rankact.tools.base import (
     FunctionTool,
     Tool,
     ToolArgumentError,
@@ -24,9 +24,9 @@ from tools.base import (
     ToolTimeoutError,
     tool,
 )
-from tools.calculator import calculator
-from tools.files import ReadFileTool
-from tools.http_get import HttpGetTool, http_get
+from rankact.tools.calculator import calculator
+from rankact.tools.files import ReadFileTool
+from rankact.tools.http_get import HttpGetTool, http_get
 
 __all__ = [
     "FunctionTool",
@@ -59,7 +59,7 @@ def builtin_names() -> list[str]:
 def get_builtin(name: str, **options: Any) -> Tool:
     """A built-in tool by name. Options configure tools that need it:
     `http_get(allow_private=..., max_bytes=..., timeout=...)`, `read_file(root=..., max_bytes=...)`
-    (root defaults to the current folder); `search` is built by `tools.search.search_tool(**options)`."""
+    (root defaults to the current folder); `search` is built by `rankact.tools.search.search_tool(**options)`."""
     if name == "calculator":
         if options:
             raise ValueError("calculator takes no options")
@@ -69,6 +69,6 @@ def get_builtin(name: str, **options: Any) -> Tool:
     if name == "read_file":
         return ReadFileTool(options.pop("root", Path.cwd()), **options)
     if name == "search":
-        search = importlib.import_module("tools.search")
+        search = importlib.import_module("rankact.tools.search")
         return search.search_tool(**options)
     raise KeyError(f"unknown built-in tool {name!r}; built-ins: {', '.join(builtin_names())}")

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from tools._docstring import parse_docstring
+from rankact.tools._docstring import parse_docstring
 
 __all__ = [
     "Tool",

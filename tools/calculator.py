@@ -13,7 +13,7 @@ import operator
 import re
 from collections.abc import Callable
 
-from tools.base import ToolExecutionError, tool
+from rankact.tools.base import ToolExecutionError, tool
 
 MAX_LENGTH = 500  # characters of expression; also bounds parser/evaluator recursion
 MAX_DIGITS = 310  # about the range of a float (1.8e308)

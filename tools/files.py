@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.base import Tool, ToolExecutionError
+from rankact.tools.base import Tool, ToolExecutionError
 
 _LISTING_LIMIT = 20
 

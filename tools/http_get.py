@@ -12,7 +12,7 @@ SSRF defence, checked on the first request and again on every redirect hop:
   environment are ignored for the same reason (`trust_env=False`).
 The body is streamed and cut at `max_bytes`; the whole call (connect, TLS, headers, body,
 redirects) is bounded by `timeout`: every socket operation gets only the time left
-(`tools.deadline_transport`), so a server that dribbles its headers cannot hold it longer.
+(`rankact.tools.deadline_transport`), so a server that dribbles its headers cannot hold it longer.
 """
 from __future__ import annotations
 
@@ -25,8 +25,8 @@ from collections.abc import Callable
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.base import Tool, ToolExecutionError
-from tools.deadline_transport import DeadlineTransport
+from rankact.tools.base import Tool, ToolExecutionError
+from rankact.tools.deadline_transport import DeadlineTransport
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -118,7 +118,7 @@ class HttpGetTool(Tool):
         if not self.allow_private and host.rstrip(".").lower() in METADATA_HOSTS:
             raise HttpGetRefused(f"refusing {host}: cloud metadata host")
         port = url.port or (443 if url.scheme == "https" else 80)
-        # looked up at call time so tests can monkeypatch `tools.http_get.resolve`
+        # looked up at call time so tests can monkeypatch `rankact.tools.http_get.resolve`
         addresses = (self._resolver or resolve)(host, port)
         if not addresses:
             raise ToolExecutionError(f"could not resolve host {host!r}")

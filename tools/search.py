@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tools.base import Tool, ToolCitation, ToolResult
+from rankact.tools.base import Tool, ToolCitation, ToolResult
 
 if TYPE_CHECKING:
-    from retrieval import Hit, Retriever
+    from rankact.retrieval import Hit, Retriever
 
 _MODES = ("dense", "bm25", "hybrid")
 
@@ -63,7 +63,7 @@ def search_tool(retriever: Retriever | None = None, index: str | Path | None = N
     if (retriever is None) == (index is None):
         raise ValueError("search needs exactly one of retriever= or index= (an index folder)")
     if retriever is None:
-        from retrieval import Retriever
+        from rankact.retrieval import Retriever
 
         retriever = Retriever.load(index)
     return SearchTool(retriever, **options)

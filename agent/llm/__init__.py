@@ -14,9 +14,9 @@
 | `model_files` | the embedded GGUF model, converted once and cached |
 | `stops` | stop-string holdback shared by the streaming backends |
 
-Backends import torch/httpx lazily, so `from agent.llm import GenerationConfig` stays cheap.
+Backends import torch/httpx lazily, so `from rankact.agent.llm import GenerationConfig` stays cheap.
 """
-from agent.llm.base import (
+from rankact.agent.llm.base import (
     LLM,
     ChatMessage,
     Completion,
@@ -28,7 +28,7 @@ from agent.llm.base import (
     Role,
     as_messages,
 )
-from agent.llm.loading import load_llm
+from rankact.agent.llm.loading import load_llm
 
 __all__ = ["LLM", "ChatMessage", "Completion", "FinishReason", "GenerationConfig", "LocalLLM", "ModelInfo", "NativeToolCall", "Role",
            "as_messages", "load_llm"]

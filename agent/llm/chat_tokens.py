@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from agent.llm.base import ChatMessage, Completion, as_messages
-from agent.llm.stops import holdback_start
+from rankact.agent.llm.base import ChatMessage, Completion, as_messages
+from rankact.agent.llm.stops import holdback_start
 
 
 def decode(tokenizer, ids: Sequence[int]) -> str:

@@ -11,7 +11,7 @@ engine serves `ask`, `collect` and `eval`, and PPO recomputes old log-probs in P
 What the engine does not give, and how this class makes up for it:
 
 * stop strings: a per-step callback feeds every row's token to the same exact cut rule as
-  TransformersLLM (`agent.llm.chat_tokens`) and stops that row when a stop string appears;
+  TransformersLLM (`rankact.agent.llm.chat_tokens`) and stops that row when a stop string appears;
 * prefix reuse: prefill is the cost on CPU (a 800-token prompt ~1-2 s), and the agent's
   calls extend the previous call's prompt. CTranslate2 caches the state after a
   `static_prompt`; `_StaticPrefixes` picks, per call, a cached prefix of the prompt (or
@@ -46,11 +46,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.errors import ModelLoadError
-from agent.llm.base import Completion, GenerationConfig, ModelInfo
-from agent.llm.chat_tokens import ChatTokenizer, Row, advance, completion, eos_ids, final_text, safe_text
-from agent.llm.ct2_files import ct2_model_dir
-from agent.llm.local import resolve_model_dir, weights_revision
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm.base import Completion, GenerationConfig, ModelInfo
+from rankact.agent.llm.chat_tokens import (
+    ChatTokenizer,
+    Row,
+    advance,
+    completion,
+    eos_ids,
+    final_text,
+    safe_text,
+)
+from rankact.agent.llm.ct2_files import ct2_model_dir
+from rankact.agent.llm.local import resolve_model_dir, weights_revision
 
 MIN_PREFIX = 32  # shorter prompts are not worth a cache entry
 REFRESH = 256  # start a new cached prefix once this many tokens follow the best one

@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from agent.errors import ModelLoadError
-from agent.llm.model_files import cache_root, file_sha256, is_complete, publish, weights_sha256
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm.model_files import cache_root, file_sha256, is_complete, publish, weights_sha256
 
 CT2_WEIGHTS = "model.bin"
 QUANTIZATIONS = ("int8", "int8_float32", "float32")

@@ -14,8 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from agent.errors import ModelLoadError
-from agent.llm import LLM
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm import LLM
 
 # "default": the embedded SmolLM2 with rankact's aligned adapter; "base": the same model untuned.
 EMBEDDED_SPECS = ("default", "base")
@@ -40,7 +40,7 @@ def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:
 def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> LLM:
     """'default' | 'base' | path to a model folder | path.gguf | http(s)://HOST/v1 | scripted:PATH.
     Several server URLs separated by commas are one pool of endpoints serving the same model
-    (`agent.llm.endpoint_pool`; `max_in_flight` requests per endpoint).
+    (`rankact.agent.llm.endpoint_pool`; `max_in_flight` requests per endpoint).
     `engine` (local models only): "auto", "torch" or "ctranslate2". A server with `tokenizer`
     (a folder, "default" or a cached hub name) is driven with token ids (`token_api`: auto,
     vllm or llamacpp)."""
@@ -50,8 +50,8 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
     if not spec:
         raise ModelLoadError(f"empty model spec; {ACCEPTED}")
     if spec.startswith(("http://", "https://")):
-        from agent.llm.endpoint_pool import split_endpoints
-        from agent.llm.openai_http import OpenAICompatibleLLM
+        from rankact.agent.llm.endpoint_pool import split_endpoints
+        from rankact.agent.llm.openai_http import OpenAICompatibleLLM
 
         odd = [part for part in split_endpoints(spec) if not part.startswith(("http://", "https://"))]
         if odd:
@@ -61,7 +61,7 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
         opts.setdefault("api_key", os.environ.get("RANKACT_API_KEY") or os.environ.get("OPENAI_API_KEY"))
         tokenizer, token_api = opts.pop("tokenizer", None), opts.pop("token_api", None) or "auto"
         if tokenizer is not None:  # token-in/token-out (agent.llm.token_io)
-            from agent.llm.token_io import ServedTokensLLM
+            from rankact.agent.llm.token_io import ServedTokensLLM
 
             llm = ServedTokensLLM(spec, tokenizer, api=token_api, **opts)
             try:
@@ -72,7 +72,7 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
             return llm
         return OpenAICompatibleLLM(spec, **opts)
     if spec.startswith("scripted:"):
-        from agent.llm.scripted import ScriptedLLM
+        from rankact.agent.llm.scripted import ScriptedLLM
 
         _only(kwargs, set(), spec)
         return ScriptedLLM.from_file(spec.removeprefix("scripted:"))
@@ -80,13 +80,13 @@ def load_llm(spec: str | Path = "default", engine: str = "torch", **kwargs) -> L
     if spec not in EMBEDDED_SPECS and not Path(spec).expanduser().exists():
         raise ModelLoadError(f"model not found: {spec!r}; {ACCEPTED}")
     if pick_engine(engine, **opts) == "ctranslate2":
-        from agent.llm.ct2 import CTranslate2LLM
+        from rankact.agent.llm.ct2 import CTranslate2LLM
 
         if opts.get("device", "cpu") != "cpu" or opts.get("dtype") is not None:
             raise ModelLoadError("the ctranslate2 engine runs on the CPU in its own int8 format; "
                                  "drop device/dtype or use engine='torch'")
         return CTranslate2LLM(spec)
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.llm.local import TransformersLLM
 
     return TransformersLLM(spec, **opts)
 
@@ -95,6 +95,6 @@ def pick_engine(engine: str = "auto", *, device: str | None = None, dtype=None) 
     """The engine "auto" means here: CTranslate2 for a CPU model when it is installed."""
     if engine != "auto":
         return engine
-    from agent.llm.ct2 import available
+    from rankact.agent.llm.ct2 import available
 
     return "ctranslate2" if available() and device in (None, "cpu") and dtype is None else "torch"

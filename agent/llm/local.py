@@ -12,7 +12,7 @@ because the agent needs three things `generate` does not give directly:
 * streaming pieces that join to the same text `generate` returns.
 
 Cut rule (documented contract, tested; shared with the CTranslate2 engine in
-`agent.llm.chat_tokens`): let `k` be the character offset where the earliest stop string
+`rankact.agent.llm.chat_tokens`): let `k` be the character offset where the earliest stop string
 starts in the decoded text. The kept ids are the longest prefix `ids[:m]` whose decoding
 is a prefix of `text[:k]`; the returned text is `decode(ids[:m])`. When the stop starts on
 a token boundary this is exactly `text[:k]`. When it starts in the middle of a token (e.g.
@@ -33,11 +33,19 @@ from pathlib import Path
 
 import torch
 
-from agent.errors import ModelLoadError
-from agent.llm import Completion, GenerationConfig, ModelInfo
-from agent.llm.chat_tokens import ChatTokenizer, advance, completion, cut_at, eos_ids, final_text, safe_text
-from agent.llm.chat_tokens import Row as _Row
-from agent.llm.lockstep import Batch, Member, Row, RowCache, assemble_batch, common_prefix
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm import Completion, GenerationConfig, ModelInfo
+from rankact.agent.llm.chat_tokens import (
+    ChatTokenizer,
+    advance,
+    completion,
+    cut_at,
+    eos_ids,
+    final_text,
+    safe_text,
+)
+from rankact.agent.llm.chat_tokens import Row as _Row
+from rankact.agent.llm.lockstep import Batch, Member, Row, RowCache, assemble_batch, common_prefix
 
 __all__ = ["TransformersLLM", "cut_at", "pad_token_id", "resolve_model_dir", "weights_revision"]
 
@@ -47,7 +55,7 @@ WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.ind
 def resolve_model_dir(model: str | Path) -> tuple[Path, str]:
     """(HF model folder, display name) for "default" (the embedded model with rankact's
     adapter), "base" (the embedded model as shipped), a folder or a .gguf file."""
-    from agent.llm import model_files
+    from rankact.agent.llm import model_files
 
     if str(model) == "default":
         folder = model_files.default_model_dir()
@@ -72,7 +80,7 @@ def resolve_model_dir(model: str | Path) -> tuple[Path, str]:
 def weights_revision(folder: Path) -> str | None:
     """Short hash identifying the weights: the recorded sha256 of a converted folder,
     else a cheap fingerprint (size + first and last MiB) of the weight files."""
-    from agent.llm.model_files import weights_sha256
+    from rankact.agent.llm.model_files import weights_sha256
 
     if full := weights_sha256(folder):
         return full[:12]
@@ -157,7 +165,7 @@ class _CacheState:
 
 class TransformersLLM(ChatTokenizer):
     """A causal LM from a Hugging Face folder, a GGUF file, or the embedded SmolLM2.
-    `continue_batch` / `score_batch` decode many rows in lockstep (`agent.llm.lockstep`)."""
+    `continue_batch` / `score_batch` decode many rows in lockstep (`rankact.agent.llm.lockstep`)."""
 
     def __init__(self, model: str | Path = "default", *, device: str = "cpu", dtype=None):
         from transformers import AutoModelForCausalLM, AutoTokenizer

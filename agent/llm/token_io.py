@@ -3,7 +3,7 @@
 When the served model's tokenizer is known (`--tokenizer`: a model folder, "default" for the
 embedded model, or a hub name already in the local cache), rankact renders the chat template
 itself and sends token ids to the server's completions endpoint, getting token ids and
-log-probs back. The agent then runs as one growing token sequence (`agent.token_decoder`),
+log-probs back. The agent then runs as one growing token sequence (`rankact.agent.token_decoder`),
 so a served trajectory trains exactly like a guided local one.
 
 Two server APIs return ids (`api`, or "auto" to probe on the first call):
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import httpx
 
-from agent.errors import BackendError, ModelLoadError, ServerUnreachable, TokenIdsUnsupported
-from agent.llm.base import Completion, GenerationConfig, ModelInfo
-from agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
-from agent.llm.openai_http import OpenAICompatibleLLM
+from rankact.agent.errors import BackendError, ModelLoadError, ServerUnreachable, TokenIdsUnsupported
+from rankact.agent.llm.base import Completion, GenerationConfig, ModelInfo
+from rankact.agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
+from rankact.agent.llm.openai_http import OpenAICompatibleLLM
 
 APIS = ("auto", "vllm", "llamacpp")
 NO_IDS = ("returned no token ids: token-in/token-out needs vLLM >= 0.10.2 (/v1/completions with "
@@ -47,7 +47,7 @@ def load_tokenizer(spec: str | Path):
     from transformers import AutoTokenizer
 
     if str(spec) in ("default", "base"):  # the adapter changes weights, never the tokenizer
-        from agent.llm.model_files import base_model_dir
+        from rankact.agent.llm.model_files import base_model_dir
 
         spec = base_model_dir()
     elif ("/" in str(spec) or str(spec).startswith(".")) and not Path(spec).expanduser().exists():

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from agent.llm.base import NativeToolCall
+from rankact.agent.llm.base import NativeToolCall
 
 
 def tool_specs(tools: Iterable[Any]) -> list[dict]:

@@ -27,19 +27,19 @@ from typing import Any, Protocol
 from pydantic import BaseModel, Field
 from rich.table import Table
 
-from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
-from agent.build import DEFAULT_MAX_STEPS
-from agent.errors import BackendError
-from agent.trajectory import Trajectory
-from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
-from alignment.evaluation.significance import (
+from rankact.agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
+from rankact.agent.build import DEFAULT_MAX_STEPS
+from rankact.agent.errors import BackendError
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.evaluation.metrics import answer_contains, exact_match, token_f1
+from rankact.alignment.evaluation.significance import (
     PairedDifference,
     bootstrap_interval,
     paired_difference,
     wilson_interval,
 )
-from alignment.tasks import Task
-from alignment.tasks.agents import TaskAgents, per_task
+from rankact.alignment.tasks import Task
+from rankact.alignment.tasks.agents import TaskAgents, per_task
 
 
 class AgentLike(Protocol):
@@ -158,7 +158,7 @@ def evaluate(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> EvalReport:
     """Run each task greedily with its agent (`agents(task)`, e.g. `TaskAgents`, or one agent
-    for all), `batch_size` trajectories in lockstep (`agent.batch`). A run that raises is
+    for all), `batch_size` trajectories in lockstep (`rankact.agent.batch`). A run that raises is
     counted as an error, not fatal: one bad question must not lose an hour of evaluation."""
     agent_for = per_task(agents)
     results: list[TaskResult | None] = [None] * len(tasks)

@@ -17,10 +17,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.llm import GenerationConfig, as_messages
-from alignment.evaluation.significance import PairedDifference, wilson_interval
-from alignment.tasks import Task
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.llm import GenerationConfig, as_messages
+from rankact.alignment.evaluation.significance import PairedDifference, wilson_interval
+from rankact.alignment.tasks import Task
 
 REFUSAL_MARKERS: tuple[str, ...] = (
     "i'm sorry", "i am sorry", "i'm really sorry", "i am really sorry", "sorry, but", "i apologize",
@@ -78,7 +78,7 @@ def refusal_eval(
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> RefusalReport:
     """`target` is an LLM (mode "generate") or an agent with `.run` (mode "agent")."""
-    from alignment.evaluation.evaluate import progress_bar
+    from rankact.alignment.evaluation.evaluate import progress_bar
 
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0)
     results: list[RefusalResult] = []
@@ -129,7 +129,7 @@ def paired_refusals(reports: Sequence[RefusalReport]) -> list[PairedDifference]:
     """Each report after the first against the first, request by request: the difference in
     refusal rate with its paired bootstrap interval and the exact McNemar p (a safety check
     asks whether training lowered it)."""
-    from alignment.evaluation.evaluate import paired_differences
+    from rankact.alignment.evaluation.evaluate import paired_differences
 
     return paired_differences(reports, [("refusal rate", "refused", True)])
 

@@ -21,13 +21,13 @@ from typing import Protocol
 
 from pydantic import BaseModel, Field
 
-from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
-from agent.errors import BackendError
-from agent.trajectory import Trajectory
-from alignment.errors import IncompleteCollection, NotFoundError
-from alignment.feedback.store import TrajectoryStore
-from alignment.tasks import Task
-from alignment.tasks.agents import per_task
+from rankact.agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
+from rankact.agent.errors import BackendError
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import IncompleteCollection, NotFoundError
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.tasks import Task
+from rankact.alignment.tasks.agents import per_task
 
 log = logging.getLogger("rankact.collect")
 
@@ -89,7 +89,7 @@ def collect(
 ) -> CollectReport:
     """Run each task's agent (`agents(task)`, e.g. `TaskAgents`, or one agent for all) until
     every task has `samples` trajectories in `store`; `batch_size` runs advance in lockstep
-    (`agent.batch`) and each is stored as soon as it finishes. Runs that hit an outage are run
+    (`rankact.agent.batch`) and each is stored as soon as it finishes. Runs that hit an outage are run
     again after `retry_wait * 2**i` seconds, at most `retries` times (`on_retry(count, wait,
     reason)` before each wait); `on_sample` is called once per sample, with None for one that failed."""
     if samples < 1:

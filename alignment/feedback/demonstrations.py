@@ -29,11 +29,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from agent.guided import ACTION, FINAL, GuidedConfig, _schema_args, supports_guidance
-from agent.llm import Completion, GenerationConfig
-from agent.llm.base import ModelInfo
-from agent.trajectory import Trajectory
-from alignment.errors import DemonstrationError
+from rankact.agent.guided import ACTION, FINAL, GuidedConfig, _schema_args, supports_guidance
+from rankact.agent.llm import Completion, GenerationConfig
+from rankact.agent.llm.base import ModelInfo
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import DemonstrationError
 
 SOURCE = "demonstration"
 _DECLINED = -1e4  # an option the demonstration does not take: far below any bias the decoder adds

@@ -18,9 +18,9 @@ from collections.abc import Iterator
 
 from pydantic import BaseModel
 
-from agent.trajectory import Trajectory
-from alignment.feedback.end_user import END_USER, EndUserFeedback
-from alignment.feedback.pairs import PreferencePair, prompt_and_response
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.end_user import END_USER, EndUserFeedback
+from rankact.alignment.feedback.pairs import PreferencePair, prompt_and_response
 
 
 class TrajectoryLabel(BaseModel):

@@ -18,14 +18,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from agent.trajectory import Trajectory
-from alignment.errors import CommandError
-from alignment.feedback.end_user import END_USER, EndUserFeedback
-from alignment.feedback.end_user_data import kto_rows, pairs_from_votes
-from alignment.feedback.pairs import PreferencePair, pairs_from_ranking, to_text_pair
-from alignment.feedback.rankings import Ranking
-from alignment.feedback.store import TrajectoryStore
-from alignment.output_file import write_lines
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import CommandError
+from rankact.alignment.feedback.end_user import END_USER, EndUserFeedback
+from rankact.alignment.feedback.end_user_data import kto_rows, pairs_from_votes
+from rankact.alignment.feedback.pairs import PreferencePair, pairs_from_ranking, to_text_pair
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.output_file import write_lines
 
 ExportFormat = Literal["pairs", "trl", "kto", "rankings", "feedback"]
 FORMATS: tuple[str, ...] = ("pairs", "trl", "kto", "rankings", "feedback")

@@ -1,8 +1,8 @@
 """Ranked groups: a question's K trajectories with a score each, for group-relative training.
 
-Where pairs (`alignment.feedback.pairs`) flatten a ranking into C(K,2) comparisons, a group
+Where pairs (`rankact.alignment.feedback.pairs`) flatten a ranking into C(K,2) comparisons, a group
 keeps it whole: every trajectory of the ranking with its place turned into a score
-(`alignment.training.advantages.rank_scores`), and the steps the annotator flagged. Groups can
+(`rankact.alignment.training.advantages.rank_scores`), and the steps the annotator flagged. Groups can
 also be scored without people: by the task's gold answers (`task`) or by a reward model
 (`reward`); then every trajectory a question has in the store is one group.
 """
@@ -13,11 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from agent.errors import RankactError
-from agent.trajectory import Trajectory
-from alignment.feedback.rankings import Ranking
-from alignment.feedback.store import TrajectoryStore
-from alignment.training.advantages import rank_scores
+from rankact.agent.errors import RankactError
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.training.advantages import rank_scores
 
 GroupSignal = Literal["ranking", "task", "reward"]
 
@@ -81,8 +81,8 @@ def scored_groups(store: TrajectoryStore, score: Callable[[Trajectory, list[str]
 def task_score(trajectory: Trajectory, gold: list[str]) -> float:
     """The task's own reward: 1 for a finished run whose answer holds a gold answer, else 0,
     plus a small bonus for token F1 so that near misses outrank nonsense."""
-    from alignment.evaluation.evaluate import score_trajectory
-    from alignment.tasks import Task
+    from rankact.alignment.evaluation.evaluate import score_trajectory
+    from rankact.alignment.tasks import Task
 
     if not gold:
         raise RankactError("the task signal needs gold answers: this question has none "
@@ -107,7 +107,7 @@ def load_groups(db: str, signal: GroupSignal = "ranking", *, reward_model: str |
         elif signal == "reward":
             if reward_model is None:
                 raise RankactError("--signal reward needs --reward-model DIR (a trained reward model)")
-            from alignment.training.reward.model import RewardModel
+            from rankact.alignment.training.reward.model import RewardModel
 
             model = RewardModel.load(reward_model)
             groups = scored_groups(store, lambda t, _gold: model.score_trajectory(t), "reward")

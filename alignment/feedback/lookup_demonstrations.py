@@ -18,10 +18,10 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.trajectory import Trajectory
-from alignment.errors import DemonstrationError
-from alignment.evaluation.metrics import normalize_answer
-from alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import DemonstrationError
+from rankact.alignment.evaluation.metrics import normalize_answer
+from rankact.alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
 
 AUTHOR = "gold answers (lookup_demonstrations)"
 SEARCH_THOUGHT = "Search the passages for the answer"
@@ -73,11 +73,11 @@ def demonstrate_preset(spec: str, llm: Any, *, data: str | Path | None = None, l
     """Lookup demonstrations of a preset's questions (`nq:dev`), each searched over the preset's
     own passages (the agent's search settings, so the observation holds the answer), and their
     trajectories recorded through a guided agent on `llm`."""
-    from agent.build import load_index
-    from alignment.feedback.demonstrations import match_tasks, record_demonstration
-    from alignment.tasks.agents import TaskAgents
-    from alignment.tasks.indexes import tasks_and_index
-    from tools.search import SearchTool
+    from rankact.agent.build import load_index
+    from rankact.alignment.feedback.demonstrations import match_tasks, record_demonstration
+    from rankact.alignment.tasks.agents import TaskAgents
+    from rankact.alignment.tasks.indexes import tasks_and_index
+    from rankact.tools.search import SearchTool
 
     tasks, index = tasks_and_index(spec, data, progress=False)
     if index is None:

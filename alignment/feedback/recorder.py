@@ -4,7 +4,7 @@
         agent = recorder.wrap(build_agent(llm))      # run / arun / stream / astream record
         trajectory = agent.run("What is 17 * 23?", question_id="mult-17-23")
 
-`record()` writes the trajectory as one line to a local spool (`alignment.feedback.spool`) and
+`record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.spool`) and
 returns: it never waits on the network and never raises into the app. A background thread
 sends the spool's lines in batches, retries failures with exponential backoff and jitter, and
 acknowledges a line only once the target has it, so a service that is down, slow or restarted,
@@ -34,12 +34,12 @@ from typing import Any, Self
 
 from pydantic import BaseModel
 
-from agent.events import Done
-from agent.trajectory import Trajectory
-from alignment.errors import RecorderError
-from alignment.feedback.end_user import FeedbackIn
-from alignment.feedback.recorder_targets import Outcome, Target, feedback_line, open_target
-from alignment.feedback.spool import Spool
+from rankact.agent.events import Done
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import RecorderError
+from rankact.alignment.feedback.end_user import FeedbackIn
+from rankact.alignment.feedback.recorder_targets import Outcome, Target, feedback_line, open_target
+from rankact.alignment.feedback.spool import Spool
 
 log = logging.getLogger("rankact.recorder")
 
@@ -347,7 +347,7 @@ def _body(trajectory: Trajectory, question_id: str | None, gold: list[str] | Non
 
 
 def _default_spool_dir(target: str) -> Path:
-    from agent.llm.model_files import cache_root
+    from rankact.agent.llm.model_files import cache_root
 
     # one folder per target, so a backlog is never replayed into another service
     return cache_root() / "recorder" / hashlib.sha256(target.rstrip("/").encode()).hexdigest()[:12]

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from alignment.errors import RecorderError
+from rankact.alignment.errors import RecorderError
 
 # Statuses that say "later" rather than "never".
 _TRANSIENT = {408, 425, 429, 500, 502, 503, 504}
@@ -118,16 +118,16 @@ class StoreTarget:
         from pydantic import ValidationError
         from sqlalchemy.exc import DBAPIError, OperationalError
 
-        from agent.trajectory import Trajectory
-        from alignment.errors import (
+        from rankact.agent.trajectory import Trajectory
+        from rankact.alignment.errors import (
             ConflictError,
             InvalidFeedbackError,
             NotFoundError,
             SchemaVersionError,
             StoreError,
         )
-        from alignment.feedback.end_user import FeedbackIn
-        from alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.end_user import FeedbackIn
+        from rankact.alignment.feedback.store import TrajectoryStore
 
         vote = None
         try:

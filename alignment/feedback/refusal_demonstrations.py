@@ -27,10 +27,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.errors import RankactError
-from alignment.evaluation.refusal import plain_prompt_ids
-from alignment.tasks import Task
-from alignment.training.replay import HARMFUL_SETS, ReplayExample
+from rankact.agent.errors import RankactError
+from rankact.alignment.evaluation.refusal import plain_prompt_ids
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.replay import HARMFUL_SETS, ReplayExample
 
 AUTHOR = "written refusal (refusal_demonstrations)"
 REFUSALS = (
@@ -45,7 +45,7 @@ REFUSALS = (
 def refusal_sets(spec: str) -> list[str]:
     """The comma-separated presets of `spec`, each a harmful set's DEV split (a refusal of a
     harmless request would teach over-refusal; a TEST split is what the reports measure)."""
-    from alignment.tasks.datasets import trained_presets
+    from rankact.alignment.tasks.datasets import trained_presets
 
     specs = trained_presets(spec, HARMFUL_SETS, "--refusals", f"a set of harmful requests ({', '.join(HARMFUL_SETS)}); "
                                                               "a refusal of a harmless request teaches over-refusal")
@@ -56,7 +56,7 @@ def refusal_sets(spec: str) -> list[str]:
 
 def refusal_sources(spec: str, data: str | Path | None = None) -> list[list[Task]]:
     """The requests of each set of `spec` (checked by `refusal_sets`)."""
-    from alignment.training.replay import replay_sources
+    from rankact.alignment.training.replay import replay_sources
 
     return replay_sources(",".join(refusal_sets(spec)), data)
 

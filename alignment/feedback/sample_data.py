@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agent.trajectory import Citation, ModelRef, Segment, Step, StepError, Trajectory, Usage
+from rankact.agent.trajectory import Citation, ModelRef, Segment, Step, StepError, Trajectory, Usage
 
 SAMPLE_MODEL = ModelRef(backend="sample", name="hand-written", revision=None)
 PROMPT_VERSION = "react-v1"

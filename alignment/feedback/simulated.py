@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from agent.trajectory import Trajectory
-from alignment.evaluation.metrics import answer_contains, exact_match, token_f1
-from alignment.feedback.rankings import Ranking, order_by_score
-from alignment.feedback.store import TrajectoryStore
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.evaluation.metrics import answer_contains, exact_match, token_f1
+from rankact.alignment.feedback.rankings import Ranking, order_by_score
+from rankact.alignment.feedback.store import TrajectoryStore
 
 Score = tuple[float, float, float, float, int, int, int]
 Criteria = Literal["process", "outcome"]

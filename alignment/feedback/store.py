@@ -29,8 +29,8 @@ from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
 
-from agent.trajectory import Trajectory
-from alignment.errors import (
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import (
     ConflictError,
     InvalidFeedbackError,
     InvalidRankingError,
@@ -38,11 +38,11 @@ from alignment.errors import (
     SchemaVersionError,
     StoreError,
 )
-from alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
-from alignment.feedback.store_end_user import EndUserMixin
-from alignment.feedback.store_leases import LeasesMixin
-from alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
-from alignment.feedback.store_schema import (
+from rankact.alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
+from rankact.alignment.feedback.store_end_user import EndUserMixin
+from rankact.alignment.feedback.store_leases import LeasesMixin
+from rankact.alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
+from rankact.alignment.feedback.store_schema import (
     _IMMEDIATE,
     DEFAULT_URL,
     MIGRATES_FROM,

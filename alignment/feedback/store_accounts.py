@@ -21,8 +21,8 @@ from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from alignment.errors import ConflictError, NotFoundError, StoreError
-from alignment.feedback.store_schema import _Annotator, _now
+from rankact.alignment.errors import ConflictError, NotFoundError, StoreError
+from rankact.alignment.feedback.store_schema import _Annotator, _now
 
 Role = Literal["admin", "annotator", "ingest"]
 ROLES: tuple[Role, ...] = get_args(Role)

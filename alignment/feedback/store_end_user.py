@@ -1,4 +1,4 @@
-"""End users' votes in the trajectory store (the rules are in `alignment.feedback.end_user`):
+"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.end_user`):
 one row per (app, end user, thing judged), found again by the vote's id so a re-sent vote is
 answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
 from __future__ import annotations
@@ -9,9 +9,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
-from alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
-from alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory, readable_rows
+from rankact.alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
+from rankact.alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory, readable_rows
 
 
 class EndUserMixin:

@@ -7,9 +7,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from alignment.errors import ConflictError, InvalidRankingError, NotFoundError
-from alignment.feedback.rankings import Ranking, StepFlag
-from alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory, readable_rows
+from rankact.alignment.errors import ConflictError, InvalidRankingError, NotFoundError
+from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory, readable_rows
 
 
 class RankingsMixin:

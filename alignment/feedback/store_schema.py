@@ -2,7 +2,7 @@
 settings that make every acknowledged write durable (WAL, synchronous=FULL) and let
 concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout), and the
 migration of databases made by earlier schema versions.
-`alignment.feedback.store.TrajectoryStore` is the API on top."""
+`rankact.alignment.feedback.store.TrajectoryStore` is the API on top."""
 from __future__ import annotations
 
 import contextvars
@@ -33,7 +33,7 @@ from sqlalchemy.pool import StaticPool
 from sqlalchemy.sql import Subquery
 from sqlalchemy.types import TypeDecorator
 
-from alignment.errors import StoreError
+from rankact.alignment.errors import StoreError
 
 log = logging.getLogger("rankact.store")
 

@@ -1,4 +1,4 @@
-"""The agent for a task: `agent.build.build_agent` with the tools the task names in
+"""The agent for a task: `rankact.agent.build.build_agent` with the tools the task names in
 `metadata["tools"]` (every available tool when it names none). `collect`, `eval`, the demo,
 PPO rollouts and the benches all get their agents here, so a trajectory is collected with
 the tools it is later measured with."""
@@ -7,8 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from agent.build import DEFAULT_MAX_STEPS, build_agent
-from alignment.tasks.task import Task
+from rankact.agent.build import DEFAULT_MAX_STEPS, build_agent
+from rankact.alignment.tasks.task import Task
 
 
 def task_tools(task: Task) -> tuple[str, ...] | None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from importlib import resources
 
-from alignment.tasks.task import Task
+from rankact.alignment.tasks.task import Task
 
 
 def _lines(name: str) -> list[str]:
     """The non-blank lines of a bundled JSONL file."""
-    text = resources.files("alignment.tasks.data").joinpath(name).read_text(encoding="utf-8")
+    text = resources.files("rankact.alignment.tasks.data").joinpath(name).read_text(encoding="utf-8")
     return [line for line in text.splitlines() if line.strip()]
 
 

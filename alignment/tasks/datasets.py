@@ -22,7 +22,7 @@ Each task names the tool its dataset is about in `metadata["tools"]` (`search` f
 sets, `calculator` for arithmetic); `rankact eval`, the demo and the bench give the agent
 only those tools (remove the key to offer every tool).
 
-Run `python -m alignment.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
+Run `python -m rankact.alignment.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
 write a task file and its corpus (JSONL records `{id, title, text, source, metadata}`, which
 `rankact index build` reads).
 """
@@ -39,9 +39,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from agent.errors import RankactError
-from alignment.errors import DatasetError
-from alignment.tasks import Task, write_tasks
+from rankact.agent.errors import RankactError
+from rankact.alignment.errors import DatasetError
+from rankact.alignment.tasks import Task, write_tasks
 
 Split = Literal["dev", "test"]
 
@@ -243,7 +243,7 @@ def advbench_tasks(split: str = "dev", folder: str | Path | None = None) -> list
 
 def benign_tasks(split: str = "dev") -> list[Task]:
     """Harmless requests for measuring over-refusal (module docstring); no gold answers."""
-    from alignment.tasks.bundled import benign_requests
+    from rankact.alignment.tasks.bundled import benign_requests
 
     return [
         Task(id=f"benign-{index}", question=row["request"],
@@ -311,7 +311,7 @@ def write_corpus(passages: list[Passage], path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m alignment.datasets",
+    parser = argparse.ArgumentParser(prog="python -m rankact.alignment.datasets",
                                      description="Write a task file (and its corpus) for a preset.")
     parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, with :dev or :test (default dev)")
     parser.add_argument("--out", required=True, help="task file to write (JSONL)")

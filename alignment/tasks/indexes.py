@@ -11,13 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from agent.llm.model_files import cache_root
+from rankact.agent.llm.model_files import cache_root
 
 
 def build_index(records: Sequence[dict], out: Path, *, progress: bool = True, embedder: Any = None) -> Path:
     """Index JSONL-shaped records ({id, title, text, source, metadata}) into `out` (the
     retriever saves atomically: an interrupted build never leaves a folder that looks complete)."""
-    from retrieval import Retriever
+    from rankact.retrieval import Retriever
 
     retriever = Retriever(embedder, show_progress=progress)
     retriever.add(list(records))
@@ -29,7 +29,7 @@ def preset_index(name: str, split: str, data: str | Path | None = None, *, progr
                  on_build: Callable[[int], None] | None = None) -> Path | None:
     """The cached index over a preset split's passages, built on first use; None for presets
     without a corpus (arithmetic)."""
-    from alignment.tasks.datasets import preset_corpus
+    from rankact.alignment.tasks.datasets import preset_corpus
 
     passages = preset_corpus(name, split, data)
     if not passages:
@@ -53,9 +53,9 @@ def tasks_and_index(spec: str, data: str | Path | None = None, *, limit: int | N
     """A task file or a preset (`arith:dev`, `hotpot:test`, ...): the first `limit` tasks and, for a
     preset with passages (and `with_index`), the cached index over them (None for a task file or
     arithmetic)."""
-    from alignment.errors import DatasetError
-    from alignment.tasks import load_tasks
-    from alignment.tasks.datasets import parse_preset, preset_tasks
+    from rankact.alignment.errors import DatasetError
+    from rankact.alignment.tasks import load_tasks
+    from rankact.alignment.tasks.datasets import parse_preset, preset_tasks
 
     preset = parse_preset(spec)
     if preset is None or Path(spec).is_file():

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from alignment.errors import TaskFileError
+from rankact.alignment.errors import TaskFileError
 
 
 class Task(BaseModel):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from alignment.errors import CommandError
+from rankact.alignment.errors import CommandError
 
 WEIGHTS = "model.safetensors"
 

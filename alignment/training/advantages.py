@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from alignment.training.masked import zero_masked
+from rankact.alignment.training.masked import zero_masked
 
 
 @torch.no_grad()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agent.errors import RankactError
+from rankact.agent.errors import RankactError
 
 CHECKPOINT_DIR = "checkpoint"
 _STATE = "state.json"

@@ -3,7 +3,7 @@
 `TrainConfig` is the base the reward-model (`reward.config`), SFT and DPO
 (`OfflineTrainConfig` here) and PPO (`ppo.config`) configs extend; `PolicyTrainConfig` adds
 what only the policy trainers use. The `rankact align` options are generated from these
-fields (`alignment.cli.config_options`): a default or a help text lives here once, never
+fields (`rankact.cli.config_options`): a default or a help text lives here once, never
 restated in the CLI.
 """
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alignment.training.logprobs import DEFAULT_CHUNK_SIZE
-from alignment.training.policy import LoraSettings
+from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE
+from rankact.alignment.training.policy import LoraSettings
 
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
 

@@ -18,16 +18,16 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from alignment.errors import NoTrainingSignal
-from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
-from alignment.training.config import OfflineTrainConfig
-from alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
-from alignment.training.losses import LossType, dpo_loss
-from alignment.training.monitors import drift_probe
-from alignment.training.policy import load_trainable, resolve_base, save_policy
-from alignment.training.reference import cached_reference, fingerprint
-from alignment.training.replay import ReplayTerm
-from alignment.training.runtime import (
+from rankact.alignment.errors import NoTrainingSignal
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
+from rankact.alignment.training.config import OfflineTrainConfig
+from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
+from rankact.alignment.training.losses import LossType, dpo_loss
+from rankact.alignment.training.monitors import drift_probe
+from rankact.alignment.training.policy import load_trainable, resolve_base, save_policy
+from rankact.alignment.training.reference import cached_reference, fingerprint
+from rankact.alignment.training.replay import ReplayTerm
+from rankact.alignment.training.runtime import (
     TrainingRun,
     TrainResult,
     local_share,
@@ -35,7 +35,7 @@ from alignment.training.runtime import (
     progress,
     step_indices,
 )
-from alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id, require_exact_ids
+from rankact.alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id, require_exact_ids
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
@@ -53,7 +53,7 @@ def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encod
     """Both sides of every pair. A step an annotator flagged in the chosen trajectory is left out
     of its log-ratio: DPO raises the chosen side, and a flagged step must never be raised (the
     rejected side keeps its flagged steps: lowering them is right)."""
-    from alignment.training.sft import without_steps
+    from rankact.alignment.training.sft import without_steps
 
     encoded = []
     for pair in pairs:

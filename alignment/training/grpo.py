@@ -27,26 +27,32 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from agent.errors import RankactError
-from alignment.errors import NoTrainingSignal
-from alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
-from alignment.training.advantages import group_advantages, token_advantages
-from alignment.training.config import PolicyTrainConfig, ReplaySettings
-from alignment.training.logprobs import token_logprobs
-from alignment.training.losses import group_relative_loss
-from alignment.training.masked import masked_mean
-from alignment.training.monitors import KLBudget
-from alignment.training.policy import load_trainable, resolve_base, save_policy
-from alignment.training.reference import cached_reference, fingerprint, sample_token_logps
-from alignment.training.replay import ReplayTerm
-from alignment.training.runtime import (
+from rankact.agent.errors import RankactError
+from rankact.alignment.errors import NoTrainingSignal
+from rankact.alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
+from rankact.alignment.training.advantages import group_advantages, token_advantages
+from rankact.alignment.training.config import PolicyTrainConfig, ReplaySettings
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.losses import group_relative_loss
+from rankact.alignment.training.masked import masked_mean
+from rankact.alignment.training.monitors import KLBudget
+from rankact.alignment.training.policy import load_trainable, resolve_base, save_policy
+from rankact.alignment.training.reference import cached_reference, fingerprint, sample_token_logps
+from rankact.alignment.training.replay import ReplayTerm
+from rankact.alignment.training.runtime import (
     TrainingRun,
     TrainResult,
     local_share,
     planned_steps,
     step_indices,
 )
-from alignment.training.tokenize import Encoded, collate, encode_trajectory, pad_token_id, require_exact_ids
+from rankact.alignment.training.tokenize import (
+    Encoded,
+    collate,
+    encode_trajectory,
+    pad_token_id,
+    require_exact_ids,
+)
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_token_logps.pt"

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from alignment.training.masked import zero_masked
+from rankact.alignment.training.masked import zero_masked
 
 DEFAULT_CHUNK_SIZE = 512  # rows per projection: 512 x 49k float32 logits = 100 MB
 

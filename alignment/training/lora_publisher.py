@@ -24,8 +24,8 @@ from pathlib import Path
 
 import httpx
 
-from agent.errors import BackendError
-from agent.llm.endpoint_pool import split_endpoints
+from rankact.agent.errors import BackendError
+from rankact.agent.llm.endpoint_pool import split_endpoints
 
 NOT_ENABLED = ("start vLLM with --enable-lora (and --max-lora-rank >= the adapter's rank) and the environment "
                "variable VLLM_ALLOW_RUNTIME_LORA_UPDATING=True")
@@ -104,7 +104,7 @@ class ServedPolicy:
     the base factored by SVD (`adapter_export`, exact at rank >= r x the rounds' LoRA rank)."""
 
     def __init__(self, server: str, tokenizer, folder: Path, lora_rank: int) -> None:
-        from agent.llm.token_io import ServedTokensLLM
+        from rankact.agent.llm.token_io import ServedTokensLLM
 
         self.llm = ServedTokensLLM(server, tokenizer, api="vllm")  # token ids, so GRPO trains exactly
         self.base_name = self.llm.http.model
@@ -116,7 +116,7 @@ class ServedPolicy:
         if round_index == 0:
             self.llm.use_model(self.base_name)
             return self.llm
-        from alignment.training.adapter_export import export_adapter
+        from rankact.alignment.training.adapter_export import export_adapter
 
         adapter = Path(policy).parent / "served-adapter"
         if not (adapter / "adapter_config.json").is_file():

@@ -15,9 +15,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from alignment.training.kl import kl_k3
-from alignment.training.logprobs import sequence_logprobs
-from alignment.training.masked import masked_mean
+from rankact.alignment.training.kl import kl_k3
+from rankact.alignment.training.logprobs import sequence_logprobs
+from rankact.alignment.training.masked import masked_mean
 
 LossType = Literal["sigmoid", "ipo"]
 

@@ -13,12 +13,12 @@ import logging
 
 import torch
 
-from alignment.training.kl import kl_k3
-from alignment.training.logprobs import token_logprobs
-from alignment.training.masked import masked_mean
-from alignment.training.policy import resolve_base
-from alignment.training.reference import cached_reference, fingerprint, sample_token_logps
-from alignment.training.tokenize import Encoded, collate
+from rankact.alignment.training.kl import kl_k3
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.masked import masked_mean
+from rankact.alignment.training.policy import resolve_base
+from rankact.alignment.training.reference import cached_reference, fingerprint, sample_token_logps
+from rankact.alignment.training.tokenize import Encoded, collate
 
 PROBE_FILE = "probe_reference_logps.pt"
 

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from agent.errors import ModelLoadError
+from rankact.agent.errors import ModelLoadError
 
 
 class LoraSettings(BaseModel):
@@ -28,7 +28,7 @@ class LoraSettings(BaseModel):
 
 def resolve_base(base: str | Path | None) -> Path:
     if base is None or str(base) in ("", "embedded", "default", "base"):
-        from agent.llm.model_files import base_model_dir, default_model_dir
+        from rankact.agent.llm.model_files import base_model_dir, default_model_dir
 
         # "base": the embedded model untuned; otherwise what `--model default` runs
         return base_model_dir() if str(base) == "base" else default_model_dir()

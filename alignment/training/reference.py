@@ -16,10 +16,10 @@ from typing import Any
 
 import torch
 
-from alignment.training.logprobs import token_logprobs
-from alignment.training.policy import is_peft, load_policy
-from alignment.training.runtime import progress
-from alignment.training.tokenize import Encoded, collate
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.policy import is_peft, load_policy
+from rankact.alignment.training.runtime import progress
+from rankact.alignment.training.tokenize import Encoded, collate
 
 log = logging.getLogger(__name__)
 

@@ -33,16 +33,16 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field, ValidationError
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.errors import RankactError
-from agent.llm import GenerationConfig
-from alignment.evaluation.refusal import is_refusal, plain_prompt_ids
-from alignment.tasks import Task
-from alignment.training.config import ReplaySettings
-from alignment.training.logprobs import token_logprobs
-from alignment.training.masked import masked_mean
-from alignment.training.runtime import step_indices
-from alignment.training.tokenize import Encoded, collate, encode_prompt_completion
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.errors import RankactError
+from rankact.agent.llm import GenerationConfig
+from rankact.alignment.evaluation.refusal import is_refusal, plain_prompt_ids
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.config import ReplaySettings
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.masked import masked_mean
+from rankact.alignment.training.runtime import step_indices
+from rankact.alignment.training.tokenize import Encoded, collate, encode_prompt_completion
 
 REPLAY_MAX_NEW_TOKENS = 64  # as long as the refusal eval's plain replies
 
@@ -70,7 +70,7 @@ HARMFUL_SETS = ("advbench",)  # request sets where only a refusal is worth keepi
 def replay_sources(spec: str, data: str | Path | None = None) -> list[list[Task]]:
     """The requests of comma-separated DEV presets (e.g. "advbench:dev,nq:dev"), one list per
     set. TEST splits are refused: replaying them would train on what the reports measure."""
-    from alignment.tasks.datasets import parse_preset, preset_tasks
+    from rankact.alignment.tasks.datasets import parse_preset, preset_tasks
 
     sources = []
     for part in (p.strip() for p in spec.split(",")):
@@ -107,7 +107,7 @@ def generate_replay(llm: Any, sources: Sequence[Sequence[Task]], per_source: int
     answered; `progress` shows a bar of them (a harmful set may be read to its end, minutes on
     a CPU)."""
     if progress:
-        from alignment.evaluation.evaluate import progress_bar
+        from rankact.alignment.evaluation.evaluate import progress_bar
 
         with progress_bar(True, "replay requests") as bar:
             job = bar.add_task("replay requests", total=sum(len(s) for s in sources))  # at most: a set may stop early

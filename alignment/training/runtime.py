@@ -16,8 +16,13 @@ from typing import Any
 import torch
 from pydantic import BaseModel, Field
 
-from agent.errors import RankactError
-from alignment.training.checkpoint import CHECKPOINT_DIR, has_checkpoint, load_checkpoint, save_checkpoint
+from rankact.agent.errors import RankactError
+from rankact.alignment.training.checkpoint import (
+    CHECKPOINT_DIR,
+    has_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 
 class TrainResult(BaseModel):

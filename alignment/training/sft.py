@@ -16,23 +16,23 @@ from typing import ClassVar
 
 import torch
 
-from agent.trajectory import Trajectory
-from alignment.errors import NoTrainingSignal
-from alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
-from alignment.training.config import OfflineTrainConfig
-from alignment.training.logprobs import token_logprobs
-from alignment.training.masked import masked_mean
-from alignment.training.monitors import drift_probe
-from alignment.training.policy import load_trainable, save_policy
-from alignment.training.replay import ReplayTerm
-from alignment.training.runtime import (
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import NoTrainingSignal
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
+from rankact.alignment.training.config import OfflineTrainConfig
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.masked import masked_mean
+from rankact.alignment.training.monitors import drift_probe
+from rankact.alignment.training.policy import load_trainable, save_policy
+from rankact.alignment.training.replay import ReplayTerm
+from rankact.alignment.training.runtime import (
     TrainingRun,
     TrainResult,
     local_share,
     planned_steps,
     step_indices,
 )
-from alignment.training.tokenize import (
+from rankact.alignment.training.tokenize import (
     Encoded,
     collate,
     encode_text,

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from agent.llm.local import pad_token_id
-from agent.trajectory import Trajectory
-from alignment.feedback.demonstrations import SOURCE as DEMONSTRATION
-from alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.agent.llm.local import pad_token_id
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.demonstrations import SOURCE as DEMONSTRATION
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def require_exact_ids(trajectories: Iterable[Trajectory], retokenize: bool = Fal
     """The policy trainers' gate: every trajectory must carry the exact ids its model saw and
     produced (`Trajectory.has_exact_ids`); re-tokenizing text drifts from them (merges across
     boundaries, lost end-of-turn tokens). `retokenize` lets them through with a warning."""
-    from alignment.errors import InexactTokenIds
+    from rankact.alignment.errors import InexactTokenIds
 
     inexact = [t for t in trajectories if not t.has_exact_ids]
     if not inexact:

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
-from agent import events as ev
-from agent.llm.scripted import ScriptedLLM
-from agent.loop import LOOP_MESSAGE, Agent
-from agent.prompt import PROMPT_VERSION
-from agent.trajectory import Trajectory
-from tools import ToolCitation, ToolResult, tool
-from tools.calculator import calculator
+from rankact.agent import events as ev
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.agent.loop import LOOP_MESSAGE, Agent
+from rankact.agent.prompt import PROMPT_VERSION
+from rankact.agent.trajectory import Trajectory
+from rankact.tools import ToolCitation, ToolResult, tool
+from rankact.tools.calculator import calculator
 
 
 def calc(expr: str, thought: str = "I will compute.") -> str:

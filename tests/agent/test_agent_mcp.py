@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from agent.build import AgentSetupError, build_agent
-from agent.guided import GuidedConfig, _schema_args
-from agent.llm.scripted import ScriptedLLM
-from agent.loop import Agent
-from tools import calculator
-from tools.mcp import MCPToolset
+from rankact.agent.build import AgentSetupError, build_agent
+from rankact.agent.guided import GuidedConfig, _schema_args
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.agent.loop import Agent
+from rankact.tools import calculator
+from rankact.tools.mcp import MCPToolset
 
 SERVER = [sys.executable, str(Path(__file__).parents[1] / "tools" / "mcp_server.py")]
 
@@ -68,7 +68,7 @@ def test_schema_slots_and_graceful_degradation(server):
 
 @pytest.fixture(scope="module")
 def tiny(tiny_model_dir):
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.llm.local import TransformersLLM
 
     return TransformersLLM(tiny_model_dir)
 

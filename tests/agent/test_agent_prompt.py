@@ -1,11 +1,11 @@
 """The ReAct prompt: tool schemas in the system prompt, custom templates, clean scratchpad."""
 from __future__ import annotations
 
-from agent.llm.scripted import ScriptedLLM
-from agent.loop import Agent
-from agent.prompt import PROMPT_VERSION, render_scratchpad, system_prompt
-from agent.trajectory import Step
-from tools.calculator import calculator
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.agent.loop import Agent
+from rankact.agent.prompt import PROMPT_VERSION, render_scratchpad, system_prompt
+from rankact.agent.trajectory import Step
+from rankact.tools.calculator import calculator
 
 
 def test_system_prompt_lists_signatures_and_schemas():

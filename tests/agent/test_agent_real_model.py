@@ -3,18 +3,18 @@ from __future__ import annotations
 
 import pytest
 
-from agent.guided import GuidedConfig
-from agent.parser import ParsedAction, ParsedFinal, parse_step
-from agent.trajectory import Trajectory
-from tools.calculator import calculator
+from rankact.agent.guided import GuidedConfig
+from rankact.agent.parser import ParsedAction, ParsedFinal, parse_step
+from rankact.agent.trajectory import Trajectory
+from rankact.tools.calculator import calculator
 
 QUESTIONS = ["What is 17 * 23?", "What is 345 + 678?", "What is 144 divided by 12?"]
 
 
 @pytest.mark.slow
 def test_guided_embedded_model_takes_valid_steps(embedded_model_dir):
-    from agent.llm.local import TransformersLLM
-    from agent.loop import Agent
+    from rankact.agent.llm.local import TransformersLLM
+    from rankact.agent.loop import Agent
 
     llm = TransformersLLM(embedded_model_dir)
     config = GuidedConfig(thought_max_tokens=24, input_max_tokens=16, answer_max_tokens=16)

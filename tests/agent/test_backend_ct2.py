@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import ModelLoadError
-from agent.llm import GenerationConfig, LocalLLM, as_messages
-from agent.llm.local import TransformersLLM
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm import GenerationConfig, LocalLLM, as_messages
+from rankact.agent.llm.local import TransformersLLM
 
 pytest.importorskip("ctranslate2")
 
-from agent.llm.ct2 import MIN_PREFIX, CTranslate2LLM
-from agent.llm.parity import mean_logprob_gap
+from rankact.agent.llm.ct2 import MIN_PREFIX, CTranslate2LLM
+from rankact.agent.llm.parity import mean_logprob_gap
 
 PROMPT = as_messages("Tell me something.")
 
@@ -162,9 +162,9 @@ def test_log_prob_gap_to_pytorch_is_tiny_in_float32(llm, ref):
 
 
 def test_guided_agent_runs_full_steps(llm):
-    from agent.guided import GuidedConfig
-    from agent.loop import Agent
-    from tools.calculator import calculator
+    from rankact.agent.guided import GuidedConfig
+    from rankact.agent.loop import Agent
+    from rankact.tools.calculator import calculator
 
     agent = Agent(llm, [calculator], max_steps=1, guided_config=GuidedConfig(
         thought_max_tokens=6, input_max_tokens=6, answer_max_tokens=6))
@@ -178,7 +178,7 @@ def test_guided_agent_runs_full_steps(llm):
 
 
 def test_load_llm_picks_the_engine(tiny_model_dir, tmp_path, monkeypatch):
-    from agent.llm.loading import load_llm
+    from rankact.agent.llm.loading import load_llm
 
     monkeypatch.setenv("RANKACT_CACHE", str(tmp_path))
     assert isinstance(load_llm(str(tiny_model_dir)), TransformersLLM)  # the default: the trained model, exact

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from openai_stub_server import API_KEY, MODEL, StubServer
 
-from agent.errors import BackendError
-from agent.llm import LLM, GenerationConfig, as_messages
-from agent.llm.loading import load_llm
-from agent.llm.openai_http import OpenAICompatibleLLM
+from rankact.agent.errors import BackendError
+from rankact.agent.llm import LLM, GenerationConfig, as_messages
+from rankact.agent.llm.loading import load_llm
+from rankact.agent.llm.openai_http import OpenAICompatibleLLM
 
 BASE = "http://llm.test/v1"
 Q = as_messages("What is the capital of France?")
@@ -106,7 +106,7 @@ def test_500_exhausted_reports_the_last_error():
 
 def test_backoff_grows_exponentially(monkeypatch):
     waits = []
-    monkeypatch.setattr("agent.llm.openai_http.time.sleep", waits.append)
+    monkeypatch.setattr("rankact.agent.llm.openai_http.time.sleep", waits.append)
     rec = Recorder(httpx.ConnectError("refused"))
     with pytest.raises(BackendError, match="cannot connect"):
         client(rec, backoff=0.5).generate(Q, GenerationConfig())

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agent.errors import ModelLoadError
-from agent.llm import GenerationConfig, LocalLLM, as_messages
-from agent.llm.local import TransformersLLM, cut_at
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm import GenerationConfig, LocalLLM, as_messages
+from rankact.agent.llm.local import TransformersLLM, cut_at
 
 PROMPT = as_messages("Tell me something.")
 

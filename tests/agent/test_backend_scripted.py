@@ -2,10 +2,10 @@ import json
 
 import pytest
 
-from agent.errors import BackendError, ModelLoadError
-from agent.llm import LLM, GenerationConfig, as_messages
-from agent.llm.loading import load_llm
-from agent.llm.scripted import ScriptedLLM, cut_at_stop
+from rankact.agent.errors import BackendError, ModelLoadError
+from rankact.agent.llm import LLM, GenerationConfig, as_messages
+from rankact.agent.llm.loading import load_llm
+from rankact.agent.llm.scripted import ScriptedLLM, cut_at_stop
 
 
 def test_replays_outputs_in_order_and_records_prompts():

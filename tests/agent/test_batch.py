@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import pytest
 
-from agent.batch import Job, run_batch
-from agent.build import build_agent
-from agent.llm.local import TransformersLLM
-from agent.llm.scripted import ScriptedLLM
+from rankact.agent.batch import Job, run_batch
+from rankact.agent.build import build_agent
+from rankact.agent.llm.local import TransformersLLM
+from rankact.agent.llm.scripted import ScriptedLLM
 
 QUESTIONS = ["What is 17 * 23?", "What is 2 + 2?", "Who wrote Hamlet?", "What is 9 - 4?", "Name a prime."]
 
 
 @pytest.fixture(scope="module")
 def agent(tiny_model_dir):
-    from agent.guided import GuidedConfig
+    from rankact.agent.guided import GuidedConfig
 
     llm = TransformersLLM(tiny_model_dir)
     return build_agent(llm, max_steps=2, guided_config=GuidedConfig(thought_max_tokens=6, input_max_tokens=6,

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from agent.build import DEFAULT_MAX_STEPS, AgentSetupError, build_agent, load_index
-from agent.llm.scripted import ScriptedLLM
-from agent.loop import Agent
+from rankact.agent.build import DEFAULT_MAX_STEPS, AgentSetupError, build_agent, load_index
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.agent.loop import Agent
 
 
 def _retriever():
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": "paris", "text": "Paris is the capital of France.", "title": "Paris"}])

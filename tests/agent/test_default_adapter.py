@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agent.llm import model_files
-from agent.llm.local import resolve_model_dir
-from agent.llm.lora_merge import ADAPTER_WEIGHTS, merge_lora, read_adapter
+from rankact.agent.llm import model_files
+from rankact.agent.llm.local import resolve_model_dir
+from rankact.agent.llm.lora_merge import ADAPTER_WEIGHTS, merge_lora, read_adapter
 
 
 def test_the_package_ships_the_adapter_with_its_recipe():
@@ -24,8 +24,8 @@ def test_the_package_ships_the_adapter_with_its_recipe():
 
 
 def test_the_recipes_demonstrations_are_right_answers_to_its_training_questions(tmp_path):
-    from alignment.cli.config_options import read_config_file
-    from alignment.rounds import Rounds, RoundsConfig
+    from rankact.alignment.rounds import Rounds, RoundsConfig
+    from rankact.cli.config_options import read_config_file
 
     root = Path(__file__).resolve().parents[2]
     values = read_config_file(root / "alignment/recipes/default-adapter.toml", RoundsConfig)
@@ -58,7 +58,7 @@ def test_without_a_shipped_adapter_default_is_the_base_model(monkeypatch, tmp_pa
 
 @pytest.mark.parametrize("spec", ["default", "base"])
 def test_load_llm_accepts_both_embedded_names(spec, monkeypatch):
-    from agent.llm import loading
+    from rankact.agent.llm import loading
 
     seen = {}
 
@@ -66,7 +66,7 @@ def test_load_llm_accepts_both_embedded_names(spec, monkeypatch):
         def __init__(self, model, **kwargs):
             seen["model"] = model
 
-    monkeypatch.setattr("agent.llm.local.TransformersLLM", Fake)
+    monkeypatch.setattr("rankact.agent.llm.local.TransformersLLM", Fake)
     loading.load_llm(spec)
     assert seen["model"] == spec
 
@@ -76,8 +76,8 @@ def test_the_default_agent_passes_the_expression_to_the_calculator():
     """What the adapter learned: the base model computes in its Thought and hands its own
     (often wrong) result to the calculator, and splits (a + b) * c into a + b; the default
     agent hands it the whole expression."""
-    from agent.build import build_agent
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.build import build_agent
+    from rankact.agent.llm.local import TransformersLLM
 
     agent = build_agent(TransformersLLM("default"), tools=["calculator"], max_steps=3)
     for question, expression, answer in [("What is 17 * 23?", "17 * 23", "391"),
@@ -90,7 +90,7 @@ def test_the_default_agent_passes_the_expression_to_the_calculator():
 
 
 def test_trainers_start_from_base_or_default_by_the_same_names(embedded_model_dir):
-    from alignment.training.policy import resolve_base
+    from rankact.alignment.training.policy import resolve_base
 
     assert resolve_base("base") == embedded_model_dir
     assert resolve_base("default") == resolve_base(None) == model_files.default_model_dir()

@@ -1,4 +1,4 @@
-"""One served model behind several endpoints (`agent.llm.endpoint_pool`): round-robin spread,
+"""One served model behind several endpoints (`rankact.agent.llm.endpoint_pool`): round-robin spread,
 the per-endpoint in-flight limit, a failing endpoint benched while the others finish the run,
 one clear error when all fail; token-in/token-out requests spread too."""
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 from served_stub import Reply, ServedStub
 from transformers import AutoTokenizer
 
-from agent.errors import BackendError
-from agent.llm import GenerationConfig, load_llm
-from agent.llm.token_io import ServedTokensLLM
-from agent.loop import Agent
-from tools import calculator
+from rankact.agent.errors import BackendError
+from rankact.agent.llm import GenerationConfig, load_llm
+from rankact.agent.llm.token_io import ServedTokensLLM
+from rankact.agent.loop import Agent
+from rankact.tools import calculator
 
 CONFIG = GenerationConfig(max_new_tokens=8, temperature=0.0)
 ANSWER = Reply(text="Final Answer: done", eos=True)
@@ -115,7 +115,7 @@ def test_token_in_token_out_turns_spread_over_the_pool_and_stay_exact(tokenizer,
 
 
 def test_a_pool_entry_that_is_not_a_url_is_refused_at_load():
-    from agent.errors import ModelLoadError
+    from rankact.agent.errors import ModelLoadError
 
     with pytest.raises(ModelLoadError, match="must be an http"):
         load_llm("http://127.0.0.1:1/v1,127.0.0.1:2/v1")

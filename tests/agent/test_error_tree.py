@@ -8,10 +8,10 @@ import pkgutil
 
 import pytest
 
-from agent.errors import RankactError
+from rankact.agent.errors import RankactError
 
 # Packages that may derive from agent.errors (the layers at and above agent).
-PRODUCT_PACKAGES = ["agent", "alignment"]
+PRODUCT_PACKAGES = ["rankact.agent", "rankact.alignment"]
 
 
 def _exception_classes(package: str) -> list[type[BaseException]]:
@@ -38,17 +38,17 @@ def test_every_error_class_derives_from_one_base(package):
 def test_the_lower_layers_errors_are_in_the_tree():
     """tools/ and retrieval/ import nothing above them, so their bases are declared beside
     RankactError's branches rather than below it; the CLI prints them as one line too."""
-    from agent.errors import user_errors
-    from retrieval.errors import RetrievalError
-    from tools.base import ToolError
+    from rankact.agent.errors import user_errors
+    from rankact.retrieval.errors import RetrievalError
+    from rankact.tools.base import ToolError
 
     assert set(user_errors()) == {RankactError, RetrievalError, ToolError}
 
 
 def test_the_tree_is_drawn_in_the_base_modules_docstring():
-    import agent.errors
+    from rankact.agent import errors
 
-    doc = agent.errors.__doc__
+    doc = errors.__doc__
     for name in ("RankactError", "ModelLoadError", "BackendError", "ParseError", "AgentSetupError",
                  "ToolError", "RetrievalError"):
         assert name in doc, name
@@ -56,10 +56,10 @@ def test_the_tree_is_drawn_in_the_base_modules_docstring():
 
 @pytest.mark.parametrize("error", ["RankactError", "RetrievalError", "ToolError", "ParseError"])
 def test_the_cli_prints_each_as_one_line(error, monkeypatch, capsys):
-    from agent.parser import ParseError
-    cli_main = importlib.import_module("alignment.cli.main")
-    from retrieval.errors import RetrievalError
-    from tools.base import ToolError
+    from rankact.agent.parser import ParseError
+    cli_main = importlib.import_module("rankact.cli.main")
+    from rankact.retrieval.errors import RetrievalError
+    from rankact.tools.base import ToolError
 
     cls = {"RankactError": RankactError, "RetrievalError": RetrievalError, "ToolError": ToolError,
            "ParseError": ParseError}[error]
@@ -76,7 +76,7 @@ def test_the_cli_prints_each_as_one_line(error, monkeypatch, capsys):
 
 
 def test_usage_errors_are_one_line(capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     with pytest.raises(SystemExit) as info:
         main(["align", "dpo", "--no-such-option"])

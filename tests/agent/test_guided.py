@@ -5,11 +5,11 @@ import asyncio
 
 import pytest
 
-from agent.guided import GuidedConfig, supports_guidance
-from agent.llm.local import TransformersLLM
-from agent.loop import Agent
-from tools import tool
-from tools.calculator import calculator
+from rankact.agent.guided import GuidedConfig, supports_guidance
+from rankact.agent.llm.local import TransformersLLM
+from rankact.agent.loop import Agent
+from rankact.tools import tool
+from rankact.tools.calculator import calculator
 
 FAST = GuidedConfig(thought_max_tokens=6, input_max_tokens=6, answer_max_tokens=6)
 
@@ -149,7 +149,7 @@ def test_no_guided_on_local_backend_uses_chat_turns(llm):
 
 
 def test_first_line_length_keeps_leading_breaks_and_the_first_line_with_text():
-    from agent.guided import first_line_length
+    from rankact.agent.guided import first_line_length
 
     pieces = {1: "\n", 2: "\n", 3: "Paris", 4: " is", 5: "\n", 6: "more", 7: " x\n"}
 
@@ -166,7 +166,7 @@ def test_an_answer_after_several_line_breaks_is_kept_not_an_empty_answer_error(l
     """The embedded model wrote "Final Answer:" then line breaks; stopping at the first one
     (and again after one forced break) ended the step with an empty answer and, greedy, the
     same three times: the run ended in error. Now the first line with text is the answer."""
-    from agent.llm import Completion
+    from rankact.agent.llm import Completion
 
     steer(llm, monkeypatch, {"\nAction:": -9.0, "\nFinal Answer:": 0.0})
     real_continue = llm.continue_ids

@@ -9,9 +9,9 @@ import json
 
 from llama_parity import MAX_STEPS, RECORDED, assert_turn_parity, replay
 
-from agent.llm.token_io import ServedTokensLLM, load_tokenizer
-from agent.loop import Agent
-from tools import calculator
+from rankact.agent.llm.token_io import ServedTokensLLM, load_tokenizer
+from rankact.agent.loop import Agent
+from rankact.tools import calculator
 
 
 def test_replayed_llama_server_run_keeps_per_turn_parity():

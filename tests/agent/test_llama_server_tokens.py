@@ -17,8 +17,8 @@ import httpx
 import pytest
 from llama_parity import MAX_STEPS, QUESTION, RECORDED, Recording, assert_turn_parity, loopback_server
 
-from agent.trajectory import Trajectory
-from alignment.cli.main import main
+from rankact.agent.trajectory import Trajectory
+from rankact.cli.main import main
 
 SERVER = os.environ.get("RANKACT_LLAMA_SERVER")
 pytestmark = [
@@ -29,7 +29,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from agent.llm.model_files import embedded_gguf_path
+    from rankact.agent.llm.model_files import embedded_gguf_path
 
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [SERVER, "-m", str(embedded_gguf_path()), "--host", "127.0.0.1", "--port", "{port}",
@@ -40,7 +40,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from agent.llm.token_io import load_tokenizer
+    from rankact.agent.llm.token_io import load_tokenizer
 
     return load_tokenizer("default")
 
@@ -55,9 +55,9 @@ def test_our_tokenizer_and_the_servers_agree_on_a_rendered_chat(server, tokenize
 
 @pytest.mark.parametrize("question", [QUESTION, "What is 345 + 678 - 12?"])
 def test_each_turn_the_trainer_sees_exactly_the_servers_ids(server, tokenizer, question):
-    from agent.llm.token_io import ServedTokensLLM
-    from agent.loop import Agent
-    from tools import calculator
+    from rankact.agent.llm.token_io import ServedTokensLLM
+    from rankact.agent.loop import Agent
+    from rankact.tools import calculator
 
     recording = Recording()
     llm = ServedTokensLLM(server, tokenizer, transport=recording, max_retries=0)
@@ -83,8 +83,8 @@ def test_ask_with_tokenizer_records_exact_ids(server, capsys):
 
 
 def test_collect_with_exact_ids_trains_dpo_without_retokenize(server, tmp_path, capsys):
-    from alignment.feedback.rankings import Ranking
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.rankings import Ranking
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("\n".join(json.dumps({"id": f"q{a}", "question": f"What is {a} * 3?", "answers": [str(a * 3)]})

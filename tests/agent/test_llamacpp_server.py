@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from llama_parity import loopback_server
 
-from agent.trajectory import Trajectory
-from alignment.cli.main import main
+from rankact.agent.trajectory import Trajectory
+from rankact.cli.main import main
 
 PYTHON = os.environ.get("RANKACT_LLAMACPP_PYTHON")
 pytestmark = [
@@ -31,7 +31,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    from agent.llm.model_files import embedded_gguf_path
+    from rankact.agent.llm.model_files import embedded_gguf_path
 
     log = tmp_path_factory.mktemp("llamacpp") / "server.log"
     # chatml-function-calling: the chat handler that reads `tools` and answers with `tool_calls`;

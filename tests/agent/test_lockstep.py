@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.llm import GenerationConfig
-from agent.llm.local import TransformersLLM
+from rankact.agent.llm import GenerationConfig
+from rankact.agent.llm.local import TransformersLLM
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def test_rows_are_reused_across_calls(llm):
 
 
 def _batch_of(llm, rows, spare_rows=0):
-    from agent.llm.lockstep import Member, assemble_batch
+    from rankact.agent.llm.lockstep import Member, assemble_batch
 
     return assemble_batch(llm.model, llm.pad_id, llm._cache_arg, llm.device, [Member.of_row(r) for r in rows],
                           spare_rows=spare_rows)
@@ -73,7 +73,7 @@ def _batch_of(llm, rows, spare_rows=0):
 def test_rows_leave_and_join_in_place_as_a_fresh_batch_would_hold_them(llm):
     import torch
 
-    from agent.llm.lockstep import Member
+    from rankact.agent.llm.lockstep import Member
 
     llm.clear_cache()
     prompts = _prompts(llm)
@@ -99,7 +99,7 @@ def test_rows_leave_and_join_in_place_as_a_fresh_batch_would_hold_them(llm):
 
 @pytest.mark.parametrize("in_place", [True, False])
 def test_requests_joining_a_running_decode_get_what_they_get_alone(llm, in_place, monkeypatch):
-    from agent.llm.local import DecodeSession
+    from rankact.agent.llm.local import DecodeSession
 
     monkeypatch.setattr(DecodeSession, "in_place", in_place)
     prompts = _prompts(llm)

@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from agent.errors import ModelLoadError
-from agent.llm.model_files import converted_model_dir, embedded_gguf_path, is_complete
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm.model_files import converted_model_dir, embedded_gguf_path, is_complete
 
 
 def test_embedded_gguf_is_found_without_importing_the_package():

@@ -3,7 +3,7 @@ any change to the weights file (same size or not) forces a full check again."""
 import json
 import os
 
-from agent.llm.model_files import file_sha256, is_complete, weights_sha256
+from rankact.agent.llm.model_files import file_sha256, is_complete, weights_sha256
 
 
 def make_cache(folder, payload: bytes):
@@ -20,7 +20,7 @@ def test_stamp_is_written_after_a_full_check_and_trusted_while_unchanged(tmp_pat
     make_cache(folder, b"w" * 5000)
     assert is_complete(folder) and (folder / "verified.json").is_file()
     calls = []
-    monkeypatch.setattr("agent.llm.model_files.file_sha256", lambda p: calls.append(p) or "x")
+    monkeypatch.setattr("rankact.agent.llm.model_files.file_sha256", lambda p: calls.append(p) or "x")
     assert is_complete(folder) and calls == []  # no rehash on a hit
     assert weights_sha256(folder) == json.loads((folder / "complete.json").read_text())["weights_sha256"]
 

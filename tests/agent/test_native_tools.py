@@ -9,11 +9,11 @@ import time
 import pytest
 from served_stub import Reply, ServedStub, call
 
-from agent.build import AgentSetupError, agent_format, build_agent
-from agent.llm.openai_http import OpenAICompatibleLLM
-from agent.llm.scripted import ScriptedLLM
-from agent.loop import Agent
-from tools import calculator, tool
+from rankact.agent.build import AgentSetupError, agent_format, build_agent
+from rankact.agent.llm.openai_http import OpenAICompatibleLLM
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.agent.loop import Agent
+from rankact.tools import calculator, tool
 
 SUM = Reply(tool_calls=[call("calculator", {"expression": "17 * 23"}, "call_a")], text="Let me compute.")
 ANSWER = Reply(text="391")
@@ -142,7 +142,7 @@ def test_native_is_the_default_for_servers_and_react_for_the_rest():
 
 
 def test_old_trajectories_without_the_new_fields_still_load():
-    from agent.trajectory import Trajectory
+    from rankact.agent.trajectory import Trajectory
 
     old = {"question": "q", "model": {"backend": "transformers", "name": "m"}, "prompt_version": "react-v1",
            "sampling": {"guided": True}, "steps": [{"index": 0, "raw": "x"}],

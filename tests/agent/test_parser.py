@@ -5,9 +5,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent import parser as parser_module
-from agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
 from bench.parser_speed import _PREVIOUS_FENCE, previous_clean_tool_name, previous_split_keywords
+from rankact.agent import parser as parser_module
+from rankact.agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
 
 TOOLS = ["calculator", "search", "wiki_lookup"]
 

@@ -6,11 +6,11 @@ import pytest
 from served_stub import Reply, ServedStub
 from transformers import AutoTokenizer
 
-from agent.errors import BackendError
-from agent.llm.token_io import ServedTokensLLM
-from agent.loop import Agent
-from alignment.training.tokenize import encode_trajectory, require_exact_ids
-from tools import calculator
+from rankact.agent.errors import BackendError
+from rankact.agent.llm.token_io import ServedTokensLLM
+from rankact.agent.loop import Agent
+from rankact.alignment.training.tokenize import encode_trajectory, require_exact_ids
+from rankact.tools import calculator
 
 ACT = Reply(text='Thought: multiply\nAction: calculator\nAction Input: {"expression": "17 * 23"}\nObservation: 7')
 ANSWER = Reply(text="Thought: I know it\nFinal Answer: 391", eos=True)
@@ -106,14 +106,14 @@ def test_a_server_without_ids_is_one_clear_error(tokenizer):
 
 
 def llm_config():
-    from agent.llm import GenerationConfig
+    from rankact.agent.llm import GenerationConfig
 
     return GenerationConfig(max_new_tokens=8)
 
 
 def test_trainers_refuse_trajectories_without_exact_ids_unless_told(tokenizer, caplog):
-    from agent.trajectory import ModelRef, Segment, Trajectory
-    from alignment.errors import InexactTokenIds
+    from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+    from rankact.alignment.errors import InexactTokenIds
 
     served = Trajectory(question="q", model=ModelRef(backend="openai", name="m"), prompt_version="native-v1",
                         segments=[Segment(role="prompt", text="p"), Segment(role="generated", text="g")],
@@ -127,7 +127,7 @@ def test_trainers_refuse_trajectories_without_exact_ids_unless_told(tokenizer, c
 
 
 def test_cli_says_in_one_line_before_any_run_that_a_server_returns_no_ids(tokenizer, tiny_model_dir, capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     stub = ServedStub([ANSWER], api="textonly", tokenizer=tokenizer)
     with stub as url, pytest.raises(SystemExit) as info:
@@ -141,7 +141,7 @@ def test_cli_says_in_one_line_before_any_run_that_a_server_returns_no_ids(tokeni
 
 
 def test_the_load_probe_picks_the_api_and_the_run_goes_straight_there(tokenizer):
-    from agent.llm.loading import load_llm
+    from rankact.agent.llm.loading import load_llm
 
     stub = ServedStub([Reply(text="x"), ANSWER], api="llamacpp", tokenizer=tokenizer)
     with stub as url:

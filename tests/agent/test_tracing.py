@@ -20,12 +20,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
-from agent import tracing
-from agent.batch import Job, run_batch
-from agent.build import build_agent
-from agent.errors import TracingError
-from agent.llm import Completion, ModelInfo
-from agent.llm.scripted import ScriptedLLM
+from rankact.agent import tracing
+from rankact.agent.batch import Job, run_batch
+from rankact.agent.build import build_agent
+from rankact.agent.errors import TracingError
+from rankact.agent.llm import Completion, ModelInfo
+from rankact.agent.llm.scripted import ScriptedLLM
 
 ROOT = Path(__file__).resolve().parents[2]
 TID = "rankact.trajectory.id"
@@ -201,8 +201,8 @@ def test_batched_runs_each_get_their_own_tree_under_the_callers_span(provider):
 
 
 def test_guided_lockstep_batch_traces_every_primitive(provider, tiny_model_dir):
-    from agent.guided import GuidedConfig
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.guided import GuidedConfig
+    from rankact.agent.llm.local import TransformersLLM
 
     _, exporter = provider
     agent = build_agent(TransformersLLM(tiny_model_dir), max_steps=1,

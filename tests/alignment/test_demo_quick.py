@@ -2,14 +2,14 @@ import json
 
 import pytest
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 
 @pytest.mark.slow
 def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypatch):
     # A random tiny model answers nothing right, so the real scoring ties every trajectory and
     # there would be nothing to learn; this plumbing test ranks shorter answers first instead.
-    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score", lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     out = tmp_path / "run"
     main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(out)])
     printed = capsys.readouterr().out
@@ -23,14 +23,14 @@ def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypat
     assert (out / "round-1" / "store.db").is_file() and (out / "round-1" / "policy" / "config.json").is_file()
     # held-out questions are DEV positions 100.., training ones 0..: never the same question
     heldout = {r["question"] for r in summary["reports"][0]["results"]}
-    from alignment.tasks.datasets import arith_tasks
+    from rankact.alignment.tasks.datasets import arith_tasks
 
     assert heldout == {t.question for t in arith_tasks("dev")[100:102]}
 
 
 def test_demo_with_nothing_to_learn_stops_with_a_clear_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("alignment.feedback.simulated.score", lambda t, gold, criteria="process": (0,))  # everything ties
-    monkeypatch.setattr("alignment.demo.Demo.eval_before", lambda self: "skipped in this test")
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score", lambda t, gold, criteria="process": (0,))  # everything ties
+    monkeypatch.setattr("rankact.alignment.demo.Demo.eval_before", lambda self: "skipped in this test")
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(tmp_path / "r")])
     assert exc.value.code == 2
@@ -47,7 +47,7 @@ def test_demo_stage_failure_is_one_line(tmp_path, capsys):
 
 
 def test_demo_config_sizes():
-    from alignment.demo import HELDOUT_START, DemoConfig
+    from rankact.alignment.demo import HELDOUT_START, DemoConfig
 
     quick = DemoConfig.quick_config(samples=3)
     assert quick.samples == 3 and quick.quick and quick.train_questions == 2
@@ -61,8 +61,8 @@ def test_demo_unexpected_failure_keeps_its_traceback(tmp_path, capsys, monkeypat
     def boom(self):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr("alignment.demo.Demo.load_model", lambda self: "no model needed")
-    monkeypatch.setattr("alignment.demo.Demo.eval_before", boom)
+    monkeypatch.setattr("rankact.alignment.demo.Demo.load_model", lambda self: "no model needed")
+    monkeypatch.setattr("rankact.alignment.demo.Demo.eval_before", boom)
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--quick", "--out", str(tmp_path / "r")])
     assert exc.value.code == 2

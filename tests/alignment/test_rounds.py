@@ -7,11 +7,11 @@ import json
 
 import pytest
 
-from agent.trajectory import ModelRef, Step, Trajectory
-from alignment.feedback.demonstrations import read_demonstrations
-from alignment.feedback.store import TrajectoryStore
-from alignment.rounds import Rounds, RoundsConfig, behaviour
-from alignment.tasks import Task, write_tasks
+from rankact.agent.trajectory import ModelRef, Step, Trajectory
+from rankact.alignment.feedback.demonstrations import read_demonstrations
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.rounds import Rounds, RoundsConfig, behaviour
+from rankact.alignment.tasks import Task, write_tasks
 
 
 def _tasks(tmp_path):
@@ -35,7 +35,7 @@ def _config(tmp_path, tiny_model_dir, **overrides):
 
 def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkeypatch):
     # A random tiny model answers nothing right, so every run would tie; rank shorter answers first.
-    monkeypatch.setattr("alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     said: list[str] = []
     records = Rounds(_config(tmp_path, tiny_model_dir), say=said.append).run()
@@ -65,9 +65,9 @@ def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkey
 
 @pytest.mark.parametrize("method", ["dpo", "grpo"])
 def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_dir, shared_data, monkeypatch, method):
-    from alignment.training.replay import read_replay
+    from rankact.alignment.training.replay import read_replay
 
-    monkeypatch.setattr("alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     said: list[str] = []
     Rounds(_config(tmp_path, tiny_model_dir, method=method, replay="nq:dev", replay_limit=2, data=shared_data),
@@ -82,10 +82,10 @@ def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_d
 
 def test_rounds_train_written_refusals_beside_the_replayed_replies(tmp_path, tiny_model_dir, shared_data,
                                                                   monkeypatch):
-    from alignment.feedback.refusal_demonstrations import AUTHOR
-    from alignment.training.replay import read_replay
+    from rankact.alignment.feedback.refusal_demonstrations import AUTHOR
+    from rankact.alignment.training.replay import read_replay
 
-    monkeypatch.setattr("alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     config = _config(tmp_path, tiny_model_dir, method="sft", replay="nq:dev", replay_limit=1,
                      refusals="advbench:dev", refusal_limit=2, data=shared_data)
@@ -119,7 +119,7 @@ def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir)
 
 
 def test_demonstrations_join_their_questions_samples_and_rank_above_wrong_runs(tmp_path, tiny_model_dir):
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     demo = {"question": "What is 12 + 30?", "steps": [
         {"thought": "add", "action": "calculator", "action_input": {"expression": "12 + 30"}},
@@ -139,7 +139,7 @@ def test_demonstrations_join_their_questions_samples_and_rank_above_wrong_runs(t
 
 
 def test_demonstrations_of_questions_that_are_not_training_tasks_are_refused(tmp_path, tiny_model_dir):
-    from alignment.errors import DemonstrationError
+    from rankact.alignment.errors import DemonstrationError
 
     demo = {"question": "What is 2 + 2?", "steps": [{"thought": "t", "final_answer": "4"}]}
     (tmp_path / "demos.jsonl").write_text(json.dumps(demo) + "\n")
@@ -148,7 +148,7 @@ def test_demonstrations_of_questions_that_are_not_training_tasks_are_refused(tmp
 
 
 def test_heldout_questions_must_not_be_training_questions(tmp_path, tiny_model_dir):
-    from agent.errors import RankactError
+    from rankact.agent.errors import RankactError
 
     train, _ = _tasks(tmp_path)
     with pytest.raises(RankactError, match="heldout-skip"):
@@ -178,7 +178,7 @@ LOOKUP = [("who wrote the odyssey", "Homer", "The Odyssey is an epic poem attrib
 def tiny_lookup_preset(tmp_path, monkeypatch):
     """`nq:dev` as three questions over a three-passage index (the real embedder), so rounds'
     lookup path runs without building the whole NQ DEV index."""
-    from alignment.tasks import indexes
+    from rankact.alignment.tasks import indexes
 
     folder = indexes.build_index([{"id": f"p{i}", "title": q, "text": text}
                                   for i, (q, _a, text) in enumerate(LOOKUP)], tmp_path / "lookup-index", progress=False)
@@ -192,12 +192,12 @@ def tiny_lookup_preset(tmp_path, monkeypatch):
 
 def test_lookup_sets_are_taught_from_their_demonstrations_beside_the_ranked_samples(
         tmp_path, tiny_model_dir, tiny_lookup_preset, monkeypatch):
-    from alignment.training import sft
+    from rankact.alignment.training import sft
 
     trained_on: list = []
     original = sft.encode_best
     monkeypatch.setattr(sft, "encode_best", lambda items, *a, **kw: trained_on.extend(items) or original(items, *a, **kw))
-    monkeypatch.setattr("alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     rounds = Rounds(_config(tmp_path, tiny_model_dir, lookup="nq:dev", lookup_limit=2, agent_max_steps=2),
                     say=lambda _line: None)
@@ -225,7 +225,7 @@ def test_lookup_settings_that_cannot_work_are_refused(tmp_path, tiny_model_dir, 
 
 
 def test_lookup_questions_must_not_be_heldout_questions(tmp_path, tiny_model_dir, tiny_lookup_preset):
-    from agent.errors import RankactError
+    from rankact.agent.errors import RankactError
 
     write_tasks(tiny_lookup_preset, tmp_path / "heldout-lookup.jsonl")
     rounds = Rounds(_config(tmp_path, tiny_model_dir, lookup="nq:dev", heldout=str(tmp_path / "heldout-lookup.jsonl")),

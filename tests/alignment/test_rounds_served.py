@@ -9,8 +9,8 @@ import torch
 from served_stub import MODEL, ServedStub
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from alignment.feedback.store import TrajectoryStore
-from alignment.rounds import Rounds, RoundsConfig
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.rounds import Rounds, RoundsConfig
 
 LOAD = "/v1/load_lora_adapter"
 

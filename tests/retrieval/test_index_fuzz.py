@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import HashingEmbedder, RetrievalError, Retriever
+from rankact.retrieval import HashingEmbedder, RetrievalError, Retriever
 
 TEXTS_A = [f"cats purr number {i} on the mat" for i in range(12)]
 TEXTS_B = [f"stocks fall number {i} in spring" for i in range(12)]

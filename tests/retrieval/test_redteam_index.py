@@ -16,8 +16,8 @@ import faiss
 import numpy as np
 import pytest
 
-from alignment.cli.main import main
-from retrieval import HashingEmbedder, IndexFormatError, RetrievalError, Retriever
+from rankact.cli.main import main
+from rankact.retrieval import HashingEmbedder, IndexFormatError, RetrievalError, Retriever
 
 
 def build(folder: Path, texts: list[str], kind: str = "flat") -> Path:
@@ -190,7 +190,7 @@ def test_a_damaged_old_index_prints_only_its_error_in_a_real_process(indexes, tm
     import sys
 
     folder = crafted(indexes, tmp_path, "dense.faiss of another corpus", as_legacy)
-    done = subprocess.run([sys.executable, "-m", "alignment.cli", "index", "search", str(folder), "cats"],
+    done = subprocess.run([sys.executable, "-m", "rankact.cli", "index", "search", str(folder), "cats"],
                           check=False, capture_output=True, text=True, timeout=300)
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), done.stderr

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval.dense_index import DenseIndex, resolve_kind
-from retrieval.fusion import mmr, reciprocal_rank_fusion
+from rankact.retrieval.dense_index import DenseIndex, resolve_kind
+from rankact.retrieval.fusion import mmr, reciprocal_rank_fusion
 
 
 def _unit(rng, n, d):
@@ -77,7 +77,7 @@ def test_faiss_thread_count_does_not_leak_into_torch():
     code = """
 import numpy as np, torch
 before = torch.get_num_threads()  # OMP_NUM_THREADS=2 (not set_num_threads, which hid the leak)
-from retrieval.dense_index import DenseIndex
+from rankact.retrieval.dense_index import DenseIndex
 import faiss
 index = DenseIndex(8)
 seen = []

@@ -5,8 +5,8 @@ import itertools
 
 import pytest
 
-from retrieval import Document, HashingEmbedder, Retriever
-from retrieval.chunking import chunk_spans
+from rankact.retrieval import Document, HashingEmbedder, Retriever
+from rankact.retrieval.chunking import chunk_spans
 
 
 def test_windows_respect_budget_overlap_and_word_boundaries():

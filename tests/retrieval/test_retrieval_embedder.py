@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval import Embedder, RetrievalError, Retriever
-from retrieval.embedder import default_model_path
+from rankact.retrieval import Embedder, RetrievalError, Retriever
+from rankact.retrieval.embedder import default_model_path
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retrieval import DocumentError, HashingEmbedder, Retriever
+from rankact.retrieval import DocumentError, HashingEmbedder, Retriever
 
 TOPICS = ["apple banana fruit", "engine wheel car", "planet star orbit", "violin piano music"]
 
@@ -174,7 +174,7 @@ def test_mmr_diversifies():
 
 
 def test_auto_index_grows_from_flat_to_hnsw(monkeypatch):
-    from retrieval import dense_index
+    from rankact.retrieval import dense_index
 
     monkeypatch.setattr(dense_index, "AUTO_HNSW_AT", 30)
     r = Retriever(HashingEmbedder(32), chunk_tokens=64, overlap=8, index="auto")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from retrieval import Document, load_documents
+from rankact.retrieval import Document, load_documents
 
 
 def _write(path, text, encoding="utf-8"):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from retrieval import EmbedderMismatchError, HashingEmbedder, IndexFormatError, Retriever, store_io
-from retrieval import manifest as manifest_module
-from retrieval.docstore import DocStore
+from rankact.retrieval import EmbedderMismatchError, HashingEmbedder, IndexFormatError, Retriever, store_io
+from rankact.retrieval import manifest as manifest_module
+from rankact.retrieval.docstore import DocStore
 
 
 def docs(n: int, tag: str = "") -> list[dict]:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.parser import ParseError, parse_step
-from tools import HttpGetTool, ToolError, ToolExecutionError
-from tools.files import FileAccessRefused, ReadFileTool
+from rankact.agent.parser import ParseError, parse_step
+from rankact.tools import HttpGetTool, ToolError, ToolExecutionError
+from rankact.tools.files import FileAccessRefused, ReadFileTool
 
 
 # ---- failure 5: http_get's timeout bounds the whole call, headers included ---------------
@@ -118,7 +118,7 @@ def test_parser_reproducers_are_plain_parse_errors(text):
 
 
 def test_parser_keyword_pattern_starts_at_the_keyword():
-    from agent.parser import _KEYWORD
+    from rankact.agent.parser import _KEYWORD
 
     assert not _KEYWORD.pattern.startswith("\\*"), "a leading \\** makes every star a new start"
 
@@ -151,7 +151,7 @@ def test_read_file_os_failures_are_its_own_error_without_the_root(root, path):
 def test_read_file_unreadable_file_is_its_own_error(root, monkeypatch):
     import importlib
 
-    files_module = importlib.import_module("tools.files")
+    files_module = importlib.import_module("rankact.tools.files")
 
     def denied(path, *args, **kwargs):
         raise PermissionError(13, "Permission denied", str(path))

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval import HashingEmbedder, Retriever
-from tools import get_builtin
-from tools.base import ToolArgumentError
-from tools.search import SearchTool, search_tool
+from rankact.retrieval import HashingEmbedder, Retriever
+from rankact.tools import get_builtin
+from rankact.tools.base import ToolArgumentError
+from rankact.tools.search import SearchTool, search_tool
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from tools import (
+from rankact.tools import (
     Tool,
     ToolArgumentError,
     ToolCitation,
@@ -21,7 +21,7 @@ from tools import (
     get_builtin,
     tool,
 )
-from tools._docstring import parse_docstring
+from rankact.tools._docstring import parse_docstring
 
 
 @tool

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tools import ToolArgumentError, ToolError, ToolExecutionError, calculator
-from tools.calculator import CalculatorError, evaluate, format_number
+from rankact.tools import ToolArgumentError, ToolError, ToolExecutionError, calculator
+from rankact.tools.calculator import CalculatorError, evaluate, format_number
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from tools import ReadFileTool, ToolArgumentError, get_builtin
-from tools.files import FileAccessRefused
+from rankact.tools import ReadFileTool, ToolArgumentError, get_builtin
+from rankact.tools.files import FileAccessRefused
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import threading
 import httpx
 import pytest
 
-from tools import HttpGetTool, ToolExecutionError, http_get
-from tools.http_get import HttpGetRefused, blocked_reason
+from rankact.tools import HttpGetTool, ToolExecutionError, http_get
+from rankact.tools.http_get import HttpGetRefused, blocked_reason
 
-http_get_module = importlib.import_module("tools.http_get")  # `tools.http_get` is the tool instance
+http_get_module = importlib.import_module("rankact.tools.http_get")  # `rankact.tools.http_get` is the tool instance
 
 DNS = {
     "example.com": ["93.184.216.34"],

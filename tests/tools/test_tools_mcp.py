@@ -16,8 +16,8 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from tools.base import ToolArgumentError, ToolExecutionError, ToolTimeoutError
-from tools.mcp import MCPConnectionError, MCPToolset, mcp_tools
+from rankact.tools.base import ToolArgumentError, ToolExecutionError, ToolTimeoutError
+from rankact.tools.mcp import MCPConnectionError, MCPToolset, mcp_tools
 
 SERVER = [sys.executable, str(Path(__file__).with_name("mcp_server.py"))]
 
@@ -210,7 +210,7 @@ def test_streamable_http_on_loopback(http_url):
 
 def test_no_mcp_import_without_a_server():
     """`--mcp` off costs nothing: building tools and agents never imports the SDK."""
-    code = ("import sys; from tools.mcp import mcp_tools; import agent.build, alignment.cli.ask\n"
+    code = ("import sys; from tools.mcp import mcp_tools; import agent.build, rankact.cli.ask\n"
             "with mcp_tools([]) as tools: assert tools == []\n"
             "assert 'mcp' not in sys.modules and 'jsonschema' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])

@@ -1,6 +1,6 @@
 """Tools from Model Context Protocol servers (needs the `mcp` extra: pip install 'rankact[mcp]').
 
-    from tools.mcp import MCPToolset, mcp_tools
+    from rankact.tools.mcp import MCPToolset, mcp_tools
 
     with MCPToolset("python my_server.py") as server:        # stdio; or "http://host:8000/mcp"
         agent = build_agent(llm, extra_tools=server.tools)
@@ -18,8 +18,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from tools.mcp.connection import MCPConnectionError, MCPToolset, connect_all
-from tools.mcp.tool import MCPTool
+from rankact.tools.mcp.connection import MCPConnectionError, MCPToolset, connect_all
+from rankact.tools.mcp.tool import MCPTool
 
 __all__ = ["MCPConnectionError", "MCPTool", "MCPToolset", "connect_all", "mcp_tools"]
 

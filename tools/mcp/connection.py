@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-from tools.base import ToolExecutionError, ToolTimeoutError
-from tools.mcp.tool import MCPTool
+from rankact.tools.base import ToolExecutionError, ToolTimeoutError
+from rankact.tools.mcp.tool import MCPTool
 
 # The SDK logs a bad line from a server with a traceback; without a handler of the app's
 # own, Python's last-resort handler would print it. The connection error says it in one line.

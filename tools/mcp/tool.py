@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
-from tools.base import Tool, ToolArgumentError, ToolExecutionError, ToolResult, _strip_titles
+from rankact.tools.base import Tool, ToolArgumentError, ToolExecutionError, ToolResult, _strip_titles
 
 if TYPE_CHECKING:
-    from tools.mcp.connection import MCPToolset
+    from rankact.tools.mcp.connection import MCPToolset
 
 
 class MCPArguments(BaseModel):

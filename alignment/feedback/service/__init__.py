@@ -1,4 +1,4 @@
 """The feedback service: JSON API and ranking page (`create_app`), and a way to run it."""
-from alignment.feedback.service.app import create_app
+from rankact.alignment.feedback.service.app import create_app
 
 __all__ = ["create_app"]

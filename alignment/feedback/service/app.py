@@ -36,16 +36,16 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 
-from agent.trajectory import Trajectory
-from alignment.errors import CommandError
-from alignment.feedback.agreement import FeedbackStats, feedback_stats
-from alignment.feedback.export import export_lines
-from alignment.feedback.rankings import Ranking, StepFlag
-from alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
-from alignment.feedback.service.end_user_routes import router as end_user_router
-from alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
-from alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
-from alignment.feedback.store import (
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.errors import CommandError
+from rankact.alignment.feedback.agreement import FeedbackStats, feedback_stats
+from rankact.alignment.feedback.export import export_lines
+from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
+from rankact.alignment.feedback.service.end_user_routes import router as end_user_router
+from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
+from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
+from rankact.alignment.feedback.store import (
     Account,
     ConflictError,
     InvalidFeedbackError,

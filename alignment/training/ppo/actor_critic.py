@@ -1,6 +1,6 @@
 """The PPO model: the policy LM plus a critic, behind one `forward` (one module, so DDP
 sees a single forward per backward). The forward returns the policy's hidden states, not
-logits; log-probs are projected from them chunk by chunk (`alignment.training.logprobs`).
+logits; log-probs are projected from them chunk by chunk (`rankact.alignment.training.logprobs`).
 
 Critic options:
 - `ValueHead`: a small `nn.Linear(hidden, 1)` on the policy's last hidden states. Cheap:
@@ -10,7 +10,7 @@ Critic options:
   which already maps hidden states to "how good is this trajectory", a better starting
   value function than zero; costs a second forward pass.
 
-Values follow the log-prob alignment of `alignment.training.logprobs`: values[:, t] is V of the state
+Values follow the log-prob alignment of `rankact.alignment.training.logprobs`: values[:, t] is V of the state
 *before* token t (computed from the hidden state at t-1, the one that predicts token t).
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alignment.training.logprobs import final_hidden
+from rankact.alignment.training.logprobs import final_hidden
 
 
 def _shift(x: torch.Tensor) -> torch.Tensor:

@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.loop import DEFAULT_MAX_STEPS
-from alignment.training.config import PolicyTrainConfig
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.loop import DEFAULT_MAX_STEPS
+from rankact.alignment.training.config import PolicyTrainConfig
 
 
 class PPOConfig(PolicyTrainConfig):

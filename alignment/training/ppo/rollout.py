@@ -12,11 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
-from agent.trajectory import Trajectory
-from alignment.tasks import Task
-from alignment.tasks.agents import per_task
-from alignment.training.tokenize import Encoded, encode_trajectory
+from rankact.agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.tasks import Task
+from rankact.alignment.tasks.agents import per_task
+from rankact.alignment.training.tokenize import Encoded, encode_trajectory
 
 RewardFn = Callable[[Trajectory], float]
 # llm -> the agent(s) for the rollouts: one Agent, or a task -> Agent callable (`TaskAgents`).
@@ -35,7 +35,7 @@ class Rollout:
 
 def reward_model_fn(folder: str | Path, device: str | None = None) -> RewardFn:
     """The trained reward model's score, normalized with the statistics saved at training."""
-    from alignment.training.reward.model import RewardModel
+    from rankact.alignment.training.reward.model import RewardModel
 
     model = RewardModel.load(folder)
     if device is not None:
@@ -59,7 +59,7 @@ def sequence_reward(trajectory: Trajectory, score: float, parse_error_penalty: f
 def task_success(task: Task, trajectory: Trajectory) -> float | None:
     if not task.answers:
         return None
-    from alignment.evaluation.evaluate import score_trajectory
+    from rankact.alignment.evaluation.evaluate import score_trajectory
 
     return score_trajectory(task, trajectory).success
 
@@ -67,10 +67,10 @@ def task_success(task: Task, trajectory: Trajectory) -> float | None:
 def default_agent_factory(index: Path | None, max_steps: int, max_new_tokens: int, guided: bool | None):
     """llm -> the agents `rankact eval` builds (`TaskAgents`: each task's tools; search over
     `index` if given). The index is loaded here, once, before any model."""
-    from agent.build import load_index
-    from agent.llm import GenerationConfig
-    from agent.loop import DEFAULT_GENERATION
-    from alignment.tasks.agents import TaskAgents
+    from rankact.agent.build import load_index
+    from rankact.agent.llm import GenerationConfig
+    from rankact.agent.loop import DEFAULT_GENERATION
+    from rankact.alignment.tasks.agents import TaskAgents
 
     retriever = load_index(index) if index is not None else None
     generation = GenerationConfig(**{**DEFAULT_GENERATION.model_dump(), "max_new_tokens": max_new_tokens})
@@ -95,7 +95,7 @@ def collect_rollouts(
     on_rollout: Callable[[], None] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> list[Rollout]:
-    """K sampled trajectories per task, `batch_size` of them in lockstep (`agent.batch`); each
+    """K sampled trajectories per task, `batch_size` of them in lockstep (`rankact.agent.batch`); each
     rollout has its own seed, so runs repeat whatever the batch make-up."""
     agent_for = per_task(agents)
     jobs = [Job(agent_for(task), task.question, temperature=temperature, top_p=top_p, seed=seed + t * samples + k)

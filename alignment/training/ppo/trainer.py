@@ -7,12 +7,12 @@ One iteration:
     tokens under the policy (old_logp) and the frozen reference (ref_logp), critic values.
     Per-token reward = -β·(old_logp - ref_logp) on every generated token, plus the
     trajectory's reward on its last generated token. GAE skips prompt and observation
-    tokens (see `alignment.training.advantages.gae`), so tool output is never credited or blamed.
+    tokens (see `rankact.alignment.training.advantages.gae`), so tool output is never credited or blamed.
  3. Update (`ppo_update`): a few epochs of shuffled minibatches with the clipped policy
     loss, clipped value loss and an optional entropy bonus; gradient clipping.
  4. KL controller update, metrics (JSONL + PNG), checkpoint.
  5. With `served_policy` (vLLM), the LoRA adapter is pushed to the server and the next
-    rollouts name it (`alignment.training.lora_publisher`); the rollouts come back with the
+    rollouts name it (`rankact.alignment.training.lora_publisher`); the rollouts come back with the
     server's token ids, and steps 2-3 recompute the log-probs here, so PPO stays exact.
 
 Call from Python: `train_ppo(PPOConfig(...), reward_fn=..., tasks=[...])`.
@@ -27,18 +27,18 @@ from dataclasses import dataclass
 
 import torch
 
-from agent.errors import RankactError
-from alignment.tasks import Task, load_tasks
-from alignment.tasks.agents import per_task
-from alignment.training.advantages import gae
-from alignment.training.kl import kl_k1, kl_k3, make_kl_controller
-from alignment.training.logprobs import hidden_logprobs, lm_head, token_logprobs
-from alignment.training.losses import policy_loss, value_loss
-from alignment.training.masked import masked_mean, whiten, zero_masked
-from alignment.training.policy import enable_gradient_checkpointing, is_peft, load_policy, save_policy
-from alignment.training.ppo.actor_critic import ActorCritic, RewardCritic
-from alignment.training.ppo.config import PPOConfig
-from alignment.training.ppo.rollout import (
+from rankact.agent.errors import RankactError
+from rankact.alignment.tasks import Task, load_tasks
+from rankact.alignment.tasks.agents import per_task
+from rankact.alignment.training.advantages import gae
+from rankact.alignment.training.kl import kl_k1, kl_k3, make_kl_controller
+from rankact.alignment.training.logprobs import hidden_logprobs, lm_head, token_logprobs
+from rankact.alignment.training.losses import policy_loss, value_loss
+from rankact.alignment.training.masked import masked_mean, whiten, zero_masked
+from rankact.alignment.training.policy import enable_gradient_checkpointing, is_peft, load_policy, save_policy
+from rankact.alignment.training.ppo.actor_critic import ActorCritic, RewardCritic
+from rankact.alignment.training.ppo.config import PPOConfig
+from rankact.alignment.training.ppo.rollout import (
     AgentFactory,
     RewardFn,
     collect_rollouts,
@@ -47,8 +47,8 @@ from alignment.training.ppo.rollout import (
     reward_model_fn,
     task_success,
 )
-from alignment.training.runtime import TrainingRun, TrainResult
-from alignment.training.tokenize import Encoded, collate, pad_token_id
+from rankact.alignment.training.runtime import TrainingRun, TrainResult
+from rankact.alignment.training.tokenize import Encoded, collate, pad_token_id
 
 log = logging.getLogger(__name__)
 PLOT_KEYS = ["mean_reward", "mean_score", "kl", "kl_coef", "entropy", "clipfrac", "value_loss",
@@ -187,8 +187,8 @@ def _mean(values) -> float:
 def _served_rollouts(config: PPOConfig, policy, tokenizer):
     """The rollout backend on vLLM (token ids in and out, so PPO trains exactly) and the
     publisher that keeps its adapter current."""
-    from agent.llm.token_io import ServedTokensLLM
-    from alignment.training.lora_publisher import LoraPublisher
+    from rankact.agent.llm.token_io import ServedTokensLLM
+    from rankact.alignment.training.lora_publisher import LoraPublisher
 
     publisher = LoraPublisher(config.served_policy, config.out_dir / "served-adapters")
     return ServedTokensLLM(config.served_policy, tokenizer, api="vllm", model=None), publisher
@@ -205,7 +205,7 @@ def _publish(publisher, policy, iteration: int, llm, run) -> None:
 def train_ppo(config: PPOConfig, reward_fn: RewardFn | None = None, tasks: list[Task] | None = None,
               agent_factory: AgentFactory | None = None, probe: list[Task] | None = None,
               accelerator=None) -> TrainResult:
-    from agent.llm.local import TransformersLLM
+    from rankact.agent.llm.local import TransformersLLM
 
     run = TrainingRun(config, "PPO", accelerator=accelerator, seed_per_process=True)
     tasks = tasks if tasks is not None else (load_tasks(config.tasks) if config.tasks else None)

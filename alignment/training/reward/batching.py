@@ -1,4 +1,4 @@
-"""Reward-model batches: pairs through the one tokenization (`alignment.training.tokenize`),
+"""Reward-model batches: pairs through the one tokenization (`rankact.alignment.training.tokenize`),
 packed so that all comparisons of one prompt stay in one batch, each sequence forwarded once."""
 from __future__ import annotations
 
@@ -6,15 +6,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from agent.errors import RankactError
-from alignment.feedback.pairs import PreferencePair, TextPair
-from alignment.training.tokenize import TruncationStats, encode_pair, truncation_stats
+from rankact.agent.errors import RankactError
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.training.tokenize import TruncationStats, encode_pair, truncation_stats
 
 
 @dataclass
 class TokenizedPair:
     group: str
-    chosen: list[int]  # ids from `alignment.training.tokenize.encode_pair`, already truncated
+    chosen: list[int]  # ids from `rankact.alignment.training.tokenize.encode_pair`, already truncated
     rejected: list[int]
 
 

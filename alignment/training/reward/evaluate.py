@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from alignment.feedback.pairs import PreferencePair, TextPair
-from alignment.training.reward.batching import TruncationStats, tokenize_pairs
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.training.reward.batching import TruncationStats, tokenize_pairs
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:

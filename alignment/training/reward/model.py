@@ -2,7 +2,7 @@
 
 It never projects onto the vocabulary: `forward` runs the decoder alone (`get_decoder()`) to
 its last hidden state and applies the `[hidden, 1]` head there, so the 49k-wide logits that
-the policy trainers compute in chunks (`alignment.training.logprobs`) never exist here.
+the policy trainers compute in chunks (`rankact.alignment.training.logprobs`) never exist here.
 
 Saved as a folder:
   backbone/            the fine-tuned model (save_pretrained) or a peft LoRA adapter
@@ -20,11 +20,11 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import nn
 
-from agent.errors import ModelLoadError, RankactError
-from agent.trajectory import Trajectory
-from alignment.training.policy import LoraSettings, apply_lora, load_causal_lm, resolve_base
-from alignment.training.reward.config import HEAD_INIT_STD
-from alignment.training.tokenize import (
+from rankact.agent.errors import ModelLoadError, RankactError
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.training.policy import LoraSettings, apply_lora, load_causal_lm, resolve_base
+from rankact.alignment.training.reward.config import HEAD_INIT_STD
+from rankact.alignment.training.tokenize import (
     Encoded,
     collate,
     encode_prompt_completion,
@@ -207,7 +207,7 @@ class RewardModel(nn.Module):
 
 
 def _embedded_name() -> str:
-    from agent.llm.model_files import EMBEDDED_NAME
+    from rankact.agent.llm.model_files import EMBEDDED_NAME
 
     return EMBEDDED_NAME
 

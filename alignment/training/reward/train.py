@@ -5,7 +5,7 @@ at a time: `grad_accum` micro-batches per process, each a batch of whole groups.
 order is a pure function of (seed, epoch), so a checkpoint only needs the step number to
 know its data position, and a resumed run sees exactly the batches an uninterrupted one would.
 The loop's surroundings (seeding, checkpoints, budget, progress, metrics) are the shared
-`alignment.training.runtime.TrainingRun`.
+`rankact.alignment.training.runtime.TrainingRun`.
 """
 from __future__ import annotations
 
@@ -14,21 +14,21 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from agent.errors import RankactError
-from alignment.feedback.pairs import PreferencePair, TextPair
-from alignment.training.losses import bradley_terry_loss
-from alignment.training.policy import enable_gradient_checkpointing
-from alignment.training.reward.batching import (
+from rankact.agent.errors import RankactError
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.training.losses import bradley_terry_loss
+from rankact.alignment.training.policy import enable_gradient_checkpointing
+from rankact.alignment.training.reward.batching import (
     TokenizedPair,
     collate_pairs,
     group_pairs,
     make_batches,
     tokenize_pairs,
 )
-from alignment.training.reward.config import RewardTrainConfig
-from alignment.training.reward.model import RewardModel
-from alignment.training.runtime import TrainingRun, TrainResult, clip_gradients
-from alignment.training.tokenize import collate, encode_prompt_completion
+from rankact.alignment.training.reward.config import RewardTrainConfig
+from rankact.alignment.training.reward.model import RewardModel
+from rankact.alignment.training.runtime import TrainingRun, TrainResult, clip_gradients
+from rankact.alignment.training.tokenize import collate, encode_prompt_completion
 
 
 def train_reward(

@@ -7,9 +7,9 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from alignment.cli.main import main
-from alignment.feedback.sample_data import make_trajectory
-from alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.cli.main import main
 
 
 def _run(capsys, *args) -> str:

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from agent.trajectory import Trajectory
-from alignment.cli.main import main
+from rankact.agent.trajectory import Trajectory
+from rankact.cli.main import main
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def test_ask_user_errors_are_one_line(script, capsys, args, message):
 
 
 def test_ask_with_index_adds_search(tmp_path, capsys):
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": "paris", "text": "Paris is the capital of France.", "title": "Paris"}])

@@ -7,8 +7,8 @@ import socket
 import pytest
 from served_stub import ServedStub
 
-from alignment.cli.main import main
-from alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.cli.main import main
 
 
 def _closed_port_url() -> str:

@@ -10,7 +10,7 @@ import sys
 import pytest
 from openai_stub_server import API_KEY, StubServer
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 
 def run_main(argv, capsys) -> tuple[int, str, str]:
@@ -37,7 +37,7 @@ def script(tmp_path):
 
 
 def test_subprocess_streams_a_scripted_reply_and_reports_a_missing_model(script, tmp_path):
-    cmd = [sys.executable, "-m", "alignment.cli", "generate"]
+    cmd = [sys.executable, "-m", "rankact.cli", "generate"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     ok = subprocess.run(cmd + ["Capital?", "--model", f"scripted:{script}"], check=False, capture_output=True,
                         text=True, env=env, timeout=60)
@@ -67,7 +67,7 @@ def test_not_a_model_and_invalid_gguf(tmp_path, capsys):
 
 
 def test_unreachable_server(capsys, monkeypatch):
-    monkeypatch.setattr("agent.llm.openai_http.time.sleep", lambda s: None)
+    monkeypatch.setattr("rankact.agent.llm.openai_http.time.sleep", lambda s: None)
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

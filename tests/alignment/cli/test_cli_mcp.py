@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("mcp")
 
-from agent.trajectory import Trajectory
-from alignment.cli.main import main
-from alignment.feedback.store import TrajectoryStore
-from alignment.tasks import Task, write_tasks
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.tasks import Task, write_tasks
+from rankact.cli.main import main
 
 SERVER = shlex.join([sys.executable, str(Path(__file__).parents[2] / "tools" / "mcp_server.py")])
 CALLS_ADD = ['Thought: add\nAction: add\nAction Input: {"a": 2, "b": 40}', "Thought: done\nFinal Answer: 42"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 pytest.importorskip("opentelemetry.sdk")
 ROOT = Path(__file__).resolve().parents[3]
@@ -25,7 +25,7 @@ def script(tmp_path):
 
 def test_trace_console_prints_the_run_s_spans_on_stderr(script):
     env = {k: v for k, v in os.environ.items() if k != "RANKACT_OTEL" and not k.startswith("OTEL_")}
-    done = subprocess.run([sys.executable, "-m", "alignment.cli", "ask", "What is 17 * 23?", "--model",
+    done = subprocess.run([sys.executable, "-m", "rankact.cli", "ask", "What is 17 * 23?", "--model",
                            f"scripted:{script}", "--json", "--trace", "console"],
                           check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

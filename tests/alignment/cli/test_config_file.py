@@ -9,7 +9,7 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field
 from typer.testing import CliRunner
 
-from alignment.cli.config_options import config_command
+from rankact.cli.config_options import config_command
 
 
 class Recipe(BaseModel):
@@ -55,7 +55,7 @@ def test_the_command_line_overrides_the_file_and_defaults_do_not(tmp_path):
 
 
 def test_required_options_still_required_without_a_file(tmp_path):
-    from alignment.errors import CommandError
+    from rankact.alignment.errors import CommandError
 
     seen: list = []
     result = CliRunner().invoke(_app(seen), ["go"])
@@ -69,7 +69,7 @@ def test_required_options_still_required_without_a_file(tmp_path):
     ('tasks = "a"\nrounds = 0\n', "invalid --rounds"),
 ])
 def test_a_bad_file_is_one_clear_error(tmp_path, text, message):
-    from alignment.errors import CommandError
+    from rankact.alignment.errors import CommandError
 
     path = tmp_path / "recipe.toml"
     path.write_text(text)

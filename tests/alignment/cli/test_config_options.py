@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import typer
 
-from alignment.cli.align import app
-from alignment.cli.config_options import HIDDEN, flag
-from alignment.training.dpo import DPOConfig
-from alignment.training.ppo.config import PPOConfig
-from alignment.training.reward.config import RewardTrainConfig
-from alignment.training.sft import SFTConfig
+from rankact.alignment.training.dpo import DPOConfig
+from rankact.alignment.training.ppo.config import PPOConfig
+from rankact.alignment.training.reward.config import RewardTrainConfig
+from rankact.alignment.training.sft import SFTConfig
+from rankact.cli.align import app
+from rankact.cli.config_options import HIDDEN, flag
 
 CONFIGS = {"sft": SFTConfig, "dpo": DPOConfig, "ppo": PPOConfig, "reward": RewardTrainConfig}
 
@@ -34,7 +34,7 @@ def test_every_config_field_is_an_option_with_the_configs_default(name):
 
 
 def test_the_lora_switch_turns_on_the_trainers_own_lora_settings():
-    from alignment.cli.config_options import build_config
+    from rankact.cli.config_options import build_config
 
     reward = build_config(RewardTrainConfig, {"out_dir": "o", "lora": True})
     dpo = build_config(DPOConfig, {"out_dir": "o", "lora": True})
@@ -45,7 +45,7 @@ def test_the_lora_switch_turns_on_the_trainers_own_lora_settings():
 def test_one_default_store_url():
     import inspect
 
-    from alignment.cli import options
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.cli import options
 
     assert options.DEFAULT_DB == inspect.signature(TrajectoryStore).parameters["url"].default

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from agent.trajectory import ModelRef, Segment, Trajectory
-from alignment.cli.main import main
-from alignment.feedback.pairs import PreferencePair
+from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+from rankact.alignment.feedback.pairs import PreferencePair
+from rankact.cli.main import main
 
 
 def _traj(answer: int) -> Trajectory:
@@ -36,7 +36,7 @@ def test_cli_sft_then_dpo_from_its_output(tmp_path, tiny_model_dir, capsys):
     # DPO warm-started from the SFT policy folder, as the loop intends.
     assert _run(["align", "dpo", "--pairs", str(pairs), "--out", str(dpo_out), "--base", str(sft_out),
                  "--beta", "0.2", "--max-steps", "1", "--lora"]) == 0
-    from agent.llm.loading import load_llm
+    from rankact.agent.llm.loading import load_llm
 
     assert load_llm(str(dpo_out)) is not None
 
@@ -62,8 +62,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 
 def test_cli_grpo_trains_from_the_stores_rankings(tmp_path, tiny_model_dir, capsys):
-    from alignment.feedback.rankings import Ranking
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.rankings import Ranking
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with TrajectoryStore(url) as store:

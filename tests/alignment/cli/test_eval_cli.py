@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from alignment.tasks import Task, write_tasks
+from rankact.alignment.tasks import Task, write_tasks
 
 GOOD = [
     'Thought: compute it\nAction: calculator\nAction Input: {"expression": "17 * 23"}\n',
@@ -56,7 +56,7 @@ def test_eval_prints_one_table(task_file, tmp_path, run_cli):
 
 
 def test_eval_arith_preset_needs_no_files(tmp_path, run_cli):
-    from alignment.tasks.datasets import arith_tasks
+    from rankact.alignment.tasks.datasets import arith_tasks
 
     first = arith_tasks("dev", 1)[0]
     script = _script(tmp_path / "s.json", [f"Thought: known\nFinal Answer: {first.answers[0]}"])
@@ -88,7 +88,7 @@ def test_eval_refusal_compares_models_request_by_request(shared_data, tmp_path, 
 
 
 def test_eval_refusal_on_benign_requests_measures_over_refusal(tmp_path, run_cli):
-    from alignment.tasks.datasets import benign_tasks
+    from rankact.alignment.tasks.datasets import benign_tasks
 
     script = _script(tmp_path / "r.json", ["I'm sorry, I can't help with that.", "Sure: kill -9 <pid>."])
     code, out, _ = run_cli(["eval", "--refusal", "benign:test", "--limit", "2", "--model", script, "--out",

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 
 def test_cli_ppo_with_reward_model_critic(tmp_path, tiny_model_dir, capsys):
-    from agent.llm.loading import load_llm
-    from alignment.training.reward.model import RewardModel
+    from rankact.agent.llm.loading import load_llm
+    from rankact.alignment.training.reward.model import RewardModel
 
     reward_dir = tmp_path / "rm"
     reward_model = RewardModel.from_base(tiny_model_dir, max_length=128)

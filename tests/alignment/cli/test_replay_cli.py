@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from alignment.feedback.refusal_demonstrations import AUTHOR
-from alignment.training.replay import read_replay
+from rankact.alignment.feedback.refusal_demonstrations import AUTHOR
+from rankact.alignment.training.replay import read_replay
 
 
 def test_replay_file_holds_sampled_replies_and_written_refusals(tiny_model_dir, shared_data, tmp_path, run_cli):

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from agent.trajectory import ModelRef, Segment, Trajectory
-from alignment.training.reward.model import RewardModel, last_token_index
+from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+from rankact.alignment.training.reward.model import RewardModel, last_token_index
 
 
 @pytest.fixture(scope="module")

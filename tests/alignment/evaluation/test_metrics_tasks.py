@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from alignment.evaluation.metrics import exact_match, normalize_answer, token_f1
-from alignment.tasks import TaskFileError, load_tasks
+from rankact.alignment.evaluation.metrics import exact_match, normalize_answer, token_f1
+from rankact.alignment.tasks import TaskFileError, load_tasks
 
 
 def test_squad_normalization():

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from alignment.evaluation.significance import (
+from rankact.alignment.evaluation.significance import (
     bootstrap_interval,
     mcnemar_exact,
     paired_bootstrap,

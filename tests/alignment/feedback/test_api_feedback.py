@@ -10,10 +10,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent.trajectory import Trajectory
-from alignment.feedback.sample_data import load_sample_data, make_trajectory
-from alignment.feedback.service import create_app
-from alignment.feedback.store import TrajectoryStore, shuffled_for
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.service import create_app
+from rankact.alignment.feedback.store import TrajectoryStore, shuffled_for
 
 QID = "sample-multiply"
 
@@ -272,7 +272,7 @@ def test_page_static_files_and_docs(env):
 
 
 def test_page_never_uses_innerhtml():
-    from alignment.feedback.service.app import STATIC_DIR
+    from rankact.alignment.feedback.service.app import STATIC_DIR
 
     script = (STATIC_DIR / "app.js").read_text()
     assert "innerHTML" not in script and "insertAdjacentHTML" not in script and "document.write" not in script

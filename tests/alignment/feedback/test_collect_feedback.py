@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from alignment.cli.main import main
-from alignment.feedback.collect import collect
-from alignment.feedback.sample_data import make_trajectory
-from alignment.feedback.store import TrajectoryStore
-from alignment.tasks import Task
+from rankact.alignment.feedback.collect import collect
+from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.tasks import Task
+from rankact.cli.main import main
 
 TASKS = [Task(id="t1", question="What is 2+2?", answers=["4"], metadata={"split": "dev"}),
          Task(id="t2", question="What is 3+3?", answers=["6"])]
@@ -71,8 +71,8 @@ def test_a_failing_sample_is_counted_and_retried_on_rerun(store):
 
 
 def test_cli_collect_with_the_scripted_backend_resumes(tmp_path, capsys):
-    pytest.importorskip("agent.llm.loading")
-    pytest.importorskip("agent.loop")
+    pytest.importorskip("rankact.agent.llm.loading")
+    pytest.importorskip("rankact.agent.loop")
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("".join(t.model_dump_json() + "\n" for t in TASKS))
     script = tmp_path / "script.json"
@@ -92,7 +92,7 @@ def test_cli_collect_with_the_scripted_backend_resumes(tmp_path, capsys):
 
 def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
     """Collection stores trajectories made with the tools eval measures (metadata.tools)."""
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": "d", "text": "Four is two plus two.", "title": "Four"}])
@@ -112,8 +112,8 @@ def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
 
 
 def test_a_ranked_question_is_closed_and_collect_does_not_run_for_it(store):
-    from alignment.feedback.collect import samples_to_run
-    from alignment.feedback.rankings import Ranking
+    from rankact.alignment.feedback.collect import samples_to_run
+    from rankact.alignment.feedback.rankings import Ranking
 
     collect(TASKS, RecordingAgent(), store, samples=2)
     store.create_account("alice")

@@ -7,14 +7,14 @@ import json
 
 import pytest
 
-from agent.errors import BackendError
-from agent.trajectory import Step, StepError
-from alignment.cli.main import main
-from alignment.errors import IncompleteCollection
-from alignment.feedback.collect import collect
-from alignment.feedback.sample_data import make_trajectory
-from alignment.feedback.store import TrajectoryStore
-from alignment.tasks import Task
+from rankact.agent.errors import BackendError
+from rankact.agent.trajectory import Step, StepError
+from rankact.alignment.errors import IncompleteCollection
+from rankact.alignment.feedback.collect import collect
+from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.tasks import Task
+from rankact.cli.main import main
 from tests.openai_stub_server import API_KEY, StubServer
 
 TASKS = [Task(id="t1", question="What is 2+2?", answers=["4"]), Task(id="t2", question="What is 3+3?", answers=["6"])]
@@ -120,8 +120,8 @@ def test_a_bug_in_a_run_is_not_retried_and_not_stored(store):
 
 
 def test_the_real_loop_marks_a_backend_failure(tmp_path):
-    from agent.llm.scripted import ScriptedLLM
-    from agent.loop import Agent
+    from rankact.agent.llm.scripted import ScriptedLLM
+    from rankact.agent.loop import Agent
 
     traj = Agent(ScriptedLLM([]), []).run("q")  # the script is empty: the backend raises
     assert traj.status == "error" and "exhausted" in traj.backend_failure
@@ -142,7 +142,7 @@ def _cli(args, capsys):
 @pytest.fixture
 def fast_http(monkeypatch):
     """The HTTP backend's own backoff would make these tests slow; its retries still happen."""
-    import agent.llm.openai_http as http
+    import rankact.agent.llm.openai_http as http
 
     monkeypatch.setattr(http.time, "sleep", lambda _s: None)
     monkeypatch.setenv("RANKACT_API_KEY", API_KEY)

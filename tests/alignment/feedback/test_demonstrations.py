@@ -9,22 +9,22 @@ from typing import Literal
 
 import pytest
 
-from agent.guided import GuidedConfig
-from agent.llm.local import TransformersLLM
-from agent.loop import Agent
-from alignment.errors import DemonstrationError
-from alignment.feedback.demonstrations import (
+from rankact.agent.guided import GuidedConfig
+from rankact.agent.llm.local import TransformersLLM
+from rankact.agent.loop import Agent
+from rankact.alignment.errors import DemonstrationError
+from rankact.alignment.feedback.demonstrations import (
     Demonstration,
     add_demonstrations,
     match_tasks,
     read_demonstrations,
     record_demonstration,
 )
-from alignment.feedback.store import TrajectoryStore
-from alignment.tasks import Task
-from alignment.training.tokenize import encode_trajectory
-from tools import tool
-from tools.calculator import calculator
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.tokenize import encode_trajectory
+from rankact.tools import tool
+from rankact.tools.calculator import calculator
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_a_store_gets_each_demonstration_once_under_its_task(llm, tmp_path):
 
 
 def test_cli_collect_stores_demonstrations_once_and_refuses_a_scripted_model(tmp_path, tiny_model_dir, capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text(Task(id="t", question="What is (16 + 78) * 9?", answers=["846"],

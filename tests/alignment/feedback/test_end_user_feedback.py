@@ -12,17 +12,17 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from alignment.cli.main import main
-from alignment.feedback.agreement import feedback_stats
-from alignment.feedback.end_user import FeedbackIn
-from alignment.feedback.end_user_data import KTORow
-from alignment.feedback.export import export_lines
-from alignment.feedback.pairs import PreferencePair, read_pairs
-from alignment.feedback.rankings import Ranking
-from alignment.feedback.sample_data import load_sample_data
-from alignment.feedback.service import create_app
-from alignment.feedback.store import TrajectoryStore
-from alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.alignment.feedback.agreement import feedback_stats
+from rankact.alignment.feedback.end_user import FeedbackIn
+from rankact.alignment.feedback.end_user_data import KTORow
+from rankact.alignment.feedback.export import export_lines
+from rankact.alignment.feedback.pairs import PreferencePair, read_pairs
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.sample_data import load_sample_data
+from rankact.alignment.feedback.service import create_app
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.cli.main import main
 
 QID = "sample-multiply"
 V2_SCHEMA = Path(__file__).parent / "data" / "store_v2.sql"

@@ -7,11 +7,11 @@ import math
 
 import pytest
 
-from alignment.cli.main import main
-from alignment.feedback.agreement import feedback_stats, kendall_tau_b, pair_agreement
-from alignment.feedback.export import export_lines, write_export
-from alignment.feedback.pairs import PreferencePair, TextPair
-from alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.agreement import feedback_stats, kendall_tau_b, pair_agreement
+from rankact.alignment.feedback.export import export_lines, write_export
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.cli.main import main
 
 
 @pytest.fixture

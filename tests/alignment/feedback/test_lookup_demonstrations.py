@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from agent.llm.local import TransformersLLM
-from agent.loop import Agent
-from alignment.feedback.demonstrations import read_demonstrations, record_demonstration, write_demonstrations
-from alignment.feedback.lookup_demonstrations import (
+from rankact.agent.llm.local import TransformersLLM
+from rankact.agent.loop import Agent
+from rankact.alignment.feedback.demonstrations import (
+    read_demonstrations,
+    record_demonstration,
+    write_demonstrations,
+)
+from rankact.alignment.feedback.lookup_demonstrations import (
     answer_in_passages,
     lookup_demonstration,
     lookup_demonstrations,
 )
-from alignment.tasks import Task
-from tools import tool
+from rankact.alignment.tasks import Task
+from rankact.tools import tool
 
 PASSAGES = {
     "who got the first nobel prize in physics":
@@ -85,8 +89,8 @@ def test_a_lookup_demonstration_records_through_the_real_search_tool(tiny_model_
 
 
 def test_cli_writes_demonstrations_from_a_task_file_and_its_index(tmp_path, run_cli):
-    from alignment.tasks import write_tasks
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.alignment.tasks import write_tasks
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": "river", "title": "River", "text": "The river flows into Hudson Bay."},

@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from alignment.feedback.sample_data import load_sample_data, make_trajectory
-from alignment.feedback.service import create_app
-from alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.service import create_app
+from rankact.alignment.feedback.store import TrajectoryStore
 
 QID = "sample-multiply"
 
@@ -119,7 +119,7 @@ def test_a_damaged_row_is_skipped_by_every_read(red, caplog):
 
 
 def test_simulate_does_not_crash_on_a_damaged_row(red, capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     store, _client, _auth, path = red
     _damage(path, store.trajectory_ids(QID)[0])

@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import pytest
 
-from agent.errors import RankactError
-from alignment.evaluation.refusal import is_refusal, plain_prompt_ids
-from alignment.feedback.refusal_demonstrations import (
+from rankact.agent.errors import RankactError
+from rankact.alignment.evaluation.refusal import is_refusal, plain_prompt_ids
+from rankact.alignment.feedback.refusal_demonstrations import (
     AUTHOR,
     REFUSALS,
     refusal_examples,
     refusal_sets,
     written_refusal,
 )
-from alignment.tasks import Task
-from alignment.training.replay import read_replay, write_replay
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.replay import read_replay, write_replay
 
 
 @pytest.fixture(scope="module")
 def tiny_llm(tiny_model_dir):
-    from agent.llm import load_llm
+    from rankact.agent.llm import load_llm
 
     return load_llm(str(tiny_model_dir))
 

@@ -2,11 +2,11 @@
 errors, fewer steps; equal scores tie; its rankings are stored as source=simulated."""
 from __future__ import annotations
 
-from agent.trajectory import StepError
-from alignment.cli.main import main
-from alignment.feedback.sample_data import load_sample_data, make_trajectory
-from alignment.feedback.simulated import SimulatedAnnotator, score
-from alignment.feedback.store import TrajectoryStore
+from rankact.agent.trajectory import StepError
+from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.simulated import SimulatedAnnotator, score
+from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.cli.main import main
 
 Q = "What is 17 multiplied by 23?"
 

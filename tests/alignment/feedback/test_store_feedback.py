@@ -6,10 +6,10 @@ import sqlite3
 
 import pytest
 
-from agent.trajectory import Trajectory
-from alignment.feedback.rankings import Ranking, StepFlag
-from alignment.feedback.sample_data import load_sample_data, make_trajectory, sample_questions
-from alignment.feedback.store import (
+from rankact.agent.trajectory import Trajectory
+from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory, sample_questions
+from rankact.alignment.feedback.store import (
     ConflictError,
     InvalidRankingError,
     NotFoundError,
@@ -18,8 +18,8 @@ from alignment.feedback.store import (
     TrajectoryStore,
     question_id_for,
 )
-from alignment.feedback.store_schema import SCHEMA_VERSION
-from alignment.tasks import Task
+from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.alignment.tasks import Task
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def test_in_memory_store_and_trajectory_json_is_whole(tmp_path):
 
 
 def test_admin_cli_creates_tokens_and_lists(tmp_path, capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     db = f"sqlite:///{tmp_path / 'admin.db'}"
     main(["admin", "create-annotator", "alice", "--db", db])

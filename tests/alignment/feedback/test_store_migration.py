@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from alignment.feedback.sample_data import sample_questions
-from alignment.feedback.store import TrajectoryStore, hash_token
-from alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.alignment.feedback.sample_data import sample_questions
+from rankact.alignment.feedback.store import TrajectoryStore, hash_token
+from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
 
 V1_SCHEMA = Path(__file__).parent / "data" / "store_v1.sql"
 NOW = "2025-01-01 00:00:00.000000"
@@ -54,7 +54,7 @@ def test_a_v1_store_migrates_in_place(v1_db):
 
 
 def test_a_store_without_an_admin_gets_one_from_the_cli(v1_db, capsys):
-    from alignment.cli.main import main
+    from rankact.cli.main import main
 
     path, _qid, _ids = v1_db
     with sqlite3.connect(path) as raw:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alignment.tasks.datasets import data_dir
+from rankact.alignment.tasks.datasets import data_dir
 
 
 def test_the_default_data_folder_lies_beside_the_checkout(monkeypatch, shared_data):
@@ -13,7 +13,7 @@ def test_the_default_data_folder_lies_beside_the_checkout(monkeypatch, shared_da
 
 
 def test_rankact_data_points_elsewhere_and_a_missing_folder_is_one_clear_error(monkeypatch, tmp_path):
-    from alignment.errors import DatasetError
+    from rankact.alignment.errors import DatasetError
 
     monkeypatch.setenv("RANKACT_DATA", str(tmp_path))
     assert data_dir() == tmp_path

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from alignment.tasks import datasets, load_tasks
+from rankact.alignment.tasks import datasets, load_tasks
 
 
 def test_hotpot_splits_by_position_with_gold_titles(shared_data):
@@ -71,7 +71,7 @@ def test_presets_and_errors(shared_data, tmp_path):
 
 
 def test_bundled_demo_data_is_valid():
-    from alignment.tasks.bundled import demo_corpus, demo_tasks
+    from rankact.alignment.tasks.bundled import demo_corpus, demo_tasks
 
     train, heldout = demo_tasks()
     assert len(train) >= 6 and len(heldout) >= 4

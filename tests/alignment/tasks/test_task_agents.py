@@ -3,11 +3,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.build import AgentSetupError
-from agent.llm.scripted import ScriptedLLM
-from alignment.evaluation.evaluate import evaluate_llm, model_label
-from alignment.tasks import Task, indexes
-from alignment.tasks.agents import TaskAgents, tool_groups
+from rankact.agent.build import AgentSetupError
+from rankact.agent.llm.scripted import ScriptedLLM
+from rankact.alignment.evaluation.evaluate import evaluate_llm, model_label
+from rankact.alignment.tasks import Task, indexes
+from rankact.alignment.tasks.agents import TaskAgents, tool_groups
 
 
 def test_preset_index_is_built_once_and_cached(shared_data, tmp_path, monkeypatch):
@@ -35,7 +35,7 @@ def test_model_labels_are_short():
 
 
 def test_tasks_get_the_tools_they_ask_for():
-    from retrieval import HashingEmbedder, Retriever
+    from rankact.retrieval import HashingEmbedder, Retriever
 
     retriever = Retriever(HashingEmbedder())
     retriever.add([{"id": "d", "text": "One is a number.", "title": "One"}])

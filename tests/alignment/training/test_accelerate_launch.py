@@ -14,7 +14,7 @@ import pytest
 
 
 def _traj(answer: list[int]):
-    from agent.trajectory import ModelRef, Segment, Trajectory
+    from rankact.agent.trajectory import ModelRef, Segment, Trajectory
 
     return Trajectory(question="q", model=ModelRef(backend="t", name="t"), prompt_version="v", segments=[
         Segment(role="prompt", text="p", token_ids=[1, 504, 3062, 28]),
@@ -27,15 +27,15 @@ def _traj(answer: list[int]):
 def run_in_launcher(model_dir: str, out: str) -> None:
     import torch.distributed as dist
 
-    from agent.llm import GenerationConfig
-    from agent.loop import Agent
-    from alignment.feedback.pairs import PreferencePair
-    from alignment.tasks import Task
-    from alignment.training.dpo import DPOConfig, train_dpo
-    from alignment.training.ppo.config import PPOConfig
-    from alignment.training.ppo.trainer import train_ppo
-    from alignment.training.runtime import make_accelerator
-    from tools import calculator
+    from rankact.agent.llm import GenerationConfig
+    from rankact.agent.loop import Agent
+    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.tasks import Task
+    from rankact.alignment.training.dpo import DPOConfig, train_dpo
+    from rankact.alignment.training.ppo.config import PPOConfig
+    from rankact.alignment.training.ppo.trainer import train_ppo
+    from rankact.alignment.training.runtime import make_accelerator
+    from rankact.tools import calculator
 
     accelerator = make_accelerator()  # no GPU here: CPU processes over gloo
     assert accelerator.num_processes == 2 and dist.is_initialized()
@@ -119,7 +119,7 @@ def test_the_shipped_deepspeed_configs_are_valid_accelerate_configs(name, stage)
 def test_a_deepspeed_run_that_reports_no_gradient_norm_still_steps():
     import torch
 
-    from alignment.training.runtime import clip_gradients
+    from rankact.alignment.training.runtime import clip_gradients
 
     class _DeepSpeedLike:  # accelerate returns None from clip_grad_norm_ when DeepSpeed clips itself
         device = torch.device("cpu")

@@ -8,11 +8,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from agent.errors import ModelLoadError
-from agent.llm.lora_merge import merge_lora, read_adapter
-from agent.llm.model_files import adapted_model_dir
-from alignment.errors import CommandError
-from alignment.training.adapter_export import export_adapter, factor
+from rankact.agent.errors import ModelLoadError
+from rankact.agent.llm.lora_merge import merge_lora, read_adapter
+from rankact.agent.llm.model_files import adapted_model_dir
+from rankact.alignment.errors import CommandError
+from rankact.alignment.training.adapter_export import export_adapter, factor
 
 
 def _train_like_rounds(base, out, rounds=2, seed=0):

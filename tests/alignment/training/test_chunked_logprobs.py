@@ -1,4 +1,4 @@
-"""Chunked log-probs (`alignment.training.logprobs`) against the full-logits definition on the
+"""Chunked log-probs (`rankact.alignment.training.logprobs`) against the full-logits definition on the
 tiny random Llama: values, entropies and gradients, for chunk sizes that do and do not divide
 the number of trainable tokens, padding rows, an all-masked row, temperature != 1, LoRA."""
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from alignment.training.logprobs import (
+from rankact.alignment.training.logprobs import (
     entropy_from_logits,
     final_hidden,
     hidden_logprobs,
@@ -35,7 +35,7 @@ MASK = torch.tensor([
 
 
 def _model(tiny_model_dir, lora: bool = False):
-    from alignment.training.policy import LoraSettings, load_policy
+    from rankact.alignment.training.policy import LoraSettings, load_policy
 
     torch.manual_seed(0)
     model, _ = load_policy(tiny_model_dir, LoraSettings(r=4, alpha=8) if lora else None)
@@ -113,7 +113,7 @@ def test_hidden_states_are_what_the_head_reads(tiny_model_dir):
 
 
 def test_wrappers_are_unwrapped_for_the_head(tiny_model_dir):
-    from alignment.training.ppo.actor_critic import ActorCritic
+    from rankact.alignment.training.ppo.actor_critic import ActorCritic
 
     model = _model(tiny_model_dir)
 
@@ -135,7 +135,7 @@ def test_wrappers_are_unwrapped_for_the_head(tiny_model_dir):
 
 
 def test_actor_critic_values_and_logprobs_from_one_pass(tiny_model_dir):
-    from alignment.training.ppo.actor_critic import ActorCritic
+    from rankact.alignment.training.ppo.actor_critic import ActorCritic
 
     model = _model(tiny_model_dir)
     actor_critic = ActorCritic(model)
@@ -148,7 +148,7 @@ def test_actor_critic_values_and_logprobs_from_one_pass(tiny_model_dir):
 
 
 def test_gradient_checkpointing_keeps_gradients(tiny_model_dir):
-    from alignment.training.policy import enable_gradient_checkpointing
+    from rankact.alignment.training.policy import enable_gradient_checkpointing
 
     model = _model(tiny_model_dir).train()
     want = _grads(model, token_logprobs(model, IDS, ATTENTION, MASK, chunk_size=4)[0].sum())

@@ -9,9 +9,9 @@ import math
 import pytest
 from trajectory_factory import two_step_trajectory
 
-from alignment.feedback.pairs import PreferencePair
-from alignment.training import dpo as dpo_module
-from alignment.training.dpo import DPOConfig, train_dpo
+from rankact.alignment.feedback.pairs import PreferencePair
+from rankact.alignment.training import dpo as dpo_module
+from rankact.alignment.training.dpo import DPOConfig, train_dpo
 
 
 def make_pairs(n: int = 4) -> list[PreferencePair]:
@@ -55,7 +55,7 @@ def test_dpo_trains_saves_and_resumes(tmp_path, tiny_model_dir, monkeypatch):
 
 
 def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
-    from agent.errors import RankactError
+    from rankact.agent.errors import RankactError
 
     with pytest.raises(RankactError):
         train_dpo(DPOConfig(out_dir=tmp_path / "x", base=str(tiny_model_dir)))
@@ -66,10 +66,10 @@ def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
 
 
 def test_pairs_and_best_of_k_from_a_store(tmp_path):
-    from alignment.feedback.pairs import load_pair_source
-    from alignment.feedback.rankings import Ranking
-    from alignment.feedback.store import TrajectoryStore
-    from alignment.training.sft import best_of_pairs
+    from rankact.alignment.feedback.pairs import load_pair_source
+    from rankact.alignment.feedback.rankings import Ranking
+    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.training.sft import best_of_pairs
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     good, mid, bad = two_step_trajectory([2000, 1], [300]), two_step_trajectory([3000, 1], [300]), two_step_trajectory([4000, 1], [300])

@@ -10,11 +10,11 @@ import pytest
 import torch
 from trajectory_factory import two_step_trajectory
 
-from alignment.feedback.groups import RankedGroup, group_from_ranking, load_groups
-from alignment.feedback.rankings import Ranking, StepFlag
-from alignment.training.advantages import group_advantages, rank_scores, token_advantages
-from alignment.training.losses import group_relative_loss
-from alignment.training.tokenize import encode_trajectory, segment_steps
+from rankact.alignment.feedback.groups import RankedGroup, group_from_ranking, load_groups
+from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.training.advantages import group_advantages, rank_scores, token_advantages
+from rankact.alignment.training.losses import group_relative_loss
+from rankact.alignment.training.tokenize import encode_trajectory, segment_steps
 
 
 def test_rank_scores_spread_places_and_ties_share_them():
@@ -95,7 +95,7 @@ def test_group_from_ranking_keeps_order_ties_and_flags():
 
 
 def _store_with_rankings(path, n_questions: int = 2):
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     url = f"sqlite:///{path}"
     with TrajectoryStore(url) as store:
@@ -109,8 +109,8 @@ def _store_with_rankings(path, n_questions: int = 2):
 
 
 def test_grpo_raises_the_better_trajectory_and_resumes(tmp_path, tiny_model_dir):
-    from alignment.training import grpo as grpo_module
-    from alignment.training.grpo import GRPOConfig, train_grpo
+    from rankact.alignment.training import grpo as grpo_module
+    from rankact.alignment.training.grpo import GRPOConfig, train_grpo
 
     url = _store_with_rankings(tmp_path / "store.db")
     groups = load_groups(url)
@@ -125,9 +125,9 @@ def test_grpo_raises_the_better_trajectory_and_resumes(tmp_path, tiny_model_dir)
     assert (out / grpo_module.REFERENCE_FILE).is_file() and (out / "metrics.png").is_file()
 
     # The winners' generated tokens became more likely than under the reference, the losers' less.
-    from alignment.training.logprobs import token_logprobs
-    from alignment.training.policy import load_policy
-    from alignment.training.tokenize import collate
+    from rankact.alignment.training.logprobs import token_logprobs
+    from rankact.alignment.training.policy import load_policy
+    from rankact.alignment.training.tokenize import collate
 
     trained, tokenizer = load_policy(str(out))
     base, _ = load_policy(str(tiny_model_dir))
@@ -143,15 +143,15 @@ def test_grpo_raises_the_better_trajectory_and_resumes(tmp_path, tiny_model_dir)
 
 
 def test_grpo_says_why_when_there_is_no_signal(tmp_path, tiny_model_dir):
-    from agent.errors import RankactError
-    from alignment.training.grpo import GRPOConfig, train_grpo
+    from rankact.agent.errors import RankactError
+    from rankact.alignment.training.grpo import GRPOConfig, train_grpo
 
     tie = [two_step_trajectory([i], [300]) for i in range(2)]
     groups = [RankedGroup(question_id="q", question="q", trajectories=tie, scores=[0.5, 0.5])]
     with pytest.raises(RankactError, match="no training signal"):
         train_grpo(GRPOConfig(out_dir=tmp_path / "o", base=str(tiny_model_dir), show_progress=False), groups=groups)
     with pytest.raises(RankactError, match="no rankings"):
-        from alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.store import TrajectoryStore
 
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         TrajectoryStore(url).close()
@@ -159,9 +159,9 @@ def test_grpo_says_why_when_there_is_no_signal(tmp_path, tiny_model_dir):
 
 
 def test_flags_travel_in_pair_exports_and_are_never_imitated():
-    from alignment.feedback.pairs import pairs_from_ranking
-    from alignment.training.dpo import encode_pairs
-    from alignment.training.sft import encode_best, flagged_steps
+    from rankact.alignment.feedback.pairs import pairs_from_ranking
+    from rankact.alignment.training.dpo import encode_pairs
+    from rankact.alignment.training.sft import encode_best, flagged_steps
 
     good, bad = two_step_trajectory([7, 8], [300]), two_step_trajectory([9, 10], [301])
     ranking = Ranking(question_id="q", annotator="ann", order=[[good.id], [bad.id]],

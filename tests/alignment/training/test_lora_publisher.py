@@ -10,15 +10,15 @@ import httpx
 import pytest
 from served_stub import ServedStub
 
-from agent.errors import BackendError
-from agent.llm import GenerationConfig
-from agent.loop import Agent
-from alignment.tasks import Task
-from alignment.training.lora_publisher import LoraPublisher
-from alignment.training.policy import LoraSettings
-from alignment.training.ppo.config import PPOConfig
-from alignment.training.ppo.trainer import train_ppo
-from tools import calculator
+from rankact.agent.errors import BackendError
+from rankact.agent.llm import GenerationConfig
+from rankact.agent.loop import Agent
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.lora_publisher import LoraPublisher
+from rankact.alignment.training.policy import LoraSettings
+from rankact.alignment.training.ppo.config import PPOConfig
+from rankact.alignment.training.ppo.trainer import train_ppo
+from rankact.tools import calculator
 
 LOAD, UNLOAD, COMPLETIONS = "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/v1/completions"
 
@@ -76,7 +76,7 @@ def test_ppo_pushes_each_iterations_adapter_before_the_rollouts_that_name_it(tmp
 
 
 def test_served_policy_without_lora_is_refused_before_anything_loads(tmp_path, tiny_model_dir):
-    from agent.errors import RankactError
+    from rankact.agent.errors import RankactError
 
     config = PPOConfig(out_dir=tmp_path, base=str(tiny_model_dir), served_policy="http://127.0.0.1:9/v1")
     with pytest.raises(RankactError, match="needs --lora"):

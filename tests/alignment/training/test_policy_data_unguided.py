@@ -2,8 +2,8 @@ import logging
 
 from transformers import AutoTokenizer
 
-from agent.trajectory import ModelRef, Segment, Step, Trajectory
-from alignment.training.tokenize import encode_trajectory
+from rankact.agent.trajectory import ModelRef, Segment, Step, Trajectory
+from rankact.alignment.training.tokenize import encode_trajectory
 
 
 def _trajectory(guided: bool) -> Trajectory:
@@ -16,7 +16,7 @@ def _trajectory(guided: bool) -> Trajectory:
 
 def test_unguided_multi_step_trajectories_warn_before_training(tiny_model_dir, caplog):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
-    with caplog.at_level(logging.WARNING, logger="alignment.training.tokenize"):
+    with caplog.at_level(logging.WARNING, logger="rankact.alignment.training.tokenize"):
         encode_trajectory(_trajectory(guided=True), tokenizer)
         assert not caplog.records
         encode_trajectory(_trajectory(guided=False), tokenizer)

@@ -10,11 +10,11 @@ import json
 
 import torch
 
-from alignment.training.policy import load_policy
-from alignment.training.ppo.actor_critic import ActorCritic
-from alignment.training.ppo.config import PPOConfig
-from alignment.training.ppo.trainer import make_experience, ppo_update
-from alignment.training.tokenize import encode_prompt_completion
+from rankact.alignment.training.policy import load_policy
+from rankact.alignment.training.ppo.actor_critic import ActorCritic
+from rankact.alignment.training.ppo.config import PPOConfig
+from rankact.alignment.training.ppo.trainer import make_experience, ppo_update
+from rankact.alignment.training.tokenize import encode_prompt_completion
 
 PROMPT = [1, 504, 3062, 28, 2114]
 
@@ -55,12 +55,12 @@ def test_one_ppo_iteration_raises_expected_reward(tmp_path, tiny_model_dir):
 def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from agent.llm import GenerationConfig
-    from agent.loop import Agent
-    from alignment.tasks import Task
-    from alignment.training.policy import LoraSettings
-    from alignment.training.ppo.trainer import train_ppo
-    from tools import calculator
+    from rankact.agent.llm import GenerationConfig
+    from rankact.agent.loop import Agent
+    from rankact.alignment.tasks import Task
+    from rankact.alignment.training.policy import LoraSettings
+    from rankact.alignment.training.ppo.trainer import train_ppo
+    from rankact.tools import calculator
 
     def agent_factory(llm):
         return Agent(llm, [calculator], max_steps=1, max_parse_errors=1, guided=False,
@@ -98,8 +98,8 @@ def test_agent_driven_ppo_iteration_checkpoints_and_resumes(tmp_path, tiny_model
 
 
 def test_reward_model_critic_trains_and_leaves_reward_model_alone(tmp_path, tiny_model_dir):
-    from alignment.training.ppo.actor_critic import RewardCritic
-    from alignment.training.reward.model import RewardModel
+    from rankact.alignment.training.ppo.actor_critic import RewardCritic
+    from rankact.alignment.training.reward.model import RewardModel
 
     torch.manual_seed(0)
     policy, tokenizer = load_policy(tiny_model_dir)

@@ -9,10 +9,10 @@ import pytest
 import torch
 from trajectory_factory import two_step_trajectory
 
-from agent.errors import RankactError
-from agent.llm import Completion
-from alignment.tasks import Task
-from alignment.training.replay import (
+from rankact.agent.errors import RankactError
+from rankact.agent.llm import Completion
+from rankact.alignment.tasks import Task
+from rankact.alignment.training.replay import (
     ReplayExample,
     ReplayFileError,
     ReplayTerm,
@@ -22,7 +22,7 @@ from alignment.training.replay import (
     worth_keeping,
     write_replay,
 )
-from alignment.training.sft import SFTConfig, train_sft
+from rankact.alignment.training.sft import SFTConfig, train_sft
 
 EOS = 2
 

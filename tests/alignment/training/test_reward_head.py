@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from alignment.training.losses import bradley_terry_loss
-from alignment.training.reward import train as reward_train
-from alignment.training.reward.config import RewardTrainConfig
-from alignment.training.reward.model import RewardModel, RewardModelInfo
+from rankact.alignment.training.losses import bradley_terry_loss
+from rankact.alignment.training.reward import train as reward_train
+from rankact.alignment.training.reward.config import RewardTrainConfig
+from rankact.alignment.training.reward.model import RewardModel, RewardModelInfo
 
 WIDE = 16_384  # enough head weights that their sample std is within ~1% of the init std
 

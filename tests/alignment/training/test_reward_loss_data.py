@@ -8,20 +8,26 @@ import math
 import pytest
 import torch
 
-from agent.errors import RankactError
-from agent.trajectory import ModelRef, Segment, Trajectory
-from alignment.feedback.pairs import PreferencePair, TextPair, pairs_from_ranking, read_pairs, split_hh
-from alignment.feedback.rankings import Ranking
-from alignment.training.losses import bradley_terry_loss, pairwise_accuracy
-from alignment.training.reward.batching import (
+from rankact.agent.errors import RankactError
+from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+from rankact.alignment.feedback.pairs import (
+    PreferencePair,
+    TextPair,
+    pairs_from_ranking,
+    read_pairs,
+    split_hh,
+)
+from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.training.losses import bradley_terry_loss, pairwise_accuracy
+from rankact.alignment.training.reward.batching import (
     TokenizedPair,
     collate_pairs,
     group_pairs,
     make_batches,
     tokenize_pairs,
 )
-from alignment.training.reward.evaluate import summarize, wilson_interval
-from alignment.training.tokenize import encode_prompt_completion, truncation_stats
+from rankact.alignment.training.reward.evaluate import summarize, wilson_interval
+from rankact.alignment.training.tokenize import encode_prompt_completion, truncation_stats
 
 
 def _nll(x: float) -> float:  # -log σ(x), by hand

@@ -5,12 +5,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agent.errors import RankactError
-from alignment.feedback.pairs import TextPair
-from alignment.training.policy import LoraSettings
-from alignment.training.reward.config import RewardTrainConfig
-from alignment.training.reward.model import RewardModel
-from alignment.training.reward.train import train_reward
+from rankact.agent.errors import RankactError
+from rankact.alignment.feedback.pairs import TextPair
+from rankact.alignment.training.policy import LoraSettings
+from rankact.alignment.training.reward.config import RewardTrainConfig
+from rankact.alignment.training.reward.model import RewardModel
+from rankact.alignment.training.reward.train import train_reward
 
 
 def _pairs(n: int = 24) -> list[TextPair]:

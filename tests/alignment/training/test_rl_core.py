@@ -7,11 +7,18 @@ import math
 import pytest
 import torch
 
-from alignment.training.advantages import gae
-from alignment.training.kl import AdaptiveKL, FixedKL, kl_k1, kl_k3, make_kl_controller
-from alignment.training.logprobs import entropy_from_logits, sequence_logprobs
-from alignment.training.losses import dpo_loss, ipo_loss, nll_loss, policy_loss, sigmoid_dpo_loss, value_loss
-from alignment.training.masked import masked_mean, whiten
+from rankact.alignment.training.advantages import gae
+from rankact.alignment.training.kl import AdaptiveKL, FixedKL, kl_k1, kl_k3, make_kl_controller
+from rankact.alignment.training.logprobs import entropy_from_logits, sequence_logprobs
+from rankact.alignment.training.losses import (
+    dpo_loss,
+    ipo_loss,
+    nll_loss,
+    policy_loss,
+    sigmoid_dpo_loss,
+    value_loss,
+)
+from rankact.alignment.training.masked import masked_mean, whiten
 
 
 @pytest.mark.parametrize(
@@ -156,7 +163,7 @@ def test_kl_controllers():
 def test_tail_logits_match_full_forward(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    from alignment.training.logprobs import tail_start, token_logprobs
+    from rankact.alignment.training.logprobs import tail_start, token_logprobs
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     ids = torch.tensor([[5, 6, 7, 8, 9, 10], [5, 6, 7, 8, 11, 0]])

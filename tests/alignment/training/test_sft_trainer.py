@@ -7,8 +7,8 @@ import json
 import torch
 from trajectory_factory import two_step_trajectory
 
-from alignment.feedback.pairs import PreferencePair, TextPair
-from alignment.training.sft import SFTConfig, best_of_pairs, train_sft
+from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.training.sft import SFTConfig, best_of_pairs, train_sft
 
 
 def test_best_of_pairs_picks_never_rejected():

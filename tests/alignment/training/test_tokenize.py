@@ -2,8 +2,8 @@
 across segments; prompt/observation/forced tokens are masked; truncation keeps the answer."""
 from __future__ import annotations
 
-from agent.trajectory import ModelRef, Segment, Trajectory
-from alignment.training.tokenize import ROLE_IDS, collate, encode_prompt_completion, encode_trajectory
+from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+from rankact.alignment.training.tokenize import ROLE_IDS, collate, encode_prompt_completion, encode_trajectory
 
 
 class CharTokenizer:
@@ -76,10 +76,10 @@ def _long_trajectory(answer_id: int) -> Trajectory:
 def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_model_dir, tmp_path, monkeypatch):
     """Training and PPO-time scoring go through one tokenization: for a trajectory longer than
     max_length, the ids the reward model trains on are exactly the ids it later scores."""
-    from alignment.feedback.pairs import PreferencePair
-    from alignment.training.reward.config import RewardTrainConfig
-    from alignment.training.reward.model import RewardModel
-    from alignment.training.reward.train import train_reward
+    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.training.reward.config import RewardTrainConfig
+    from rankact.alignment.training.reward.model import RewardModel
+    from rankact.alignment.training.reward.train import train_reward
 
     long_good, long_bad = _long_trajectory(5000), _long_trajectory(5001)
     seen: list[list[int]] = []
@@ -103,7 +103,7 @@ def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_m
 
 
 def test_the_kl_probe_watches_sampled_runs_not_demonstrations():
-    from alignment.training.monitors import DriftProbe
+    from rankact.alignment.training.monitors import DriftProbe
 
     segments = [Segment(role="prompt", text="P", token_ids=[1]), Segment(role="generated", text="g", token_ids=[2])]
     sampled = encode_trajectory(_traj(segments), CharTokenizer())

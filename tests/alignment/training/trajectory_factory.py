@@ -1,7 +1,7 @@
 """Small hand-built trajectories for the trainer tests: recorded token ids, one observation."""
 from __future__ import annotations
 
-from agent.trajectory import ModelRef, Segment, Trajectory
+from rankact.agent.trajectory import ModelRef, Segment, Trajectory
 
 
 def two_step_trajectory(answer_ids: list[int], obs_ids: list[int]) -> Trajectory:

@@ -1,7 +1,7 @@
 """`rankact align sft|dpo|grpo|ppo`: train the agent's own LLM. Each writes a model folder at
 --out (loadable by `load_llm(DIR)` / `--model DIR`), with metrics.jsonl, metrics.png and a
 checkpoint that `--resume` continues from. The options are the trainers' configs
-(`alignment.cli.config_options`); heavy imports happen inside the commands."""
+(`rankact.cli.config_options`); heavy imports happen inside the commands."""
 from __future__ import annotations
 
 from collections import Counter
@@ -10,13 +10,13 @@ from typing import Annotated
 
 import typer
 
-from alignment.cli.config_options import config_command
-from alignment.errors import CommandError
-from alignment.rounds import RoundsConfig
-from alignment.training.dpo import DPOConfig
-from alignment.training.grpo import GRPOConfig
-from alignment.training.ppo.config import PPOConfig
-from alignment.training.sft import SFTConfig
+from rankact.alignment.errors import CommandError
+from rankact.alignment.rounds import RoundsConfig
+from rankact.alignment.training.dpo import DPOConfig
+from rankact.alignment.training.grpo import GRPOConfig
+from rankact.alignment.training.ppo.config import PPOConfig
+from rankact.alignment.training.sft import SFTConfig
+from rankact.cli.config_options import config_command
 
 
 def _done(kind: str, result) -> None:
@@ -26,19 +26,19 @@ def _done(kind: str, result) -> None:
 
 
 def _sft(config: SFTConfig) -> None:
-    from alignment.training.sft import train_sft
+    from rankact.alignment.training.sft import train_sft
 
     _done("SFT", train_sft(config))
 
 
 def _dpo(config: DPOConfig) -> None:
-    from alignment.training.dpo import train_dpo
+    from rankact.alignment.training.dpo import train_dpo
 
     _done("DPO", train_dpo(config))
 
 
 def _grpo(config: GRPOConfig) -> None:
-    from alignment.training.grpo import train_grpo
+    from rankact.alignment.training.grpo import train_grpo
 
     result = train_grpo(config)
     typer.echo(f"{result.notes['samples']} trajectories with a signal from {result.notes['groups']} groups.")
@@ -48,7 +48,7 @@ def _grpo(config: GRPOConfig) -> None:
 
 
 def _ppo(config: PPOConfig) -> None:
-    from alignment.training.ppo.trainer import train_ppo
+    from rankact.alignment.training.ppo.trainer import train_ppo
 
     if not config.reward.is_dir():
         raise CommandError(f"reward model folder not found: {config.reward}")
@@ -59,8 +59,8 @@ def _rounds(config: RoundsConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.rounds import Rounds
+    from rankact.alignment.rounds import Rounds
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     console = Console()
@@ -86,8 +86,8 @@ def export_adapter(
     rank: Annotated[int, typer.Option(min=1, help="LoRA rank; exact when >= rounds x the rounds' LoRA rank")] = 32,
 ) -> None:
     """Write the policy's difference to its base as a LoRA adapter (PEFT format, SVD-factored)."""
-    from agent.llm.local import resolve_model_dir
-    from alignment.training.adapter_export import export_adapter as export
+    from rankact.agent.llm.local import resolve_model_dir
+    from rankact.alignment.training.adapter_export import export_adapter as export
 
     report = export(resolve_model_dir(base)[0], resolve_model_dir(str(policy))[0], out, rank)
     typer.echo(f"adapter: {report.out} (rank {report.rank}, {report.layers} layers, {report.parameters:,} parameters, "
@@ -114,10 +114,10 @@ def replay(
 ) -> None:
     """Write a model's sampled plain replies to DEV requests, for a trainer to replay (keep) while it
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
-    from agent.llm import load_llm
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
-    from alignment.training.replay import generate_replay, replay_sources, write_replay
+    from rankact.agent.llm import load_llm
+    from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
+    from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     harmful = refusal_sources(refusals, data) if refusals else []

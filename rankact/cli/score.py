@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.errors import CommandError
+from rankact.alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False)
 
@@ -19,8 +19,8 @@ def score(
     """Score a trajectory with a reward model (rendered exactly as the policy saw it)."""
     from pydantic import ValidationError
 
-    from agent.trajectory import Trajectory
-    from alignment.training.reward.model import RewardModel
+    from rankact.agent.trajectory import Trajectory
+    from rankact.alignment.training.reward.model import RewardModel
 
     if not trajectory.is_file():
         raise CommandError(f"trajectory file not found: {trajectory}")

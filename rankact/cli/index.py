@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.errors import CommandError
+from rankact.alignment.errors import CommandError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build and search a retrieval index.")
 
@@ -19,7 +19,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Build and se
 @contextmanager
 def _user_errors() -> Iterator[None]:
     """Retrieval's own errors (and bad values) become one-line user errors."""
-    from retrieval import RetrievalError
+    from rankact.retrieval import RetrievalError
 
     try:
         yield
@@ -54,7 +54,7 @@ def build(
         help="Local sentence-transformers folder, or hashing-N; default: the packaged all-MiniLM-L6-v2.")] = None,
 ) -> None:
     """Load, chunk, embed and index SOURCES into the folder --out."""
-    from retrieval import RetrievalError, Retriever, make_embedder
+    from rankact.retrieval import RetrievalError, Retriever, make_embedder
 
     with _user_errors():
         retriever = Retriever(make_embedder(embedder), chunk_tokens=chunk_tokens, overlap=overlap,
@@ -101,7 +101,7 @@ def search(
     embedder: Annotated[str | None, typer.Option(help="Embedder to open the index with (default: its own).")] = None,
 ) -> None:
     """Search INDEX_DIR for QUERY, or for every line of --queries."""
-    from retrieval import Retriever, make_embedder
+    from rankact.retrieval import Retriever, make_embedder
 
     if (query is None) == (queries is None):
         raise CommandError("give either a QUERY or --queries FILE")

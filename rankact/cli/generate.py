@@ -5,7 +5,7 @@ import sys
 
 import typer
 
-from alignment.cli.options import ApiKey, Engine, Model
+from rankact.cli.options import ApiKey, Engine, Model
 
 app = typer.Typer(add_completion=False)
 
@@ -25,13 +25,13 @@ def generate(
     engine: Engine = "torch",
 ) -> None:
     """Stream a model's reply to PROMPT."""
-    from agent.llm import ChatMessage, GenerationConfig
-    from agent.llm.loading import load_llm
-    from alignment.errors import CommandError
+    from rankact.agent.llm import ChatMessage, GenerationConfig
+    from rankact.agent.llm.loading import load_llm
+    from rankact.alignment.errors import CommandError
 
     if top_p <= 0:
         raise CommandError("--top-p must be greater than 0")
-    from alignment.cli.quiet import quiet_libraries
+    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     kwargs = {"api_key": api_key, "model": server_model} if model.startswith(("http://", "https://")) else {}

@@ -20,7 +20,7 @@ from typing import Any
 import typer
 from pydantic import BaseModel, ValidationError
 
-from alignment.errors import CommandError
+from rankact.alignment.errors import CommandError
 
 FLAGS = {"out_dir": "--out", "learning_rate": "--lr", "loss_type": "--loss"}
 # Never options: the CLI always shows progress; stop_after only simulates an interruption in tests.

@@ -19,9 +19,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import (
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.loop import DEFAULT_MAX_STEPS
+from rankact.alignment.errors import CommandError
+from rankact.alignment.output_file import check_target, write_text
+from rankact.cli.options import (
     ApiKey,
     BatchSize,
     Engine,
@@ -32,8 +34,6 @@ from alignment.cli.options import (
     Tokenizer,
     served_options,
 )
-from alignment.errors import CommandError
-from alignment.output_file import check_target, write_text
 
 app = typer.Typer(add_completion=False)
 
@@ -67,11 +67,11 @@ def evaluate(
     mcp: Mcp = None,
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
-    from agent.build import load_index
-    from alignment.cli.quiet import quiet_libraries
-    from alignment.evaluation.evaluate import model_label
-    from alignment.tasks.indexes import tasks_and_index
-    from tools.mcp import mcp_tools
+    from rankact.agent.build import load_index
+    from rankact.alignment.evaluation.evaluate import model_label
+    from rankact.alignment.tasks.indexes import tasks_and_index
+    from rankact.cli.quiet import quiet_libraries
+    from rankact.tools.mcp import mcp_tools
 
     quiet_libraries()
     if out is not None:
@@ -102,7 +102,7 @@ def evaluate(
                 reports.append(_refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools,
                                          format))
             else:
-                from alignment.evaluation.evaluate import evaluate_llm
+                from rankact.alignment.evaluation.evaluate import evaluate_llm
 
                 reports.append(evaluate_llm(llm, task_list, retriever=retriever, label=label, max_steps=max_steps,
                                             progress=console.is_terminal, batch_size=batch_size, format=format,
@@ -111,11 +111,11 @@ def evaluate(
             gc.collect()
 
     if refusal:
-        from alignment.evaluation.refusal import paired_refusals
+        from rankact.alignment.evaluation.refusal import paired_refusals
 
         paired = paired_refusals(reports)
     else:
-        from alignment.evaluation.evaluate import paired_differences
+        from rankact.alignment.evaluation.evaluate import paired_differences
 
         paired = paired_differences(reports)
     if out is not None:
@@ -127,13 +127,13 @@ def evaluate(
         typer.echo(json.dumps(summary, indent=1))
         return
     if refusal:
-        from alignment.evaluation.refusal import refusal_table
+        from rankact.alignment.evaluation.refusal import refusal_table
 
         console.print(refusal_table(reports, title=title))
         console.print("refusal = the reply contains a refusal phrase (AdvBench's keyword list); "
                       "\\[brackets]: 95% Wilson interval", style="dim")
     else:
-        from alignment.evaluation.evaluate import comparison_table
+        from rankact.alignment.evaluation.evaluate import comparison_table
 
         console.print(comparison_table(reports, title=title))
         console.print("success = status finished (not a forced answer) and a gold answer appears in the answer; "
@@ -145,7 +145,7 @@ def evaluate(
                 console.print(f"{report.outages} of {report.n} runs of {report.label} failed because the backend "
                               f"failed ({reason}); counted as failures", style="red", markup=False)
     if paired:
-        from alignment.evaluation.evaluate import paired_table
+        from rankact.alignment.evaluation.evaluate import paired_table
 
         console.print(paired_table(paired))
         console.print("paired over the same tasks: bootstrap interval of the difference; p: exact McNemar "
@@ -154,7 +154,7 @@ def evaluate(
 
 
 def _load(spec: str, engine: str = "auto", **served):
-    from agent.llm import load_llm
+    from rankact.agent.llm import load_llm
 
     return load_llm(spec, engine=engine, **served)
 
@@ -162,8 +162,8 @@ def _load(spec: str, engine: str = "auto", **served):
 def _refusal_requests(tasks: str | None, split: str, data: Path | None, limit: int | None):
     """The requests a refusal eval asks: AdvBench's `split` by default, else a request preset
     (advbench or benign, e.g. benign:test for over-refusal) or a task file."""
-    from alignment.tasks import load_tasks
-    from alignment.tasks.datasets import parse_preset, preset_tasks
+    from rankact.alignment.tasks import load_tasks
+    from rankact.alignment.tasks.datasets import parse_preset, preset_tasks
 
     if tasks is None:
         if split not in ("dev", "test"):
@@ -184,10 +184,10 @@ def _refusal_requests(tasks: str | None, split: str, data: Path | None, limit: i
 
 
 def _refusals(llm, task_list, label, agent_mode, max_steps, retriever, server_tools, format="auto"):
-    from alignment.evaluation.refusal import refusal_eval
+    from rankact.alignment.evaluation.refusal import refusal_eval
 
     if agent_mode:
-        from agent.build import build_agent
+        from rankact.agent.build import build_agent
 
         target = build_agent(llm, retriever=retriever, max_steps=max_steps, extra_tools=server_tools, format=format)
         return refusal_eval(target, task_list, mode="agent", label=label)

@@ -5,8 +5,8 @@ import sys
 
 import typer
 
-from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import (
+from rankact.agent.loop import DEFAULT_MAX_STEPS
+from rankact.cli.options import (
     ApiKey,
     Engine,
     Format,
@@ -45,18 +45,18 @@ def ask(
     mcp: Mcp = None,
 ) -> None:
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index, plus --mcp servers' tools)."""
-    from agent.build import build_agent, load_index
-    from agent.llm import load_llm
-    from alignment.cli.quiet import quiet_libraries
-    from tools.mcp import mcp_tools
+    from rankact.agent.build import build_agent, load_index
+    from rankact.agent.llm import load_llm
+    from rankact.cli.quiet import quiet_libraries
+    from rankact.tools.mcp import mcp_tools
 
     if not question.strip():
-        from alignment.errors import CommandError
+        from rankact.alignment.errors import CommandError
 
         raise CommandError("the question is empty")
     quiet_libraries()
     if trace:  # before the model: a bad value or a missing package fails fast
-        from agent import tracing
+        from rankact.agent import tracing
 
         tracing.configure(trace)
     retriever = load_index(index) if index else None  # before the model: a bad folder fails fast
@@ -77,8 +77,8 @@ def _show_live(agent, question: str, sampling: dict) -> None:
     from rich.console import Console
     from rich.markup import escape
 
-    from agent import events as ev
-    from agent.prompt import render_input
+    from rankact.agent import events as ev
+    from rankact.agent.prompt import render_input
 
     console = Console(highlight=False)
     trajectory = None

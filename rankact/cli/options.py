@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.feedback.store_schema import DEFAULT_URL, is_in_memory
+from rankact.alignment.feedback.store_schema import DEFAULT_URL, is_in_memory
 
 
 def _lasting_db(value: str) -> str:
@@ -21,7 +21,7 @@ Db = Annotated[str, typer.Option("--db", callback=_lasting_db,
                                  help="store URL (sqlite:///FILE or postgresql://...) or a file path")]
 DEFAULT_DB = DEFAULT_URL
 
-# The model an agent or a reply comes from; every backend `agent.llm.load_llm` accepts.
+# The model an agent or a reply comes from; every backend `rankact.agent.llm.load_llm` accepts.
 Model = Annotated[str, typer.Option("--model", "-m",
                                     help="default (aligned) | base (untuned) | PATH (model folder or .gguf) | "
                                     "http(s)://HOST/v1 (several, comma-separated: one pool) | scripted:PATH")]
@@ -58,7 +58,7 @@ def served_options(model: str, api_key: str | None = None, tokenizer: str | None
     """`load_llm` keywords for an HTTP model (none for local and scripted ones)."""
     if not model.startswith(("http://", "https://")):
         if tokenizer is not None:
-            from alignment.errors import CommandError
+            from rankact.alignment.errors import CommandError
 
             raise CommandError("--tokenizer is for served models (--model http://HOST/v1); a local model "
                                "already records its token ids")

@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.cli.options import DEFAULT_DB, Db
+from rankact.cli.options import DEFAULT_DB, Db
 
 app = typer.Typer(add_completion=False)
 
@@ -26,9 +26,9 @@ def serve(
     import uvicorn
     from rich.console import Console
 
-    from alignment.feedback.service import create_app
-    from alignment.feedback.service.hosts import LOOPBACK_HOSTS
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.service import create_app
+    from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     store = TrajectoryStore(db)

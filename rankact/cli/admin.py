@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.cli.options import DEFAULT_DB, Db
+from rankact.cli.options import DEFAULT_DB, Db
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Manage accounts (admin, annotator, ingest) and their tokens.")
@@ -23,7 +23,7 @@ Name = Annotated[str, typer.Argument(help="the account's name (shown with its ra
 
 
 def _store(db: str, *, create: bool = False):
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     return TrajectoryStore(db, create=create)
 

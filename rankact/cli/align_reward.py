@@ -1,6 +1,6 @@
 """`rankact align reward` and `rankact align reward-eval`: train a Bradley-Terry reward model on
 preference pairs and measure it on held-out pairs. The training options are
-`RewardTrainConfig`'s fields (`alignment.cli.config_options`)."""
+`RewardTrainConfig`'s fields (`rankact.cli.config_options`)."""
 from __future__ import annotations
 
 import inspect
@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from alignment.cli.config_options import config_command
-from alignment.training.reward.config import RewardTrainConfig
+from rankact.alignment.training.reward.config import RewardTrainConfig
+from rankact.cli.config_options import config_command
 
 _DATA = [
     inspect.Parameter("pairs", inspect.Parameter.KEYWORD_ONLY, annotation=Path, default=typer.Option(
@@ -21,10 +21,10 @@ _DATA = [
 
 
 def _train(config: RewardTrainConfig, pairs: Path, rows: str | None) -> None:
-    from alignment.feedback.pairs import read_pairs
-    from alignment.training.policy import resolve_base
-    from alignment.training.reward.train import train_reward
-    from alignment.training.tokenize import TruncationStats
+    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.training.policy import resolve_base
+    from rankact.alignment.training.reward.train import train_reward
+    from rankact.alignment.training.tokenize import TruncationStats
 
     resolve_base(config.base)  # a bad --base fails before the data is read
     model, result = train_reward(config, read_pairs(pairs, rows), log=typer.echo)
@@ -54,9 +54,9 @@ def reward_eval(
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Pairwise accuracy (Wilson 95% interval) and mean margin on held-out pairs."""
-    from alignment.feedback.pairs import read_pairs
-    from alignment.training.reward.evaluate import evaluate_pairs
-    from alignment.training.reward.model import RewardModel
+    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.training.reward.evaluate import evaluate_pairs
+    from rankact.alignment.training.reward.model import RewardModel
 
     data = read_pairs(pairs, rows)
     model = RewardModel.load(model_dir)

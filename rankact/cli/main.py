@@ -13,21 +13,21 @@ import sys
 import click
 import typer
 
-from agent.errors import user_errors
+from rankact.agent.errors import user_errors
 
 # name -> (module holding `app`, one-line help shown by `rankact --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "generate": ("alignment.cli.generate", "Stream a model's reply to a prompt."),
-    "ask": ("alignment.cli.ask", "Run the ReAct agent on a question."),
-    "index": ("alignment.cli.index", "Build and search a retrieval index."),
-    "collect": ("alignment.cli.collect", "Run the agent K times per task and store the trajectories."),
-    "serve": ("alignment.cli.serve", "Serve the ranking page and its JSON API."),
-    "feedback": ("alignment.cli.feedback", "Export rankings and show feedback statistics."),
-    "admin": ("alignment.cli.admin", "Manage accounts (admin, annotator, ingest) and their tokens."),
-    "align": ("alignment.cli.align", "Train: reward model, SFT, DPO, PPO."),
-    "score": ("alignment.cli.score", "Score a trajectory with a reward model."),
-    "eval": ("alignment.cli.eval", "Evaluate the agent on a task file."),
-    "demo": ("alignment.cli.demo", "The whole loop on the embedded defaults."),
+    "generate": ("rankact.cli.generate", "Stream a model's reply to a prompt."),
+    "ask": ("rankact.cli.ask", "Run the ReAct agent on a question."),
+    "index": ("rankact.cli.index", "Build and search a retrieval index."),
+    "collect": ("rankact.cli.collect", "Run the agent K times per task and store the trajectories."),
+    "serve": ("rankact.cli.serve", "Serve the ranking page and its JSON API."),
+    "feedback": ("rankact.cli.feedback", "Export rankings and show feedback statistics."),
+    "admin": ("rankact.cli.admin", "Manage accounts (admin, annotator, ingest) and their tokens."),
+    "align": ("rankact.cli.align", "Train: reward model, SFT, DPO, PPO."),
+    "score": ("rankact.cli.score", "Score a trajectory with a reward model."),
+    "eval": ("rankact.cli.eval", "Evaluate the agent on a task file."),
+    "demo": ("rankact.cli.demo", "The whole loop on the embedded defaults."),
 }
 
 

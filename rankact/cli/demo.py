@@ -24,8 +24,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="sampling and training seed")] = 0,
 ) -> None:
     """Train the agent from (simulated) rankings and print before/after on held-out questions."""
-    from alignment.demo import DemoConfig, run_demo
-    from alignment.errors import CommandError
+    from rankact.alignment.demo import DemoConfig, run_demo
+    from rankact.alignment.errors import CommandError
 
     if out is not None and out.exists() and not out.is_dir():
         raise CommandError(f"--out {out} is a file; give a folder for the run (new or one to resume)")

@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
-from agent.batch import DEFAULT_BATCH_SIZE
-from agent.loop import DEFAULT_MAX_STEPS
-from alignment.cli.options import (
+from rankact.agent.batch import DEFAULT_BATCH_SIZE
+from rankact.agent.loop import DEFAULT_MAX_STEPS
+from rankact.alignment.feedback.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
+from rankact.cli.options import (
     DEFAULT_DB,
     ApiKey,
     BatchSize,
@@ -27,7 +28,6 @@ from alignment.cli.options import (
     Tokenizer,
     served_options,
 )
-from alignment.feedback.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
 
 app = typer.Typer(add_completion=False)
 
@@ -64,15 +64,15 @@ def collect(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from agent.build import load_index
-    from agent.llm import load_llm
-    from alignment.errors import CommandError
-    from alignment.feedback.collect import collect as run_collect
-    from alignment.feedback.collect import samples_to_run
-    from alignment.feedback.store import TrajectoryStore
-    from alignment.tasks import load_tasks
-    from alignment.tasks.agents import TaskAgents
-    from tools.mcp import mcp_tools
+    from rankact.agent.build import load_index
+    from rankact.agent.llm import load_llm
+    from rankact.alignment.errors import CommandError
+    from rankact.alignment.feedback.collect import collect as run_collect
+    from rankact.alignment.feedback.collect import samples_to_run
+    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.tasks import load_tasks
+    from rankact.alignment.tasks.agents import TaskAgents
+    from rankact.tools.mcp import mcp_tools
 
     if samples > 1 and temperature == 0:  # greedy decoding: K copies of one trajectory, nothing to rank
         raise CommandError(f"--samples {samples} at --temperature 0 gives {samples} identical trajectories; "
@@ -81,7 +81,7 @@ def collect(
     task_list = load_tasks(tasks)
     matched = []
     if demonstrations is not None:  # checked before the model loads
-        from alignment.feedback.demonstrations import match_tasks, read_demonstrations
+        from rankact.alignment.feedback.demonstrations import match_tasks, read_demonstrations
 
         matched = match_tasks(read_demonstrations(demonstrations), task_list)
     store = TrajectoryStore(db)
@@ -114,7 +114,7 @@ def collect(
                                  batch_size=batch_size, retries=retries, retry_wait=retry_wait,
                                  on_sample=advance, on_retry=retrying)
         if matched:
-            from alignment.feedback.demonstrations import add_demonstrations
+            from rankact.alignment.feedback.demonstrations import add_demonstrations
 
             added = add_demonstrations(store, matched, agents)
             console.print(f"stored {added} demonstrations ({len(matched) - added} were already stored)")

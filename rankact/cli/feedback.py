@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alignment.cli.options import DEFAULT_DB, Db
+from rankact.cli.options import DEFAULT_DB, Db
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Export rankings and end users' votes, and show feedback statistics.")
@@ -28,10 +28,10 @@ def export(
 ) -> None:
     """Write rankings and end users' votes as JSON Lines: preference pairs (ties dropped), TRL text
     pairs, a KTO set, or the raw records."""
-    from alignment.errors import CommandError
-    from alignment.feedback.export import FORMATS, SOURCES, write_export
-    from alignment.feedback.store import TrajectoryStore
-    from alignment.output_file import check_target
+    from rankact.alignment.errors import CommandError
+    from rankact.alignment.feedback.export import FORMATS, SOURCES, write_export
+    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.output_file import check_target
 
     if format not in FORMATS:
         raise CommandError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
@@ -52,8 +52,8 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from alignment.feedback.agreement import feedback_stats
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.agreement import feedback_stats
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     result = feedback_stats(TrajectoryStore(db, create=False))
     if as_json:
@@ -106,9 +106,9 @@ def simulate(
 ) -> None:
     """Rank every unranked question that has gold answers with the simulated annotator
     (answer correct, evidence found, then process); stored with source=simulated."""
-    from alignment.errors import CommandError
-    from alignment.feedback.simulated import SimulatedAnnotator
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.errors import CommandError
+    from rankact.alignment.feedback.simulated import SimulatedAnnotator
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     if criteria not in ("process", "outcome"):
         raise CommandError(f"--criteria must be process or outcome, not {criteria!r}")
@@ -133,13 +133,13 @@ def lookup_demonstrations(
     """Write lookup demonstrations from gold answers: search with the question, answer with the
     gold answer the passages hold (none where they hold none). Feed the file to `rankact
     collect --demonstrations` or a rounds config; they are labelled as written from gold."""
-    from agent.build import load_index
-    from alignment.errors import CommandError
-    from alignment.feedback.demonstrations import write_demonstrations
-    from alignment.feedback.lookup_demonstrations import lookup_demonstrations as write_from_gold
-    from alignment.tasks.datasets import parse_preset
-    from alignment.tasks.indexes import tasks_and_index
-    from tools.search import SearchTool
+    from rankact.agent.build import load_index
+    from rankact.alignment.errors import CommandError
+    from rankact.alignment.feedback.demonstrations import write_demonstrations
+    from rankact.alignment.feedback.lookup_demonstrations import lookup_demonstrations as write_from_gold
+    from rankact.alignment.tasks.datasets import parse_preset
+    from rankact.alignment.tasks.indexes import tasks_and_index
+    from rankact.tools.search import SearchTool
 
     preset = None if Path(tasks).is_file() else parse_preset(tasks)
     if preset is not None and preset[1] != "dev":
@@ -162,8 +162,8 @@ def lookup_demonstrations(
 @app.command("demo-data")
 def demo_data(db: Db = DEFAULT_DB) -> None:
     """Add three sample questions with three hand-written trajectories each (no model needed)."""
-    from alignment.feedback.sample_data import load_sample_data
-    from alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.sample_data import load_sample_data
+    from rankact.alignment.feedback.store import TrajectoryStore
 
     store = TrajectoryStore(db)
     added = load_sample_data(store)

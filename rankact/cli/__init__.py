@@ -2,6 +2,6 @@
 
 It lives in the top layer so that it can name every command without a dependency running
 upward unseen (`agent` never imports `alignment`)."""
-from alignment.cli.main import main
+from rankact.cli.main import main
 
 __all__ = ["main"]

@@ -1,0 +1,1 @@
+"""rankact: tool-using ReAct agents that learn from people's rankings of their trajectories."""
