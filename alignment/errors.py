@@ -22,7 +22,7 @@ layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CL
 """
 from __future__ import annotations
 
-from rankact.agent.errors import RankactError
+from rankact.errors import RankactError
 
 __all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",

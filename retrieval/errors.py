@@ -1,8 +1,9 @@
-"""Errors the retrieval package raises. `retrieval` imports nothing of ours, so callers
-(the CLI) translate these into their own user-facing errors."""
+"""Errors the retrieval package raises: a branch of the error tree rooted in `rankact.errors`
+(which imports nothing, so retrieval still names no layer above it)."""
+from rankact.errors import RankactError
 
 
-class RetrievalError(Exception):
+class RetrievalError(RankactError):
     """Base: something a user can cause (bad index folder, wrong embedder, unknown id)."""
 
 

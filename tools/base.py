@@ -20,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from rankact.errors import RankactError
 from rankact.tools._docstring import parse_docstring
 
 __all__ = [
@@ -34,8 +35,8 @@ __all__ = [
 ]
 
 
-class ToolError(Exception):
-    """Base of every error a tool call can end with."""
+class ToolError(RankactError):
+    """Base of every error a tool call can end with (a branch of the error tree in `rankact.errors`)."""
 
 
 class ToolArgumentError(ToolError):

@@ -13,7 +13,7 @@ import sys
 import click
 import typer
 
-from rankact.agent.errors import user_errors
+from rankact.errors import RankactError
 
 # name -> (module holding `app`, one-line help shown by `rankact --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("interrupted", err=True)
         sys.exit(130)
     except Exception as exc:
-        if not isinstance(exc, user_errors()):
+        if not isinstance(exc, RankactError):
             raise  # a bug: the traceback is what a bug report needs
         click.echo(f"error: {one_line(str(exc)) or exc.__class__.__name__}", err=True)
         sys.exit(2)
