@@ -38,8 +38,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# import-linter reads a package from one folder; rankact's subpackages live in the top-level
+# folders (pyproject's package-dir map), so it lints a symlink view of the installed tree.
+GRAPH := build/import-graph
 lint: $(STAMP)
 	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench
+	@rm -rf $(GRAPH) && mkdir -p $(GRAPH)/rankact
+	@for f in rankact/*; do ln -s "$(CURDIR)/$$f" $(GRAPH)/rankact/; done
+	@for d in agent tools retrieval alignment; do ln -s "$(CURDIR)/$$d" $(GRAPH)/rankact/$$d; done
+	cd $(GRAPH) && $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -212,7 +212,7 @@ class Demo:
     # --- running ------------------------------------------------------------------------
 
     def run(self) -> DemoResult:
-        from rankact.cli.quiet import quiet_libraries
+        from rankact.agent.llm.quiet import quiet_libraries
 
         console = self.console
         quiet_libraries()

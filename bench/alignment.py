@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     from rankact.agent.build import load_index
     from rankact.agent.llm import load_llm
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.evaluation.evaluate import evaluate_llm, paired_differences
-    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     out: Path = args.out

@@ -34,9 +34,9 @@ def main(argv: list[str] | None = None) -> None:
 
     from rankact.agent.llm import GenerationConfig, load_llm
     from rankact.agent.llm.local import resolve_model_dir
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.evaluation.refusal import plain_prompt_ids
     from rankact.alignment.tasks.datasets import advbench_tasks, nq_tasks
-    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     window = slice(args.skip, args.skip + args.limit)

@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> None:
     console = Console()
     from rankact.agent.build import load_index
     from rankact.agent.llm import load_llm
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.evaluation.evaluate import evaluate_llm, paired_differences, paired_table
     from rankact.alignment.tasks.indexes import tasks_and_index
     from rankact.alignment.training.policy import LoraSettings
     from rankact.alignment.training.sft import SFTConfig, train_sft
-    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     args.out.mkdir(parents=True, exist_ok=True)

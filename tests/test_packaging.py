@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -91,8 +92,17 @@ def test_importing_rankact_is_lazy(tmp_path):
 
 @pytest.mark.slow
 def test_a_built_wheel_installs_one_name_and_runs_the_cli(tmp_path):
+    # Built from a copy of the checkout's files: setuptools keeps a build/ folder in the source
+    # tree, and a stale one would hide a module that no longer exists.
+    source = tmp_path / "source"
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout.splitlines()
+    for name in listed:
+        if (ROOT / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, source / name)
     wheels = tmp_path / "wheels"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                     "-q", "-w", str(wheels)], check=True, capture_output=True, timeout=600)
     (wheel,) = wheels.glob("rankact-*.whl")
     names = zipfile.ZipFile(wheel).namelist()

@@ -13,6 +13,7 @@
 | `scripted` | `ScriptedLLM`: replays a list of replies (tests, docs) |
 | `model_files` | the embedded GGUF model, converted once and cached |
 | `stops` | stop-string holdback shared by the streaming backends |
+| `quiet` | keeps transformers' progress bars and advisory warnings out of our commands' output |
 
 Backends import torch/httpx lazily, so `from rankact.agent.llm import GenerationConfig` stays cheap.
 """

@@ -59,8 +59,8 @@ def _rounds(config: RoundsConfig) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.rounds import Rounds
-    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     console = Console()
@@ -115,9 +115,9 @@ def replay(
     """Write a model's sampled plain replies to DEV requests, for a trainer to replay (keep) while it
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from rankact.agent.llm import load_llm
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
     from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
-    from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()
     harmful = refusal_sources(refusals, data) if refusals else []

@@ -47,7 +47,7 @@ def ask(
     """Answer QUESTION with the ReAct agent (calculator, plus search with --index, plus --mcp servers' tools)."""
     from rankact.agent.build import build_agent, load_index
     from rankact.agent.llm import load_llm
-    from rankact.cli.quiet import quiet_libraries
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.tools.mcp import mcp_tools
 
     if not question.strip():

@@ -68,9 +68,9 @@ def evaluate(
 ) -> None:
     """Evaluate the agent: exact match, token F1, success, parse errors, steps, tokens."""
     from rankact.agent.build import load_index
+    from rankact.agent.llm.quiet import quiet_libraries
     from rankact.alignment.evaluation.evaluate import model_label
     from rankact.alignment.tasks.indexes import tasks_and_index
-    from rankact.cli.quiet import quiet_libraries
     from rankact.tools.mcp import mcp_tools
 
     quiet_libraries()

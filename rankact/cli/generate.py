@@ -31,7 +31,7 @@ def generate(
 
     if top_p <= 0:
         raise CommandError("--top-p must be greater than 0")
-    from rankact.cli.quiet import quiet_libraries
+    from rankact.agent.llm.quiet import quiet_libraries
 
     quiet_libraries()
     kwargs = {"api_key": api_key, "model": server_model} if model.startswith(("http://", "https://")) else {}
