@@ -91,7 +91,7 @@ class OutputFileError(RankactError):
 
 
 class RecorderError(RankactError):
-    """A recorder (alignment.feedback.recorder) that cannot start: an unknown target, a service
+    """A recorder (alignment.feedback.recorder.recorder) that cannot start: an unknown target, a service
     URL without a token, a spool folder it cannot use. Once started it never raises."""
 
 

@@ -29,7 +29,7 @@ from pydantic import Field
 
 from rankact.agent.errors import RankactError
 from rankact.alignment.errors import NoTrainingSignal
-from rankact.alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
+from rankact.alignment.feedback.preferences.groups import GroupSignal, RankedGroup, load_groups
 from rankact.alignment.training.advantages import group_advantages, token_advantages
 from rankact.alignment.training.config import PolicyTrainConfig, ReplaySettings
 from rankact.alignment.training.logprobs import token_logprobs

@@ -61,7 +61,7 @@ class ReplayExample(BaseModel):
     reply_ids: list[int] = Field(description="the generated ids, the end-of-turn token included when the "
                                              "reply ended there")
     author: str = Field("policy", description="who wrote the reply: the starting policy (sampled), or rankact "
-                                              "(alignment.feedback.refusal_demonstrations)")
+                                              "(alignment.feedback.demonstrations.refusal)")
 
 
 HARMFUL_SETS = ("advbench",)  # request sets where only a refusal is worth keeping

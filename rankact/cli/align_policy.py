@@ -115,7 +115,7 @@ def replay(
     """Write a model's sampled plain replies to DEV requests, for a trainer to replay (keep) while it
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from rankact.agent.llm import load_llm
-    from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
+    from rankact.alignment.feedback.demonstrations.refusal import refusal_examples, refusal_sources
     from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
     from rankact.cli.quiet import quiet_libraries
 

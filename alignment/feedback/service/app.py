@@ -38,14 +38,14 @@ from sqlalchemy.exc import DataError, OperationalError
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import CommandError
-from rankact.alignment.feedback.agreement import FeedbackStats, feedback_stats
-from rankact.alignment.feedback.export import export_lines
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.preferences.agreement import FeedbackStats, feedback_stats
+from rankact.alignment.feedback.preferences.export import export_lines
+from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
 from rankact.alignment.feedback.service.end_user_routes import router as end_user_router
 from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
-from rankact.alignment.feedback.store import (
+from rankact.alignment.feedback.store.trajectory_store import (
     Account,
     ConflictError,
     InvalidFeedbackError,

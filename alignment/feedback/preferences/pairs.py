@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import NoTrainingSignal, PairFileError
-from rankact.alignment.feedback.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.feedback.preferences.rankings import Ranking, ranked_id_pairs
 
 # Who said it: annotators ("human"), the simulated annotator, or an app's end users.
 PairSource = Literal["human", "simulated", "end-user"]
@@ -191,8 +191,8 @@ def load_pair_source(pairs: Path | None, db: str | None) -> list[PreferencePair 
         raise RankactError("give exactly one of a pair file (--pairs) or a store URL (--db)")
     if pairs is not None:
         return read_pairs(pairs)
-    from rankact.alignment.feedback.export import preference_pairs  # export imports this module
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.preferences.export import preference_pairs  # export imports this module
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     with TrajectoryStore(db, create=False) as store:
         found = list(preference_pairs(store))

@@ -2,7 +2,7 @@
 flags on bad steps.
 
 Raw rankings are what the store keeps (who, when, which trajectories, the order, ties);
-pairs are derived only at export or training time (`rankact.alignment.feedback.pairs`), so a change
+pairs are derived only at export or training time (`rankact.alignment.feedback.preferences.pairs`), so a change
 in how pairs are made never loses information.
 """
 from __future__ import annotations

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from rankact.alignment.feedback.store_schema import _Lease, _now, _Question, _Ranking, _trajectory_counts
+from rankact.alignment.feedback.store.tables import _Lease, _now, _Question, _Ranking, _trajectory_counts
 
 if TYPE_CHECKING:
-    from rankact.alignment.feedback.store import Question
+    from rankact.alignment.feedback.store.trajectory_store import Question
 
 
 class LeasesMixin:

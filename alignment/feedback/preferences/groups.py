@@ -1,6 +1,6 @@
 """Ranked groups: a question's K trajectories with a score each, for group-relative training.
 
-Where pairs (`rankact.alignment.feedback.pairs`) flatten a ranking into C(K,2) comparisons, a group
+Where pairs (`rankact.alignment.feedback.preferences.pairs`) flatten a ranking into C(K,2) comparisons, a group
 keeps it whole: every trajectory of the ranking with its place turned into a score
 (`rankact.alignment.training.advantages.rank_scores`), and the steps the annotator flagged. Groups can
 also be scored without people: by the task's gold answers (`task`) or by a reward model
@@ -15,8 +15,8 @@ from pydantic import BaseModel, Field
 
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.training.advantages import rank_scores
 
 GroupSignal = Literal["ranking", "task", "reward"]

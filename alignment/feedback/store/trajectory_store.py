@@ -38,11 +38,11 @@ from rankact.alignment.errors import (
     SchemaVersionError,
     StoreError,
 )
-from rankact.alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
-from rankact.alignment.feedback.store_end_user import EndUserMixin
-from rankact.alignment.feedback.store_leases import LeasesMixin
-from rankact.alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
-from rankact.alignment.feedback.store_schema import (
+from rankact.alignment.feedback.store.accounts import Account, AccountsMixin, Role, hash_token
+from rankact.alignment.feedback.store.end_user_votes import EndUserMixin
+from rankact.alignment.feedback.store.leases import LeasesMixin
+from rankact.alignment.feedback.store.rankings import RankingsMixin, _trajectory_ids
+from rankact.alignment.feedback.store.tables import (
     _IMMEDIATE,
     DEFAULT_URL,
     MIGRATES_FROM,

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from rankact.alignment.errors import ConflictError, NotFoundError, StoreError
-from rankact.alignment.feedback.store_schema import _Annotator, _now
+from rankact.alignment.feedback.store.tables import _Annotator, _now
 
 Role = Literal["admin", "annotator", "ingest"]
 ROLES: tuple[Role, ...] = get_args(Role)

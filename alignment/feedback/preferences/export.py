@@ -20,11 +20,11 @@ from typing import Literal
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import CommandError
-from rankact.alignment.feedback.end_user import END_USER, EndUserFeedback
-from rankact.alignment.feedback.end_user_data import kto_rows, pairs_from_votes
-from rankact.alignment.feedback.pairs import PreferencePair, pairs_from_ranking, to_text_pair
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.preferences.end_user import END_USER, EndUserFeedback
+from rankact.alignment.feedback.preferences.end_user_data import kto_rows, pairs_from_votes
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, pairs_from_ranking, to_text_pair
+from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.output_file import write_lines
 
 ExportFormat = Literal["pairs", "trl", "kto", "rankings", "feedback"]

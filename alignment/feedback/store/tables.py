@@ -2,7 +2,7 @@
 settings that make every acknowledged write durable (WAL, synchronous=FULL) and let
 concurrent writers queue instead of failing (BEGIN IMMEDIATE, busy timeout), and the
 migration of databases made by earlier schema versions.
-`rankact.alignment.feedback.store.TrajectoryStore` is the API on top."""
+`rankact.alignment.feedback.store.trajectory_store.TrajectoryStore` is the API on top."""
 from __future__ import annotations
 
 import contextvars
@@ -128,7 +128,7 @@ class _Lease(_Base):
 class _EndUserFeedback(_Base):
     # An application's end user's vote: a score on one trajectory (thumbs are +1/-1) or a choice
     # between two of one question. `slot` is one per (app, end user, what was judged): a later
-    # vote of the same user replaces the earlier one (alignment.feedback.end_user).
+    # vote of the same user replaces the earlier one (alignment.feedback.preferences.end_user).
     __tablename__ = "end_user_feedback"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     slot: Mapped[str] = mapped_column(String(64), unique=True)

@@ -8,8 +8,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidRankingError, NotFoundError
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
-from rankact.alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory, readable_rows
+from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.store.tables import _Lease, _Question, _Ranking, _Trajectory, readable_rows
 
 
 class RankingsMixin:

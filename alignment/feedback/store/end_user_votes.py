@@ -1,4 +1,4 @@
-"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.end_user`):
+"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.preferences.end_user`):
 one row per (app, end user, thing judged), found again by the vote's id so a re-sent vote is
 answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
 from __future__ import annotations
@@ -10,8 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
-from rankact.alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
-from rankact.alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory, readable_rows
+from rankact.alignment.feedback.preferences.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.store.tables import _EndUserFeedback, _now, _Trajectory, readable_rows
 
 
 class EndUserMixin:
