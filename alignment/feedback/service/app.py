@@ -37,7 +37,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.errors import CommandError
+from rankact.alignment.errors import ExportError
 from rankact.alignment.feedback.preferences.agreement import FeedbackStats, feedback_stats
 from rankact.alignment.feedback.preferences.export import export_lines
 from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
@@ -276,7 +276,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         """kto and feedback hold end users' votes only (source end-user or all)."""
         try:
             lines = list(export_lines(store, format, source))  # built first: an error is a status, not a cut stream
-        except CommandError as exc:
+        except ExportError as exc:
             raise HTTPException(422, str(exc)) from exc
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})
