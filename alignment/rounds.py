@@ -332,7 +332,8 @@ class Rounds:
         replays the same text, so each round pulls toward the start, not toward the last round.
         The written refusals of the --refusals requests join them in the same file."""
         from rankact.alignment.feedback.demonstrations.refusal import refusal_examples, refusal_sources
-        from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
+        from rankact.alignment.feedback.demonstrations.replay_examples import replay_sources
+        from rankact.alignment.training.replay import generate_replay, write_replay
 
         c = self.config
         llm = self.llm(self.policy(0))

@@ -116,7 +116,8 @@ def replay(
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from rankact.agent.llm import load_llm
     from rankact.alignment.feedback.demonstrations.refusal import refusal_examples, refusal_sources
-    from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
+    from rankact.alignment.feedback.demonstrations.replay_examples import replay_sources
+    from rankact.alignment.training.replay import generate_replay, write_replay
     from rankact.cli.quiet import quiet_libraries
 
     quiet_libraries()

@@ -10,9 +10,10 @@ import pytest
 import torch
 from trajectory_factory import two_step_trajectory
 
-from rankact.alignment.feedback.preferences.groups import RankedGroup, group_from_ranking, load_groups
-from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
-from rankact.alignment.training.advantages import group_advantages, rank_scores, token_advantages
+from rankact.alignment.feedback.preferences.groups import RankedGroup, group_from_ranking
+from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag, rank_scores
+from rankact.alignment.training.advantages import group_advantages, token_advantages
+from rankact.alignment.training.group_source import load_groups
 from rankact.alignment.training.losses import group_relative_loss
 from rankact.alignment.training.tokenize import encode_trajectory, segment_steps
 
