@@ -6,8 +6,8 @@ Sub-packages, in the order the data moves:
   them by a scoring rule (`simulated` annotator), and ships sample data (`sample_data`).
 - `recorder`: records the trajectories and votes of a live application (`recorder`, `spool`,
   `targets`).
-- `store`: the trajectory store, one SQL database (`trajectory_store` on `tables`, with
-  `accounts`, `leases`, `rankings`, `end_user_votes`, `migrations`).
+- `store`: the trajectory store, one SQL database (`trajectory_store`, composed of `accounts`,
+  `leases`, `rankings`, `end_user_votes` on `tables`, `database`, `migrations`, `questions`).
 - `service`: the JSON API and ranking page people rank through.
 - `preferences`: the preference data: raw rankings (`rankings`) and end users' votes
   (`end_user`, `end_user_data`), pairs and pair files (`pairs`), exports (`export`), ranked

@@ -20,7 +20,7 @@ the configured Host names are served (`hosts.py`; loopback by default). Errors a
 `{"detail": ...}` with a status a client can act on: 400 unknown Host, 401 no, unknown or
 revoked token, 403 a role the endpoint does not admit, 404 unknown id, 409 duplicate or
 closed question, 422 invalid body or ranking. A stored row that does not read back is
-left out of reads with a logged warning (`store.py`).
+left out of reads with a logged warning (`store/trajectory_store.py`).
 """
 from __future__ import annotations
 
