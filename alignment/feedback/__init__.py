@@ -10,8 +10,10 @@ Sub-packages, in the order the data moves:
   `leases`, `rankings`, `end_user_votes` on `tables`, `database`, `migrations`, `questions`).
 - `service`: the JSON API and ranking page people rank through.
 - `preferences`: the preference data: raw rankings (`rankings`) and end users' votes
-  (`end_user`, `end_user_data`), pairs and pair files (`pairs`), exports (`export`), ranked
-  groups (`groups`) and agreement between annotators (`agreement`).
+  (`end_user`, `end_user_data`), pairs and pair files (`pairs`), exports (`export`), the
+  pairs a trainer reads (`pair_source`), ranked groups (`groups`) and agreement between
+  annotators (`agreement`).
 - `demonstrations`: written demonstrations (`recording`), ones written from gold answers
-  (`lookup`) and written refusals (`refusal`).
+  (`lookup`), written refusals (`refusal`), and the request-and-reply format they share with
+  the trainers' replay (`replay_examples`).
 """

@@ -54,7 +54,6 @@ class Accounts:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-
     def create_account(self, name: str, role: Role = "annotator") -> str:
         """Register an account; returns its token (only the token's hash is stored)."""
         name = name.strip()

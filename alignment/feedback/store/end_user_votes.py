@@ -21,7 +21,6 @@ class EndUserVotes:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-
     def add_feedback(self, vote: FeedbackIn, *, app: str) -> tuple[EndUserFeedback, FeedbackStatus, str | None]:
         """Store one end user's vote relayed by account `app`. Returns (the vote now in its slot,
         status, the id of the vote it replaced). NotFoundError for an unknown trajectory,

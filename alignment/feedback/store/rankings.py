@@ -25,7 +25,6 @@ class Rankings:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-
     def submit_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
         """Store a ranking. It must order exactly its question's trajectories (ties allowed).
         One ranking per (question, annotator): repeating a submission changes nothing, a new
