@@ -126,8 +126,8 @@ class StoreTarget:
             SchemaVersionError,
             StoreError,
         )
-        from rankact.alignment.feedback.end_user import FeedbackIn
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.preferences.end_user import FeedbackIn
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         vote = None
         try:

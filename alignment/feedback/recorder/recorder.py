@@ -4,7 +4,7 @@
         agent = recorder.wrap(build_agent(llm))      # run / arun / stream / astream record
         trajectory = agent.run("What is 17 * 23?", question_id="mult-17-23")
 
-`record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.spool`) and
+`record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.recorder.spool`) and
 returns: it never waits on the network and never raises into the app. A background thread
 sends the spool's lines in batches, retries failures with exponential backoff and jitter, and
 acknowledges a line only once the target has it, so a service that is down, slow or restarted,
@@ -37,9 +37,9 @@ from pydantic import BaseModel
 from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.end_user import FeedbackIn
-from rankact.alignment.feedback.recorder_targets import Outcome, Target, feedback_line, open_target
-from rankact.alignment.feedback.spool import Spool
+from rankact.alignment.feedback.preferences.end_user import FeedbackIn
+from rankact.alignment.feedback.recorder.spool import Spool
+from rankact.alignment.feedback.recorder.targets import Outcome, Target, feedback_line, open_target
 
 log = logging.getLogger("rankact.recorder")
 
@@ -126,7 +126,7 @@ class Recorder:
         self._wake.set()
         return True
 
-    # -- end users' votes (alignment.feedback.end_user): the same spool, the same delivery --
+    # -- end users' votes (alignment.feedback.preferences.end_user): the same spool, the same delivery --
 
     def thumbs(self, trajectory_id: str, up: bool, *, end_user: str, **extra: Any) -> bool:
         """Queue an end user's thumbs up (`up=True`) or down on a recorded trajectory."""
