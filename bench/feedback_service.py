@@ -19,7 +19,7 @@ import time
 import httpx
 
 from rankact.alignment.feedback.collection.sample_data import make_trajectory
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import serve_in_thread
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore

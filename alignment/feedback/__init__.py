@@ -9,8 +9,10 @@ Sub-packages, in the order the data moves:
 - `store`: the trajectory store, one SQL database (`trajectory_store`, composed of `accounts`,
   `leases`, `rankings`, `end_user_votes` on `tables`, `database`, `migrations`, `questions`).
 - `service`: the JSON API and ranking page people rank through.
-- `preferences`: the preference data: raw rankings (`rankings`) and end users' votes
-  (`end_user`, `end_user_data`), pairs and pair files (`pairs`), exports (`export`), the
+- `records`: what people produce, as the store keeps it: rankings (`rankings`) and end users'
+  votes (`end_user`).
+- `preferences`: the preference data derived from the records: end users' votes as training
+  data (`end_user_data`), pairs and pair files (`pairs`), exports (`export`), the
   pairs a trainer reads (`pair_source`), ranked groups (`groups`) and agreement between
   annotators (`agreement`).
 - `demonstrations`: written demonstrations (`recording`), ones written from gold answers

@@ -83,7 +83,7 @@ def test_ask_with_tokenizer_records_exact_ids(server, capsys):
 
 
 def test_collect_with_exact_ids_trains_dpo_without_retokenize(server, tmp_path, capsys):
-    from rankact.alignment.feedback.preferences.rankings import Ranking
+    from rankact.alignment.feedback.records.rankings import Ranking
     from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     tasks = tmp_path / "tasks.jsonl"

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.evaluation.metrics import answer_contains, exact_match, token_f1
-from rankact.alignment.feedback.preferences.rankings import Ranking, order_by_score
+from rankact.alignment.feedback.records.rankings import Ranking, order_by_score
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 Score = tuple[float, float, float, float, int, int, int]

@@ -9,9 +9,9 @@ from itertools import combinations
 
 from pydantic import BaseModel, Field
 
-from rankact.alignment.feedback.preferences.end_user import EndUserFeedback
 from rankact.alignment.feedback.preferences.end_user_data import trajectory_labels, vote_id_pairs
-from rankact.alignment.feedback.preferences.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.feedback.records.end_user import EndUserFeedback
+from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 

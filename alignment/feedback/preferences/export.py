@@ -20,10 +20,10 @@ from typing import Literal
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import ExportError
-from rankact.alignment.feedback.preferences.end_user import END_USER, EndUserFeedback
 from rankact.alignment.feedback.preferences.end_user_data import kto_rows, pairs_from_votes
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, pairs_from_ranking, to_text_pair
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.end_user import END_USER, EndUserFeedback
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.output_file import write_lines
 

@@ -2,7 +2,7 @@
 
 Where pairs (`rankact.alignment.feedback.preferences.pairs`) flatten a ranking into C(K,2) comparisons, a group
 keeps it whole: every trajectory of the ranking with its place turned into a score
-(`rankact.alignment.feedback.preferences.rankings.rank_scores`), and the steps the annotator flagged. Groups can
+(`rankact.alignment.feedback.records.rankings.rank_scores`), and the steps the annotator flagged. Groups can
 also be scored without people: by the task's gold answers (`task`) or by a reward model
 (`reward`); then every trajectory a question has in the store is one group.
 """
@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.preferences.rankings import Ranking, rank_scores
+from rankact.alignment.feedback.records.rankings import Ranking, rank_scores
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 GroupSignal = Literal["ranking", "task", "reward"]

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import PairFileError
-from rankact.alignment.feedback.preferences.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
 
 # Who said it: annotators ("human"), the simulated annotator, or an app's end users.
 PairSource = Literal["human", "simulated", "end-user"]

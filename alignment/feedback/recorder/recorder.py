@@ -37,9 +37,9 @@ from pydantic import BaseModel
 from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.preferences.end_user import FeedbackIn
 from rankact.alignment.feedback.recorder.spool import Spool
 from rankact.alignment.feedback.recorder.targets import Outcome, Target, feedback_line, open_target
+from rankact.alignment.feedback.records.end_user import FeedbackIn
 
 log = logging.getLogger("rankact.recorder")
 
@@ -126,7 +126,7 @@ class Recorder:
         self._wake.set()
         return True
 
-    # -- end users' votes (alignment.feedback.preferences.end_user): the same spool, the same delivery --
+    # -- end users' votes (alignment.feedback.records.end_user): the same spool, the same delivery --
 
     def thumbs(self, trajectory_id: str, up: bool, *, end_user: str, **extra: Any) -> bool:
         """Queue an end user's thumbs up (`up=True`) or down on a recorded trajectory."""

@@ -126,7 +126,7 @@ class StoreTarget:
             SchemaVersionError,
             StoreError,
         )
-        from rankact.alignment.feedback.preferences.end_user import FeedbackIn
+        from rankact.alignment.feedback.records.end_user import FeedbackIn
         from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         vote = None

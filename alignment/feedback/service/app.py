@@ -40,7 +40,7 @@ from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import ExportError
 from rankact.alignment.feedback.preferences.agreement import FeedbackStats, feedback_stats
 from rankact.alignment.feedback.preferences.export import export_lines
-from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
 from rankact.alignment.feedback.service.end_user_routes import router as end_user_router
 from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware

@@ -1,4 +1,4 @@
-"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.preferences.end_user`):
+"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.records.end_user`):
 one row per (app, end user, thing judged), found again by the vote's id so a re-sent vote is
 answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
-from rankact.alignment.feedback.preferences.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
 from rankact.alignment.feedback.store.database import Database
 from rankact.alignment.feedback.store.tables import EndUserFeedbackRow, TrajectoryRow, readable_rows, utc_now
 

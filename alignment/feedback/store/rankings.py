@@ -8,7 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidRankingError, NotFoundError
-from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.store.database import Database
 from rankact.alignment.feedback.store.tables import (
     LeaseRow,

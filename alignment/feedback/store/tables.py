@@ -117,7 +117,7 @@ class LeaseRow(Base):
 class EndUserFeedbackRow(Base):
     # An application's end user's vote: a score on one trajectory (thumbs are +1/-1) or a choice
     # between two of one question. `slot` is one per (app, end user, what was judged): a later
-    # vote of the same user replaces the earlier one (alignment.feedback.preferences.end_user).
+    # vote of the same user replaces the earlier one (alignment.feedback.records.end_user).
     __tablename__ = "end_user_feedback"
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     slot: Mapped[str] = mapped_column(String(64), unique=True)

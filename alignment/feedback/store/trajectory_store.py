@@ -33,8 +33,8 @@ from rankact.alignment.errors import (
     SchemaVersionError,
     StoreError,
 )
-from rankact.alignment.feedback.preferences.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.store.accounts import Account, Accounts, Role, hash_token
 from rankact.alignment.feedback.store.database import (
     DEFAULT_URL,

@@ -62,7 +62,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 
 def test_cli_grpo_trains_from_the_stores_rankings(tmp_path, tiny_model_dir, capsys):
-    from rankact.alignment.feedback.preferences.rankings import Ranking
+    from rankact.alignment.feedback.records.rankings import Ranking
     from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     url = f"sqlite:///{tmp_path / 'store.db'}"

@@ -113,7 +113,7 @@ def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
 
 def test_a_ranked_question_is_closed_and_collect_does_not_run_for_it(store):
     from rankact.alignment.feedback.collection.collect import samples_to_run
-    from rankact.alignment.feedback.preferences.rankings import Ranking
+    from rankact.alignment.feedback.records.rankings import Ranking
 
     collect(TASKS, RecordingAgent(), store, samples=2)
     store.create_account("alice")

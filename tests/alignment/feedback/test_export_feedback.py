@@ -10,7 +10,7 @@ import pytest
 from rankact.alignment.feedback.preferences.agreement import feedback_stats, kendall_tau_b, pair_agreement
 from rankact.alignment.feedback.preferences.export import export_lines, write_export
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.cli.main import main
 
 

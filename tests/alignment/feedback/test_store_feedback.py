@@ -12,7 +12,7 @@ from rankact.alignment.feedback.collection.sample_data import (
     make_trajectory,
     sample_questions,
 )
-from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.store.tables import SCHEMA_VERSION
 from rankact.alignment.feedback.store.trajectory_store import (
     ConflictError,

@@ -9,7 +9,7 @@ from itertools import permutations
 import pytest
 
 from rankact.alignment.feedback.collection.sample_data import load_sample_data
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.store.tables import Base
 from rankact.alignment.feedback.store.trajectory_store import SchemaVersionError, TrajectoryStore
 

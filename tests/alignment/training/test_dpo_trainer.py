@@ -67,7 +67,7 @@ def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
 
 def test_pairs_and_best_of_k_from_a_store(tmp_path):
     from rankact.alignment.feedback.preferences.pair_source import load_pair_source
-    from rankact.alignment.feedback.preferences.rankings import Ranking
+    from rankact.alignment.feedback.records.rankings import Ranking
     from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.alignment.training.sft import best_of_pairs
 

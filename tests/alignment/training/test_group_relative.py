@@ -11,7 +11,7 @@ import torch
 from trajectory_factory import two_step_trajectory
 
 from rankact.alignment.feedback.preferences.groups import RankedGroup, group_from_ranking
-from rankact.alignment.feedback.preferences.rankings import Ranking, StepFlag, rank_scores
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag, rank_scores
 from rankact.alignment.training.advantages import group_advantages, token_advantages
 from rankact.alignment.training.group_source import load_groups
 from rankact.alignment.training.losses import group_relative_loss

@@ -17,7 +17,7 @@ from rankact.alignment.feedback.preferences.pairs import (
     read_pairs,
     split_hh,
 )
-from rankact.alignment.feedback.preferences.rankings import Ranking
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.training.losses import bradley_terry_loss, pairwise_accuracy
 from rankact.alignment.training.reward.batching import (
     TokenizedPair,
