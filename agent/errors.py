@@ -2,25 +2,27 @@
 line prints any of them as one line (`error: ...`, exit status 2), never a traceback.
 
     RankactError
-    ├── ModelLoadError        a model path, file or package that cannot be loaded (agent.llm)
-    ├── BackendError          a backend could not produce a completion: HTTP error, no server (agent.llm)
-    ├── ParseError            model output that is not a valid ReAct step (agent.parser; the
+    ├── ModelLoadError        a model path, file or package that cannot be loaded (rankact.agent.llm)
+    ├── BackendError          a backend could not produce a completion (rankact.agent.llm)
+    │   ├── ServerUnreachable     no HTTP answer after the retries: refused, reset, timed out
+    │   └── TokenIdsUnsupported   the server answers but returns no token ids (token-in/token-out)
+    ├── ParseError            model output that is not a valid ReAct step (rankact.agent.parser; the
     │                         loop turns it into an observation with a hint)
-    ├── AgentSetupError       a bad index folder, a tool that is not available (agent.build)
+    ├── AgentSetupError       a bad index folder, a tool that is not available (rankact.agent.build)
     ├── TracingError          tracing asked for but not possible: unknown exporter, the otel
-    │                         extra not installed (agent.tracing)
+    │                         extra not installed (rankact.agent.tracing)
     └── ...                   the layers above add their branches (task files, the store,
                               pair files, datasets, the demo, command-line values), each
-                              drawn in that layer's own errors module
+                              drawn in `rankact.alignment.errors`
 
-    ToolError (tools.base)    a tool call failed; the loop turns it into an observation
+    ToolError (rankact.tools.base)  a tool call failed; the loop turns it into an observation
     ├── ToolArgumentError     arguments that do not validate against the tool's schema
     ├── ToolTimeoutError      the tool ran past its timeout
     └── ToolExecutionError    the tool raised: HttpGetRefused, FileAccessRefused, CalculatorError,
                               MCPConnectionError (an MCP server that cannot start or be reached,
-                              or died: one line at `--mcp`, an observation mid-run; tools.mcp)
+                              or died: one line at `--mcp`, an observation mid-run; rankact.tools.mcp)
 
-    RetrievalError (retrieval.errors)
+    RetrievalError (rankact.retrieval.errors)
     ├── IndexFormatError      not an index folder, damaged, or another format version
     ├── EmbedderMismatchError the index was built with another embedder
     └── DocumentError         adding an existing id, updating or deleting an unknown one
@@ -55,7 +57,7 @@ class TokenIdsUnsupported(BackendError):
 
 
 class TracingError(RankactError):
-    """OpenTelemetry tracing was asked for but cannot be set up (agent.tracing)."""
+    """OpenTelemetry tracing was asked for but cannot be set up (rankact.agent.tracing)."""
 
 
 def user_errors() -> tuple[type[Exception], ...]:
