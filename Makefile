@@ -45,7 +45,7 @@ docs: $(STAMP)
 	$(VENV)/bin/mkdocs build --strict --site-dir site
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench
+	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench docs
 
 clean:
 	rm -rf $(VENV) build site *.egg-info .pytest_cache
