@@ -155,3 +155,13 @@ def test_docstring_check_catches_a_module_that_is_gone(tmp_path):
     assert (modules | subpackages) - set(names) == {"gamma"}  # a module table that leaves one out
     prose = {t for t in re.findall(r"`([a-z_][a-z0-9_]*/?)`", doc.split("|")[0])}
     assert prose - modules == {"beta"}  # a module the prose names that does not exist
+
+
+def test_readme_is_short_and_its_links_resolve():
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200, "README.md: at most 200 lines; move the rest to docs/"
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if "://" not in link]
+    assert local, "the README links to the docs"
+    broken = [link for link in local if not (ROOT / link).exists()]
+    assert not broken, f"README.md links to files that do not exist: {broken}"
