@@ -165,3 +165,12 @@ def test_readme_is_short_and_its_links_resolve():
     assert local, "the README links to the docs"
     broken = [link for link in local if not (ROOT / link).exists()]
     assert not broken, f"README.md links to files that do not exist: {broken}"
+
+
+def test_measured_results_name_every_bench_script():
+    text = (ROOT / "docs" / "measured.md").read_text(encoding="utf-8")
+    scripts = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "bench").glob("*.py"))
+    missing = [s for s in scripts if f"`{s}`" not in text]
+    assert not missing, f"docs/measured.md's benchmark table: add {missing}"
+    gone = sorted(set(re.findall(r"`(bench/\w+\.py)`", text)) - set(scripts))
+    assert not gone, f"docs/measured.md names bench scripts that do not exist: {gone}"
