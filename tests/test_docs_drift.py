@@ -4,6 +4,7 @@ paths that exist, and each package docstring's list of modules names only module
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 from pathlib import Path
 
@@ -174,3 +175,59 @@ def test_measured_results_name_every_bench_script():
     assert not missing, f"docs/measured.md's benchmark table: add {missing}"
     gone = sorted(set(re.findall(r"`(bench/\w+\.py)`", text)) - set(scripts))
     assert not gone, f"docs/measured.md names bench scripts that do not exist: {gone}"
+
+
+def test_docs_import_only_through_rankact():
+    pages = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+    bare = re.compile(r"^\s*(from|import)\s+(agent|tools|retrieval|alignment)\b|python -m (agent|tools|retrieval|alignment)\b")
+    wrong = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in pages
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if bare.search(line)]
+    assert not wrong, f"imports must go through rankact.…: {wrong}"
+
+
+REPO_PATH = re.compile(r"(?<![\w:./-])((?:agent|tools|retrieval|alignment|rankact|bench|tests|docs)/[\w./*-]*)")
+
+
+def test_paths_the_docs_name_exist():
+    """A file or folder named in the text (`alignment/recipes/default-adapter.toml`) exists;
+    a path after a commit (`git show 55e4085:agent/...`) is history and is left alone."""
+    wrong = []
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        for i, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            for span in re.findall(r"`([^`]+)`", line):
+                for path in REPO_PATH.findall(span):
+                    path = path.rstrip(".")
+                    if not list(ROOT.glob(path.rstrip("/"))):
+                        wrong.append(f"{page.relative_to(ROOT)}:{i}: {path}")
+    assert not wrong, f"the docs name paths that do not exist: {wrong}"
+
+
+def _resolves(dotted: str) -> bool:
+    """`rankact.a.b.Name`: the longest prefix that imports, then attributes for the rest."""
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def test_module_paths_the_docs_name_import():
+    """Every `rankact.<package>.…` path in the text and code of the docs (span attributes such as
+    `rankact.trajectory.id` are not modules; API pages' `:::` entries are
+    checked by the strict build) names a module or object that exists."""
+    wrong = []
+    for page in [README, *sorted((ROOT / "docs").rglob("*.md"))]:
+        for i, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
+            if line.startswith(":::"):
+                continue
+            for dotted in set(re.findall(r"\brankact\.(?:agent|tools|retrieval|alignment|cli)(?:\.\w+)*", line)):
+                if not _resolves(dotted):
+                    wrong.append(f"{page.relative_to(ROOT)}:{i}: {dotted}")
+    assert not wrong, f"the docs name rankact paths that do not import: {wrong}"
