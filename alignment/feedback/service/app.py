@@ -21,7 +21,7 @@ status, timings or usage (`runs_to_rank.py`).
 
 No body is read before its sender is known (`request_gate.py`): the token and role, then the
 Content-Type (JSON only), the account's write limits and the route's size limit are checked
-first, and the JSON is parsed once, strictly (`strict_json.py`), in a worker thread. Limits
+first, and the JSON is parsed once, strictly (`strict_json.py`), and validated, in a worker thread. Limits
 (`limits.py`, `rankact serve --max-body-bytes/--writes-per-minute/--write-bytes-per-hour`):
 bodies of 8 MiB (trajectories), 1 MiB (rankings), 64 KiB (votes); per account 600 writes a
 minute and 256 MiB an hour, counted in memory by the service process (`quotas.py`).

@@ -11,9 +11,11 @@ a route that takes a body (`POST /api/trajectories`, `/api/rankings`, `/api/feed
 4. the size: Content-Length above the route's limit (`limits.py`) is 413 before any byte is
    read; a body that grows past it while streaming is 413 as soon as it does; a body that
    does not arrive within the time limit is 408;
-5. strict JSON (`strict_json.py`), parsed once, in a worker thread: 422.
+5. strict JSON (`strict_json.py`), parsed once and validated against the route's body model,
+   both in a worker thread: 422 (validating a large body takes as long as parsing it).
 
-The route then gets the parsed value (`GatedRoute`), not the bytes to parse again. Any other
+The route then gets the validated model (`GatedRoute`), which FastAPI takes as it is, not the
+bytes to parse and validate again on the event loop. Any other
 request (unknown paths included) goes on with an empty body: no route but the gated ones ever
 reads one, so an unknown path is a 404 whatever was sent. A refusal sent before the body was
 read closes the connection, so the rest of the body is not waited for.
@@ -29,6 +31,7 @@ from typing import Any
 import anyio
 from fastapi import HTTPException, Request
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import Headers
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -51,6 +54,20 @@ class BodyRoute:
     route: APIRoute
     roles: tuple[str, ...]
     max_bytes: int
+    model: type[BaseModel] | None  # the route's one body model; None: FastAPI validates the body
+
+    def parsed(self, body: bytes) -> Any:
+        """The body as the route takes it: NotStrictJSON or _InvalidBody if it cannot be.
+        CPU-bound: runs in a worker thread."""
+        value = parse_strict_json(body)
+        if self.model is None:
+            return value
+        try:
+            return self.model.model_validate(value)
+        except ValidationError as exc:
+            # the app's own 422 shape (app.py: _validation), without the echoed input
+            raise _InvalidBody([{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+                                for e in exc.errors(include_url=False)]) from None
 
 
 def body_routes(routes: Iterable[Any], limits: ServiceLimits) -> list[BodyRoute]:
@@ -63,7 +80,10 @@ def body_routes(routes: Iterable[Any], limits: ServiceLimits) -> list[BodyRoute]
         roles = [d.call.roles for d in route.dependant.dependencies if hasattr(d.call, "roles")]
         if len(roles) != 1:
             raise RuntimeError(f"the body route {route.path} must name its roles with one role_in dependency")
-        found.append(BodyRoute(route, tuple(roles[0]), limits.body_limit(route.path)))
+        params = route.dependant.body_params
+        model = params[0].field_info.annotation if len(params) == 1 else None
+        is_model = isinstance(model, type) and issubclass(model, BaseModel)
+        found.append(BodyRoute(route, tuple(roles[0]), limits.body_limit(route.path), model if is_model else None))
     return found
 
 
@@ -84,6 +104,12 @@ class _ParsedBodyRequest(Request):
         if PARSED_BODY_KEY in self.scope:
             return self.scope[PARSED_BODY_KEY]
         return await super().json()
+
+
+class _InvalidBody(Exception):
+    def __init__(self, errors: list[dict[str, Any]]) -> None:
+        super().__init__("invalid body")
+        self.errors = errors
 
 
 class _Refused(Exception):
@@ -107,13 +133,16 @@ class RequestGate:
             return
         try:
             body, account = await self._admit(gated, scope, receive)
-            value = await anyio.to_thread.run_sync(parse_strict_json, body) if body.strip() else None
+            value = await anyio.to_thread.run_sync(gated.parsed, body) if body.strip() else None
         except _Refused as refused:
             await _answer(send, refused.status, refused.detail, refused.headers,
                           close=_announces_body(scope))
             return
         except NotStrictJSON as exc:
             await _answer(send, 422, str(exc))
+            return
+        except _InvalidBody as exc:
+            await _answer(send, 422, exc.errors)
             return
         except _ClientGone:
             return
@@ -232,7 +261,7 @@ def _closing_if_body_unread(scope: Scope, send: Send) -> Send:
     return send_and_close
 
 
-async def _answer(send: Send, status: int, detail: str, headers: dict[str, str] | None = None,
+async def _answer(send: Send, status: int, detail: str | list[Any], headers: dict[str, str] | None = None,
                   close: bool = False) -> None:
     payload = json.dumps({"detail": detail}).encode()
     raw = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]

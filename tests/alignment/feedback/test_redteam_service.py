@@ -309,18 +309,22 @@ def test_only_json_media_types_are_parsed_as_json(gated, content_type):
         assert ok.status_code in (200, 201), ok.text
 
 
-def test_json_is_parsed_once_in_a_worker_thread(gated, monkeypatch):
+def test_json_is_parsed_and_validated_once_in_a_worker_thread(gated, monkeypatch):
     import threading
 
     import starlette.requests
 
+    from rankact.alignment.feedback.end_user import FeedbackIn
     from rankact.alignment.feedback.service import request_gate
 
     store, client, auth, _app = gated
-    threads = []
+    threads, validated_in = [], []
     real = request_gate.parse_strict_json
     monkeypatch.setattr(request_gate, "parse_strict_json",
                         lambda body: threads.append(threading.current_thread()) or real(body))
+    real_validate = FeedbackIn.model_validate
+    monkeypatch.setattr(FeedbackIn, "model_validate",
+                        lambda value: validated_in.append(threading.current_thread()) or real_validate(value))
 
     class NoSecondParse:
         def loads(self, *_args, **_kwargs):
@@ -338,6 +342,11 @@ def test_json_is_parsed_once_in_a_worker_thread(gated, monkeypatch):
     response = client.post("/api/feedback", headers=auth["shop"], json=vote)
     assert response.status_code == 201, response.text
     assert len(threads) == 1 and threads[0] not in loop_threads
+    assert validated_in == threads  # the route took the model as it was, not validating again
+    # an invalid body is the app's usual 422 list, from the gate
+    invalid = client.post("/api/feedback", headers=auth["shop"], json={"end_user": "", "thumbs": "sideways"})
+    assert invalid.status_code == 422 and {tuple(e["loc"]) for e in invalid.json()["detail"]} >= {
+        ("body", "end_user"), ("body", "thumbs")}
 
 
 def test_writes_per_minute_per_account_are_429_with_retry_after(gated):
