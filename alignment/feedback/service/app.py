@@ -345,12 +345,9 @@ def _check_same_question(store: TrajectoryStore, question_id: str, text: str) ->
     except NotFoundError:
         return  # the question is made from this trajectory
     if stored != text:
-        raise HTTPException(422, f"the trajectory's question {_excerpt(text)} is not the text of question "
-                                 f"{question_id} ({_excerpt(stored)}); post it under its own question id")
-
-
-def _excerpt(text: str, size: int = 60) -> str:
-    return repr(text) if len(text) <= size else repr(text[:size]) + f"... ({len(text)} characters)"
+        # The stored text is not shown: a writer (an ingest token) may not read questions.
+        raise HTTPException(422, f"the trajectory's question is not the text of question {question_id}; "
+                                 "post it under its own question id (or leave question_id out)")
 
 
 def _first_error(exc: ValueError) -> str:

@@ -439,6 +439,7 @@ def test_a_trajectory_must_answer_the_question_it_is_filed_under(gated):
     other = client.post("/api/trajectories", headers=auth["shop"],
                         json=_body("What is the capital of France?", "Paris", question_id="sample-eiffel-year"))
     assert other.status_code == 422 and "is not the text of question sample-eiffel-year" in other.json()["detail"]
+    assert store.question("sample-eiffel-year").text not in other.text  # an ingest token may not read questions
     same = client.post("/api/trajectories", headers=auth["shop"],
                        json=_body(store.question("sample-eiffel-year").text, "1889", question_id="sample-eiffel-year"))
     assert same.status_code == 201, same.text
