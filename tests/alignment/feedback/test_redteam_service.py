@@ -525,3 +525,13 @@ def test_serve_passes_body_and_write_limits(tmp_path, monkeypatch, capsys):
                          (["--max-body-bytes", "0"], "at least 1 byte"),
                          (["--max-body-bytes", "10", "--write-bytes-per-hour", "5"], "quota (5 bytes) is smaller")):
         assert message in _serve_error(capsys, "--db", str(db), *bad)
+
+
+def test_an_ingest_token_learns_no_question_ids_from_a_refused_choice(red):
+    store, client, _auth, _path = red
+    shop = {"Authorization": f"Bearer {store.create_account('shop', 'ingest')}"}
+    chosen, rejected = store.trajectory_ids(QID)[0], store.trajectory_ids("sample-eiffel-year")[0]
+    response = client.post("/api/feedback", headers=shop, json={"end_user": "u", "chosen_id": chosen,
+                                                               "rejected_id": rejected})
+    assert response.status_code == 422 and "answer different questions" in response.json()["detail"]
+    assert QID not in response.text and "sample-eiffel-year" not in response.text
