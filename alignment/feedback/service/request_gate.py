@@ -36,6 +36,7 @@ from starlette.datastructures import Headers
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rankact.alignment.errors import RankactError
 from rankact.alignment.feedback.service.auth import GATE_ACCOUNT_KEY, authorize, bearer_token
 from rankact.alignment.feedback.service.limits import ServiceLimits
 from rankact.alignment.feedback.service.quotas import Refusal, WriteQuotas
@@ -106,13 +107,13 @@ class _ParsedBodyRequest(Request):
         return await super().json()
 
 
-class _InvalidBody(Exception):
+class _InvalidBody(RankactError):  # control flow inside the gate, never shown
     def __init__(self, errors: list[dict[str, Any]]) -> None:
         super().__init__("invalid body")
         self.errors = errors
 
 
-class _Refused(Exception):
+class _Refused(RankactError):  # control flow inside the gate, never shown
     def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers or {}
@@ -188,7 +189,7 @@ class RequestGate:
         return b"".join(chunks)
 
 
-class _ClientGone(Exception):
+class _ClientGone(RankactError):  # control flow inside the gate, never shown
     pass
 
 

@@ -17,12 +17,14 @@ from typing import Any
 
 from pydantic_core import from_json
 
+from rankact.alignment.errors import RankactError
+
 MAX_SAFE_INT = 2**53 - 1
 _NOT_A_NUMBER = re.compile(rb"-?(NaN|Infinity)")
 _POSITION = re.compile(r"line (\d+) column (\d+)")
 
 
-class NotStrictJSON(ValueError):
+class NotStrictJSON(RankactError, ValueError):
     """The body is not strict JSON; the message says why, in one line a client can act on."""
 
 
