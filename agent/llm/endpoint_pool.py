@@ -6,8 +6,9 @@ transport (the seam httpx offers for this), so `OpenAICompatibleLLM` and `Served
 use it unchanged: each request goes to the next endpoint in round-robin order that has a
 free slot (`max_in_flight` requests per endpoint; a caller waits for a slot rather than
 overload a server). An endpoint that cannot be reached or answers 429/5xx is benched for
-`cooldown` seconds and the request moves on to the others; a benched endpoint is only tried
-again when every healthy one failed for that request. When all fail the request raises one
+`cooldown` seconds (doubled for each failure in a row, up to `MAX_COOLDOWN`, so an endpoint
+that keeps hanging costs a wait rarely) and the request moves on to the others; a benched
+endpoint is only tried again when every healthy one failed for that request. When all fail the request raises one
 `EndpointsFailed` naming each endpoint's failure ("answered HTTP 429", "cannot connect ..."),
 and the backend's bounded retries with backoff (`OpenAICompatibleLLM._send`) sit on top.
 
@@ -33,6 +34,7 @@ import httpx
 
 RETRY_ELSEWHERE = {408, 425, 429, 500, 502, 503, 504}
 ERROR_PAGE_BYTES = 65536  # of a 429/5xx reply: enough for its message
+MAX_COOLDOWN = 600.0  # seconds: the longest an endpoint failing again and again is left out
 PIN = "rankact_pin"  # request extension: the index of the one endpoint to use
 
 
@@ -92,6 +94,7 @@ class _Endpoint:
         self.benched_until = 0.0
         self.last_error = ""
         self.answered = False  # its last failure came from a reply, not from silence
+        self.failures = 0  # in a row; a good reply (`reply_ok`) resets it
 
 
 class _GuardedStream(httpx.SyncByteStream):
@@ -179,8 +182,17 @@ class EndpointPool(httpx.BaseTransport):
 
     def _bench(self, endpoint: _Endpoint, why: str, answered: bool) -> None:
         with self._slots:
-            endpoint.benched_until = time.monotonic() + self.cooldown
+            endpoint.failures += 1
+            wait = min(self.cooldown * 2 ** min(endpoint.failures - 1, 16), max(self.cooldown, MAX_COOLDOWN))
+            endpoint.benched_until = time.monotonic() + wait
             endpoint.last_error, endpoint.answered = why, answered
+
+    def reply_ok(self, response: httpx.Response) -> None:
+        """The backend read a good reply from this endpoint: its failures in a row start again."""
+        for endpoint in self.endpoints:
+            if str(endpoint.url) == response.extensions.get("rankact_endpoint"):
+                with self._slots:
+                    endpoint.failures = 0
 
     def bench_reply(self, response: httpx.Response, why: str) -> str:
         """Bench the endpoint that sent `response` (a reply the backend found malformed);

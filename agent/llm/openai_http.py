@@ -202,7 +202,9 @@ class OpenAICompatibleLLM:
         for attempt in range(tries):
             response = self._send(method, path, body, extensions=extensions)
             try:
-                return read(self._json(response))
+                result = read(self._json(response))
+                self.pool.reply_ok(response)
+                return result
             except MalformedReply as exc:
                 endpoint = self.pool.bench_reply(response, f"sent a malformed reply ({exc})")
                 if attempt == tries - 1:
@@ -313,6 +315,7 @@ class OpenAICompatibleLLM:
                     continue  # blank keep-alives, comments, `event:` lines
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    self.pool.reply_ok(response)
                     return
                 try:
                     event = json.loads(payload)

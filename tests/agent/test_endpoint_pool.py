@@ -188,3 +188,26 @@ def test_a_pool_error_tells_silent_endpoints_from_answering_ones():
             _ask(llm)
     message = str(info.value)
     assert f"{down}: cannot connect" in message and f"{broken}: answered HTTP 503" in message
+
+
+def test_an_endpoint_failing_again_and_again_is_left_out_longer_each_time():
+    from rankact.agent.llm.endpoint_pool import EndpointPool
+
+    with ServedStub([]) as good_url, ServedStub([], misbehave="garbage") as bad_url:
+        llm = load_llm(f"{good_url},{bad_url}", model="served-stub", max_retries=0)
+        pool: EndpointPool = llm.pool
+        bad = pool.endpoints[1]
+        waits = []
+        for _ in range(3):
+            bad.benched_until = 0.0  # its cooldown is over: the next request tries it again
+            pool._next = 1
+            _ask(llm)
+            waits.append(bad.benched_until)
+        assert bad.failures == 3
+        _ask(llm)
+        assert pool.endpoints[0].failures == 0  # a good reply keeps the good one at zero
+    import time
+
+    now = time.monotonic()
+    left = [w - now for w in waits]
+    assert left[0] < 31 and 50 < left[1] < 61 and 100 < left[2] < 121  # 30 s, 60 s, 120 s
