@@ -94,7 +94,10 @@ class DeadlineTransport(httpx.HTTPTransport):
 
         # httpx has no public way to give HTTPTransport a network backend; its pool is the
         # seam (tests/tools/test_redteam_robustness.py fails if a new httpx moves it).
+        # httpx's default limits: httpcore's own default of 10 connections would queue the
+        # requests of an endpoint pool (8 in flight per endpoint).
         self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=trust_env),
+                                             max_connections=100, max_keepalive_connections=20,
                                              network_backend=_DeadlineBackend(current))
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:

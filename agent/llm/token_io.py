@@ -43,7 +43,7 @@ import httpx
 from rankact.agent.errors import BackendError, ModelLoadError, ServerUnreachable, TokenIdsUnsupported
 from rankact.agent.llm.base import Completion, GenerationConfig, ModelInfo
 from rankact.agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
-from rankact.agent.llm.endpoint_pool import pinned
+from rankact.agent.llm.endpoint_pool import PIN, pinned
 from rankact.agent.llm.openai_http import (
     DEFAULT_DEADLINE,
     DEFAULT_MAX_REPLY_BYTES,
@@ -122,7 +122,7 @@ class ServedTokensLLM(ChatTokenizer):
     def _ids(self, out, need: bool) -> list[int] | None:
         """The reply's ids, each checked against the vocabulary; None when it has none and
         `need` is False (the API is still being probed)."""
-        if not out:
+        if out is None:
             if need:
                 raise MalformedReply(NO_IDS, TokenIdsUnsupported)
             return None
@@ -185,7 +185,7 @@ class ServedTokensLLM(ChatTokenizer):
                 logprobs = [p["logprob"] for p in probs] if probs and all("logprob" in p for p in probs) else None
                 usage = {"prompt_tokens": data.get("tokens_evaluated") or 0,
                          "completion_tokens": data.get("tokens_predicted") or 0}
-                return self._ids(data.get("tokens"), need), self._logprobs(logprobs), usage
+                return self._ids(data.get("tokens") or None, need), self._logprobs(logprobs), usage
             except (TypeError, KeyError, AttributeError) as exc:
                 raise MalformedReply(f"{exc.__class__.__name__}: {exc}") from exc
 
@@ -207,7 +207,7 @@ class ServedTokensLLM(ChatTokenizer):
         if len(failures) == 2 and all(isinstance(exc, ServerUnreachable) for _, exc in failures):
             raise failures[0][1]  # the server is not there at all: say that, not "no ids"
         said = "; ".join(f"{api}: {' '.join(str(exc).split())[:160]}" for api, exc in failures)
-        where = self.http.pool.endpoints[extensions["rankact_pin"]].url if extensions else self.http.base_url
+        where = self.http.pool.endpoints[extensions[PIN]].url if extensions else self.http.base_url
         raise TokenIdsUnsupported(f"server at {where} {NO_IDS}" + (f" (it said: {said})" if said else ""))
 
     def check_token_ids(self) -> None:
