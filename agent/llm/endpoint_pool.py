@@ -8,9 +8,10 @@ free slot (`max_in_flight` requests per endpoint; a caller waits for a slot rath
 overload a server). An endpoint that cannot be reached or answers 429/5xx is benched for
 `cooldown` seconds (doubled for each failure in a row, up to `MAX_COOLDOWN`, so an endpoint
 that keeps hanging costs a wait rarely) and the request moves on to the others; a benched
-endpoint is only tried again when every healthy one failed for that request. When all fail the request raises one
-`EndpointsFailed` naming each endpoint's failure ("answered HTTP 429", "cannot connect ..."),
-and the backend's bounded retries with backoff (`OpenAICompatibleLLM._send`) sit on top.
+endpoint is only tried again when every healthy one failed for that request. When all fail
+the request raises one `EndpointsFailed` naming each endpoint's failure ("answered HTTP
+429", "cannot connect ..."), and the backend's bounded retries with backoff
+(`OpenAICompatibleLLM._send`) sit on top.
 
 A reply is also judged after its headers: its body is capped at `max_reply_bytes`
 (`ReplyTooLarge`), and an endpoint whose body stalls, breaks off or runs past the cap is
