@@ -220,8 +220,9 @@ class ServedTokensLLM(ChatTokenizer):
             try:
                 self._request(probe, GenerationConfig(max_new_tokens=1, temperature=0.0), pinned(index))
             except TokenIdsUnsupported as exc:
-                which = f"endpoint {endpoint.url} of the pool: " if self.http.several else ""
-                raise ModelLoadError(which + str(exc)) from None
+                said = str(exc)  # a pool's error names the endpoint that sent the reply
+                which = f"endpoint {endpoint.url} of the pool: " if self.http.several and str(endpoint.url) not in said                     else ""
+                raise ModelLoadError(which + said) from None
             except BackendError:
                 pass
 
