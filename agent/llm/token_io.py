@@ -220,9 +220,9 @@ class ServedTokensLLM(ChatTokenizer):
             try:
                 self._request(probe, GenerationConfig(max_new_tokens=1, temperature=0.0), pinned(index))
             except TokenIdsUnsupported as exc:
-                said = str(exc)  # a pool's error names the endpoint that sent the reply
-                which = f"endpoint {endpoint.url} of the pool: " if self.http.several and str(endpoint.url) not in said                     else ""
-                raise ModelLoadError(which + said) from None
+                said = str(exc)
+                named = not self.http.several or str(endpoint.url) in said  # a pool's error names its endpoint
+                raise ModelLoadError(said if named else f"endpoint {endpoint.url} of the pool: {said}") from None
             except BackendError:
                 pass
 
