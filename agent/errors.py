@@ -4,6 +4,10 @@ line prints any of them as one line (`error: ...`, exit status 2), never a trace
     RankactError
     ├── ModelLoadError        a model path, file or package that cannot be loaded (agent.llm)
     ├── BackendError          a backend could not produce a completion: HTTP error, no server (agent.llm)
+    │   └── MalformedReply    a reply that arrived but makes no sense (agent.llm.openai_http; its
+    │                         endpoint is benched and a pool tries another)
+    ├── EndpointsFailed, ReplyTooLarge   a pool's transport signals, also httpx.TransportError
+    │                         (agent.llm.endpoint_pool; the backend words them as a BackendError)
     ├── ParseError            model output that is not a valid ReAct step (agent.parser; the
     │                         loop turns it into an observation with a hint)
     ├── AgentSetupError       a bad index folder, a tool that is not available (agent.build)

@@ -33,13 +33,15 @@ from collections.abc import Iterator, Sequence
 
 import httpx
 
+from rankact.agent.errors import RankactError
+
 RETRY_ELSEWHERE = {408, 425, 429, 500, 502, 503, 504}
 ERROR_PAGE_BYTES = 65536  # of a 429/5xx reply: enough for its message
 MAX_COOLDOWN = 600.0  # seconds: the longest an endpoint failing again and again is left out
 PIN = "rankact_pin"  # request extension: the index of the one endpoint to use
 
 
-class EndpointsFailed(httpx.TransportError):
+class EndpointsFailed(httpx.TransportError, RankactError):
     """Every endpoint of the pool failed this request; `answered` is True when at least one of
     them was reached and answered (an HTTP error, a bad reply), so it is not an outage."""
 
@@ -48,8 +50,9 @@ class EndpointsFailed(httpx.TransportError):
         self.answered = answered
 
 
-class ReplyTooLarge(httpx.TransportError):
-    """A reply body over the pool's `max_reply_bytes`."""
+class ReplyTooLarge(httpx.TransportError, RankactError):
+    """A reply body over the pool's `max_reply_bytes`. Both are httpx errors because they are
+    raised through httpx; both are in the error tree, so one that escapes is one line."""
 
 
 def _error_page(response: httpx.Response, request: httpx.Request) -> httpx.Response:

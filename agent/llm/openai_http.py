@@ -49,7 +49,7 @@ DEFAULT_DEADLINE = 180.0
 DEFAULT_MAX_REPLY_BYTES = 16 << 20
 
 
-class MalformedReply(ValueError):
+class MalformedReply(BackendError):
     """A reply that arrived but makes no sense (raised by the readers given to `_call`);
     `error` is the `BackendError` kind to raise when no other endpoint can be tried."""
 
