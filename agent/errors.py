@@ -5,7 +5,11 @@ drawn in `rankact.errors`). Each is printed by the command line as one line.
     ├── ModelLoadError        a model path, file or package that cannot be loaded (rankact.agent.llm)
     ├── BackendError          a backend could not produce a completion: HTTP error, no server (rankact.agent.llm)
     │   ├── ServerUnreachable     no HTTP answer came back after the retries: an outage
-    │   └── TokenIdsUnsupported   the server answers but returns no token ids
+    │   ├── TokenIdsUnsupported   the server answers but returns no token ids
+    │   └── MalformedReply        a reply that arrived but makes no sense (rankact.agent.llm.openai_http;
+    │                             its endpoint is benched and a pool tries another)
+    ├── EndpointsFailed, ReplyTooLarge   a pool's transport signals, also httpx.TransportError
+    │                         (rankact.agent.llm.endpoint_pool; the backend words them as a BackendError)
     ├── ParseError            model output that is not a valid ReAct step (rankact.agent.parser; the
     │                         loop turns it into an observation with a hint)
     ├── AgentSetupError       a bad index folder, a tool that is not available (rankact.agent.build)
