@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankact.agent import events as ev
-from rankact.agent.guided import Continue, Score
-from rankact.agent.loop import Agent, Chat, ToolCall
+from rankact.agent.loop import Agent
+from rankact.agent.requests import Chat, Continue, Score, ToolCall
 from rankact.agent.trajectory import Trajectory
 
 DEFAULT_BATCH_SIZE = 16

@@ -9,7 +9,8 @@ import pytest
 
 from rankact.agent import events as ev
 from rankact.agent.llm.scripted import ScriptedLLM
-from rankact.agent.loop import LOOP_MESSAGE, Agent
+from rankact.agent.loop import Agent
+from rankact.agent.observations import LOOP_MESSAGE
 from rankact.agent.prompt import PROMPT_VERSION
 from rankact.agent.trajectory import Trajectory
 from rankact.tools import ToolCitation, ToolResult, tool
