@@ -1,8 +1,8 @@
 """`Agent`: the ReAct loop, with sync, streaming and async front ends over one core.
 
 The core (`core`) is a generator that never does I/O itself: it yields requests (the LLM
-primitives `Continue`, `Score` and `Chat`, and `ToolCall`) and typed events, and receives
-the requests' answers back. The sync driver answers requests inline; the async driver runs
+primitives `Continue`, `Score` and `Chat`, and `ToolCall`, all in `rankact.agent.requests`)
+and typed events, and receives the requests' answers back. The sync driver answers requests inline; the async driver runs
 LLM requests in a thread (`asyncio.to_thread`) and awaits tools natively; the lockstep driver
 (`rankact.agent.batch`) answers the requests of many trajectories together, one batched forward per
 primitive. So `run`, `stream`, `arun`, `astream` and `run_batch` share every rule below, and
@@ -14,6 +14,12 @@ tool exceptions and timeouts become observations and are recorded as `step.error
 action with the same input `loop_limit` times in a row ends with status "loop"; reaching
 `max_steps` ends with status "max_steps", after one optional forced-answer call. A failed
 LLM call (the backend, not the model) ends with status "error" and a `backend` step error.
+
+Where the pieces live: how a step is asked of the model and how its observation goes back
+(guided, token-in/token-out or chat) is the run's `Transcript` (`rankact.agent.transcripts`),
+chosen once when the run starts; how a tool's result or failure reads to the model is
+`rankact.agent.observations`, shared with the native tool-calling loop
+(`rankact.agent.native_tools`), which `core` runs instead for `format="native"`.
 """
 from __future__ import annotations
 
@@ -102,7 +108,7 @@ class Agent:
         self.forced_final_answer = forced_final_answer
         self.system_prompt_template = system_prompt
         self.generation = generation or DEFAULT_GENERATION
-        self.tool_timeout = tool_timeout
+        self.tool_timeout = tool_timeout  # a cap on every tool's own timeout, applied by `Tool.invoke`
         self.guided_config = guided_config or GuidedConfig()
 
     # ---- public API -----------------------------------------------------------------
