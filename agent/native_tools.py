@@ -58,7 +58,7 @@ def _render_call(call: NativeToolCall) -> str:
 
 def _arguments(call: NativeToolCall) -> dict[str, Any]:
     """The call's arguments as a JSON object, or a ToolArgumentError saying what is wrong."""
-    from rankact.tools.base import ToolArgumentError
+    from rankact.tools.base import ToolArgumentError  # on call: `rankact.tools` pulls in httpx
 
     text = call.arguments.strip() or "{}"
     try:
