@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from rankact.agent import events as ev
+from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Step, StepError
 
 MAX_OBSERVATION_CHARS = 2000
@@ -22,7 +23,7 @@ UNKNOWN_TOOL_HINT = "Call one of the listed tools."
 OTHER_FAILURE_HINT = "Try a different input or tool, or answer."
 
 
-class UnknownToolError(LookupError):
+class UnknownToolError(RankactError, LookupError):
     """A native tool call named a tool the agent does not have (ReAct text: a parse error)."""
 
 
