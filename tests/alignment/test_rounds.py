@@ -232,3 +232,28 @@ def test_lookup_questions_must_not_be_heldout_questions(tmp_path, tiny_model_dir
                     say=lambda _line: None)
     with pytest.raises(RankactError, match="held-out questions are also --lookup"):
         rounds.make_lookup()
+
+
+def test_a_rounds_trainer_gets_the_round_defaults_the_shortcuts_and_the_trainer_override(tmp_path):
+    plain = RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev")
+    sft = plain.trainer_config(out_dir=tmp_path / "p", db="sqlite:///x.db")
+    assert (sft.max_steps, sft.batch_size, sft.learning_rate, sft.max_length, sft.gradient_checkpointing,
+            sft.epochs) == (12, 4, 2e-4, 768, False, 1000)
+    grpo = RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", method="grpo", train_steps=3,
+                        trainer={"kl-coef": 0.3, "flag_penalty": 2.0}).trainer_config(out_dir=tmp_path)
+    assert (grpo.max_steps, grpo.kl_coef, grpo.flag_penalty, grpo.clip_range) == (3, 0.3, 2.0, 0.2)
+    # the override wins over a shortcut
+    assert RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", train_steps=3,
+                        trainer={"max_steps": 7}).trainer_settings()["max_steps"] == 7
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"trainer": {"bogus": 1}}, "trainer setting 'bogus' is not a setting of SFTConfig \\(method sft\\)"),
+    ({"trainer": {"kl_coef": 0.1}}, "'kl_coef' is not a setting of SFTConfig"),
+    ({"method": "dpo", "trainer": {"clip_range": 0.1}}, "'clip_range' is not a setting of DPOConfig"),
+    ({"trainer": {"seed": 3}}, "'seed' is set by the rounds themselves"),
+    ({"trainer": {"max_steps": 0}}, "trainer setting 'max_steps': Input should be greater than or equal to 1"),
+])
+def test_a_bad_trainer_override_is_one_clear_error(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", **values)
