@@ -64,7 +64,15 @@ class Rounds:
         if overlap:
             raise RankactError(f"{len(overlap)} held-out questions are also training questions; "
                                "use --heldout-skip to keep them apart")
-        self.index = c.index or train_index or heldout_index
+        self.heldout_ood: list = []
+        ood_index = None
+        if c.heldout_ood:
+            self.heldout_ood, ood_index = tasks_and_index(c.heldout_ood, c.data, limit=c.heldout_ood_limit,
+                                                          progress=False)
+            if {t.question for t in self.train} & {t.question for t in self.heldout_ood}:
+                raise RankactError("--heldout-ood shares questions with the training tasks: it would not be "
+                                   "out of distribution")
+        self.index = c.index or train_index or heldout_index or ood_index
         self.demonstrations = []  # (demonstration, its training task)
         if c.demonstrations is not None:
             from rankact.alignment.feedback.demonstrations.recording import match_tasks, read_demonstrations
@@ -143,17 +151,42 @@ class Rounds:
         return TaskAgents(llm, retriever=self._retriever, max_steps=self.config.agent_max_steps)
 
     def evaluate(self, r: int) -> dict[str, Any]:
+        """The round's policy on the held-out tasks (and the out-of-distribution ones, if any):
+        success, behaviour and what its thoughts look like (the collapse monitors)."""
+        from rankact.alignment.evaluation.collapse import (
+            distinct_thought_ratio,
+            template_spread,
+            thought_token_entropy,
+        )
+
+        llm = self.llm(self.policy(r))
+        report, runs = self._evaluate_on(llm, self.heldout, r, "eval.json")
+        tool_rate, repeat_rate = behaviour(runs)
+        out: dict[str, Any] = {
+            "success": report.success, "interval": list(report.intervals["success"]), "em": report.em,
+            "mean_tokens": report.mean_tokens, "tool_call_rate": tool_rate, "repeated_action_rate": repeat_rate,
+            "wall_s": report.wall_s}
+        results, tasks = list(report.results), list(self.heldout)
+        if self.heldout_ood:
+            ood, ood_runs = self._evaluate_on(llm, self.heldout_ood, r, "eval-ood.json")
+            runs += ood_runs
+            results += ood.results
+            tasks += self.heldout_ood
+            out.update(success_ood=ood.success, interval_ood=list(ood.intervals["success"]))
+        spread = template_spread([x.success for x in results], [t.metadata.get("template") for t in tasks])
+        out.update(distinct_thought_ratio=distinct_thought_ratio(runs), thought_entropy=thought_token_entropy(runs),
+                   template_spread=spread.spread if spread.by_group else None)
+        return out
+
+    def _evaluate_on(self, llm, tasks: list, r: int, name: str):
         from rankact.alignment.evaluation.evaluate import evaluate
 
         runs: list[Trajectory] = []
-        report = evaluate(self.agents(self.llm(self.policy(r))), self.heldout, label=f"round {r}",
-                          batch_size=self.config.batch_size, progress=self.progress,
+        report = evaluate(self.agents(llm), tasks, label=f"round {r}", batch_size=self.config.batch_size,
+                          progress=self.progress,
                           on_result=lambda _result, trajectory: runs.append(trajectory) if trajectory else None)
-        (self.folder(r) / "eval.json").write_text(report.model_dump_json(indent=1))
-        tool_rate, repeat_rate = behaviour(runs)
-        return {"success": report.success, "interval": list(report.intervals["success"]), "em": report.em,
-                "mean_tokens": report.mean_tokens, "tool_call_rate": tool_rate, "repeated_action_rate": repeat_rate,
-                "wall_s": report.wall_s}
+        (self.folder(r) / name).write_text(report.model_dump_json(indent=1))
+        return report, runs
 
     def collect(self, r: int) -> dict[str, Any]:
         from rankact.alignment.evaluation.evaluate import progress_bar
@@ -365,7 +398,7 @@ class Rounds:
             if "eval" not in done:
                 self.say(f"round {r}: evaluating on {len(self.heldout)} held-out tasks")
                 self.mark(r, "eval", self.evaluate(r))
-            record = self.record(r, base=records[0])
+            record = self.record(r, base=records[0], previous=records[-1])
             records.append(record)
             self.say(summary_line(record))
             for warning in record.warnings:
@@ -376,28 +409,38 @@ class Rounds:
         self.report(records)
         return records
 
-    def record(self, r: int, base: RoundRecord | None = None) -> RoundRecord:
+    def record(self, r: int, base: RoundRecord | None = None, previous: RoundRecord | None = None) -> RoundRecord:
+        from rankact.alignment.evaluation.collapse import collapse_warnings
+
         stages = self.stages(r)
         ev, train = stages["eval"], stages.get("train", {})
+        low_ood, high_ood = ev.get("interval_ood") or (None, None)
         record = RoundRecord(round=r, policy=self.policy(r), success=ev["success"], success_low=ev["interval"][0],
                              success_high=ev["interval"][1], em=ev["em"], tool_call_rate=ev["tool_call_rate"],
                              repeated_action_rate=ev["repeated_action_rate"], mean_tokens=ev["mean_tokens"],
                              kl=train.get("kl"), collected=stages.get("collect", {}).get("trajectories", 0),
-                             train_seconds=train.get("seconds", 0.0))
+                             train_seconds=train.get("seconds", 0.0), success_ood=ev.get("success_ood"),
+                             success_ood_low=low_ood, success_ood_high=high_ood,
+                             distinct_thought_ratio=ev.get("distinct_thought_ratio"),
+                             thought_entropy=ev.get("thought_entropy"), template_spread=ev.get("template_spread"))
         if base is not None:
             record.p_value = self._mcnemar(0, r)
+            if record.success_ood is not None and base.success_ood is not None:
+                record.p_value_ood = self._mcnemar(0, r, "eval-ood.json")
             if record.kl is not None and record.kl > self.config.kl_budget:
                 record.warnings.append(f"round {r}: KL to the reference {record.kl:.3f} per token is over the "
                                        f"budget {self.config.kl_budget}")
             if record.tool_call_rate < min(self.config.min_tool_call_rate, base.tool_call_rate):
                 record.warnings.append(f"round {r}: the tool-call rate collapsed to {record.tool_call_rate:.0%} "
                                        f"(round 0: {base.tool_call_rate:.0%})")
+            record.warnings += collapse_warnings(r, _monitors(record), _monitors(base),
+                                                 _monitors(previous) if previous is not None else None)
         return record
 
-    def _mcnemar(self, a: int, b: int) -> float:
+    def _mcnemar(self, a: int, b: int, name: str = "eval.json") -> float:
         from rankact.alignment.evaluation.significance import mcnemar_exact
 
-        first, second = (json.loads((self.folder(r) / "eval.json").read_text())["results"] for r in (a, b))
+        first, second = (json.loads((self.folder(r) / name).read_text())["results"] for r in (a, b))
         return mcnemar_exact([x["success"] >= 0.5 for x in first], [x["success"] >= 0.5 for x in second])[2]
 
     def report(self, records: list[RoundRecord]) -> None:
@@ -408,6 +451,12 @@ class Rounds:
             plot_rounds(records, self.out / "report.png")
         except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the report
             self.say(f"(no plot: {exc})")
+
+
+def _monitors(record: RoundRecord) -> dict[str, float | None]:
+    """What the collapse warnings compare: in-distribution success is the held-out set's."""
+    return {"distinct_thought_ratio": record.distinct_thought_ratio, "success_in": record.success,
+            "success_out": record.success_ood}
 
 
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:

@@ -44,6 +44,10 @@ class RoundsConfig(BaseModel):
     heldout_limit: int | None = Field(None, ge=1, description="use the first N held-out tasks")
     heldout_skip: int = Field(0, ge=0, description="skip the first N held-out tasks (to keep them apart "
                                                    "from training tasks drawn from the same split)")
+    heldout_ood: str | None = Field(None, description="out-of-distribution held-out tasks measured every round "
+                                                      "beside --heldout: phrasings or sets never trained on "
+                                                      "(e.g. arith-heldout:dev); choose recipes on these")
+    heldout_ood_limit: int | None = Field(None, ge=1, description="use the first N out-of-distribution tasks")
     base: str = Field("default", description="starting policy (a model folder or default)")
     rounds: int = Field(2, ge=1, description="collect -> rank -> train -> evaluate rounds")
     samples: int = Field(4, ge=2, description="K trajectories per training task and round")

@@ -257,3 +257,39 @@ def test_a_rounds_trainer_gets_the_round_defaults_the_shortcuts_and_the_trainer_
 def test_a_bad_trainer_override_is_one_clear_error(tmp_path, values, message):
     with pytest.raises(ValueError, match=message):
         RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", **values)
+
+
+def test_rounds_measure_out_of_distribution_and_what_the_policy_writes(tmp_path, tiny_model_dir, monkeypatch):
+    """--heldout-ood is measured every round beside --heldout, with its own McNemar p, and the
+    record carries the thought monitors; the summary line shows both distributions."""
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    said: list[str] = []
+    records = Rounds(_config(tmp_path, tiny_model_dir, heldout_ood="arith-heldout:dev", heldout_ood_limit=3),
+                     say=said.append).run()
+    run = tmp_path / "run"
+    assert (run / "round-0" / "eval-ood.json").is_file() and (run / "round-1" / "eval-ood.json").is_file()
+    ood = json.loads((run / "round-1" / "eval-ood.json").read_text())
+    assert ood["n"] == 3 and records[1].success_ood == ood["success"]
+    assert records[1].p_value_ood is not None and records[1].success_ood_low <= records[1].success_ood_high
+    assert records[1].distinct_thought_ratio is not None and 0 <= records[1].distinct_thought_ratio <= 1
+    assert records[1].template_spread is not None  # the held-out phrasings carry template ids
+    assert any("out of distribution" in line for line in said if line.startswith("round 1:"))
+    report = json.loads((run / "report.json").read_text())
+    assert report["rounds"][1]["success_ood"] == records[1].success_ood
+
+
+def test_collapse_warnings_reach_the_round_record(tmp_path, tiny_model_dir, monkeypatch):
+    """A round whose thoughts collapse (fewer than half of round 0's distinct) is warned about."""
+    rounds = Rounds(_config(tmp_path, tiny_model_dir), say=lambda _line: None)
+    base_eval = {"success": 0.2, "interval": [0.1, 0.4], "em": 0.2, "mean_tokens": 10, "tool_call_rate": 1.0,
+                 "repeated_action_rate": 0.0, "distinct_thought_ratio": 0.9, "success_ood": 0.2,
+                 "interval_ood": [0.1, 0.4]}
+    later = dict(base_eval, distinct_thought_ratio=0.2, success=0.8, success_ood=0.1)
+    stages = {0: {"eval": base_eval}, 1: {"eval": later}}
+    monkeypatch.setattr(Rounds, "stages", lambda self, r: stages[r])
+    monkeypatch.setattr(Rounds, "_mcnemar", lambda self, a, b, name="eval.json": 1.0)
+    base = rounds.record(0)
+    record = rounds.record(1, base=base, previous=base)
+    assert any("thoughts collapsed" in w for w in record.warnings)
+    assert any("out of distribution fell" in w for w in record.warnings)
