@@ -51,8 +51,9 @@ from rankact.agent.prompt import (
 )
 from rankact.agent.token_decoder import TokenDecoder, exact_tokens
 from rankact.agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
+from rankact.tools.limits import MAX_OBSERVATION_CHARS
+from rankact.tools.names import check_tool_names
 
-MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
 LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
@@ -143,9 +144,7 @@ class Agent:
             raise ValueError("max_steps and max_parse_errors must be >= 1, loop_limit >= 2")
         self.llm = llm
         self.tools = list(_default_tools() if tools is None else tools)
-        names = [t.name for t in self.tools]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate tool names: {names}")
+        check_tool_names(self.tools)  # ToolNameError (a ValueError): unusable names, or two differing only by case
         self.max_steps = max_steps
         can_guide = supports_guidance(llm)
         if guided and not can_guide:
@@ -438,7 +437,7 @@ class Agent:
 
             if isinstance(result, Exception):
                 kind = _error_kind(result)
-                message = str(result) or type(result).__name__
+                message = _short(str(result) or type(result).__name__)  # errors are bounded as results are
                 step.error = StepError(kind=kind, message=message)
                 hint = "Fix the Action Input." if kind == "validation" else "Try a different input or tool, or answer."
                 step.observation = f"Error: {message}. {hint}"

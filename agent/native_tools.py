@@ -198,11 +198,11 @@ def _run_calls(run: _Run, calls: list[NativeToolCall], thought: str | None, raw:
             step.action_input = args.model_dump(mode="json")
         except LookupError as exc:
             step.action_input = call.arguments
-            step.error = StepError(kind="unknown_tool", message=str(exc))
+            step.error = StepError(kind="unknown_tool", message=_short(str(exc)))
             continue
         except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
             step.action_input = call.arguments
-            step.error = StepError(kind=_error_kind(exc), message=str(exc) or type(exc).__name__)
+            step.error = StepError(kind=_error_kind(exc), message=_short(str(exc) or type(exc).__name__))
             continue
         key = (call.name, _canonical(step.action_input))
         run.repeats = run.repeats + 1 if key == run.last_key else 1
@@ -229,7 +229,7 @@ def _run_calls(run: _Run, calls: list[NativeToolCall], thought: str | None, raw:
             yield ev.Error(index=step.index, kind=step.error.kind, message=step.error.message)
         elif isinstance(result, Exception):
             kind = _error_kind(result)
-            message = str(result) or type(result).__name__
+            message = _short(str(result) or type(result).__name__)
             step.error = StepError(kind=kind, message=message)
             hint = "Fix the arguments." if kind == "validation" else "Try a different input or tool, or answer."
             step.observation = f"Error: {message}. {hint}"
