@@ -59,7 +59,8 @@ def check_tool_names(tools: Sequence[Any], *, advice: str = "") -> None:
         other = seen.get(name.casefold())
         if other is not None:
             same = "the same name" if other.name == name else "names that differ only by case"
+            # A prefix separates two sources; it cannot separate two tools of one server.
+            fix = f"; {advice}" if advice and origin(other) != origin(tool) else ""
             raise ToolNameError(f"two tools have {same}: {_shown(other.name)} ({origin(other)}) and "
-                                f"{_shown(name)} ({origin(tool)}); the model could not tell them apart"
-                                + (f"; {advice}" if advice else ""))
+                                f"{_shown(name)} ({origin(tool)}); the model could not tell them apart{fix}")
         seen[name.casefold()] = tool

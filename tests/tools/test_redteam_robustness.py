@@ -259,3 +259,15 @@ def test_a_tool_error_of_megabytes_is_cut_in_the_trajectory():
     assert step.error.kind == "tool" and len(step.error.message) <= MAX_OBSERVATION_CHARS + 20
     assert step.observation.startswith("Error: RuntimeError: EEE") and len(step.observation) < MAX_OBSERVATION_CHARS + 100
     assert len(trajectory.to_json()) < 20_000  # before: 6 MB (error, observation and segment)
+
+
+def test_the_rename_advice_comes_only_where_a_prefix_helps():
+    from rankact.tools.names import ToolNameError, check_tool_names
+
+    server_a, server_b = _named("dup"), _named("Dup")
+    server_a.origin = server_b.origin = "MCP server 'python s.py'"
+    with pytest.raises(ToolNameError) as info:
+        check_tool_names([server_a, server_b], advice="USE A PREFIX")
+    assert "USE A PREFIX" not in str(info.value)  # two tools of one server: a prefix renames both
+    with pytest.raises(ToolNameError, match="USE A PREFIX"):
+        check_tool_names([_named("dup"), server_b], advice="USE A PREFIX")
