@@ -301,7 +301,7 @@ def test_a_server_is_named_by_its_executable_and_script_never_its_arguments():
 
 
 def test_labels_and_specs():
-    from rankact.tools.mcp.spec import MCPSpecError, label, parse_spec
+    from rankact.tools.mcp.spec import MCPSpecError, label, parse_spec, redact
 
     assert label("npx -y @org/server --token=abc") == "npx"
     assert label(["/usr/bin/python3", "-u", "/srv/my_server.py", "--key", "k"]) == "python3 my_server.py"
@@ -309,6 +309,11 @@ def test_labels_and_specs():
     assert parse_spec("python s.py --x=1") == ("python s.py --x=1", {})
     assert parse_spec("prefix=gh_:python s.py a:b") == ("python s.py a:b", {"prefix": "gh_"})
     assert parse_spec("prefix=g.,max_tools=500:http://h/mcp") == ("http://h/mcp", {"prefix": "g.", "max_tools": 500})
+    # what a transport or a crash report may quote back is scrubbed of the hidden parts
+    command = "python /srv/s.py --api-key=SECRET-TOKEN-123"
+    assert redact(f"bad key SECRET-TOKEN-123 in {command}", command) == "bad key [redacted] in [redacted]"
+    url = "http://u:pw12@h/mcp?token=abcdef"
+    assert redact(f"401 for url '{url}', token=abcdef, abcdef", url) == "401 for url '[redacted]', [redacted], [redacted]"
     for bad, message in [("max_tools=many:x", "not a number"), ("prefix=a b:x", "use only letters")]:
         with pytest.raises(MCPSpecError, match=message):
             parse_spec(bad)

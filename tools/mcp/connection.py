@@ -27,7 +27,7 @@ from typing import Any, Self
 
 from rankact.tools.base import ToolExecutionError, ToolTimeoutError
 from rankact.tools.limits import MAX_OBSERVATION_CHARS, bounded
-from rankact.tools.mcp.spec import is_url, label, parse_spec, split_command
+from rankact.tools.mcp.spec import is_url, label, parse_spec, redact, split_command
 from rankact.tools.mcp.tool import MCPTool
 
 # The SDK logs a bad line from a server with a traceback; without a handler of the app's
@@ -237,7 +237,7 @@ class MCPToolset:
                 raise ToolTimeoutError(f"tool '{self.prefix}{name}' timed out after {timeout:g} s") from None
             if exc.code == CONNECTION_CLOSED:
                 raise MCPConnectionError(self._failure("lost", exc, since)) from None
-            raise ToolExecutionError(f"MCP error from {self.label!r}: {_one_line(exc)}") from None
+            raise ToolExecutionError(f"MCP error from {self.label!r}: {self._redact(exc)}") from None
         except (OSError, EOFError) as exc:
             raise MCPConnectionError(self._failure("lost", exc, since)) from None
         except Exception as exc:
@@ -259,15 +259,20 @@ class MCPToolset:
         leaf = _leaf(exc)
         if isinstance(leaf, FileNotFoundError) and not is_url(self.label):  # the label keeps the executable
             return f"cannot start MCP server {self.label!r}: command not found: {self.label.split()[0]}"
-        detail = _one_line(leaf) or type(leaf).__name__
+        detail = self._redact(leaf) or type(leaf).__name__
         if getattr(leaf, "code", None) == _CONNECTION_CLOSED:  # the SDK's "Connection closed"
             detail = "the server exited or closed the connection"
         if what == "lost":
             message = f"lost the connection to MCP server {self.label!r}: {detail}"
         else:
             message = f"{what} MCP server {self.label!r}: {detail}"
-        said = self._stderr_tail(since)
+        said = self._redact(self._stderr_tail(since))
         return f"{message} (server stderr: {said})" if said else message
+
+    def _redact(self, text: object) -> str:
+        """One bounded line of `text`, without the server's arguments (a transport error can quote
+        the URL, a crash report the command line)."""
+        return redact(_one_line(text), self.server)
 
     def _stderr_size(self) -> int:
         try:

@@ -19,7 +19,7 @@ import shlex
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from rankact.tools.base import ToolError
 
@@ -92,3 +92,30 @@ def label(server: str | Sequence[str]) -> str:
     if script is not None and PurePath(script).suffix.lower() in _SCRIPT_SUFFIXES and "=" not in script:
         shown.append(PurePath(script).name)
     return " ".join(shown)
+
+
+def hidden_parts(server: str | Sequence[str]) -> list[str]:
+    """The pieces of `server` its label leaves out (arguments; a URL's user, query, fragment),
+    longest first: `redact` removes them from text the server or its transport wrote."""
+    if isinstance(server, str) and is_url(server.strip()):
+        parts = urlsplit(server.strip())
+        pieces = [server.strip(), parts.query, parts.fragment, parts.username or "", parts.password or ""]
+        pieces += [value for _, value in parse_qsl(parts.query)]
+    else:
+        try:
+            argv = split_command(server) if isinstance(server, str) else [str(a) for a in server]
+        except MCPSpecError:
+            argv = str(server).split()
+        shown = set(label(argv).split())
+        pieces = [a for a in argv[1:] if PurePath(a).name not in shown]
+        pieces += [a.partition("=")[2] for a in pieces if "=" in a]
+        if isinstance(server, str):
+            pieces.append(server)
+    return sorted({p for p in pieces if len(p) >= 4}, key=len, reverse=True)
+
+
+def redact(text: str, server: str | Sequence[str]) -> str:
+    """`text` without the parts of `server` that may hold secrets (each becomes `[redacted]`)."""
+    for piece in hidden_parts(server):
+        text = text.replace(piece, "[redacted]")
+    return text
