@@ -7,7 +7,7 @@ break the protocol's promises), one behaviour per mode (`python hostile_mcp_serv
   caseclash        a tool called `Calculator` (the built-in is `calculator`)
   weirdname K      one tool named by kind K (empty, final, newline, long)
   redos            a tool whose `pattern` backtracks exponentially under stdlib `re`
-  hugeenum         a tool whose argument is a 200,000-value enum
+  hugeenum N       a tool whose argument is an N-value enum
   flood_error MB   tools/call returns isError with MB megabytes of text
   rpc_error MB     tools/call answers a JSON-RPC error whose message is MB megabytes
   exit_on_call     exits when a tool is called (the connection is lost)
@@ -47,7 +47,7 @@ def tools_page(cursor):
         return [tool("bad", {"type": "object", "properties": {"text": {"type": "string", "pattern": "^(a|a)+$"}},
                              "required": ["text"]}), tool("echo")], None
     if MODE == "hugeenum":
-        return [tool("bad", {"type": "object", "properties": {"text": {"enum": [f"v{i}" for i in range(200_000)]}},
+        return [tool("bad", {"type": "object", "properties": {"text": {"enum": [f"v{i}" for i in range(int(ARG))]}},
                              "required": ["text"]})], None
     return [tool("echo")], None
 

@@ -265,16 +265,18 @@ def test_pattern_properties_and_additional_properties_run_under_the_deadline():
     assert bounded_validator({**schema, "unevaluatedProperties": False}) is None
 
 
-def test_a_huge_enum_gives_a_bounded_error_and_signature():
+def test_a_huge_schema_is_refused_and_a_large_enum_gives_a_bounded_error_and_signature():
     from rankact.tools.limits import MAX_OBSERVATION_CHARS
 
-    with _hostile("hugeenum") as server:  # 200,000 allowed values
+    with pytest.raises(MCPConnectionError, match=r"schema of tool 'bad' has 2,\d{3},\d{3} characters \(at most 32,000"):
+        _hostile("hugeenum", "200000").open()  # before: a 2 MB schema in every prompt
+    with _hostile("hugeenum", "3000") as server:  # 3,000 allowed values: 29 KB of schema
         [bad] = server.tools
-        assert len(bad.render_signature()) < 300  # before: every value, in every prompt
+        assert len(bad.render_signature()) < 300  # before: every value in the signature line too
         with pytest.raises(ToolArgumentError) as info:
             bad.validate({"text": "nope"})
     assert "is not one of" in str(info.value)
-    assert len(str(info.value)) <= MAX_OBSERVATION_CHARS + 100  # before: 4.4 MB
+    assert len(str(info.value)) <= MAX_OBSERVATION_CHARS + 100  # before: 4.4 MB with 200,000 values
 
 
 @pytest.mark.timeout(90)  # before: pages were listed until memory ran out

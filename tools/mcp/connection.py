@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import json
 import logging
 import os
 import tempfile
@@ -41,6 +42,8 @@ _NO_LIMIT = 24 * 3600.0  # a tool with timeout=None still needs a number for the
 DEFAULT_MAX_TOOLS = 128
 # A tools/list that keeps answering with a next cursor (and empty or repeated pages) ends here.
 MAX_LIST_PAGES = 64
+# A tool's argument schema goes into every prompt as JSON (a 200,000-value enum made 2 MB).
+MAX_SCHEMA_CHARS = 32_000
 
 
 class MCPConnectionError(ToolExecutionError):
@@ -206,6 +209,12 @@ class MCPToolset:
                 for _ in range(MAX_LIST_PAGES):
                     page = await client.list_tools(cursor=cursor)
                     listed.extend(page.tools)
+                    for tool in page.tools:
+                        size = len(json.dumps(tool.input_schema, ensure_ascii=False, default=str))
+                        if size > MAX_SCHEMA_CHARS:
+                            raise MCPConnectionError(
+                                f"MCP server {self.label!r}: the argument schema of tool {str(tool.name)[:64]!r} "
+                                f"has {size:,} characters (at most {MAX_SCHEMA_CHARS:,}; it goes into every prompt)")
                     if len(listed) > self.max_tools:
                         raise MCPConnectionError(
                             f"MCP server {self.label!r} lists more than {self.max_tools} tools (each one goes "
