@@ -20,6 +20,7 @@ from rankact.agent.errors import RankactError
 from rankact.agent.guided import supports_guidance
 from rankact.agent.loop import DEFAULT_MAX_STEPS, Agent
 from rankact.agent.native_tools import supports_native
+from rankact.tools.names import ToolNameError, check_tool_names
 
 __all__ = ["DEFAULT_MAX_STEPS", "FORMATS", "AgentSetupError", "agent_format", "build_agent", "load_index",
            "make_tools"]
@@ -27,6 +28,11 @@ __all__ = ["DEFAULT_MAX_STEPS", "FORMATS", "AgentSetupError", "agent_format", "b
 # The agent's tool-calling format: "react" (Thought/Action text, every backend), "native" (the
 # server's own tool calls, OpenAI-compatible chat servers), "auto" (native where declared).
 FORMATS = ("auto", "react", "native")
+
+
+# How a user renames an MCP server's tools, from the command line and from code.
+RENAME_ADVICE = ("give the MCP server's tools a prefix: --mcp 'prefix=srv_:COMMAND' on the command line, "
+                 "MCPToolset(..., prefix='srv_') in code")
 
 
 class AgentSetupError(RankactError):
@@ -110,11 +116,10 @@ def build_agent(
     if index is not None and retriever is None:
         retriever = load_index(index)
     chosen = make_tools(tools, retriever, search_k=search_k, search_mode=search_mode) + list(extra_tools)
-    names = [t.name for t in chosen]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise AgentSetupError(f"two tools are called {', '.join(clashes)}; give an MCP server's tools a prefix "
-                              "(MCPToolset(..., prefix='name_'))")
+    try:  # before the Agent checks again: here the message can say how to rename a server's tools
+        check_tool_names(chosen, advice=RENAME_ADVICE)
+    except ToolNameError as exc:
+        raise AgentSetupError(str(exc)) from None
     agent_options["format"] = agent_format(llm, format)
     if agent_options["format"] == "native":
         agent_options["guided"] = False

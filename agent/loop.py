@@ -42,6 +42,7 @@ from rankact.agent.prompt import PROMPT_VERSION, render_step, system_prompt
 from rankact.agent.requests import LLM_REQUESTS, Chat, Continue, Score, ToolCall, ToolCalls, answer_request
 from rankact.agent.trajectory import ModelRef, Step, StepError, ToolRef, Trajectory, new_id
 from rankact.agent.transcripts import StepOutcome, Transcript, open_transcript
+from rankact.tools.names import check_tool_names
 
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
 # Tool-using steps before the forced answer, for every command and trainer (`rankact.agent.build`).
@@ -92,9 +93,7 @@ class Agent:
             raise ValueError("max_steps and max_parse_errors must be >= 1, loop_limit >= 2")
         self.llm = llm
         self.tools = list(_default_tools() if tools is None else tools)
-        names = [t.name for t in self.tools]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate tool names: {names}")
+        check_tool_names(self.tools)  # ToolNameError (a ValueError): unusable names, or two differing only by case
         self.max_steps = max_steps
         can_guide = supports_guidance(llm)
         if guided and not can_guide:

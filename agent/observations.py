@@ -15,8 +15,8 @@ from typing import Any
 from rankact.agent import events as ev
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Step, StepError
+from rankact.tools.limits import MAX_OBSERVATION_CHARS
 
-MAX_OBSERVATION_CHARS = 2000
 REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
 LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 UNKNOWN_TOOL_HINT = "Call one of the listed tools."
@@ -54,7 +54,7 @@ def failure(exc: BaseException, *, fix: str) -> tuple[StepError, str]:
     """A failed call as the step error it records and the observation the model reads; `fix`
     is the hint for bad arguments (each format names its input its own way)."""
     kind = error_kind(exc)
-    message = str(exc) or type(exc).__name__
+    message = shorten(str(exc) or type(exc).__name__)  # errors are bounded as results are
     hint = {"validation": fix, "unknown_tool": UNKNOWN_TOOL_HINT}.get(kind, OTHER_FAILURE_HINT)
     return StepError(kind=kind, message=message), f"Error: {message}. {hint}"
 

@@ -108,13 +108,13 @@ def _clean_tool_name(body: str) -> str:
 
 
 def _match_tool(name: str, tool_names: Sequence[str]) -> str | None:
+    """The tool named exactly, else the one tool whose name differs only by case; never a guess
+    between two (an agent refuses such names, `rankact.tools.names`; this holds without it too)."""
     if name in tool_names:
         return name
     folded = name.casefold()
-    for candidate in tool_names:
-        if candidate.casefold() == folded:
-            return candidate
-    return None
+    matches = [candidate for candidate in tool_names if candidate.casefold() == folded]
+    return matches[0] if len(matches) == 1 else None
 
 
 def _strip_fences(body: str) -> str:

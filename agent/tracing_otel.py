@@ -15,6 +15,11 @@ recorded on the span they happen in (status ERROR, an `exception` event, `error.
 failed LLM call on its LLM span, a failed tool on its tool span, and every error event the
 loop emits (parse, validation, tool, timeout, backend) on its step span.
 
+Content (tool arguments, results and error text, and validation messages, which echo the
+arguments) is recorded only with content capture on; with it off a tool error keeps its type
+and kind. Every text attribute is cut to the observation bound
+(`rankact.tools.limits`): a tool can return or raise megabytes.
+
 Every span is started with an explicit parent context, never the implicit current span:
 `run_batch` advances many runs from one thread while their tools run in others, and each run
 must still get its own tree under the context that was current when it started.
@@ -35,6 +40,7 @@ from rankact.agent import events as ev
 from rankact.agent.errors import TracingError
 from rankact.agent.llm import Completion
 from rankact.agent.requests import Chat, Continue, Score, ToolCall
+from rankact.tools.limits import MAX_OBSERVATION_CHARS, bounded
 
 TRAJECTORY_ID = "rankact.trajectory.id"
 AGENT_NAME = "rankact"
@@ -46,6 +52,11 @@ _IN_PROCESS = {"transformers", "ctranslate2", "scripted"}
 # The exception type an error event stands for (the loop reports kind and message only).
 _ERROR_TYPES = {"parse": "ParseError", "validation": "ToolArgumentError", "tool": "ToolError",
                 "timeout": "TimeoutError", "unknown_tool": "UnknownToolError", "backend": "BackendError"}
+# Error kinds whose message is content: a tool's own error text, or argument values echoed by
+# validation. The others are the parser's or the loop's own phrases (a tool name at most).
+_CONTENT_KINDS = {"tool", "validation"}
+# Exporters with no attribute limit of their own set (OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT) get this.
+_ATTRIBUTE_LIMIT = 4 * MAX_OBSERVATION_CHARS
 
 
 def make_tracer(provider: Any = None) -> trace.Tracer:
@@ -74,7 +85,7 @@ def sdk_provider(exporter: str, *, out: IO[str] | None = None) -> Any:
     resource = Resource.create()  # OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES
     if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
         resource = resource.merge(Resource({SERVICE_NAME: "rankact"}))
-    provider = TracerProvider(resource=resource)  # the sampler from OTEL_TRACES_SAMPLER; flushed at exit
+    provider = TracerProvider(resource=resource, span_limits=_span_limits())  # sampler: OTEL_TRACES_SAMPLER
     if exporter == "console":
         # One JSON object per line, written as each span ends: greppable, and a file of them loads as JSONL.
         console = ConsoleSpanExporter(out=out or sys.stderr,
@@ -85,6 +96,17 @@ def sdk_provider(exporter: str, *, out: IO[str] | None = None) -> Any:
     if global_sdk_provider() is None:
         trace.set_tracer_provider(provider)
     return provider
+
+
+def _span_limits() -> Any:
+    """The SDK's limits from OTEL_*_LIMIT variables, with attribute values bounded where none is set
+    (the SDK's own default is no bound: one attribute could carry a whole tool output)."""
+    from opentelemetry.sdk.trace import SpanLimits
+
+    names = ("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT")
+    if any(os.environ.get(name) for name in names):
+        return SpanLimits()
+    return SpanLimits(max_attribute_length=_ATTRIBUTE_LIMIT, max_span_attribute_length=_ATTRIBUTE_LIMIT)
 
 
 def _otlp_exporter() -> Any:
@@ -168,7 +190,8 @@ class _RunSpans:
         elif isinstance(item, ev.FinalAnswer) and self.step is not None:
             self.step.set_attribute("rankact.step.final_answer", True)
         elif isinstance(item, ev.Error) and self.step is not None:
-            _record(self.step, _ERROR_TYPES.get(item.kind, item.kind), item.message, item.kind)
+            message = item.message if self.capture or item.kind not in _CONTENT_KINDS else None
+            _record(self.step, _ERROR_TYPES.get(item.kind, item.kind), message, item.kind)
         elif isinstance(item, ev.Done):
             self._finish_run(item.trajectory)
 
@@ -196,10 +219,10 @@ class _RunSpans:
                       # ReAct text has no call ids: the trajectory and step make one, unique per trace.
                       "gen_ai.tool.call.id": f"{self.common[TRAJECTORY_ID]}-{self.step_index}"}
         if getattr(tool, "description", ""):
-            attributes["gen_ai.tool.description"] = tool.description
+            attributes["gen_ai.tool.description"] = bounded(tool.description)
         if self.capture:
             args = call.args
-            attributes["gen_ai.tool.call.arguments"] = (
+            attributes["gen_ai.tool.call.arguments"] = bounded(
                 args.model_dump_json() if hasattr(args, "model_dump_json") else json.dumps(args, default=str))
         return self._start(f"execute_tool {tool.name}", attributes)
 
@@ -209,9 +232,8 @@ class _RunSpans:
         if span is None:
             return
         if isinstance(value, BaseException):
-            span.record_exception(value)
-            span.set_status(Status(StatusCode.ERROR, str(value) or type(value).__name__))
-            span.set_attribute("error.type", type(value).__name__)
+            # A tool's error text is content (it may echo arguments or data); an LLM call's is not.
+            _record_exception(span, value, with_message=self.capture or not isinstance(request, ToolCall))
         elif isinstance(value, Completion):
             prompt_ids = len(request.ids) if isinstance(request, Continue) else 0
             span.set_attributes({
@@ -223,7 +245,7 @@ class _RunSpans:
             span.set_attributes({"gen_ai.usage.input_tokens": len(request.ids) * len(request.options),
                                  "gen_ai.usage.output_tokens": 0})
         elif isinstance(request, ToolCall) and self.capture and hasattr(value, "text"):
-            span.set_attribute("gen_ai.tool.call.result", value.text)
+            span.set_attribute("gen_ai.tool.call.result", bounded(value.text))
         span.end()
 
     # ---- endings ----------------------------------------------------------------------
@@ -235,7 +257,7 @@ class _RunSpans:
             "rankact.trajectory.llm_calls": usage.llm_calls,
             "gen_ai.usage.input_tokens": usage.prompt_tokens, "gen_ai.usage.output_tokens": usage.completion_tokens})
         if trajectory.status == "error":
-            message = str(trajectory.metadata.get("error") or "the run ended with an error")
+            message = bounded(str(trajectory.metadata.get("error") or "the run ended with an error"))
             self.run.set_status(Status(StatusCode.ERROR, message))
             self.run.set_attribute("error.type", "backend" if "error" in trajectory.metadata else "parse")
         self.run.end()
@@ -243,9 +265,7 @@ class _RunSpans:
     def failed(self, exc: BaseException) -> None:
         for span in (self.call, self.step, self.run):
             if span is not None and span.is_recording():
-                span.record_exception(exc)
-                span.set_status(Status(StatusCode.ERROR, str(exc) or type(exc).__name__))
-                span.set_attribute("error.type", type(exc).__name__)
+                _record_exception(span, exc, with_message=True)  # a bug of ours, not content
 
     def _end_step(self) -> None:
         if self.step is not None:
@@ -260,8 +280,31 @@ class _RunSpans:
         self.call = self.step = None
 
 
-def _record(span: Span, exception_type: str, message: str, kind: str) -> None:
-    """An error the loop reported as an event (it has the kind and message, not the exception)."""
-    span.add_event("exception", {"exception.type": exception_type, "exception.message": message})
-    span.set_status(Status(StatusCode.ERROR, f"{kind} error: {message}"))
+def _record(span: Span, exception_type: str, message: str | None, kind: str) -> None:
+    """An error the loop reported as an event (it has the kind and message, not the exception);
+    `message` None: content capture is off and the message is content."""
+    if message is None:
+        span.add_event("exception", {"exception.type": exception_type})
+        span.set_status(Status(StatusCode.ERROR, f"{kind} error"))
+    else:
+        message = bounded(message)
+        span.add_event("exception", {"exception.type": exception_type, "exception.message": message})
+        span.set_status(Status(StatusCode.ERROR, f"{kind} error: {message}"))
+    span.set_attribute("error.type", kind)
+
+
+def _record_exception(span: Span, exc: BaseException, *, with_message: bool) -> None:
+    """`exc` on `span`: its type always; its message and traceback (which repeats the message)
+    only `with_message`, and bounded."""
+    kind = type(exc).__name__
+    if with_message:
+        import traceback
+
+        message = bounded(str(exc) or kind)
+        stack = bounded("".join(traceback.format_exception(exc)), 4 * MAX_OBSERVATION_CHARS)
+        span.record_exception(exc, attributes={"exception.message": message, "exception.stacktrace": stack})
+        span.set_status(Status(StatusCode.ERROR, message))
+    else:
+        span.add_event("exception", {"exception.type": kind})
+        span.set_status(Status(StatusCode.ERROR, kind))
     span.set_attribute("error.type", kind)

@@ -69,4 +69,6 @@ def served_options(model: str, api_key: str | None = None, tokenizer: str | None
 # MCP servers whose tools the agent also gets (tools.mcp): a command line or an http(s) URL.
 Mcp = Annotated[list[str] | None, typer.Option(
     "--mcp", help='MCP server: a command ("python my_server.py", over stdio) or an http(s):// URL '
-                  '(streamable HTTP); repeat for several')]
+                  '(streamable HTTP); repeat for several. Options go first: "prefix=gh_:python my_server.py" '
+                  'names its tools gh_<name> (a clash with another tool), "max_tools=500:..." allows more '
+                  'than 128 tools (comma-separated: "prefix=gh_,max_tools=500:...")')]

@@ -47,7 +47,7 @@ def test_agent_calls_mcp_tools_and_sees_errors_as_observations(server):
 
 
 def test_tool_names_must_be_unique():
-    with pytest.raises(AgentSetupError, match="two tools are called calculator"):
+    with pytest.raises(AgentSetupError, match="two tools have the same name: 'calculator'"):
         build_agent(ScriptedLLM([]), tools=["calculator"], extra_tools=[calculator])
 
 

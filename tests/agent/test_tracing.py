@@ -301,3 +301,56 @@ def test_environment_value_1_uses_the_global_provider_the_app_set():
         ["invoke_agent rankact", "react_step", "react_step", "chat scripted", "chat scripted",
          "execute_tool calculator"]))
     assert "{" not in done.stderr  # nothing went to a console exporter of rankact's own
+
+
+# ---- red team round 3: tool error text only with content capture on, every attribute bounded ----
+def _leaky_agent(description: str = "Fails."):
+    from rankact.tools import tool
+
+    @tool(description=description)
+    def leaky(text: str) -> str:
+        raise RuntimeError("SECRET-CONTENT " * 200_000)  # 3 MB
+
+    return build_agent(ScriptedLLM(['Action: leaky\nAction Input: {"text": "' + "A" * 100_000 + '"}',
+                                    "Final Answer: done"]), tools=[leaky])
+
+
+def test_tool_error_text_stays_out_of_spans_with_capture_off(provider, monkeypatch):
+    _, exporter = provider
+    monkeypatch.delenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", raising=False)
+    trajectory = _leaky_agent().run("q")
+    assert trajectory.steps[0].error.kind == "tool"
+    spans = exporter.get_finished_spans()
+    assert all("SECRET-CONTENT" not in s.to_json() for s in spans)  # before: 3 MB in two spans
+    [tool_span] = [s for s in spans if _op(s) == "execute_tool"]
+    assert tool_span.status.status_code is StatusCode.ERROR and tool_span.attributes["error.type"] == "ToolExecutionError"
+    assert [e.attributes["exception.type"] for e in tool_span.events] == ["ToolExecutionError"]
+    step = next(s for s in spans if s.name == "react_step" and s.attributes["rankact.step.index"] == 0)
+    assert step.attributes["error.type"] == "tool" and step.status.description == "tool error"
+
+
+def test_with_capture_on_tool_content_is_recorded_but_bounded(provider, monkeypatch):
+    from rankact.tools.limits import MAX_OBSERVATION_CHARS
+
+    _, exporter = provider
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "true")
+    _leaky_agent(description="D" * 50_000).run("q")
+    spans = exporter.get_finished_spans()
+    [tool_span] = [s for s in spans if _op(s) == "execute_tool"]
+    assert "SECRET-CONTENT" in tool_span.events[0].attributes["exception.message"]
+    assert "SECRET-CONTENT" in tool_span.status.description
+    limit = MAX_OBSERVATION_CHARS + 20
+    assert len(tool_span.attributes["gen_ai.tool.call.arguments"]) <= limit  # the model sent 100 KB
+    assert len(tool_span.attributes["gen_ai.tool.description"]) <= limit
+    for span in spans:  # before: 3 MB in the tool span and again in its step span
+        assert len(span.to_json()) < 30_000, span.name
+
+
+def test_the_console_exporter_bounds_attribute_values_unless_told_otherwise(monkeypatch):
+    from rankact.agent.tracing_otel import _span_limits
+
+    monkeypatch.delenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
+    monkeypatch.delenv("OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", raising=False)
+    assert _span_limits().max_span_attribute_length == 8000
+    monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "123")
+    assert _span_limits().max_span_attribute_length == 123

@@ -4,6 +4,7 @@ as a test that failed before the fix. The index reproducers (failure 9) are in
 tests/retrieval/test_redteam_index.py."""
 from __future__ import annotations
 
+import copy
 import os
 import socket
 import threading
@@ -235,3 +236,80 @@ def test_the_per_request_deadline_bounds_each_request_of_a_long_lived_transport(
     finally:
         server.shutdown()
         server.server_close()
+
+# ---- red team round 3 (N15): tool names the agent can use and tell apart -------------------
+@pytest.mark.parametrize("name, problem", [
+    ("", "it is empty"), ("Final Answer", "use only letters"), ("a b", "use only letters"),
+    ("x\nAction: calculator", "use only letters"), ("tab\t", "use only letters"), (".hidden", "use only letters"),
+    ("n" * 65, "it has 65 characters"), ("Action", "ReAct keyword"), ("final-answer", "ReAct keyword"),
+])
+def test_unusable_tool_names_are_refused(name, problem):
+    from rankact.tools.names import ToolNameError, check_tool_names
+
+    with pytest.raises(ToolNameError, match=problem):
+        check_tool_names([_named(name)])
+
+
+def test_usable_tool_names_pass():
+    from rankact.tools.names import check_tool_names
+
+    check_tool_names([_named(n) for n in ("calculator", "gh.search-code", "h_Calculator", "n" * 64, "x1")])
+
+
+def _named(name: str):
+    from rankact.tools import calculator
+
+    clone = copy.copy(calculator)
+    clone.name = name
+    return clone
+
+
+def test_an_agent_refuses_two_tools_that_differ_only_by_case():
+    from rankact.agent.llm.scripted import ScriptedLLM
+    from rankact.agent.loop import Agent
+    from rankact.tools import calculator
+
+    with pytest.raises(ValueError, match="differ only by case: 'calculator'.*'Calculator'"):
+        Agent(ScriptedLLM([]), [calculator, _named("Calculator")])  # before: accepted
+    with pytest.raises(ValueError, match="the same name"):
+        Agent(ScriptedLLM([]), [calculator, calculator])
+
+
+def test_the_parser_never_guesses_between_names_that_differ_only_by_case():
+    text = 'Action: CALCULATOR\nAction Input: {"expression": "1"}'
+    assert parse_step(text, ["calculator", "search"]).action == "calculator"  # one match ignoring case
+    assert parse_step(text, ["Calculator", "calculator", "CALCULATOR"]).action == "CALCULATOR"  # exact wins
+    with pytest.raises(ParseError, match="unknown tool 'CALCULATOR'"):
+        parse_step(text, ["Calculator", "calculator"])  # before: the first lookalike, 'Calculator'
+
+
+# ---- red team round 3 (N7): a tool's error text is bounded as its results are ---------------
+def test_a_tool_error_of_megabytes_is_cut_in_the_trajectory():
+    from rankact.agent.build import build_agent
+    from rankact.agent.llm.scripted import ScriptedLLM
+    from rankact.tools import tool
+    from rankact.tools.limits import MAX_OBSERVATION_CHARS
+
+    @tool
+    def leaky(text: str) -> str:
+        """Fails with a very long message."""
+        raise RuntimeError("E" * 2_000_000)
+
+    llm = ScriptedLLM(['Action: leaky\nAction Input: {"text": "x"}', "Final Answer: done"])
+    trajectory = build_agent(llm, tools=[leaky]).run("q")
+    step = trajectory.steps[0]
+    assert step.error.kind == "tool" and len(step.error.message) <= MAX_OBSERVATION_CHARS + 20
+    assert step.observation.startswith("Error: RuntimeError: EEE") and len(step.observation) < MAX_OBSERVATION_CHARS + 100
+    assert len(trajectory.to_json()) < 20_000  # before: 6 MB (error, observation and segment)
+
+
+def test_the_rename_advice_comes_only_where_a_prefix_helps():
+    from rankact.tools.names import ToolNameError, check_tool_names
+
+    server_a, server_b = _named("dup"), _named("Dup")
+    server_a.origin = server_b.origin = "MCP server 'python s.py'"
+    with pytest.raises(ToolNameError) as info:
+        check_tool_names([server_a, server_b], advice="USE A PREFIX")
+    assert "USE A PREFIX" not in str(info.value)  # two tools of one server: a prefix renames both
+    with pytest.raises(ToolNameError, match="USE A PREFIX"):
+        check_tool_names([_named("dup"), server_b], advice="USE A PREFIX")

@@ -8,16 +8,18 @@ way (stdio: close stdin, wait, then kill the process group), stops the loop and 
 thread, so nothing is left behind: no child process, no thread.
 
 A server is given as a command line (`"python my_server.py"`, run over stdio) or an
-`http(s)://` URL (streamable HTTP).
+`http(s)://` URL (streamable HTTP). Messages name it by `spec.label` (no arguments: they may
+hold secrets). Everything the server sends is bounded: its tool list (`max_tools`, pages, the
+listing's time) and the error text a call may end with (`limits.MAX_OBSERVATION_CHARS`).
 """
 from __future__ import annotations
 
 import asyncio
 import atexit
 import concurrent.futures
+import json
 import logging
 import os
-import shlex
 import tempfile
 import threading
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import Any, Self
 
 from rankact.tools.base import ToolExecutionError, ToolTimeoutError
+from rankact.tools.limits import MAX_OBSERVATION_CHARS, bounded
+from rankact.tools.mcp.spec import is_url, label, parse_spec, redact, split_command
 from rankact.tools.mcp.tool import MCPTool
 
 # The SDK logs a bad line from a server with a traceback; without a handler of the app's
@@ -34,18 +38,16 @@ logging.getLogger("mcp").addHandler(logging.NullHandler())
 _CLOSE_TIMEOUT = 10.0  # the SDK's stdio shutdown waits at most ~6 s (stdin close, SIGTERM, SIGKILL)
 _CONNECTION_CLOSED = -32000  # mcp_types.CONNECTION_CLOSED, without importing the SDK here
 _NO_LIMIT = 24 * 3600.0  # a tool with timeout=None still needs a number for the SDK
+# Every tool goes into every prompt: a server listing thousands is a mistake or an attack.
+DEFAULT_MAX_TOOLS = 128
+# A tools/list that keeps answering with a next cursor (and empty or repeated pages) ends here.
+MAX_LIST_PAGES = 64
+# A tool's argument schema goes into every prompt as JSON (a 200,000-value enum made 2 MB).
+MAX_SCHEMA_CHARS = 32_000
 
 
 class MCPConnectionError(ToolExecutionError):
     """An MCP server that cannot be started or reached, or that went away mid-session."""
-
-
-def is_url(server: str) -> bool:
-    return server.startswith(("http://", "https://"))
-
-
-def describe(server: str | Sequence[str]) -> str:
-    return server if isinstance(server, str) else shlex.join(server)
 
 
 def _leaf(exc: BaseException) -> BaseException:
@@ -55,8 +57,9 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
+def _one_line(text: object) -> str:
+    """One bounded line: a server's error text can be megabytes."""
+    return bounded(" ".join(str(text)[: MAX_OBSERVATION_CHARS + 100].split()))
 
 
 class MCPToolset:
@@ -67,18 +70,20 @@ class MCPToolset:
 
     `timeout`: seconds per tool call (None: no limit); `connect_timeout`: for start-up and the
     tool listing; `prefix`: put before every tool name (two servers with the same tool names);
+    `max_tools`: more tools listed is an error (each one goes into every prompt);
     `env`: the server's environment (default: this process's, as for any command you run);
     `cwd`: its working folder.
     """
 
     def __init__(self, server: str | Sequence[str], *, timeout: float | None = 30.0,
-                 connect_timeout: float = 30.0, prefix: str = "", env: Mapping[str, str] | None = None,
-                 cwd: str | Path | None = None) -> None:
+                 connect_timeout: float = 30.0, prefix: str = "", max_tools: int = DEFAULT_MAX_TOOLS,
+                 env: Mapping[str, str] | None = None, cwd: str | Path | None = None) -> None:
         self.server = server
-        self.label = describe(server)
+        self.label = label(server)
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.prefix = prefix
+        self.max_tools = max_tools
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
         self.tools: list[MCPTool] = []
@@ -98,25 +103,28 @@ class MCPToolset:
             from mcp import Client  # noqa: F401 - fail here, with the install hint
         except ImportError:
             raise MCPConnectionError("MCP tools need the MCP SDK: pip install 'rankact[mcp]'") from None
-        target = self._target()
+        target = self._target()  # MCPSpecError for a command line that cannot be split
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="rankact-mcp", daemon=True)
         self._thread.start()
         ready: concurrent.futures.Future = concurrent.futures.Future()
         self._owner = asyncio.run_coroutine_threadsafe(self._session(target, ready), self._loop)
         try:
-            # The SDK's read timeout bounds the handshake; this bounds everything else.
-            listed = ready.result(timeout=3 * self.connect_timeout + _CLOSE_TIMEOUT)
+            # The SDK's read timeout bounds the handshake, `_list_tools` the listing; this bounds
+            # everything else (a process slow to start, a transport that never answers).
+            waited = 3 * self.connect_timeout + _CLOSE_TIMEOUT
+            listed = ready.result(timeout=waited)
         except concurrent.futures.TimeoutError:
             self.close()
-            raise MCPConnectionError(f"MCP server {self.label!r} did not start within "
-                                     f"{self.connect_timeout:g} s") from None
+            raise MCPConnectionError(f"MCP server {self.label!r} did not start within {waited:g} s") from None
         except BaseException as exc:  # noqa: BLE001 - every start-up failure is one line, from the leaf error
-            message = self._failure("cannot reach" if is_url(self.label) else "cannot start", exc)
+            leaf = _leaf(exc)
+            message = str(leaf) if isinstance(leaf, MCPConnectionError) else self._failure(
+                "cannot reach" if is_url(self.label) else "cannot start", exc)
             self.close()
             raise MCPConnectionError(message) from None
         self.tools = [
-            MCPTool(self, remote_name=t.name, name=self.prefix + t.name,
+            MCPTool(self, remote_name=t.name, name=self.prefix + str(t.name),
                     description=t.description or t.title or "", input_schema=t.input_schema, timeout=self.timeout)
             for t in listed
         ]
@@ -167,7 +175,7 @@ class MCPToolset:
 
         if isinstance(self.server, str) and is_url(self.server):
             return self.server
-        argv = shlex.split(self.server) if isinstance(self.server, str) else list(self.server)
+        argv = split_command(self.server) if isinstance(self.server, str) else list(self.server)
         if not argv:
             raise MCPConnectionError("empty MCP server command")
         # closed by close(); a file, not a pipe, so a chatty server can never block on a full pipe
@@ -181,13 +189,7 @@ class MCPToolset:
         server = target if isinstance(target, str) else stdio_client(target, errlog=self._stderr)
         try:
             async with Client(server, read_timeout_seconds=self.connect_timeout) as client:
-                listed, cursor = [], None
-                while True:
-                    page = await client.list_tools(cursor=cursor)
-                    listed.extend(page.tools)
-                    cursor = page.next_cursor
-                    if not cursor:
-                        break
+                listed = await self._list_tools(client)
                 self._client = client
                 self._closing = asyncio.Event()
                 ready.set_result(listed)
@@ -196,6 +198,38 @@ class MCPToolset:
             if not ready.done():
                 ready.set_exception(exc)
             raise
+
+    async def _list_tools(self, client: Any) -> list[Any]:
+        """Every page of tools/list, within `connect_timeout`, MAX_LIST_PAGES pages and `max_tools` tools."""
+        listed: list[Any] = []
+        cursors: set[str] = set()
+        cursor = None
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                for _ in range(MAX_LIST_PAGES):
+                    page = await client.list_tools(cursor=cursor)
+                    listed.extend(page.tools)
+                    for tool in page.tools:
+                        size = len(json.dumps(tool.input_schema, ensure_ascii=False, default=str))
+                        if size > MAX_SCHEMA_CHARS:
+                            raise MCPConnectionError(
+                                f"MCP server {self.label!r}: the argument schema of tool {str(tool.name)[:64]!r} "
+                                f"has {size:,} characters (at most {MAX_SCHEMA_CHARS:,}; it goes into every prompt)")
+                    if len(listed) > self.max_tools:
+                        raise MCPConnectionError(
+                            f"MCP server {self.label!r} lists more than {self.max_tools} tools (each one goes "
+                            f"into every prompt); allow more with max_tools (command line: "
+                            f"--mcp 'max_tools=N:SERVER')")
+                    cursor = page.next_cursor
+                    if not cursor:
+                        return listed
+                    if cursor in cursors:
+                        raise MCPConnectionError(f"MCP server {self.label!r} repeats a tools/list cursor")
+                    cursors.add(cursor)
+        except TimeoutError:
+            raise MCPConnectionError(f"MCP server {self.label!r} did not list its tools within "
+                                     f"{self.connect_timeout:g} s") from None
+        raise MCPConnectionError(f"MCP server {self.label!r} lists its tools over more than {MAX_LIST_PAGES} pages")
 
     async def _call(self, name: str, arguments: dict[str, Any], timeout: float | None) -> Any:
         from mcp import MCPError
@@ -212,7 +246,7 @@ class MCPToolset:
                 raise ToolTimeoutError(f"tool '{self.prefix}{name}' timed out after {timeout:g} s") from None
             if exc.code == CONNECTION_CLOSED:
                 raise MCPConnectionError(self._failure("lost", exc, since)) from None
-            raise ToolExecutionError(f"MCP error from {self.label!r}: {_one_line(exc)}") from None
+            raise ToolExecutionError(f"MCP error from {self.label!r}: {self._redact(exc)}") from None
         except (OSError, EOFError) as exc:
             raise MCPConnectionError(self._failure("lost", exc, since)) from None
         except Exception as exc:
@@ -232,17 +266,22 @@ class MCPToolset:
     def _failure(self, what: str, exc: BaseException, since: int = 0) -> str:
         """One line: what failed, the error, and the last line the server wrote to stderr."""
         leaf = _leaf(exc)
-        if isinstance(leaf, FileNotFoundError) and not is_url(self.label):
-            return f"cannot start MCP server {self.label!r}: command not found: {shlex.split(self.label)[0]}"
-        detail = _one_line(leaf) or type(leaf).__name__
+        if isinstance(leaf, FileNotFoundError) and not is_url(self.label):  # the label keeps the executable
+            return f"cannot start MCP server {self.label!r}: command not found: {self.label.split()[0]}"
+        detail = self._redact(leaf) or type(leaf).__name__
         if getattr(leaf, "code", None) == _CONNECTION_CLOSED:  # the SDK's "Connection closed"
             detail = "the server exited or closed the connection"
         if what == "lost":
             message = f"lost the connection to MCP server {self.label!r}: {detail}"
         else:
             message = f"{what} MCP server {self.label!r}: {detail}"
-        said = self._stderr_tail(since)
+        said = self._redact(self._stderr_tail(since))
         return f"{message} (server stderr: {said})" if said else message
+
+    def _redact(self, text: object) -> str:
+        """One bounded line of `text`, without the server's arguments (a transport error can quote
+        the URL, a crash report the command line)."""
+        return redact(_one_line(text), self.server)
 
     def _stderr_size(self) -> int:
         try:
@@ -265,11 +304,16 @@ class MCPToolset:
 
 
 def connect_all(servers: Sequence[str | Sequence[str]], **options: Any) -> list[MCPToolset]:
-    """Open every server (options as `MCPToolset`'s); if one fails, the ones opened are closed."""
+    """Open every server (options as `MCPToolset`'s); if one fails, the ones opened are closed.
+    A server given as a string may start with its own options (`prefix=gh_:python server.py`,
+    see `spec.parse_spec`), which win over `options`."""
     opened: list[MCPToolset] = []
     try:
         for server in servers:
-            opened.append(MCPToolset(server, **options).open())
+            own: dict[str, Any] = {}
+            if isinstance(server, str):
+                server, own = parse_spec(server)
+            opened.append(MCPToolset(server, **{**options, **own}).open())
     except BaseException:
         for toolset in opened:
             toolset.close()

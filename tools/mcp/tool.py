@@ -3,6 +3,8 @@
 The server's JSON Schema is the tool's schema: the prompt shows it, guided decoding fills
 its argument slots from it, and arguments are validated against it (with `jsonschema`)
 before anything is sent, so a bad call is a validation observation and costs no round trip.
+The schema is the server's, so validation runs with a deadline (`validation`), and what the
+server writes (descriptions, enum values, error text) is cut before it reaches a prompt.
 A result the server flags `isError` becomes a `ToolExecutionError` observation.
 """
 from __future__ import annotations
@@ -13,9 +15,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ConfigDict
 
 from rankact.tools.base import Tool, ToolArgumentError, ToolExecutionError, ToolResult, _strip_titles
+from rankact.tools.limits import bounded
 
 if TYPE_CHECKING:
     from rankact.tools.mcp.connection import MCPToolset
+
+
+# A description goes into every prompt; an enum is shown by its first values.
+MAX_DESCRIPTION_CHARS = 1000
+_ENUM_SHOWN = 8
 
 
 class MCPArguments(BaseModel):
@@ -26,8 +34,9 @@ class MCPArguments(BaseModel):
 
 def _schema_type(node: dict[str, Any]) -> str:
     """A short type for the prompt's signature line: integer, 'a' | 'b', list[string], Point."""
-    if "enum" in node:
-        return " | ".join(json.dumps(v) for v in node["enum"])
+    if "enum" in node and isinstance(node["enum"], list):
+        shown = [bounded(json.dumps(v), 40) for v in node["enum"][:_ENUM_SHOWN]]
+        return " | ".join(shown + (["..."] if len(node["enum"]) > _ENUM_SHOWN else []))
     if "$ref" in node:
         return str(node["$ref"]).rsplit("/", 1)[-1]
     for key in ("anyOf", "oneOf"):
@@ -48,22 +57,23 @@ class MCPTool(Tool):
 
     def __init__(self, toolset: MCPToolset, *, remote_name: str, name: str, description: str,
                  input_schema: dict[str, Any], timeout: float | None) -> None:
-        from jsonschema.validators import validator_for
+        from rankact.tools.mcp.validation import VALIDATION_SECONDS, bounded_validator  # jsonschema: on use
 
         self.toolset = toolset
         self.remote_name = remote_name
         self.name = name
-        self.description = description
+        self.description = bounded(description, MAX_DESCRIPTION_CHARS)
         self.timeout = timeout
+        self.validation_seconds = VALIDATION_SECONDS
         self.input_schema = _strip_titles(dict(input_schema))
         self.input_schema.setdefault("type", "object")
         self.input_schema.setdefault("properties", {})
-        cls = validator_for(self.input_schema)
-        try:
-            cls.check_schema(self.input_schema)
-            self._validator: Any = cls(self.input_schema)
-        except Exception:  # noqa: BLE001 - a schema jsonschema cannot read: the server validates alone
-            self._validator = None
+        self._validator: Any = bounded_validator(self.input_schema)  # None: the server validates alone
+
+    @property
+    def origin(self) -> str:
+        """Where the tool comes from, for messages (the server's label: no arguments)."""
+        return f"MCP server {self.toolset.label!r}"
 
     # ---- the schema, as the prompt and guided decoding see it ---------------------------
     def json_schema(self) -> dict[str, Any]:
@@ -106,12 +116,22 @@ class MCPTool(Tool):
             return raw
         data = self._raw_arguments(raw)
         if self._validator is not None:
-            errors = sorted(self._validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+            from rankact.tools.mcp.validation import ArgumentsTooSlow, argument_errors
+
+            try:
+                errors = argument_errors(self._validator, data, self.validation_seconds)
+            except ArgumentsTooSlow:
+                raise ToolArgumentError(
+                    f"invalid arguments for tool '{self.name}': checking them against the server's schema took "
+                    f"longer than {self.validation_seconds:g} s; send shorter or simpler values. "
+                    f"Expected {self._args_hint()}") from None
+            errors.sort(key=lambda e: [(type(p).__name__, p) for p in e.absolute_path])
             if errors:
                 problems = [f"{'.'.join(str(p) for p in e.absolute_path) or '(arguments)'}: {e.message}"
                             for e in errors]
                 raise ToolArgumentError(
-                    f"invalid arguments for tool '{self.name}': {'; '.join(problems)}. Expected {self._args_hint()}",
+                    bounded(f"invalid arguments for tool '{self.name}': {'; '.join(problems)}. "
+                            f"Expected {self._args_hint()}"),
                     errors=[{"loc": list(e.absolute_path), "msg": e.message, "type": e.validator} for e in errors],
                 )
         return MCPArguments.model_validate(data)
@@ -146,6 +166,6 @@ def to_result(result: Any, tool_name: str) -> ToolResult:
     if not parts and result.structured_content is not None:
         parts.append(json.dumps(result.structured_content, ensure_ascii=False, default=str))
     text = "\n".join(parts)
-    if result.is_error:
-        raise ToolExecutionError(text or f"tool '{tool_name}' reported an error")
+    if result.is_error:  # cut here: an error is not cut by the agent as a result is
+        raise ToolExecutionError(bounded(text) or f"tool '{tool_name}' reported an error")
     return ToolResult(text=text)

@@ -38,7 +38,8 @@ def test_ask_with_an_mcp_server(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("no-such-mcp-server --stdio", "cannot start MCP server 'no-such-mcp-server --stdio': command not found"),
+    # named by its executable only: arguments may hold secrets (red team round 3, N14)
+    ("no-such-mcp-server --stdio", "cannot start MCP server 'no-such-mcp-server': command not found"),
     (f"{shlex.quote(sys.executable)} -c 'raise SystemExit(\"no config\")'", "server stderr: no config"),
     ("http://127.0.0.1:9/mcp", "cannot reach MCP server 'http://127.0.0.1:9/mcp'"),
 ])
@@ -67,3 +68,38 @@ def test_collect_and_eval_give_every_task_the_server_tools(tmp_path, capsys):
     (report,) = json.loads(capsys.readouterr().out)
     assert report["success"] == 1.0
     assert _no_mcp_thread_left()
+
+
+# ---- red team round 3: quoting errors, prefixes from the command line, no secrets echoed ----
+HOSTILE = shlex.join([sys.executable, str(Path(__file__).parents[2] / "tools" / "hostile_mcp_server.py")])
+
+
+def test_an_unsplittable_mcp_command_is_one_line_without_the_command(tmp_path, run_cli):
+    code, _, err = run_cli(["ask", "q", "--model", _script(tmp_path / "s.json", CALLS_ADD),
+                            "--mcp", "python 'x --api-key=SECRET"])
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err  # before: a 51-line traceback
+    assert err.startswith("error: cannot read the MCP server command: No closing quotation") and "SECRET" not in err
+
+
+def test_a_clash_names_the_cli_fix_and_the_prefix_option_applies_it(tmp_path, run_cli):
+    calls = ['Action: calculator\nAction Input: {"expression": "2+2"}',
+             'Action: h_Calculator\nAction Input: {"expression": "3+3"}', "Final Answer: 6"]
+    code, _, err = run_cli(["ask", "q", "--model", _script(tmp_path / "a.json", calls),
+                            "--mcp", f"{HOSTILE} caseclash --token=SECRET"])
+    assert code == 2 and "differ only by case" in err and "--mcp 'prefix=srv_:COMMAND'" in err
+    assert "SECRET" not in err
+    code, out, err = run_cli(["ask", "q", "--model", _script(tmp_path / "b.json", calls),
+                              "--mcp", f"prefix=h_:{HOSTILE} caseclash", "--json"])
+    assert code == 0, err
+    traj = Trajectory.from_json(out)
+    assert [(s.action, s.observation) for s in traj.steps[:2]] == [
+        ("calculator", "4"), ("h_Calculator", 'echo: {"expression": "3+3"}')]
+
+
+def test_max_tools_from_the_command_line(tmp_path, run_cli):
+    script = _script(tmp_path / "s.json", ["Final Answer: 1"])
+    code, _, err = run_cli(["ask", "q", "--model", script, "--mcp", f"{HOSTILE} many 200"])
+    assert code == 2 and "lists more than 128 tools" in err and "max_tools=N" in err
+    code, out, err = run_cli(["ask", "q", "--model", script, "--mcp", f"max_tools=200:{HOSTILE} many 200", "--json"])
+    assert code == 0, err
+    assert len(Trajectory.from_json(out).tools) == 201  # the calculator and the server's 200

@@ -206,6 +206,9 @@ case("ask-empty-question", "ask", "", "--model", "scripted:{script_ok}")
 case("ask-scripted-no-outputs", "ask", "what?", "--model", "scripted:{script_none}")  # round 3, N19: exit 0
 case("ask-json-backend-failed", "ask", "what?", "--json", "--model", "scripted:{script_short}")  # round 3: exit 0
 case("ask-live-backend-failed", "ask", "what?", "--model", "scripted:{script_short}")
+# red team round 3: an MCP command line shlex cannot split (was a 51-line ValueError traceback)
+case("ask-mcp-unterminated-quote", "ask", "what?", "--model", "scripted:{script_ok}", "--mcp", "python 'x")
+case("ask-mcp-bad-option", "ask", "what?", "--model", "scripted:{script_ok}", "--mcp", "max_tools=lots:python x.py")
 
 # index (the folder checks of a built index have their own tests; these are the options)
 case("index-build-sources-missing", "index", "build", "{missing}", "--out", "{new_out}")
