@@ -56,7 +56,13 @@ from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
 from rankact.alignment.feedback.end_user import FeedbackIn
-from rankact.alignment.feedback.recorder_targets import Outcome, Target, feedback_line, open_target
+from rankact.alignment.feedback.recorder_targets import (
+    FEEDBACK_PREFIX,
+    Outcome,
+    Target,
+    feedback_line,
+    open_target,
+)
 from rankact.alignment.feedback.spool import Spool, dead_letter_line
 
 log = logging.getLogger("rankact.recorder")
@@ -287,7 +293,8 @@ class Recorder:
                 log.error("recorder: cannot write the dead-letter file: %s", exc)
                 self._pause(8, None)
                 return False  # keep the line; it is tried again
-            log.error("recorder: %s refused a trajectory (%s); kept in %s", self.target.name, outcome.reason,
+            log.error("recorder: %s refused a %s (%s); kept in %s", self.target.name,
+                      "vote" if line.startswith(FEEDBACK_PREFIX) else "trajectory", outcome.reason,
                       self._stats.dead_letter)
             self._count(failed=1, last_error=outcome.reason)
         else:
