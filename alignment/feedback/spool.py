@@ -57,6 +57,9 @@ class Spool:
         self.durable = durable  # fsync each line in append(), not only in sync()
         self._lock = threading.Lock()
         self._dead_lock = threading.Lock()  # dead-letter writes and replays in this process
+        for name in (DEAD_LETTER, DEAD_LETTER_LOCK):  # refuse a planted one now, not at the first refusal
+            if os.path.lexists(self.folder / name):
+                os.close(_open_own(self.folder / name, os.O_RDONLY))
         self._lock_fd, self.path = self._claim()
         self._fd = _open_own(self.path, os.O_RDWR | os.O_APPEND, create=True)
         self._size = _cut_torn_tail(self._fd)

@@ -51,11 +51,21 @@ def test_a_planted_hard_link_is_refused(tmp_path, victim):
     assert victim.read_text() == SECRET
 
 
-def test_a_dead_letter_symlink_is_never_appended_to_and_the_line_stays_spooled(tmp_path, victim, caplog):
+@pytest.mark.parametrize("name", ["dead-letter.jsonl", "dead-letter.lock"])
+def test_a_dead_letter_symlink_is_refused_at_start(tmp_path, victim, name):
     folder = tmp_path / "spool"
     folder.mkdir(mode=0o700)
-    os.symlink(victim, folder / "dead-letter.jsonl")
+    os.symlink(victim, folder / name)
+    with pytest.raises(RecorderError, match="symlink"):
+        Recorder(store_url(tmp_path), spool_dir=folder, **FAST)
+    assert victim.read_text() == SECRET
+
+
+def test_a_dead_letter_symlink_planted_later_is_never_appended_to_and_the_line_stays_spooled(tmp_path, victim,
+                                                                                              caplog):
+    folder = tmp_path / "spool"
     recorder = Recorder(store_url(tmp_path), spool_dir=folder, **FAST)
+    os.symlink(victim, folder / "dead-letter.jsonl")
     recorder._append(b'{"not": "a trajectory"}', "junk")  # a line the store refuses for good
     recorder.flush(timeout=0.5)
     stats = recorder.close()
