@@ -169,7 +169,7 @@ def _with_version(line: bytes, version: int) -> bytes:
     """The trajectory line as posted to version `version` of its question."""
     body = json.loads(line)
     body["version"] = version
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":")).encode()  # ASCII: a lone surrogate stays escaped
 
 
 class StoreTarget:

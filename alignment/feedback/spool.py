@@ -233,7 +233,7 @@ def dead_letter_line(entry: dict[str, Any]) -> bytes:
     body = entry.get("body")
     if isinstance(body, str):
         return body.encode()
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return json.dumps(body, separators=(",", ":")).encode()  # ASCII: a lone surrogate stays escaped
 
 
 def _entry(line: bytes) -> dict[str, Any]:

@@ -123,3 +123,10 @@ def test_compaction_never_follows_a_planted_tmp_file(tmp_path, victim):
     assert victim.read_text() == SECRET
     assert [json.loads(line)["n"] for line in spool.peek(100)] == [5, 6, 7, 8, 9]
     assert not spool.path.with_suffix(".tmp").exists()
+
+
+def test_a_dead_letter_holding_a_lone_surrogate_is_still_replayable(tmp_path):
+    from rankact.alignment.feedback.spool import dead_letter_line
+
+    line = dead_letter_line({"at": None, "reason": "HTTP 422", "body": {"kind": "feedback", "body": {"c": "\udc00"}}})
+    assert line.startswith(b'{"kind":"feedback","body":') and b"\\udc00" in line
