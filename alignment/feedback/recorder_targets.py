@@ -154,10 +154,11 @@ def _outcome(response: httpx.Response, *, vote: bool, moved: bool) -> Outcome | 
         return Outcome("reject", reason)  # the id holds another trajectory (or an unknown 409)
     if status in (401, 403):
         return Outcome("retry", f"the service refused the token ({reason})", blocked=True)
-    if status == 400 and (code == "host_not_allowed" or body is None or "is not served here" in reason):
+    if status == 400 and (code == "host_not_allowed" or "is not served here" in reason):
         return Outcome("retry", f"the service does not serve this host name ({reason})", blocked=True)
-    if status in (404, 405) and (code is None and (body is None or body.get("detail") in ("Not Found",
-                                                                                         "Method Not Allowed"))):
+    # a route that does not exist, or a page from something else (a proxy): the URL is wrong
+    if status in (400, 404, 405) and code is None and (body is None or body.get("detail") in ("Not Found",
+                                                                                             "Method Not Allowed")):
         return Outcome("retry", f"no feedback service at {response.request.url} ({reason}); check the URL",
                        blocked=True)
     if status in _TRANSIENT or status >= 500:

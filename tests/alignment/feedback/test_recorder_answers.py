@@ -71,6 +71,7 @@ ANSWERS = [
     ("409 vote id taken", "vote", answer(409, {"detail": "feedback id taken", "code": "conflict"}), "dead-letter"),
     ("400 Host not served", "trajectory",
      answer(400, {"detail": "host 10.0.0.5 is not served here", "code": "host_not_allowed"}), "spooled"),
+    ("400 proxy page", "trajectory", answer(400), "spooled"),
     ("400 invalid data", "trajectory", answer(400, {"detail": "not valid Unicode", "code": "invalid"}),
      "dead-letter"),
     ("401 no token", "trajectory", answer(401, {"detail": "a token is needed"}), "spooled"),
