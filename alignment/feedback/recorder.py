@@ -340,7 +340,7 @@ class Recorder:
             letters.entries = kept
         report.kept = len(kept)
         if report.stored or report.kept:
-            log.warning("recorder: replayed dead letters: %d stored, %d kept in %s", report.stored, report.kept,
+            log.info("recorder: replayed dead letters: %d stored, %d kept in %s", report.stored, report.kept,
                         report.dead_letter)
         return report
 
