@@ -341,7 +341,7 @@ class Recorder:
         report.kept = len(kept)
         if report.stored or report.kept:
             log.info("recorder: replayed dead letters: %d stored, %d kept in %s", report.stored, report.kept,
-                        report.dead_letter)
+                     report.dead_letter)
         return report
 
     def _failing(self, outcome: Outcome) -> None:
