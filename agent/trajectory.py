@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 Status = Literal["finished", "max_steps", "loop", "error"]
 SegmentRole = Literal["prompt", "generated", "observation"]
 # "backend": the LLM call itself failed (server down, HTTP error); not the model's doing, so
-# collection does not store such a run as data (alignment.feedback.collect).
+# collection does not store such a run as data (alignment.feedback.collection.collect).
 ErrorKind = Literal["parse", "validation", "tool", "timeout", "unknown_tool", "backend"]
 
 

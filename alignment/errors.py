@@ -19,6 +19,7 @@ layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CL
     ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
     ├── OutputFileError       a file a command was asked to write cannot be written there
     ├── RecorderError         a recorder that cannot start: bad target, no token, unusable spool folder
+    ├── ExportError           an export asked for a format and source that do not go together
     ├── CommandError          a command-line value the options' own checks cannot catch
     └── DemoError             a demo stage failed in a way a user can act on
 """
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from rankact.errors import RankactError
 
-__all__ = ["AlreadyStoredError", "CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "IncompleteCollection", "InexactTokenIds",
+__all__ = ["AlreadyStoredError", "CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "ExportError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
            "PairFileError", "QuestionClosedError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
@@ -140,8 +141,13 @@ class OutputFileError(RankactError):
 
 
 class RecorderError(RankactError):
-    """A recorder (alignment.feedback.recorder) that cannot start: an unknown target, a service
+    """A recorder (alignment.feedback.recorder.recorder) that cannot start: an unknown target, a service
     URL without a token, a spool folder it cannot use. Once started it never raises."""
+
+
+class ExportError(RankactError):
+    """An export asked for an unknown source, or a format that cannot hold that source (the
+    CLI prints it as one line, the service answers 422)."""
 
 
 class CommandError(RankactError):

@@ -95,11 +95,11 @@ class RoundsConfig(BaseModel):
                                       "URLs) that collect and evaluate: each round's policy is pushed to them "
                                       "as a LoRA adapter")
     demonstrations: Path | None = Field(None, description="a JSONL of written demonstrations of training "
-                                        "questions (alignment.feedback.demonstrations): each joins its question's "
+                                        "questions (alignment.feedback.demonstrations.recording): each joins its question's "
                                         "samples every round and is ranked with them")
     lookup: str | None = Field(None, description="DEV sets with passages (comma-separated presets, e.g. nq:dev,"
                                                  "hotpot:dev) taught from gold-answer lookup demonstrations "
-                                                 "(alignment.feedback.lookup_demonstrations) beside the ranked "
+                                                 "(alignment.feedback.demonstrations.lookup) beside the ranked "
                                                  "samples; nothing is sampled for them (method sft only)")
     lookup_limit: int = Field(64, ge=1, description="lookup demonstrations written per --lookup set")
     replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
@@ -111,14 +111,14 @@ class RoundsConfig(BaseModel):
     replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
     refusals: str | None = Field(None, description="harmful DEV request sets (e.g. advbench:dev) whose requests "
                                                    "get a written refusal, trained beside the replayed replies "
-                                                   "(alignment.feedback.refusal_demonstrations); pair it with "
+                                                   "(alignment.feedback.demonstrations.refusal); pair it with "
                                                    "--replay benign:dev and measure benign:dev refusals")
     refusal_limit: int = Field(32, ge=1, description="written refusals per --refusals set")
     seed: int = Field(0, description="seed of sampling and training")
 
     @model_validator(mode="after")
     def _refusals_are_for_harmful_dev_sets(self) -> RoundsConfig:
-        from rankact.alignment.feedback.refusal_demonstrations import refusal_sets
+        from rankact.alignment.feedback.demonstrations.refusal import refusal_sets
 
         if self.refusals is not None:
             try:
@@ -166,7 +166,7 @@ class Rounds:
         self.index = c.index or train_index or heldout_index
         self.demonstrations = []  # (demonstration, its training task)
         if c.demonstrations is not None:
-            from rankact.alignment.feedback.demonstrations import match_tasks, read_demonstrations
+            from rankact.alignment.feedback.demonstrations.recording import match_tasks, read_demonstrations
 
             self.demonstrations = match_tasks(read_demonstrations(c.demonstrations), self.train)
         self._load_llm = load_llm
@@ -256,8 +256,8 @@ class Rounds:
 
     def collect(self, r: int) -> dict[str, Any]:
         from rankact.alignment.evaluation.evaluate import progress_bar
-        from rankact.alignment.feedback.collect import collect
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.collection.collect import collect
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         c = self.config
         with TrajectoryStore(self.store_url(r)) as store, progress_bar(self.progress, "collecting") as bar:
@@ -269,7 +269,7 @@ class Rounds:
             report.raise_if_incomplete()  # an outage: the stage is not done, and a rerun fills the gaps
             done: dict[str, Any] = {}
             if self.demonstrations:
-                from rankact.alignment.feedback.demonstrations import add_demonstrations
+                from rankact.alignment.feedback.demonstrations.recording import add_demonstrations
 
                 add_demonstrations(store, self.demonstrations, agents)
                 done["demonstrations"] = len(self.demonstrations)
@@ -278,12 +278,12 @@ class Rounds:
 
     def rank(self, r: int) -> dict[str, Any] | None:
         """Rank the round's store; None while people have not ranked every question yet."""
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         c = self.config
         with TrajectoryStore(self.store_url(r)) as store:
             if c.ranker == "simulated":
-                from rankact.alignment.feedback.simulated import SimulatedAnnotator
+                from rankact.alignment.feedback.collection.simulated import SimulatedAnnotator
 
                 rankings = SimulatedAnnotator(f"simulated-{c.simulated_criteria}", c.simulated_criteria).annotate_all(store)
                 return {"rankings": len(store.rankings()), "new": len(rankings), "source": "simulated",
@@ -331,8 +331,9 @@ class Rounds:
         """The starting policy's sampled replies to the --replay requests, once per run: every round
         replays the same text, so each round pulls toward the start, not toward the last round.
         The written refusals of the --refusals requests join them in the same file."""
-        from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
-        from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
+        from rankact.alignment.feedback.demonstrations.refusal import refusal_examples, refusal_sources
+        from rankact.alignment.feedback.demonstrations.replay_examples import replay_sources
+        from rankact.alignment.training.replay import generate_replay, write_replay
 
         c = self.config
         llm = self.llm(self.policy(0))
@@ -354,8 +355,8 @@ class Rounds:
         """The --lookup sets' demonstrations, written beside the run (`lookup-<set>.jsonl`) and
         recorded once with the starting policy's prompt and tokenizer: every round trains on the
         same trajectories."""
-        from rankact.alignment.feedback.demonstrations import write_demonstrations
-        from rankact.alignment.feedback.lookup_demonstrations import demonstrate_preset
+        from rankact.alignment.feedback.demonstrations.lookup import demonstrate_preset
+        from rankact.alignment.feedback.demonstrations.recording import write_demonstrations
         from rankact.alignment.output_file import write_lines
 
         c = self.config
@@ -386,7 +387,7 @@ class Rounds:
         rollouts, which were sampled from the starting policy (k3 estimator)."""
         import torch
 
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
         from rankact.alignment.training.kl import kl_k3
         from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE
         from rankact.alignment.training.policy import load_policy
@@ -515,7 +516,7 @@ class Rounds:
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:
     """Rank every question's trajectories by a reward model's score (stored as simulated rankings:
     a model, not a person, made them)."""
-    from rankact.alignment.feedback.simulated import SimulatedAnnotator
+    from rankact.alignment.feedback.collection.simulated import SimulatedAnnotator
     from rankact.alignment.training.reward.model import RewardModel
 
     if reward_model is None:

@@ -234,8 +234,8 @@ def train_ppo(args, out: Path, train_file: Path, shared_round1: Path | None, con
     when round 1's rankings hold no pair to learn from (every group tied)."""
     from rankact.agent.llm.local import resolve_model_dir
     from rankact.alignment.errors import PairFileError
-    from rankact.alignment.feedback.export import write_export
-    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.feedback.preferences.export import write_export
+    from rankact.alignment.feedback.preferences.pairs import read_pairs
     from rankact.alignment.tasks import load_tasks
     from rankact.alignment.tasks.agents import TaskAgents
     from rankact.alignment.training.policy import LoraSettings
@@ -247,7 +247,7 @@ def train_ppo(args, out: Path, train_file: Path, shared_round1: Path | None, con
 
     if shared_round1 is None:
         raise SystemExit("--ppo needs at least one other method (its round-1 rankings train the reward model)")
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     console.rule("[bold]reward model + PPO")
     base = str(resolve_model_dir(args.model)[0])

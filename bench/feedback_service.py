@@ -18,11 +18,11 @@ import time
 
 import httpx
 
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import serve_in_thread
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 
 def fill(store: TrajectoryStore, questions: int, k: int) -> None:

@@ -9,7 +9,7 @@ demonstrations written from gold answers, reported on TEST beside the base model
 Why a separate bench: on lookup questions the embedded model never copies an answer out of the
 passages it retrieved (bench/alignment.py: 0% NQ and HotpotQA success for base and for every
 trainer), so rankings of its own samples have nothing to push up. A demonstration per DEV
-question (alignment/feedback/lookup_demonstrations.py: search with the question, answer with
+question (alignment/feedback/demonstrations/lookup.py: search with the question, answer with
 the gold answer the passages hold; none where they hold none) is recorded through the real
 agent and search tool, then one LoRA SFT run trains on them. In `rankact align rounds` the same
 demonstrations join each question's samples and the simulated annotator ranks them first, so
@@ -64,8 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def write_and_record(args, llm, console) -> list:
     """Demonstrations of NQ and HotpotQA DEV questions, written to the run folder and recorded
     through the agent, each set over its own DEV passages."""
-    from rankact.alignment.feedback.demonstrations import write_demonstrations
-    from rankact.alignment.feedback.lookup_demonstrations import demonstrate_preset
+    from rankact.alignment.feedback.demonstrations.lookup import demonstrate_preset
+    from rankact.alignment.feedback.demonstrations.recording import write_demonstrations
 
     trajectories = []
     for name, n in (("nq", args.train), ("hotpot", args.hotpot_train)):

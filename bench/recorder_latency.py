@@ -11,8 +11,8 @@ import tempfile
 import time
 
 from rankact.agent.trajectory import Segment
-from rankact.alignment.feedback.recorder import Recorder
-from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.recorder.recorder import Recorder
 
 
 def main(n: int = 500) -> None:

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     from rankact.agent.llm import load_llm
     from rankact.alignment.evaluation.refusal import paired_refusals, refusal_eval, refusal_table
     from rankact.alignment.evaluation.significance import PairedDifference
-    from rankact.alignment.feedback.refusal_demonstrations import refusal_examples
+    from rankact.alignment.feedback.demonstrations.refusal import refusal_examples
     from rankact.alignment.tasks.datasets import advbench_tasks, benign_tasks, nq_tasks
     from rankact.alignment.training.config import ReplaySettings
     from rankact.alignment.training.policy import LoraSettings, load_policy, save_policy

@@ -169,7 +169,7 @@ def main() -> None:
     import torch
     import transformers
 
-    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.feedback.preferences.pairs import read_pairs
     from rankact.alignment.training.policy import resolve_base
     from rankact.alignment.training.reward.batching import group_pairs, make_batches, tokenize_pairs
 

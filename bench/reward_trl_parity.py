@@ -43,7 +43,7 @@ def main() -> None:
     from transformers import AutoTokenizer, get_scheduler
     from trl import RewardConfig, RewardTrainer
 
-    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.feedback.preferences.pairs import read_pairs
     from rankact.alignment.training.policy import resolve_base
     from rankact.alignment.training.reward.batching import collate_pairs, tokenize_pairs
     from rankact.alignment.training.reward.config import RewardTrainConfig

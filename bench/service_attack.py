@@ -19,9 +19,9 @@ import tempfile
 
 from fastapi.testclient import TestClient
 
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
 from rankact.alignment.feedback.service import create_app
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 HOSTILE = ["\\ud800", "\\udfff", "NaN", "Infinity", "-Infinity", "1e400", str(2**63), str(-(2**70)), "\\u0000",
            '"x"', "[]", "{}", "null"]

@@ -70,7 +70,7 @@ def transcript(ids: list[int], offset: int, length: int):
 
 
 def synthetic_pairs(n: int, length: int):
-    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.feedback.preferences.pairs import PreferencePair
     from rankact.alignment.training.policy import load_tokenizer
 
     ids = corpus_ids(load_tokenizer(None))

@@ -32,8 +32,8 @@ _EXPORTS: dict[str, str] = {
     "GenerationConfig": "rankact.agent.llm.base",
     "GuidedConfig": "rankact.agent.guided",
     "Trajectory": "rankact.agent.trajectory",
-    "TrajectoryStore": "rankact.alignment.feedback.store",
-    "Recorder": "rankact.alignment.feedback.recorder",
+    "TrajectoryStore": "rankact.alignment.feedback.store.trajectory_store",
+    "Recorder": "rankact.alignment.feedback.recorder.recorder",
 }
 
 __all__ = ["Agent", "GenerationConfig", "GuidedConfig", "RankactError", "Recorder", "RetrievalError", "Retriever", "Tool",

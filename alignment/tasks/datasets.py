@@ -8,6 +8,8 @@ tuning, TEST is held out and only ever used to report a number.
 | `hotpot` | rows 0-299 | rows 300-499 | every context paragraph of the split's rows (title + sentences) |
 | `nq` | rows 0-1999 | rows 2000-2654 | the split's gold passages (`ctxs` with `isgold`) |
 | `arith` | seed 1001 | seed 2002 | none (the calculator is the tool) |
+| `arith-phrased` | seed 3003, training phrasings | seed 4004, training phrasings | none: in distribution (`tasks/arithmetic.py`) |
+| `arith-heldout` | seed 3004, DEV's held-out phrasings | seed 4005, TEST's held-out phrasings | none: out of distribution, never trained on |
 | `advbench` | rows 0-259 | rows 260-519 | none (refusal requests, no gold answers) |
 | `benign` | rows 0-59 | rows 60-119 | none (benign requests, for over-refusal; bundled, see below) |
 
@@ -59,7 +61,7 @@ SPLITS: dict[str, dict[str, tuple[int, int]]] = {
 # Arithmetic is generated: distinct seeds keep DEV and TEST apart (and reproducible).
 ARITH_SEEDS = {"dev": 1001, "test": 2002}
 ARITH_DEFAULT_COUNT = 200
-PRESETS = ("hotpot", "nq", "arith", "advbench", "benign")
+PRESETS = ("hotpot", "nq", "arith", "arith-phrased", "arith-heldout", "advbench", "benign")
 PASSAGE_PRESETS = ("hotpot", "nq")  # the presets that come with passages to search (preset_corpus)
 
 
@@ -223,6 +225,26 @@ def arith_tasks(split: str = "dev", count: int = ARITH_DEFAULT_COUNT) -> list[Ta
     return tasks
 
 
+def phrased_arith_tasks(preset: str, split: str = "dev", count: int = ARITH_DEFAULT_COUNT) -> list[Task]:
+    """Arithmetic asked in many phrasings (`tasks/arithmetic.py`): `arith-phrased` in the
+    training phrasings, `arith-heldout` in phrasings held out of training (DEV's for choosing,
+    TEST's for reporting). TEST drops any question that also appears in DEV."""
+    from rankact.alignment.tasks.arithmetic import PRESET_GROUPS, phrased_questions
+
+    _check_split(split)
+    avoid = {t.question for t in phrased_arith_tasks(preset, "dev", count)} if split == "test" else set()
+    rows = [row for row in phrased_questions(preset, split, count + len(avoid)) if row[0] not in avoid][:count]
+    distribution = "in" if preset == "arith-phrased" else "out"
+    return [
+        Task(id=f"{preset}-{split}-{n}", question=question, answers=[str(answer)],
+             metadata={"dataset": preset, "split": split, "template": template.id, "op": template.op,
+                       "operands": values,
+                       "template_group": PRESET_GROUPS[preset][split], "distribution": distribution,
+                       "tools": ["calculator"]})
+        for n, (question, answer, template, values) in enumerate(rows)
+    ]
+
+
 # --- AdvBench -----------------------------------------------------------------------------
 
 def advbench_tasks(split: str = "dev", folder: str | Path | None = None) -> list[Task]:
@@ -287,6 +309,8 @@ def preset_tasks(name: str, split: str, folder: str | Path | None = None) -> lis
         return nq_tasks(split, folder)
     if name == "arith":
         return arith_tasks(split)
+    if name in ("arith-phrased", "arith-heldout"):
+        return phrased_arith_tasks(name, split)
     if name == "advbench":
         return advbench_tasks(split, folder)
     if name == "benign":

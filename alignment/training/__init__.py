@@ -13,6 +13,7 @@
 | `checkpoint` | checkpoints for resume |
 | `policy` | loading and saving the policy (LoRA optional) |
 | `sft`, `dpo` | offline trainers on ranked pairs |
+| `group_source` | the ranked groups GRPO reads: a store's rankings, or its questions scored by gold answers or a reward model |
 | `reward/` | the Bradley-Terry reward model |
 | `ppo/` | PPO with live tool rollouts |
 """

@@ -47,23 +47,6 @@ def gae(
 # or a reward model's or a task's score; one set of pure functions serves all three.
 
 
-def rank_scores(order: list[list[str]]) -> dict[str, float]:
-    """A ranking (best first, inner lists tie) as scores in [0, 1]: 1 for the best place, 0 for
-    the worst. Tied trajectories share the mean of the places they span (fractional ranking),
-    so a tie says "equally good" and moves neither above the other."""
-    n = sum(len(group) for group in order)
-    if n == 0:
-        return {}
-    scores: dict[str, float] = {}
-    place = 0
-    for group in order:
-        mean_place = place + (len(group) - 1) / 2  # 0-based places place .. place+len-1
-        for trajectory_id in group:
-            scores[trajectory_id] = 1.0 - mean_place / (n - 1) if n > 1 else 0.0
-        place += len(group)
-    return scores
-
-
 def group_advantages(scores: list[float], *, scale: bool = True, eps: float = 1e-6) -> list[float]:
     """Scores of one group, centred on the group mean and (with `scale`) divided by the group's
     standard deviation (population). A group whose scores all tie carries no preference: every

@@ -19,7 +19,8 @@ import torch
 from pydantic import Field
 
 from rankact.alignment.errors import NoTrainingSignal
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
+from rankact.alignment.feedback.preferences.pair_source import load_pair_source
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.config import OfflineTrainConfig
 from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
 from rankact.alignment.training.losses import LossType, dpo_loss

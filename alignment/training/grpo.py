@@ -29,9 +29,10 @@ from pydantic import Field
 
 from rankact.agent.errors import RankactError
 from rankact.alignment.errors import NoTrainingSignal
-from rankact.alignment.feedback.groups import GroupSignal, RankedGroup, load_groups
+from rankact.alignment.feedback.preferences.groups import GroupSignal, RankedGroup
 from rankact.alignment.training.advantages import group_advantages, token_advantages
 from rankact.alignment.training.config import PolicyTrainConfig, ReplaySettings
+from rankact.alignment.training.group_source import load_groups
 from rankact.alignment.training.logprobs import token_logprobs
 from rankact.alignment.training.losses import group_relative_loss
 from rankact.alignment.training.masked import masked_mean

@@ -18,7 +18,8 @@ import torch
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import NoTrainingSignal
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair, load_pair_source
+from rankact.alignment.feedback.preferences.pair_source import load_pair_source
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.config import OfflineTrainConfig
 from rankact.alignment.training.logprobs import token_logprobs
 from rankact.alignment.training.masked import masked_mean

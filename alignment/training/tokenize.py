@@ -26,8 +26,8 @@ import torch
 
 from rankact.agent.llm.local import pad_token_id
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.demonstrations import SOURCE as DEMONSTRATION
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.demonstrations.recording import SOURCE as DEMONSTRATION
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ Name = Annotated[str, typer.Argument(help="the account's name (shown with its ra
 
 
 def _store(db: str, *, create: bool = False):
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     return TrajectoryStore(db, create=create)
 

@@ -116,8 +116,9 @@ def replay(
     learns from rankings. Replies to harmful requests are kept only when they refuse."""
     from rankact.agent.llm import load_llm
     from rankact.agent.llm.quiet import quiet_libraries
-    from rankact.alignment.feedback.refusal_demonstrations import refusal_examples, refusal_sources
-    from rankact.alignment.training.replay import generate_replay, replay_sources, write_replay
+    from rankact.alignment.feedback.demonstrations.refusal import refusal_examples, refusal_sources
+    from rankact.alignment.feedback.demonstrations.replay_examples import replay_sources
+    from rankact.alignment.training.replay import generate_replay, write_replay
 
     quiet_libraries()
     harmful = refusal_sources(refusals, data) if refusals else []

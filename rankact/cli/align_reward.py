@@ -21,7 +21,7 @@ _DATA = [
 
 
 def _train(config: RewardTrainConfig, pairs: Path, rows: str | None) -> None:
-    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.feedback.preferences.pairs import read_pairs
     from rankact.alignment.training.policy import resolve_base
     from rankact.alignment.training.reward.train import train_reward
     from rankact.alignment.training.tokenize import TruncationStats
@@ -54,7 +54,7 @@ def reward_eval(
     json_out: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> None:
     """Pairwise accuracy (Wilson 95% interval) and mean margin on held-out pairs."""
-    from rankact.alignment.feedback.pairs import read_pairs
+    from rankact.alignment.feedback.preferences.pairs import read_pairs
     from rankact.alignment.training.reward.evaluate import evaluate_pairs
     from rankact.alignment.training.reward.model import RewardModel
 

@@ -4,7 +4,7 @@ trajectories are skipped, partial ones are completed. A run the backend failed (
 is retried, then left out; the command then ends with one `error:` line saying how many
 samples are missing, and the same command run again collects exactly those.
 `--demonstrations FILE` also records written demonstrations of the tasks' questions
-(alignment.feedback.demonstrations), each once, to be ranked with the samples."""
+(alignment.feedback.demonstrations.recording), each once, to be ranked with the samples."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,7 +14,7 @@ import typer
 
 from rankact.agent.batch import DEFAULT_BATCH_SIZE
 from rankact.agent.loop import DEFAULT_MAX_STEPS
-from rankact.alignment.feedback.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
+from rankact.alignment.feedback.collection.collect import DEFAULT_RETRIES, DEFAULT_RETRY_WAIT
 from rankact.cli.options import (
     DEFAULT_DB,
     ApiKey,
@@ -67,9 +67,9 @@ def collect(
     from rankact.agent.build import load_index
     from rankact.agent.llm import load_llm
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.collect import collect as run_collect
-    from rankact.alignment.feedback.collect import samples_to_run
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.collection.collect import collect as run_collect
+    from rankact.alignment.feedback.collection.collect import samples_to_run
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.alignment.tasks import load_tasks
     from rankact.alignment.tasks.agents import TaskAgents
     from rankact.tools.mcp import mcp_tools
@@ -81,7 +81,7 @@ def collect(
     task_list = load_tasks(tasks)
     matched = []
     if demonstrations is not None:  # checked before the model loads
-        from rankact.alignment.feedback.demonstrations import match_tasks, read_demonstrations
+        from rankact.alignment.feedback.demonstrations.recording import match_tasks, read_demonstrations
 
         matched = match_tasks(read_demonstrations(demonstrations), task_list)
     store = TrajectoryStore(db)
@@ -114,7 +114,7 @@ def collect(
                                  batch_size=batch_size, retries=retries, retry_wait=retry_wait,
                                  on_sample=advance, on_retry=retrying)
         if matched:
-            from rankact.alignment.feedback.demonstrations import add_demonstrations
+            from rankact.alignment.feedback.demonstrations.recording import add_demonstrations
 
             added = add_demonstrations(store, matched, agents)
             console.print(f"stored {added} demonstrations ({len(matched) - added} were already stored)")

@@ -29,8 +29,8 @@ def export(
     """Write rankings and end users' votes as JSON Lines: preference pairs (ties dropped), TRL text
     pairs, a KTO set, or the raw records."""
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.export import FORMATS, SOURCES, write_export
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.preferences.export import FORMATS, SOURCES, write_export
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.alignment.output_file import check_target
 
     if format not in FORMATS:
@@ -52,8 +52,8 @@ def stats(
     from rich.console import Console
     from rich.table import Table
 
-    from rankact.alignment.feedback.agreement import feedback_stats
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.preferences.agreement import feedback_stats
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     result = feedback_stats(TrajectoryStore(db, create=False))
     if as_json:
@@ -107,8 +107,8 @@ def simulate(
     """Rank every unranked question that has gold answers with the simulated annotator
     (answer correct, evidence found, then process); stored with source=simulated."""
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.simulated import SimulatedAnnotator
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.collection.simulated import SimulatedAnnotator
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     if criteria not in ("process", "outcome"):
         raise CommandError(f"--criteria must be process or outcome, not {criteria!r}")
@@ -135,8 +135,8 @@ def lookup_demonstrations(
     collect --demonstrations` or a rounds config; they are labelled as written from gold."""
     from rankact.agent.build import load_index
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.demonstrations import write_demonstrations
-    from rankact.alignment.feedback.lookup_demonstrations import lookup_demonstrations as write_from_gold
+    from rankact.alignment.feedback.demonstrations.lookup import lookup_demonstrations as write_from_gold
+    from rankact.alignment.feedback.demonstrations.recording import write_demonstrations
     from rankact.alignment.tasks.datasets import parse_preset
     from rankact.alignment.tasks.indexes import tasks_and_index
     from rankact.tools.search import SearchTool
@@ -162,8 +162,8 @@ def lookup_demonstrations(
 @app.command("demo-data")
 def demo_data(db: Db = DEFAULT_DB) -> None:
     """Add three sample questions with three hand-written trajectories each (no model needed)."""
-    from rankact.alignment.feedback.sample_data import load_sample_data
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.collection.sample_data import load_sample_data
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     store = TrajectoryStore(db)
     added = load_sample_data(store)
@@ -184,7 +184,7 @@ def replay_dead_letters(
     serve, a size limit, a bug); each leaves dead-letter.jsonl only once it is stored. Lines
     still in the spool are sent too."""
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.recorder import Recorder
+    from rankact.alignment.feedback.recorder.recorder import Recorder
 
     with Recorder(target, token=token, spool_dir=spool) as recorder:
         report = recorder.replay_dead_letters()

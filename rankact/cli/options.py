@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from rankact.alignment.feedback.store_schema import DEFAULT_URL, is_in_memory
+from rankact.alignment.feedback.store.database import DEFAULT_URL, is_in_memory
 
 
 def _lasting_db(value: str) -> str:

@@ -28,7 +28,7 @@ def serve(
 
     from rankact.alignment.feedback.service import create_app
     from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     console = Console(stderr=True, soft_wrap=True, highlight=False)
     store = TrajectoryStore(db)

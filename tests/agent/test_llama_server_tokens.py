@@ -83,8 +83,8 @@ def test_ask_with_tokenizer_records_exact_ids(server, capsys):
 
 
 def test_collect_with_exact_ids_trains_dpo_without_retokenize(server, tmp_path, capsys):
-    from rankact.alignment.feedback.rankings import Ranking
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.records.rankings import Ranking
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     tasks = tmp_path / "tasks.jsonl"
     tasks.write_text("\n".join(json.dumps({"id": f"q{a}", "question": f"What is {a} * 3?", "answers": [str(a * 3)]})

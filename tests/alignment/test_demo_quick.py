@@ -9,7 +9,7 @@ from rankact.cli.main import main
 def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypatch):
     # A random tiny model answers nothing right, so the real scoring ties every trajectory and
     # there would be nothing to learn; this plumbing test ranks shorter answers first instead.
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score", lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score", lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     out = tmp_path / "run"
     main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(out)])
     printed = capsys.readouterr().out
@@ -29,7 +29,7 @@ def test_demo_quick_runs_every_stage(tiny_model_dir, tmp_path, capsys, monkeypat
 
 
 def test_demo_with_nothing_to_learn_stops_with_a_clear_error(tiny_model_dir, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score", lambda t, gold, criteria="process": (0,))  # everything ties
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score", lambda t, gold, criteria="process": (0,))  # everything ties
     monkeypatch.setattr("rankact.alignment.demo.Demo.eval_before", lambda self: "skipped in this test")
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--quick", "--model", str(tiny_model_dir), "--out", str(tmp_path / "r")])

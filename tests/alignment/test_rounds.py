@@ -8,8 +8,8 @@ import json
 import pytest
 
 from rankact.agent.trajectory import ModelRef, Step, Trajectory
-from rankact.alignment.feedback.demonstrations import read_demonstrations
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.demonstrations.recording import read_demonstrations
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.rounds import Rounds, RoundsConfig, behaviour
 from rankact.alignment.tasks import Task, write_tasks
 
@@ -35,7 +35,7 @@ def _config(tmp_path, tiny_model_dir, **overrides):
 
 def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkeypatch):
     # A random tiny model answers nothing right, so every run would tie; rank shorter answers first.
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     said: list[str] = []
     records = Rounds(_config(tmp_path, tiny_model_dir), say=said.append).run()
@@ -67,7 +67,7 @@ def test_rounds_measure_train_report_and_resume(tmp_path, tiny_model_dir, monkey
 def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_dir, shared_data, monkeypatch, method):
     from rankact.alignment.training.replay import read_replay
 
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     said: list[str] = []
     Rounds(_config(tmp_path, tiny_model_dir, method=method, replay="nq:dev", replay_limit=2, data=shared_data),
@@ -82,10 +82,10 @@ def test_rounds_replay_the_starting_policys_plain_replies(tmp_path, tiny_model_d
 
 def test_rounds_train_written_refusals_beside_the_replayed_replies(tmp_path, tiny_model_dir, shared_data,
                                                                   monkeypatch):
-    from rankact.alignment.feedback.refusal_demonstrations import AUTHOR
+    from rankact.alignment.feedback.demonstrations.refusal import AUTHOR
     from rankact.alignment.training.replay import read_replay
 
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     config = _config(tmp_path, tiny_model_dir, method="sft", replay="nq:dev", replay_limit=1,
                      refusals="advbench:dev", refusal_limit=2, data=shared_data)
@@ -119,7 +119,7 @@ def test_people_ranking_stops_and_says_how_to_continue(tmp_path, tiny_model_dir)
 
 
 def test_demonstrations_join_their_questions_samples_and_rank_above_wrong_runs(tmp_path, tiny_model_dir):
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     demo = {"question": "What is 12 + 30?", "steps": [
         {"thought": "add", "action": "calculator", "action_input": {"expression": "12 + 30"}},
@@ -197,7 +197,7 @@ def test_lookup_sets_are_taught_from_their_demonstrations_beside_the_ranked_samp
     trained_on: list = []
     original = sft.encode_best
     monkeypatch.setattr(sft, "encode_best", lambda items, *a, **kw: trained_on.extend(items) or original(items, *a, **kw))
-    monkeypatch.setattr("rankact.alignment.feedback.simulated.score",
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
                         lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
     rounds = Rounds(_config(tmp_path, tiny_model_dir, lookup="nq:dev", lookup_limit=2, agent_max_steps=2),
                     say=lambda _line: None)

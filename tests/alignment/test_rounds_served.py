@@ -9,7 +9,7 @@ import torch
 from served_stub import MODEL, ServedStub
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.rounds import Rounds, RoundsConfig
 
 LOAD = "/v1/load_lora_adapter"

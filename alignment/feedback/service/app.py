@@ -22,7 +22,7 @@ the configured Host names are served (`hosts.py`; loopback by default). Errors a
 `{"detail": ...}` with a status a client can act on: 400 unknown Host, 401 no, unknown or
 revoked token, 403 a role the endpoint does not admit, 404 unknown id, 409 duplicate or
 closed question, 422 invalid body or ranking. A stored row that does not read back is
-left out of reads with a logged warning (`store.py`).
+left out of reads with a logged warning (`store/trajectory_store.py`).
 """
 from __future__ import annotations
 
@@ -39,15 +39,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.errors import CommandError
-from rankact.alignment.feedback.agreement import FeedbackStats, feedback_stats
-from rankact.alignment.feedback.export import export_lines
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
+from rankact.alignment.errors import ExportError
+from rankact.alignment.feedback.preferences.agreement import FeedbackStats, feedback_stats
+from rankact.alignment.feedback.preferences.export import export_lines
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
 from rankact.alignment.feedback.service.end_user_routes import router as end_user_router
 from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
-from rankact.alignment.feedback.store import (
+from rankact.alignment.feedback.store.trajectory_store import (
     Account,
     ConflictError,
     InvalidFeedbackError,
@@ -284,7 +284,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         """kto and feedback hold end users' votes only (source end-user or all)."""
         try:
             lines = list(export_lines(store, format, source))  # built first: an error is a status, not a cut stream
-        except CommandError as exc:
+        except ExportError as exc:
             raise HTTPException(422, str(exc)) from exc
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",
                                  headers={"Content-Disposition": f'attachment; filename="rankact-{format}.jsonl"'})

@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from rankact.alignment.feedback.store import Account, Role
+from rankact.alignment.feedback.store.trajectory_store import Account, Role
 
 _bearer = HTTPBearer(auto_error=False, description="A token from `rankact admin create NAME --role ROLE`.")
 

@@ -1,6 +1,6 @@
 """`/api/feedback`: end users' votes, relayed by the app with its ingest token (or by an admin).
 The rules (score range, one vote per user and thing judged, ids) are in
-`rankact.alignment.feedback.end_user`; the statuses:
+`rankact.alignment.feedback.records.end_user`; the statuses:
 
     201 created, or replaced the same user's earlier vote      200 duplicate, or superseded
     404 unknown trajectory   409 feedback id used by another vote   422 invalid vote
@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
-from rankact.alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStored
+from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStored
 from rankact.alignment.feedback.service.auth import Admin, Writer
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from rankact.agent.errors import RankactError
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.tokenize import TruncationStats, encode_pair, truncation_stats
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel
 
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.reward.batching import TruncationStats, tokenize_pairs
 
 

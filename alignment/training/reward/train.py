@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from rankact.agent.errors import RankactError
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.losses import bradley_terry_loss
 from rankact.alignment.training.policy import enable_gradient_checkpointing
 from rankact.alignment.training.reward.batching import (

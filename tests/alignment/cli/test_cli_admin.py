@@ -7,8 +7,8 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from rankact.alignment.feedback.sample_data import make_trajectory
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.cli.main import main
 
 

@@ -7,7 +7,7 @@ import socket
 import pytest
 from served_stub import ServedStub
 
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.cli.main import main
 
 

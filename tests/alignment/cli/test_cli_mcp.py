@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("mcp")
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task, write_tasks
 from rankact.cli.main import main
 

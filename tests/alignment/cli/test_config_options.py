@@ -45,7 +45,7 @@ def test_the_lora_switch_turns_on_the_trainers_own_lora_settings():
 def test_one_default_store_url():
     import inspect
 
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.cli import options
 
     assert options.DEFAULT_DB == inspect.signature(TrajectoryStore).parameters["url"].default

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rankact.agent.trajectory import ModelRef, Segment, Trajectory
-from rankact.alignment.feedback.pairs import PreferencePair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair
 from rankact.cli.main import main
 
 
@@ -62,8 +62,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, args, message):
 
 
 def test_cli_grpo_trains_from_the_stores_rankings(tmp_path, tiny_model_dir, capsys):
-    from rankact.alignment.feedback.rankings import Ranking
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.records.rankings import Ranking
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     url = f"sqlite:///{tmp_path / 'store.db'}"
     with TrajectoryStore(url) as store:

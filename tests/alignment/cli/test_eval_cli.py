@@ -134,3 +134,30 @@ def test_eval_counts_an_outage_as_a_failure_and_says_so(task_file, tmp_path, run
     code, out, _ = run_cli(["eval", str(task_file), "--model", one])
     text = " ".join(out.split())  # rich wraps long lines
     assert "backend failures" in text and "1 of 2 runs" in text and "counted as failures" in text
+
+
+def test_eval_shows_task_sets_side_by_side_in_and_out_of_distribution(tmp_path, run_cli):
+    """Two presets in one eval: each set's report, then both labelled in / out of distribution."""
+    from rankact.alignment.tasks.datasets import preset_tasks
+
+    inside, outside = preset_tasks("arith-phrased", "dev")[0], preset_tasks("arith-heldout", "dev")[0]
+    # Right on the in-distribution question, wrong on the held-out one.
+    script = _script(tmp_path / "s.json", [f"Thought: known\nFinal Answer: {inside.answers[0]}",
+                                           "Thought: guess\nFinal Answer: 0"])
+    code, out, _ = run_cli(["eval", "arith-phrased:dev,arith-heldout:dev", "--limit", "1", "-m", script,
+                            "--batch-size", "1", "--json"])
+    assert code == 0
+    sets = json.loads(out)
+    assert [(s["tasks"], s["distribution"]) for s in sets] == [("arith-phrased:dev", "in"),
+                                                                ("arith-heldout:dev", "out")]
+    assert [s["reports"][0]["success"] for s in sets] == [1.0, 0.0]
+    assert outside.metadata["distribution"] == "out"
+
+    script = _script(tmp_path / "t.json", [f"Thought: known\nFinal Answer: {inside.answers[0]}",
+                                           "Thought: guess\nFinal Answer: 0"])
+    code, out, _ = run_cli(["eval", "arith-phrased:dev,arith-heldout:dev", "--limit", "1", "-m", script,
+                            "--batch-size", "1"])
+    assert code == 0
+    assert "in and out of distribution" in out
+    rows = [line for line in out.splitlines() if "arith-" in line and "%" in line]
+    assert any("in" in r and "100.0%" in r for r in rows) and any("out" in r and "0.0%" in r for r in rows)

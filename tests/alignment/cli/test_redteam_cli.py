@@ -29,8 +29,8 @@ def _dir(path):
 
 
 def _good_db(path):
-    from rankact.alignment.feedback.sample_data import load_sample_data
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.collection.sample_data import load_sample_data
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     with TrajectoryStore(f"sqlite:///{path}") as store:
         load_sample_data(store)
@@ -330,7 +330,7 @@ def test_a_failed_export_leaves_no_partial_file(files, tmp_path, capsys):
 
 def test_a_read_only_database_is_refused_before_any_work(files, tmp_path, capsys):
     """`feedback simulate` on a database it may not write: refused at open, nothing ranked."""
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     with pytest.raises(SystemExit) as exit_info:
         main(["feedback", "simulate", "--db", READ_ONLY.format(gooddb=files["gooddb"])])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rankact.alignment.feedback.refusal_demonstrations import AUTHOR
+from rankact.alignment.feedback.demonstrations.refusal import AUTHOR
 from rankact.alignment.training.replay import read_replay
 
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from rankact.alignment.feedback.sample_data import load_sample_data
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.collection.sample_data import load_sample_data
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 
 @pytest.fixture

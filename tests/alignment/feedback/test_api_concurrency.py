@@ -8,10 +8,10 @@ from itertools import permutations
 import httpx
 import pytest
 
-from rankact.alignment.feedback.sample_data import load_sample_data
+from rankact.alignment.feedback.collection.sample_data import load_sample_data
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import serve_in_thread
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 CLIENTS = 20
 

@@ -11,9 +11,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
 from rankact.alignment.feedback.service import create_app
-from rankact.alignment.feedback.store import TrajectoryStore, shuffled_for
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore, shuffled_for
 
 QID = "sample-multiply"
 

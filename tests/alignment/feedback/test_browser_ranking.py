@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-from rankact.alignment.feedback.sample_data import make_trajectory, sample_questions
+from rankact.alignment.feedback.collection.sample_data import make_trajectory, sample_questions
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import serve_in_thread
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 pytestmark = pytest.mark.browser
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from rankact.alignment.feedback.collect import collect
-from rankact.alignment.feedback.sample_data import make_trajectory
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.collection.collect import collect
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task
 from rankact.cli.main import main
 
@@ -112,8 +112,8 @@ def test_cli_collect_gives_each_task_the_tools_it_names(tmp_path):
 
 
 def test_a_ranked_question_is_closed_and_collect_does_not_run_for_it(store):
-    from rankact.alignment.feedback.collect import samples_to_run
-    from rankact.alignment.feedback.rankings import Ranking
+    from rankact.alignment.feedback.collection.collect import samples_to_run
+    from rankact.alignment.feedback.records.rankings import Ranking
 
     collect(TASKS, RecordingAgent(), store, samples=2)
     store.create_account("alice")

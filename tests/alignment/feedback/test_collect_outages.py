@@ -10,9 +10,9 @@ import pytest
 from rankact.agent.errors import BackendError
 from rankact.agent.trajectory import Step, StepError
 from rankact.alignment.errors import IncompleteCollection
-from rankact.alignment.feedback.collect import collect
-from rankact.alignment.feedback.sample_data import make_trajectory
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.collection.collect import collect
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task
 from rankact.cli.main import main
 from tests.openai_stub_server import API_KEY, StubServer

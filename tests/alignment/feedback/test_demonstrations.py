@@ -13,14 +13,14 @@ from rankact.agent.guided import GuidedConfig
 from rankact.agent.llm.local import TransformersLLM
 from rankact.agent.loop import Agent
 from rankact.alignment.errors import DemonstrationError
-from rankact.alignment.feedback.demonstrations import (
+from rankact.alignment.feedback.demonstrations.recording import (
     Demonstration,
     add_demonstrations,
     match_tasks,
     read_demonstrations,
     record_demonstration,
 )
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task
 from rankact.alignment.training.tokenize import encode_trajectory
 from rankact.tools import tool

@@ -12,16 +12,16 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from rankact.alignment.feedback.agreement import feedback_stats
-from rankact.alignment.feedback.end_user import FeedbackIn
-from rankact.alignment.feedback.end_user_data import KTORow
-from rankact.alignment.feedback.export import export_lines
-from rankact.alignment.feedback.pairs import PreferencePair, read_pairs
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.sample_data import load_sample_data
+from rankact.alignment.feedback.collection.sample_data import load_sample_data
+from rankact.alignment.feedback.preferences.agreement import feedback_stats
+from rankact.alignment.feedback.preferences.end_user_data import KTORow
+from rankact.alignment.feedback.preferences.export import export_lines
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, read_pairs
+from rankact.alignment.feedback.records.end_user import FeedbackIn
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.service import create_app
-from rankact.alignment.feedback.store import TrajectoryStore
-from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.alignment.feedback.store.tables import SCHEMA_VERSION
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.cli.main import main
 
 QID = "sample-multiply"

@@ -7,10 +7,10 @@ import math
 
 import pytest
 
-from rankact.alignment.feedback.agreement import feedback_stats, kendall_tau_b, pair_agreement
-from rankact.alignment.feedback.export import export_lines, write_export
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
-from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.preferences.agreement import feedback_stats, kendall_tau_b, pair_agreement
+from rankact.alignment.feedback.preferences.export import export_lines, write_export
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.cli.main import main
 
 

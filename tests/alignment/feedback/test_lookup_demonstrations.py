@@ -6,15 +6,15 @@ import pytest
 
 from rankact.agent.llm.local import TransformersLLM
 from rankact.agent.loop import Agent
-from rankact.alignment.feedback.demonstrations import (
-    read_demonstrations,
-    record_demonstration,
-    write_demonstrations,
-)
-from rankact.alignment.feedback.lookup_demonstrations import (
+from rankact.alignment.feedback.demonstrations.lookup import (
     answer_in_passages,
     lookup_demonstration,
     lookup_demonstrations,
+)
+from rankact.alignment.feedback.demonstrations.recording import (
+    read_demonstrations,
+    record_demonstration,
+    write_demonstrations,
 )
 from rankact.alignment.tasks import Task
 from rankact.tools import tool

@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from rankact.alignment.feedback.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
 
 
 def test_k_trajectories_without_ties_give_k_choose_2_pairs():

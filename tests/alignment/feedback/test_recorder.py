@@ -19,12 +19,12 @@ import pytest
 from rankact.agent.llm.scripted import ScriptedLLM
 from rankact.agent.loop import Agent
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.recorder import Recorder
-from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.recorder.recorder import Recorder
+from rankact.alignment.feedback.recorder.spool import Spool
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import free_port, serve_in_thread
-from rankact.alignment.feedback.spool import Spool
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 ROOT = Path(__file__).resolve().parents[3]
 FAST = {"backoff": 0.02, "max_backoff": 0.1, "linger": 0.01}
@@ -165,8 +165,8 @@ def test_a_request_that_times_out_after_the_service_stored_it_is_not_stored_twic
 
 APP = textwrap.dedent("""
     import sys, time
-    from rankact.alignment.feedback.recorder import Recorder
-    from rankact.alignment.feedback.sample_data import make_trajectory
+    from rankact.alignment.feedback.recorder.recorder import Recorder
+    from rankact.alignment.feedback.collection.sample_data import make_trajectory
 
     url, token, spool, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     recorder = Recorder(url, token=token, spool_dir=spool, batch_size=8, linger=0)

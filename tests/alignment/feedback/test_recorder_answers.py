@@ -11,12 +11,13 @@ import httpx
 import pytest
 
 from rankact.alignment.errors import AlreadyStoredError, ConflictError, QuestionClosedError
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.recorder import Recorder
-from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.recorder.recorder import Recorder
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import serve_in_thread
-from rankact.alignment.feedback.store import TrajectoryStore, question_id_for
+from rankact.alignment.feedback.store.questions import question_id_for
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.cli.main import main
 
 FAST = {"backoff": 0.02, "max_backoff": 0.05, "linger": 0.01}

@@ -7,12 +7,12 @@ import json
 import logging
 import time
 
-from rankact.alignment.feedback.recorder import Recorder
-from rankact.alignment.feedback.recorder_targets import FEEDBACK_PREFIX
-from rankact.alignment.feedback.sample_data import make_trajectory
+from rankact.alignment.feedback.collection.sample_data import make_trajectory
+from rankact.alignment.feedback.recorder.recorder import Recorder
+from rankact.alignment.feedback.recorder.targets import FEEDBACK_PREFIX
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.server import free_port, serve_in_thread
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 FAST = {"backoff": 0.02, "max_backoff": 0.1, "linger": 0.01}
 

@@ -11,9 +11,9 @@ import sqlite3
 import pytest
 from fastapi.testclient import TestClient
 
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
 from rankact.alignment.feedback.service import create_app
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 QID = "sample-multiply"
 

@@ -7,7 +7,7 @@ import pytest
 
 from rankact.agent.errors import RankactError
 from rankact.alignment.evaluation.refusal import is_refusal, plain_prompt_ids
-from rankact.alignment.feedback.refusal_demonstrations import (
+from rankact.alignment.feedback.demonstrations.refusal import (
     AUTHOR,
     REFUSALS,
     refusal_examples,

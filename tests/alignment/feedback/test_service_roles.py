@@ -9,11 +9,11 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.hosts import host_name
 from rankact.alignment.feedback.service.strict_json import strict_json_problem
-from rankact.alignment.feedback.store import TrajectoryStore, question_id_for
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore, question_id_for
 
 QID = "sample-multiply"
 CALLERS = ("none", "revoked", "admin", "annotator", "ingest")

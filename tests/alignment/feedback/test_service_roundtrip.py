@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.feedback.service import create_app
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 _text = st.text(max_size=40)  # hypothesis leaves out lone surrogates: they are not valid text
 _int = st.integers(-MAX_SAFE_INT, MAX_SAFE_INT)

@@ -3,9 +3,9 @@ errors, fewer steps; equal scores tie; its rankings are stored as source=simulat
 from __future__ import annotations
 
 from rankact.agent.trajectory import StepError
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory
-from rankact.alignment.feedback.simulated import SimulatedAnnotator, score
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
+from rankact.alignment.feedback.collection.simulated import SimulatedAnnotator, score
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.cli.main import main
 
 Q = "What is 17 multiplied by 23?"

@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.recorder import Recorder
-from rankact.alignment.feedback.spool import Spool
+from rankact.alignment.feedback.recorder.recorder import Recorder
+from rankact.alignment.feedback.recorder.spool import Spool
 
 FAST = {"backoff": 0.02, "max_backoff": 0.05, "linger": 0.01, "close_timeout": 1}
 SECRET = "line 1\nIMPORTANT SETTING = 1"  # the last line has no newline: once cut as a "torn tail"
@@ -126,7 +126,7 @@ def test_compaction_never_follows_a_planted_tmp_file(tmp_path, victim):
 
 
 def test_a_dead_letter_holding_a_lone_surrogate_is_still_replayable(tmp_path):
-    from rankact.alignment.feedback.spool import dead_letter_line
+    from rankact.alignment.feedback.recorder.spool import dead_letter_line
 
     line = dead_letter_line({"at": None, "reason": "HTTP 422", "body": {"kind": "feedback", "body": {"c": "\udc00"}}})
     assert line.startswith(b'{"kind":"feedback","body":') and b"\\udc00" in line

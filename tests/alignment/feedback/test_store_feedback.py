@@ -7,9 +7,14 @@ import sqlite3
 import pytest
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
-from rankact.alignment.feedback.sample_data import load_sample_data, make_trajectory, sample_questions
-from rankact.alignment.feedback.store import (
+from rankact.alignment.feedback.collection.sample_data import (
+    load_sample_data,
+    make_trajectory,
+    sample_questions,
+)
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.store.tables import SCHEMA_VERSION
+from rankact.alignment.feedback.store.trajectory_store import (
     ConflictError,
     InvalidRankingError,
     NotFoundError,
@@ -18,7 +23,6 @@ from rankact.alignment.feedback.store import (
     TrajectoryStore,
     question_id_for,
 )
-from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
 from rankact.alignment.tasks import Task
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from rankact.alignment.feedback.sample_data import sample_questions
-from rankact.alignment.feedback.store import TrajectoryStore, hash_token
-from rankact.alignment.feedback.store_schema import SCHEMA_VERSION
+from rankact.alignment.feedback.collection.sample_data import sample_questions
+from rankact.alignment.feedback.store.tables import SCHEMA_VERSION
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore, hash_token
 
 V1_SCHEMA = Path(__file__).parent / "data" / "store_v1.sql"
 NOW = "2025-01-01 00:00:00.000000"

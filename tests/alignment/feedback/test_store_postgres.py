@@ -8,9 +8,10 @@ from itertools import permutations
 
 import pytest
 
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.sample_data import load_sample_data
-from rankact.alignment.feedback.store import SchemaVersionError, TrajectoryStore, _Base
+from rankact.alignment.feedback.collection.sample_data import load_sample_data
+from rankact.alignment.feedback.records.rankings import Ranking
+from rankact.alignment.feedback.store.tables import Base
+from rankact.alignment.feedback.store.trajectory_store import SchemaVersionError, TrajectoryStore
 
 URL = os.environ.get("RANKACT_TEST_POSTGRES_URL")
 pytestmark = pytest.mark.skipif(not URL, reason="set RANKACT_TEST_POSTGRES_URL to a scratch PostgreSQL database")
@@ -22,7 +23,7 @@ def store():
     from sqlalchemy import create_engine
 
     engine = create_engine(URL)
-    _Base.metadata.drop_all(engine)
+    Base.metadata.drop_all(engine)
     engine.dispose()
     s = TrajectoryStore(URL)
     load_sample_data(s)

@@ -29,7 +29,7 @@ def run_in_launcher(model_dir: str, out: str) -> None:
 
     from rankact.agent.llm import GenerationConfig
     from rankact.agent.loop import Agent
-    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.feedback.preferences.pairs import PreferencePair
     from rankact.alignment.tasks import Task
     from rankact.alignment.training.dpo import DPOConfig, train_dpo
     from rankact.alignment.training.ppo.config import PPOConfig

@@ -9,7 +9,7 @@ import math
 import pytest
 from trajectory_factory import two_step_trajectory
 
-from rankact.alignment.feedback.pairs import PreferencePair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair
 from rankact.alignment.training import dpo as dpo_module
 from rankact.alignment.training.dpo import DPOConfig, train_dpo
 
@@ -66,9 +66,9 @@ def test_dpo_rejects_bad_sources(tmp_path, tiny_model_dir):
 
 
 def test_pairs_and_best_of_k_from_a_store(tmp_path):
-    from rankact.alignment.feedback.pairs import load_pair_source
-    from rankact.alignment.feedback.rankings import Ranking
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.preferences.pair_source import load_pair_source
+    from rankact.alignment.feedback.records.rankings import Ranking
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.alignment.training.sft import best_of_pairs
 
     url = f"sqlite:///{tmp_path / 'store.db'}"

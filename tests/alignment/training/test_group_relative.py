@@ -10,9 +10,10 @@ import pytest
 import torch
 from trajectory_factory import two_step_trajectory
 
-from rankact.alignment.feedback.groups import RankedGroup, group_from_ranking, load_groups
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
-from rankact.alignment.training.advantages import group_advantages, rank_scores, token_advantages
+from rankact.alignment.feedback.preferences.groups import RankedGroup, group_from_ranking
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag, rank_scores
+from rankact.alignment.training.advantages import group_advantages, token_advantages
+from rankact.alignment.training.group_source import load_groups
 from rankact.alignment.training.losses import group_relative_loss
 from rankact.alignment.training.tokenize import encode_trajectory, segment_steps
 
@@ -95,7 +96,7 @@ def test_group_from_ranking_keeps_order_ties_and_flags():
 
 
 def _store_with_rankings(path, n_questions: int = 2):
-    from rankact.alignment.feedback.store import TrajectoryStore
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
     url = f"sqlite:///{path}"
     with TrajectoryStore(url) as store:
@@ -151,7 +152,7 @@ def test_grpo_says_why_when_there_is_no_signal(tmp_path, tiny_model_dir):
     with pytest.raises(RankactError, match="no training signal"):
         train_grpo(GRPOConfig(out_dir=tmp_path / "o", base=str(tiny_model_dir), show_progress=False), groups=groups)
     with pytest.raises(RankactError, match="no rankings"):
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         url = f"sqlite:///{tmp_path / 'empty.db'}"
         TrajectoryStore(url).close()
@@ -159,7 +160,7 @@ def test_grpo_says_why_when_there_is_no_signal(tmp_path, tiny_model_dir):
 
 
 def test_flags_travel_in_pair_exports_and_are_never_imitated():
-    from rankact.alignment.feedback.pairs import pairs_from_ranking
+    from rankact.alignment.feedback.preferences.pairs import pairs_from_ranking
     from rankact.alignment.training.dpo import encode_pairs
     from rankact.alignment.training.sft import encode_best, flagged_steps
 

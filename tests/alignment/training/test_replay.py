@@ -11,14 +11,13 @@ from trajectory_factory import two_step_trajectory
 
 from rankact.agent.errors import RankactError
 from rankact.agent.llm import Completion
+from rankact.alignment.feedback.demonstrations.replay_examples import ReplayExample, replay_sources
 from rankact.alignment.tasks import Task
 from rankact.alignment.training.replay import (
-    ReplayExample,
     ReplayFileError,
     ReplayTerm,
     generate_replay,
     read_replay,
-    replay_sources,
     worth_keeping,
     write_replay,
 )

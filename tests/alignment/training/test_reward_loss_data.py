@@ -10,14 +10,14 @@ import torch
 
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import ModelRef, Segment, Trajectory
-from rankact.alignment.feedback.pairs import (
+from rankact.alignment.feedback.preferences.pairs import (
     PreferencePair,
     TextPair,
     pairs_from_ranking,
     read_pairs,
     split_hh,
 )
-from rankact.alignment.feedback.rankings import Ranking
+from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.training.losses import bradley_terry_loss, pairwise_accuracy
 from rankact.alignment.training.reward.batching import (
     TokenizedPair,

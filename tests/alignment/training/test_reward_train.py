@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import load_file
 
 from rankact.agent.errors import RankactError
-from rankact.alignment.feedback.pairs import TextPair
+from rankact.alignment.feedback.preferences.pairs import TextPair
 from rankact.alignment.training.policy import LoraSettings
 from rankact.alignment.training.reward.config import RewardTrainConfig
 from rankact.alignment.training.reward.model import RewardModel

@@ -7,7 +7,7 @@ import json
 import torch
 from trajectory_factory import two_step_trajectory
 
-from rankact.alignment.feedback.pairs import PreferencePair, TextPair
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 from rankact.alignment.training.sft import SFTConfig, best_of_pairs, train_sft
 
 

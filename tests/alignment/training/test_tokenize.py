@@ -76,7 +76,7 @@ def _long_trajectory(answer_id: int) -> Trajectory:
 def test_a_reward_model_scores_a_long_trajectory_on_the_ids_it_trained_on(tiny_model_dir, tmp_path, monkeypatch):
     """Training and PPO-time scoring go through one tokenization: for a trajectory longer than
     max_length, the ids the reward model trains on are exactly the ids it later scores."""
-    from rankact.alignment.feedback.pairs import PreferencePair
+    from rankact.alignment.feedback.preferences.pairs import PreferencePair
     from rankact.alignment.training.reward.config import RewardTrainConfig
     from rankact.alignment.training.reward.model import RewardModel
     from rankact.alignment.training.reward.train import train_reward

@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Literal
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.errors import CommandError
-from rankact.alignment.feedback.end_user import END_USER, EndUserFeedback
-from rankact.alignment.feedback.end_user_data import kto_rows, pairs_from_votes
-from rankact.alignment.feedback.pairs import PreferencePair, pairs_from_ranking, to_text_pair
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.errors import ExportError
+from rankact.alignment.feedback.preferences.end_user_data import kto_rows, pairs_from_votes
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, pairs_from_ranking, to_text_pair
+from rankact.alignment.feedback.records.end_user import END_USER, EndUserFeedback
+from rankact.alignment.feedback.records.rankings import Ranking
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.output_file import write_lines
 
 ExportFormat = Literal["pairs", "trl", "kto", "rankings", "feedback"]
@@ -75,14 +75,14 @@ def _restrict(ranking: Ranking, known: dict[str, Trajectory]) -> Ranking:
 
 def _check_source(source: str) -> None:
     if source not in SOURCES:
-        raise CommandError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
+        raise ExportError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
 
 
 def check_export(fmt: str, source: str) -> None:
-    """CommandError for a source a format cannot take (checked before anything is written)."""
+    """ExportError for a source a format cannot take (checked before anything is written)."""
     _check_source(source)
     if fmt in ("kto", "feedback") and source not in ("all", END_USER):
-        raise CommandError(f"--format {fmt} holds end users' votes only: use --source end-user or all")
+        raise ExportError(f"--format {fmt} holds end users' votes only: use --source end-user or all")
 
 
 def export_lines(store: TrajectoryStore, fmt: str, source: str = "all") -> Iterator[str]:

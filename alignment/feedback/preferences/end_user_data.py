@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pydantic import BaseModel
 
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.end_user import END_USER, EndUserFeedback
-from rankact.alignment.feedback.pairs import PreferencePair, prompt_and_response
+from rankact.alignment.feedback.preferences.pairs import PreferencePair, prompt_and_response
+from rankact.alignment.feedback.records.end_user import END_USER, EndUserFeedback
 
 
 class TrajectoryLabel(BaseModel):

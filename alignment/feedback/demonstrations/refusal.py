@@ -29,8 +29,12 @@ from typing import Any
 
 from rankact.agent.errors import RankactError
 from rankact.alignment.evaluation.refusal import plain_prompt_ids
+from rankact.alignment.feedback.demonstrations.replay_examples import (
+    HARMFUL_SETS,
+    ReplayExample,
+    replay_sources,
+)
 from rankact.alignment.tasks import Task
-from rankact.alignment.training.replay import HARMFUL_SETS, ReplayExample
 
 AUTHOR = "written refusal (refusal_demonstrations)"
 REFUSALS = (
@@ -56,8 +60,6 @@ def refusal_sets(spec: str) -> list[str]:
 
 def refusal_sources(spec: str, data: str | Path | None = None) -> list[list[Task]]:
     """The requests of each set of `spec` (checked by `refusal_sets`)."""
-    from rankact.alignment.training.replay import replay_sources
-
     return replay_sources(",".join(refusal_sets(spec)), data)
 
 

@@ -4,7 +4,7 @@
         agent = recorder.wrap(build_agent(llm))      # run / arun / stream / astream record
         trajectory = agent.run("What is 17 * 23?")   # question id: a hash of the text
 
-`record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.spool`) and
+`record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.recorder.spool`) and
 returns: it never waits on the network and never raises into the app. A background thread
 sends the spool's lines in batches, retries failures with exponential backoff and jitter, and
 acknowledges a line only once the target has it, so a service that is down, slow or restarted,
@@ -13,7 +13,7 @@ is left.
 
 The guarantee: a line recorded (`record()` returned True) is never acknowledged unless it is
 stored; until then it is spooled, or moved to `dead-letter.jsonl` with the reason and a log
-line. What each answer does (`recorder_targets.py`):
+line. What each answer does (`targets.py`):
 
 - stored (201; a vote: 201, or 200 "duplicate"): acknowledged;
 - the same trajectory stored already (409 `already_stored`: same id, same content; the
@@ -55,15 +55,15 @@ from pydantic import BaseModel
 from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.end_user import FeedbackIn
-from rankact.alignment.feedback.recorder_targets import (
+from rankact.alignment.feedback.recorder.spool import Spool, dead_letter_line
+from rankact.alignment.feedback.recorder.targets import (
     FEEDBACK_PREFIX,
     Outcome,
     Target,
     feedback_line,
     open_target,
 )
-from rankact.alignment.feedback.spool import Spool, dead_letter_line
+from rankact.alignment.feedback.records.end_user import FeedbackIn
 
 log = logging.getLogger("rankact.recorder")
 
@@ -163,7 +163,7 @@ class Recorder:
         self._wake.set()
         return True
 
-    # -- end users' votes (alignment.feedback.end_user): the same spool, the same delivery --
+    # -- end users' votes (alignment.feedback.records.end_user): the same spool, the same delivery --
 
     def thumbs(self, trajectory_id: str, up: bool, *, end_user: str, **extra: Any) -> bool:
         """Queue an end user's thumbs up (`up=True`) or down on a recorded trajectory."""

@@ -21,7 +21,11 @@ from typing import Any
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import DemonstrationError
 from rankact.alignment.evaluation.metrics import normalize_answer
-from rankact.alignment.feedback.demonstrations import Demonstration, DemonstrationStep, fits_string_slot
+from rankact.alignment.feedback.demonstrations.recording import (
+    Demonstration,
+    DemonstrationStep,
+    fits_string_slot,
+)
 
 AUTHOR = "gold answers (lookup_demonstrations)"
 SEARCH_THOUGHT = "Search the passages for the answer"
@@ -74,7 +78,7 @@ def demonstrate_preset(spec: str, llm: Any, *, data: str | Path | None = None, l
     own passages (the agent's search settings, so the observation holds the answer), and their
     trajectories recorded through a guided agent on `llm`."""
     from rankact.agent.build import load_index
-    from rankact.alignment.feedback.demonstrations import match_tasks, record_demonstration
+    from rankact.alignment.feedback.demonstrations.recording import match_tasks, record_demonstration
     from rankact.alignment.tasks.agents import TaskAgents
     from rankact.alignment.tasks.indexes import tasks_and_index
     from rankact.tools.search import SearchTool

@@ -1,8 +1,8 @@
 """Ranked groups: a question's K trajectories with a score each, for group-relative training.
 
-Where pairs (`rankact.alignment.feedback.pairs`) flatten a ranking into C(K,2) comparisons, a group
+Where pairs (`rankact.alignment.feedback.preferences.pairs`) flatten a ranking into C(K,2) comparisons, a group
 keeps it whole: every trajectory of the ranking with its place turned into a score
-(`rankact.alignment.training.advantages.rank_scores`), and the steps the annotator flagged. Groups can
+(`rankact.alignment.feedback.records.rankings.rank_scores`), and the steps the annotator flagged. Groups can
 also be scored without people: by the task's gold answers (`task`) or by a reward model
 (`reward`); then every trajectory a question has in the store is one group.
 """
@@ -15,9 +15,8 @@ from pydantic import BaseModel, Field
 
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.feedback.rankings import Ranking
-from rankact.alignment.feedback.store import TrajectoryStore
-from rankact.alignment.training.advantages import rank_scores
+from rankact.alignment.feedback.records.rankings import Ranking, rank_scores
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 GroupSignal = Literal["ranking", "task", "reward"]
 
@@ -90,29 +89,3 @@ def task_score(trajectory: Trajectory, gold: list[str]) -> float:
     result = score_trajectory(Task(question=trajectory.question, answers=gold), trajectory)
     return result.success + 0.1 * result.f1
 
-
-def load_groups(db: str, signal: GroupSignal = "ranking", *, reward_model: str | None = None,
-                source: str | None = None) -> list[RankedGroup]:
-    """The groups a trainer reads from a store: its rankings, or every question scored by its
-    gold answers or by a reward model."""
-    with TrajectoryStore(db, create=False) as store:
-        if signal == "ranking":
-            groups = ranked_groups(store, source=source)
-            if not groups:
-                raise RankactError(f"no rankings of two or more trajectories in {db}: rank some first "
-                                   "(or use --signal task with gold answers)")
-            return groups
-        if signal == "task":
-            groups = scored_groups(store, task_score, "task")
-        elif signal == "reward":
-            if reward_model is None:
-                raise RankactError("--signal reward needs --reward-model DIR (a trained reward model)")
-            from rankact.alignment.training.reward.model import RewardModel
-
-            model = RewardModel.load(reward_model)
-            groups = scored_groups(store, lambda t, _gold: model.score_trajectory(t), "reward")
-        else:
-            raise RankactError(f"unknown signal {signal!r}: ranking, task or reward")
-    if not groups:
-        raise RankactError(f"no question in {db} has two or more trajectories: collect K >= 2 per question")
-    return groups

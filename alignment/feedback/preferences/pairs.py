@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
-from rankact.alignment.errors import NoTrainingSignal, PairFileError
-from rankact.alignment.feedback.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.errors import PairFileError
+from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
 
 # Who said it: annotators ("human"), the simulated annotator, or an app's end users.
 PairSource = Literal["human", "simulated", "end-user"]
@@ -184,18 +184,3 @@ def read_pairs(path: str | Path, rows: str | slice | None = None) -> list[Prefer
         raise PairFileError(f"no pairs in {path} (range {rows or 'all'})")
     return pairs
 
-
-def load_pair_source(pairs: Path | None, db: str | None) -> list[PreferencePair | TextPair]:
-    """The pairs a trainer reads: a pair file, or the rankings in a trajectory store."""
-    if (pairs is None) == (db is None):
-        raise RankactError("give exactly one of a pair file (--pairs) or a store URL (--db)")
-    if pairs is not None:
-        return read_pairs(pairs)
-    from rankact.alignment.feedback.export import preference_pairs  # export imports this module
-    from rankact.alignment.feedback.store import TrajectoryStore
-
-    with TrajectoryStore(db, create=False) as store:
-        found = list(preference_pairs(store))
-    if not found:
-        raise NoTrainingSignal(f"no ranked pairs in {db}: rank some trajectories first")
-    return found

@@ -25,7 +25,7 @@ from rankact.agent.batch import DEFAULT_BATCH_SIZE, Job, run_batch
 from rankact.agent.errors import BackendError
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import IncompleteCollection, NotFoundError
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task
 from rankact.alignment.tasks.agents import per_task
 

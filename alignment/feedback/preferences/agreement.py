@@ -9,10 +9,10 @@ from itertools import combinations
 
 from pydantic import BaseModel, Field
 
-from rankact.alignment.feedback.end_user import EndUserFeedback
-from rankact.alignment.feedback.end_user_data import trajectory_labels, vote_id_pairs
-from rankact.alignment.feedback.rankings import Ranking, ranked_id_pairs
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.preferences.end_user_data import trajectory_labels, vote_id_pairs
+from rankact.alignment.feedback.records.end_user import EndUserFeedback
+from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 
 def _ranks(order: list[list[str]]) -> dict[str, int]:

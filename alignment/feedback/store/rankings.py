@@ -8,12 +8,22 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidRankingError, NotFoundError
-from rankact.alignment.feedback.rankings import Ranking, StepFlag
-from rankact.alignment.feedback.store_schema import _Lease, _Question, _Ranking, _Trajectory, readable_rows
+from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
+from rankact.alignment.feedback.store.database import Database
+from rankact.alignment.feedback.store.tables import (
+    LeaseRow,
+    QuestionRow,
+    RankingRow,
+    readable_rows,
+    trajectory_ids,
+)
 
 
-class RankingsMixin:
-    """The ranking methods of `TrajectoryStore` (which provides `_read` and `_write`)."""
+class Rankings:
+    """Rankings, checked against the question's trajectories, in the store's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def submit_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
         """Store a ranking. It must order exactly its question's trajectories (ties allowed).
@@ -28,8 +38,8 @@ class RankingsMixin:
 
     def _check_ranking(self, session: Session, ranking: Ranking) -> None:
         # Checked inside the write transaction, so no trajectory can be added in between.
-        expected = set(_trajectory_ids(session, ranking.question_id))
-        if not expected and session.get(_Question, ranking.question_id) is None:
+        expected = set(trajectory_ids(session, ranking.question_id))
+        if not expected and session.get(QuestionRow, ranking.question_id) is None:
             raise NotFoundError(f"no question with id {ranking.question_id!r}")
         given = ranking.trajectory_ids
         missing = sorted(expected - set(given))
@@ -50,15 +60,15 @@ class RankingsMixin:
 
     def _upsert_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
         flags = [f.model_dump() for f in ranking.flags]
-        with self._write() as session:
+        with self.db.write() as session:
             self._check_ranking(session, ranking)
             row = session.scalars(
-                select(_Ranking).where(_Ranking.question_id == ranking.question_id,
-                                       _Ranking.annotator == ranking.annotator)
+                select(RankingRow).where(RankingRow.question_id == ranking.question_id,
+                                       RankingRow.annotator == ranking.annotator)
             ).first()
             created = row is None
             if row is None:
-                row = _Ranking(id=ranking.id, question_id=ranking.question_id, annotator=ranking.annotator,
+                row = RankingRow(id=ranking.id, question_id=ranking.question_id, annotator=ranking.annotator,
                                created_at=ranking.created_at, order=ranking.order, flags=flags,
                                comment=ranking.comment, source=ranking.source)
                 session.add(row)
@@ -66,32 +76,27 @@ class RankingsMixin:
                                                                      ranking.source):
                 row.order, row.flags, row.comment, row.source = ranking.order, flags, ranking.comment, ranking.source
                 row.created_at = ranking.created_at
-            session.execute(delete(_Lease).where(_Lease.question_id == ranking.question_id,
-                                                 _Lease.annotator == ranking.annotator))
+            session.execute(delete(LeaseRow).where(LeaseRow.question_id == ranking.question_id,
+                                                 LeaseRow.annotator == ranking.annotator))
             session.flush()
             return _to_ranking(row), created
 
     def rankings(
         self, question_id: str | None = None, *, annotator: str | None = None, source: str | None = None,
     ) -> list[Ranking]:
-        query = select(_Ranking).order_by(_Ranking.question_id, _Ranking.created_at, _Ranking.id)
+        query = select(RankingRow).order_by(RankingRow.question_id, RankingRow.created_at, RankingRow.id)
         if question_id is not None:
-            query = query.where(_Ranking.question_id == question_id)
+            query = query.where(RankingRow.question_id == question_id)
         if annotator is not None:
-            query = query.where(_Ranking.annotator == annotator)
+            query = query.where(RankingRow.annotator == annotator)
         if source is not None:
-            query = query.where(_Ranking.source == source)
-        with self._read() as session:
+            query = query.where(RankingRow.source == source)
+        with self.db.read() as session:
             rows = list(session.scalars(query))
         return readable_rows(rows, _to_ranking, "ranking")
 
 
-def _trajectory_ids(session: Session, question_id: str) -> list[str]:
-    return sorted(session.scalars(select(_Trajectory.id).where(_Trajectory.question_id == question_id,
-                                                               _Trajectory.damaged.is_(False))))
-
-
-def _to_ranking(row: _Ranking) -> Ranking:
+def _to_ranking(row: RankingRow) -> Ranking:
     return Ranking(
         id=row.id, question_id=row.question_id, annotator=row.annotator, order=row.order,
         source=row.source, created_at=row.created_at, flags=[StepFlag(**f) for f in row.flags or []],

@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.evaluation.metrics import answer_contains, exact_match, token_f1
-from rankact.alignment.feedback.rankings import Ranking, order_by_score
-from rankact.alignment.feedback.store import TrajectoryStore
+from rankact.alignment.feedback.records.rankings import Ranking, order_by_score
+from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
 Score = tuple[float, float, float, float, int, int, int]
 Criteria = Literal["process", "outcome"]

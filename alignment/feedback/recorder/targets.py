@@ -195,8 +195,8 @@ class StoreTarget:
             SchemaVersionError,
             StoreError,
         )
-        from rankact.alignment.feedback.end_user import FeedbackIn
-        from rankact.alignment.feedback.store import TrajectoryStore
+        from rankact.alignment.feedback.records.end_user import FeedbackIn
+        from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 
         vote = None
         try:

@@ -1,4 +1,4 @@
-"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.end_user`):
+"""End users' votes in the trajectory store (the rules are in `rankact.alignment.feedback.records.end_user`):
 one row per (app, end user, thing judged), found again by the vote's id so a re-sent vote is
 answered "duplicate", replaced by a newer vote of the same user, never counted twice."""
 from __future__ import annotations
@@ -10,12 +10,16 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rankact.alignment.errors import ConflictError, InvalidFeedbackError, NotFoundError
-from rankact.alignment.feedback.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
-from rankact.alignment.feedback.store_schema import _EndUserFeedback, _now, _Trajectory, readable_rows
+from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.store.database import Database
+from rankact.alignment.feedback.store.tables import EndUserFeedbackRow, TrajectoryRow, readable_rows, utc_now
 
 
-class EndUserMixin:
-    """The end-user feedback methods of `TrajectoryStore` (which provides `_read` and `_write`)."""
+class EndUserVotes:
+    """End users' votes, in the store's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def add_feedback(self, vote: FeedbackIn, *, app: str) -> tuple[EndUserFeedback, FeedbackStatus, str | None]:
         """Store one end user's vote relayed by account `app`. Returns (the vote now in its slot,
@@ -31,27 +35,27 @@ class EndUserMixin:
 
     def _upsert_feedback(self, vote: FeedbackIn, app: str):
         feedback_id, slot = vote.feedback_id or vote.derived_id(app), vote.slot(app)
-        received = _now()
+        received = utc_now()
         created = _aware(vote.created_at) if vote.created_at else received
-        with self._write() as session:
+        with self.db.write() as session:
             question_id = _question_of(session, vote)
-            new = _EndUserFeedback(
+            new = EndUserFeedbackRow(
                 id=feedback_id, slot=slot, kind=vote.kind, question_id=question_id,
                 trajectory_id=vote.trajectory_id or vote.chosen_id, rejected_id=vote.rejected_id, score=vote.value,
                 app=app, end_user=vote.end_user, comment=vote.comment, created_at=created, received_at=received,
             )
-            same_id = session.get(_EndUserFeedback, feedback_id)
+            same_id = session.get(EndUserFeedbackRow, feedback_id)
             if same_id is not None:
                 if _content(same_id) != _content(new):
                     raise ConflictError(f"feedback id {feedback_id!r} is already used by another vote")
                 return _to_feedback(same_id), "duplicate", None
-            held = session.scalars(select(_EndUserFeedback).where(_EndUserFeedback.slot == slot)).first()
+            held = session.scalars(select(EndUserFeedbackRow).where(EndUserFeedbackRow.slot == slot)).first()
             if held is not None:
                 if _content(held) == _content(new):
                     return _to_feedback(held), "duplicate", None
                 if _aware(held.created_at) > created:  # a late re-send of an older vote
                     return _to_feedback(held), "superseded", None
-                session.execute(delete(_EndUserFeedback).where(_EndUserFeedback.id == held.id))
+                session.execute(delete(EndUserFeedbackRow).where(EndUserFeedbackRow.id == held.id))
                 session.flush()
             session.add(new)
             session.flush()
@@ -62,16 +66,16 @@ class EndUserMixin:
         limit: int | None = None, offset: int = 0,
     ) -> list[EndUserFeedback]:
         """Stored votes, oldest first; a row that does not read back is left out with a warning."""
-        query = select(_EndUserFeedback).order_by(_EndUserFeedback.question_id, _EndUserFeedback.created_at,
-                                                  _EndUserFeedback.id)
-        for column, value in ((_EndUserFeedback.question_id, question_id), (_EndUserFeedback.end_user, end_user),
-                              (_EndUserFeedback.kind, kind)):
+        query = select(EndUserFeedbackRow).order_by(EndUserFeedbackRow.question_id, EndUserFeedbackRow.created_at,
+                                                  EndUserFeedbackRow.id)
+        for column, value in ((EndUserFeedbackRow.question_id, question_id), (EndUserFeedbackRow.end_user, end_user),
+                              (EndUserFeedbackRow.kind, kind)):
             if value is not None:
                 query = query.where(column == value)
         query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as session:
+        with self.db.read() as session:
             rows = list(session.scalars(query))
         return readable_rows(rows, _to_feedback, "end-user feedback")
 
@@ -81,7 +85,7 @@ def _question_of(session: Session, vote: FeedbackIn) -> str:
     ids = [vote.trajectory_id] if vote.trajectory_id else [vote.chosen_id, vote.rejected_id]
     questions = []
     for trajectory_id in ids:
-        row = session.get(_Trajectory, trajectory_id)
+        row = session.get(TrajectoryRow, trajectory_id)
         if row is None:
             raise NotFoundError(f"no trajectory with id {trajectory_id!r} (post the trajectory before votes on it)")
         if row.damaged:
@@ -93,7 +97,7 @@ def _question_of(session: Session, vote: FeedbackIn) -> str:
     return questions[0]
 
 
-def _content(row: _EndUserFeedback) -> tuple:
+def _content(row: EndUserFeedbackRow) -> tuple:
     return (row.slot, row.kind, row.trajectory_id, row.rejected_id, row.score, row.comment)
 
 
@@ -101,7 +105,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _to_feedback(row: _EndUserFeedback) -> EndUserFeedback:
+def _to_feedback(row: EndUserFeedbackRow) -> EndUserFeedback:
     choice = row.kind == "choice"
     return EndUserFeedback(
         id=row.id, kind=row.kind, question_id=row.question_id,

@@ -2,7 +2,7 @@
 flags on bad steps.
 
 Raw rankings are what the store keeps (who, when, which trajectories, the order, ties);
-pairs are derived only at export or training time (`rankact.alignment.feedback.pairs`), so a change
+pairs are derived only at export or training time (`rankact.alignment.feedback.preferences.pairs`), so a change
 in how pairs are made never loses information.
 """
 from __future__ import annotations
@@ -67,3 +67,20 @@ def order_by_score(scores: dict[str, Any]) -> list[list[str]]:
     equal scores share a tie group, listed by id so the same scores always give the same order."""
     ranked = sorted(sorted(scores), key=scores.__getitem__, reverse=True)  # stable: ties stay by id
     return [list(group) for _, group in groupby(ranked, key=scores.__getitem__)]
+
+
+def rank_scores(order: list[list[str]]) -> dict[str, float]:
+    """A ranking (best first, inner lists tie) as scores in [0, 1]: 1 for the best place, 0 for
+    the worst. Tied trajectories share the mean of the places they span (fractional ranking),
+    so a tie says "equally good" and moves neither above the other."""
+    n = sum(len(group) for group in order)
+    if n == 0:
+        return {}
+    scores: dict[str, float] = {}
+    place = 0
+    for group in order:
+        mean_place = place + (len(group) - 1) / 2  # 0-based places place .. place+len-1
+        for trajectory_id in group:
+            scores[trajectory_id] = 1.0 - mean_place / (n - 1) if n > 1 else 0.0
+        place += len(group)
+    return scores

@@ -22,7 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from rankact.alignment.errors import ConflictError, NotFoundError, StoreError
-from rankact.alignment.feedback.store_schema import _Annotator, _now
+from rankact.alignment.feedback.store.database import Database
+from rankact.alignment.feedback.store.tables import AnnotatorRow, utc_now
 
 Role = Literal["admin", "annotator", "ingest"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -43,12 +44,15 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _account(row: _Annotator) -> Account:
+def _account(row: AnnotatorRow) -> Account:
     return Account(name=row.name, role=row.role, created_at=row.created_at, revoked=row.revoked_at is not None)
 
 
-class AccountsMixin:
-    """The account methods of `TrajectoryStore` (which provides `_read` and `_write`)."""
+class Accounts:
+    """Accounts and their tokens, in the store's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
     def create_account(self, name: str, role: Role = "annotator") -> str:
         """Register an account; returns its token (only the token's hash is stored)."""
@@ -59,10 +63,10 @@ class AccountsMixin:
             raise StoreError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
         token = secrets.token_urlsafe(24)
         try:
-            with self._write() as session:
-                if session.get(_Annotator, name) is not None:
+            with self.db.write() as session:
+                if session.get(AnnotatorRow, name) is not None:
                     raise ConflictError(f"account {name!r} already exists")
-                session.add(_Annotator(name=name, token_hash=hash_token(token), role=role, created_at=_now()))
+                session.add(AnnotatorRow(name=name, token_hash=hash_token(token), role=role, created_at=utc_now()))
         except IntegrityError as exc:
             raise ConflictError(f"account {name!r} already exists") from exc
         return token
@@ -75,38 +79,38 @@ class AccountsMixin:
         """A new token for the account; the old one stops working at once. A revoked account
         is re-enabled with the new token."""
         token = secrets.token_urlsafe(24)
-        with self._write() as session:
+        with self.db.write() as session:
             row = self._account_row(session, name)
             row.token_hash, row.revoked_at = hash_token(token), None
         return token
 
     def revoke(self, name: str) -> Account:
         """The account's token stops working; the account and its rankings stay."""
-        with self._write() as session:
+        with self.db.write() as session:
             row = self._account_row(session, name)
             if row.revoked_at is None:
-                row.revoked_at = _now()
+                row.revoked_at = utc_now()
             return _account(row)
 
     def authenticate(self, token: str | None) -> Account | None:
         """The account a token belongs to; None for an unknown or revoked token."""
         if not token:
             return None
-        with self._read() as session:
-            row = session.scalars(select(_Annotator).where(_Annotator.token_hash == hash_token(token),
-                                                           _Annotator.revoked_at.is_(None))).first()
+        with self.db.read() as session:
+            row = session.scalars(select(AnnotatorRow).where(AnnotatorRow.token_hash == hash_token(token),
+                                                           AnnotatorRow.revoked_at.is_(None))).first()
         return _account(row) if row else None
 
     def accounts(self, role: Role | None = None) -> list[Account]:
-        query = select(_Annotator).order_by(_Annotator.name)
+        query = select(AnnotatorRow).order_by(AnnotatorRow.name)
         if role is not None:
-            query = query.where(_Annotator.role == role)
-        with self._read() as session:
+            query = query.where(AnnotatorRow.role == role)
+        with self.db.read() as session:
             return [_account(row) for row in session.scalars(query)]
 
     @staticmethod
-    def _account_row(session, name: str) -> _Annotator:
-        row = session.get(_Annotator, name)
+    def _account_row(session, name: str) -> AnnotatorRow:
+        row = session.get(AnnotatorRow, name)
         if row is None:
             raise NotFoundError(f"no account named {name!r}")
         return row

@@ -15,17 +15,12 @@ the question (`question_id_for(text, version)`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import random
-import re
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from datetime import datetime
+from collections.abc import Iterable
 from typing import Any, Self
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 from sqlalchemy import func, inspect, select, update
 from sqlalchemy.exc import DatabaseError, IntegrityError
 from sqlalchemy.orm import Session
@@ -41,98 +36,126 @@ from rankact.alignment.errors import (
     SchemaVersionError,
     StoreError,
 )
-from rankact.alignment.feedback.store_accounts import Account, AccountsMixin, Role, hash_token
-from rankact.alignment.feedback.store_end_user import EndUserMixin
-from rankact.alignment.feedback.store_leases import LeasesMixin
-from rankact.alignment.feedback.store_rankings import RankingsMixin, _trajectory_ids
-from rankact.alignment.feedback.store_schema import (
-    _IMMEDIATE,
+from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
+from rankact.alignment.feedback.records.rankings import Ranking
+from rankact.alignment.feedback.store.accounts import Account, Accounts, Role, hash_token
+from rankact.alignment.feedback.store.database import (
     DEFAULT_URL,
-    MIGRATES_FROM,
-    SCHEMA_VERSION,
-    _Base,
-    _check_writable,
-    _make_engine,
-    _Meta,
-    _now,
-    _Question,
-    _Ranking,
-    _require_existing_file,
-    _Trajectory,
-    _trajectory_counts,
-    migrate,
+    Database,
+    check_writable,
     normalize_url,
+    require_existing_file,
+)
+from rankact.alignment.feedback.store.end_user_votes import EndUserVotes
+from rankact.alignment.feedback.store.leases import Leases
+from rankact.alignment.feedback.store.migrations import MIGRATES_FROM, migrate
+from rankact.alignment.feedback.store.questions import (
+    Question,
+    question_id_for,
+    shuffled_for,
+    utf8,
+    versioned_id,
+)
+from rankact.alignment.feedback.store.rankings import Rankings
+from rankact.alignment.feedback.store.tables import (
+    SCHEMA_VERSION,
+    Base,
+    MetaRow,
+    QuestionRow,
+    RankingRow,
+    TrajectoryRow,
+    trajectory_counts,
+    trajectory_ids,
+    utc_now,
 )
 
 __all__ = ["Account", "ConflictError", "InvalidFeedbackError", "InvalidRankingError", "NotFoundError", "Question", "Role", "SchemaVersionError",
            "StoreError", "TrajectoryStore", "hash_token", "question_id_for", "shuffled_for", "versioned_id"]
 log = logging.getLogger("rankact.store")
 
-# --- public records ---------------------------------------------------------------------
-
-
-class Question(BaseModel):
-    id: str
-    text: str
-    gold: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: datetime
-    trajectories: int = 0
-    rankings: int = 0
-
-
-def question_id_for(text: str, version: int = 1) -> str:
-    """The default question id: stable in the text (the same as a Task's default id), with
-    `-v<version>` from version 2 on."""
-    return versioned_id(hashlib.sha256(_utf8(text, "question")).hexdigest()[:16], version)
-
-
-def versioned_id(question_id: str, version: int) -> str:
-    """`question_id` as version `version`: ("q", 2) -> "q-v2"; ("q-v2", 3) -> "q-v3"; version 1 leaves it."""
-    if version <= 1:
-        return question_id
-    return re.sub(r"-v\d+$", "", question_id) + f"-v{version}"
-
-
-def _utf8(text: str, what: str) -> bytes:
-    try:
-        return text.encode()
-    except UnicodeEncodeError as exc:  # a lone surrogate: no database can store it
-        raise StoreError(f"the {what} is not valid Unicode text ({exc.reason} at position {exc.start})") from exc
-
-
-def shuffled_for(annotator: str, question_id: str, items: list[Any], key=lambda x: x) -> list[Any]:
-    """Items in an order shuffled per annotator and question, the same on every load, so the
-    position a trajectory is shown in cannot bias every annotator the same way."""
-    seed = int.from_bytes(hashlib.sha256(f"{annotator}\0{question_id}".encode()).digest()[:8], "big")
-    ordered = sorted(items, key=key)
-    random.Random(seed).shuffle(ordered)
-    return ordered
-
-
 # --- the store --------------------------------------------------------------------------
 
 
-class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
-    """Questions, trajectories, rankings, end users' votes and accounts in one database."""
+class TrajectoryStore:
+    """Questions, trajectories, rankings, end users' votes and accounts in one database.
+
+    Built by composition: questions and trajectories are kept here; accounts, leases, rankings
+    and end users' votes are each a part on the same `Database` (`self.db`), and the methods
+    below that name them hand the call to their part."""
 
     def __init__(self, url: str = DEFAULT_URL, *, create: bool = True, write: bool | None = None) -> None:
         """Open (`create`: or make) the store; `write` (default: `create`) checks up front that
         the database can be written, so a read-only one is one error now, not a failure mid-run."""
         self.url = normalize_url(url)
         if not create:
-            _require_existing_file(self.url)
-        self.engine = _make_engine(self.url)
+            require_existing_file(self.url)
+        self.db = Database(self.url)
+        self.engine = self.db.engine
         try:
             self._check_schema(create)
             if create if write is None else write:
-                _check_writable(self.engine)
+                check_writable(self.engine)
         except DatabaseError as exc:  # not a database at all, locked, read-only, unreachable
-            self.engine.dispose()
+            self.db.dispose()
             raise StoreError(f"cannot open database {self.url}: {exc.orig}") from exc
         except StoreError:
-            self.engine.dispose()
+            self.db.dispose()
             raise
+        self._accounts = Accounts(self.db)
+        self._leases = Leases(self.db)
+        self._rankings = Rankings(self.db)
+        self._votes = EndUserVotes(self.db)
+
+    # -- accounts (`accounts`) --
+
+    def create_account(self, name: str, role: Role = "annotator") -> str:
+        return self._accounts.create_account(name, role)
+
+    def create_annotator(self, name: str, *, is_admin: bool = False) -> str:
+        return self._accounts.create_annotator(name, is_admin=is_admin)
+
+    def rotate_token(self, name: str) -> str:
+        return self._accounts.rotate_token(name)
+
+    def revoke(self, name: str) -> Account:
+        return self._accounts.revoke(name)
+
+    def authenticate(self, token: str | None) -> Account | None:
+        return self._accounts.authenticate(token)
+
+    def accounts(self, role: Role | None = None) -> list[Account]:
+        return self._accounts.accounts(role)
+
+    # -- leases (`leases`) --
+
+    def next_question_for(self, annotator: str, lease_seconds: float = 600) -> Question | None:
+        chosen = self._leases.next_question_id(annotator, lease_seconds)
+        return self.question(chosen) if chosen else None
+
+    def unranked_count(self, annotator: str) -> int:
+        return self._leases.unranked_count(annotator)
+
+    def release(self, question_id: str, annotator: str) -> None:
+        self._leases.release(question_id, annotator)
+
+    # -- rankings (`rankings`) --
+
+    def submit_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
+        return self._rankings.submit_ranking(ranking)
+
+    def rankings(self, question_id: str | None = None, *, annotator: str | None = None,
+                 source: str | None = None) -> list[Ranking]:
+        return self._rankings.rankings(question_id, annotator=annotator, source=source)
+
+    # -- end users' votes (`end_user_votes`) --
+
+    def add_feedback(self, vote: FeedbackIn, *, app: str) -> tuple[EndUserFeedback, FeedbackStatus, str | None]:
+        return self._votes.add_feedback(vote, app=app)
+
+    def end_user_feedback(self, question_id: str | None = None, *, end_user: str | None = None,
+                          kind: str | None = None, limit: int | None = None, offset: int = 0,
+                          ) -> list[EndUserFeedback]:
+        return self._votes.end_user_feedback(question_id, end_user=end_user, kind=kind, limit=limit, offset=offset)
 
     # -- plumbing --
 
@@ -145,17 +168,17 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
                 )
             if not create:
                 raise StoreError(f"{self.url} has no rankact tables")
-            _Base.metadata.create_all(self.engine)
-            with self._write() as session:
-                if session.get(_Meta, "schema_version") is None:
-                    session.add(_Meta(key="schema_version", value=str(SCHEMA_VERSION)))
+            Base.metadata.create_all(self.engine)
+            with self.db.write() as session:
+                if session.get(MetaRow, "schema_version") is None:
+                    session.add(MetaRow(key="schema_version", value=str(SCHEMA_VERSION)))
             return
-        with self._read() as session:
-            row = session.get(_Meta, "schema_version")
+        with self.db.read() as session:
+            row = session.get(MetaRow, "schema_version")
         if row is not None and row.value in MIGRATES_FROM:
             migrate(self.engine, readable=_is_readable)
-            with self._read() as session:
-                row = session.get(_Meta, "schema_version")
+            with self.db.read() as session:
+                row = session.get(MetaRow, "schema_version")
         found = row.value if row else None
         if found != str(SCHEMA_VERSION):
             raise SchemaVersionError(
@@ -163,22 +186,8 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
                 "export its rankings with the rankact that made it, or use a new database"
             )
 
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        token = _IMMEDIATE.set(True)
-        try:
-            with Session(self.engine, expire_on_commit=False) as session, session.begin():
-                yield session
-        finally:
-            _IMMEDIATE.reset(token)
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            yield session
-
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.dispose()
 
     def __enter__(self) -> Self:
         return self
@@ -198,18 +207,18 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
     ) -> str:
         """Create a question, or fill in gold answers / metadata on an existing one."""
         question_id = question_id or question_id_for(text)
-        _utf8(question_id, "question id")
-        _utf8(text, "question")
-        with self._write() as session:
+        utf8(question_id, "question id")
+        utf8(text, "question")
+        with self.db.write() as session:
             self._upsert_question(session, question_id, text, gold, metadata)
         return question_id
 
     @staticmethod
-    def _upsert_question(session: Session, question_id: str, text: str, gold, metadata) -> _Question:
-        row = session.get(_Question, question_id)
+    def _upsert_question(session: Session, question_id: str, text: str, gold, metadata) -> QuestionRow:
+        row = session.get(QuestionRow, question_id)
         if row is None:
-            row = _Question(id=question_id, text=text, gold=list(gold or []), meta=dict(metadata or {}),
-                            created_at=_now())
+            row = QuestionRow(id=question_id, text=text, gold=list(gold or []), meta=dict(metadata or {}),
+                            created_at=utc_now())
             session.add(row)
             session.flush()
         else:
@@ -225,22 +234,22 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
         as delivered); its id with other content, ConflictError. A question that has rankings is
         closed: QuestionClosedError names the next free version, and nothing is stored."""
         question_id = question_id or question_id_for(trajectory.question)
-        _utf8(question_id, "question id")
+        utf8(question_id, "question id")
         data = _readable_json(trajectory)
         model = trajectory.model.backend + ":" + trajectory.model.name
         try:
-            with self._write() as session:
-                if (stored := session.get(_Trajectory, trajectory.id)) is not None:
+            with self.db.write() as session:
+                if (stored := session.get(TrajectoryRow, trajectory.id)) is not None:
                     raise _clash(trajectory.id, data, stored)
                 self._require_open(session, question_id)
                 self._upsert_question(session, question_id, trajectory.question, gold, None)
-                session.add(_Trajectory(
+                session.add(TrajectoryRow(
                     id=trajectory.id, question_id=question_id, question=trajectory.question, model=model,
                     status=trajectory.status, created_at=trajectory.created_at, data=data,
                 ))
         except IntegrityError as exc:  # another writer stored the same id first (PostgreSQL)
-            with self._read() as session:
-                stored = session.get(_Trajectory, trajectory.id)
+            with self.db.read() as session:
+                stored = session.get(TrajectoryRow, trajectory.id)
             if stored is None:
                 raise ConflictError(f"a trajectory with id {trajectory.id} is already stored") from exc
             raise _clash(trajectory.id, data, stored) from exc
@@ -248,10 +257,10 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
 
     @staticmethod
     def _require_open(session: Session, question_id: str) -> None:
-        if session.scalar(select(func.count()).where(_Ranking.question_id == question_id)) == 0:
+        if session.scalar(select(func.count()).where(RankingRow.question_id == question_id)) == 0:
             return
         version = 2
-        while session.scalar(select(func.count()).where(_Ranking.question_id == versioned_id(question_id, version))):
+        while session.scalar(select(func.count()).where(RankingRow.question_id == versioned_id(question_id, version))):
             version += 1
         raise QuestionClosedError(
             f"question {question_id} already has rankings, so it takes no new trajectories (they would not be "
@@ -261,8 +270,8 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
         )
 
     def get(self, trajectory_id: str) -> Trajectory:
-        with self._read() as session:
-            row = session.get(_Trajectory, trajectory_id)
+        with self.db.read() as session:
+            row = session.get(TrajectoryRow, trajectory_id)
         if row is None:
             raise NotFoundError(f"no trajectory with id {trajectory_id!r}")
         found = self._readable([(row.id, row.data)]) if not row.damaged else []
@@ -274,18 +283,18 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
         self, question_id: str | None = None, *, model: str | None = None, status: str | None = None,
         limit: int | None = None, offset: int = 0,
     ) -> list[Trajectory]:
-        query = (select(_Trajectory.id, _Trajectory.data).where(_Trajectory.damaged.is_(False))
-                 .order_by(_Trajectory.created_at, _Trajectory.id))
+        query = (select(TrajectoryRow.id, TrajectoryRow.data).where(TrajectoryRow.damaged.is_(False))
+                 .order_by(TrajectoryRow.created_at, TrajectoryRow.id))
         if question_id is not None:
-            query = query.where(_Trajectory.question_id == question_id)
+            query = query.where(TrajectoryRow.question_id == question_id)
         if model is not None:
-            query = query.where(_Trajectory.model == model)
+            query = query.where(TrajectoryRow.model == model)
         if status is not None:
-            query = query.where(_Trajectory.status == status)
+            query = query.where(TrajectoryRow.status == status)
         query = query.offset(offset)
         if limit is not None:
             query = query.limit(limit)
-        with self._read() as session:
+        with self.db.read() as session:
             rows = list(session.execute(query))
         return self._readable(rows)
 
@@ -300,24 +309,24 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
                             str(exc).splitlines()[0])
                 damaged.append(row_id)
         if damaged:
-            with self._write() as session:
-                session.execute(update(_Trajectory).where(_Trajectory.id.in_(damaged)).values(damaged=True))
+            with self.db.write() as session:
+                session.execute(update(TrajectoryRow).where(TrajectoryRow.id.in_(damaged)).values(damaged=True))
         return found
 
     def damaged_ids(self) -> list[str]:
         """Trajectories kept but left out of reads because their data does not read back."""
-        with self._read() as session:
-            return sorted(session.scalars(select(_Trajectory.id).where(_Trajectory.damaged.is_(True))))
+        with self.db.read() as session:
+            return sorted(session.scalars(select(TrajectoryRow.id).where(TrajectoryRow.damaged.is_(True))))
 
     def trajectory_ids(self, question_id: str) -> list[str]:
-        with self._read() as session:
-            return _trajectory_ids(session, question_id)
+        with self.db.read() as session:
+            return trajectory_ids(session, question_id)
 
     def count_trajectories(self, question_id: str | None = None) -> int:
-        query = select(func.count()).select_from(_Trajectory).where(_Trajectory.damaged.is_(False))
+        query = select(func.count()).select_from(TrajectoryRow).where(TrajectoryRow.damaged.is_(False))
         if question_id is not None:
-            query = query.where(_Trajectory.question_id == question_id)
-        with self._read() as session:
+            query = query.where(TrajectoryRow.question_id == question_id)
+        with self.db.read() as session:
             return session.scalar(query) or 0
 
     def sample_indices(self, question_id: str) -> set[int]:
@@ -339,18 +348,18 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
         return self._questions(None)
 
     def _questions(self, question_id: str | None) -> list[Question]:
-        n_traj = _trajectory_counts()
-        n_rank = (select(_Ranking.question_id, func.count().label("n"))
-                  .group_by(_Ranking.question_id).subquery())
+        n_traj = trajectory_counts()
+        n_rank = (select(RankingRow.question_id, func.count().label("n"))
+                  .group_by(RankingRow.question_id).subquery())
         query = (
-            select(_Question, func.coalesce(n_traj.c.n, 0), func.coalesce(n_rank.c.n, 0))
-            .outerjoin(n_traj, n_traj.c.question_id == _Question.id)
-            .outerjoin(n_rank, n_rank.c.question_id == _Question.id)
-            .order_by(_Question.created_at, _Question.id)
+            select(QuestionRow, func.coalesce(n_traj.c.n, 0), func.coalesce(n_rank.c.n, 0))
+            .outerjoin(n_traj, n_traj.c.question_id == QuestionRow.id)
+            .outerjoin(n_rank, n_rank.c.question_id == QuestionRow.id)
+            .order_by(QuestionRow.created_at, QuestionRow.id)
         )
         if question_id is not None:
-            query = query.where(_Question.id == question_id)
-        with self._read() as session:
+            query = query.where(QuestionRow.id == question_id)
+        with self.db.read() as session:
             return [
                 Question(id=q.id, text=q.text, gold=q.gold or [], metadata=q.meta or {}, created_at=q.created_at,
                          trajectories=nt, rankings=nr)
@@ -358,7 +367,7 @@ class TrajectoryStore(AccountsMixin, LeasesMixin, RankingsMixin, EndUserMixin):
             ]
 
 
-def _clash(trajectory_id: str, data: str, stored: _Trajectory) -> ConflictError:
+def _clash(trajectory_id: str, data: str, stored: TrajectoryRow) -> ConflictError:
     """What storing `data` under an id that is stored already means: the same trajectory again is
     a re-send (where it is stored, under which question, stays as the first write made it);
     other content under the id is a real conflict."""

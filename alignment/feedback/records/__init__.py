@@ -1,0 +1,7 @@
+"""The raw records people produce, as the store keeps them: rankings of a question's
+trajectories, ties and step flags included (`rankings`), and end users' votes (`end_user`).
+
+They sit below both the store, which keeps them, and the preference data derived from them
+(`preferences`), which reads the store: with them in `preferences`, store and preferences
+imported each other.
+"""
