@@ -45,16 +45,15 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel
 
-from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
+from rankact.alignment.feedback.recorder.recording_agent import RecordingAgent
 from rankact.alignment.feedback.recorder.spool import Spool, dead_letter_line
 from rankact.alignment.feedback.recorder.targets import (
     FEEDBACK_PREFIX,
@@ -378,44 +377,6 @@ class Recorder:
         log.error("recorder: %s", reason)
         self._count(dropped=1, last_error=reason)
         return False
-
-
-class RecordingAgent:
-    """An agent whose `run`, `arun`, `stream` and `astream` record each finished trajectory;
-    they take `question_id=` and `gold=` for the store besides the agent's own arguments.
-    Everything else is the wrapped agent's."""
-
-    def __init__(self, agent: Any, recorder: Recorder) -> None:
-        self.agent, self.recorder = agent, recorder
-
-    def run(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-            **sampling: Any) -> Trajectory:
-        trajectory = self.agent.run(question, **sampling)
-        self.recorder.record(trajectory, question_id=question_id, gold=gold)
-        return trajectory
-
-    async def arun(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-                   **sampling: Any) -> Trajectory:
-        trajectory = await self.agent.arun(question, **sampling)
-        self.recorder.record(trajectory, question_id=question_id, gold=gold)
-        return trajectory
-
-    def stream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-               **sampling: Any) -> Iterator[Any]:
-        for event in self.agent.stream(question, **sampling):
-            if isinstance(event, Done):
-                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
-            yield event
-
-    async def astream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-                      **sampling: Any) -> AsyncIterator[Any]:
-        async for event in self.agent.astream(question, **sampling):
-            if isinstance(event, Done):
-                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
-            yield event
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.agent, name)
 
 
 def _body(trajectory: Trajectory, question_id: str | None, gold: list[str] | None) -> bytes:

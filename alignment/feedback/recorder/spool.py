@@ -15,16 +15,14 @@ reads and rewrites it, under `dead-letter.lock`, for a replay).
 
 The folder must be private, as the journal holds what the app sends with its token: a folder
 that is a symlink, that another user owns, or that others may write without the sticky bit is
-refused (SpoolFolderError), a new one is made 0700, and every file in it is opened without
-following a symlink (`O_NOFOLLOW`) and must be a regular file of ours with one link, so a
-link planted by someone else is neither read, truncated nor appended to.
+refused (`private_files.SpoolFolderError`), a new one is made 0700, and every file in it is
+opened without following a symlink and must be a regular file of ours with one link.
 """
 from __future__ import annotations
 
 import fcntl
 import json
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,16 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rankact.alignment.feedback.recorder.private_files import new_file, open_own, private_folder, read_own
+
 _CHUNK = 1 << 20
 _MAX_SPOOLS = 1024
 DEAD_LETTER = "dead-letter.jsonl"
 DEAD_LETTER_LOCK = "dead-letter.lock"
-# Never follow a symlink; a planted FIFO must not block the open.
-_SAFE = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
-
-
-class SpoolFolderError(OSError):
-    """A spool folder or file that others could have planted or can tamper with."""
 
 
 class Spool:
@@ -51,7 +45,7 @@ class Spool:
     def __init__(self, folder: str | Path, *, max_bytes: int = 1 << 30, compact_bytes: int = 64 << 20,
                  durable: bool = False) -> None:
         self.folder = Path(folder).expanduser()
-        _private_folder(self.folder)
+        private_folder(self.folder)
         self.max_bytes = max_bytes
         self.compact_bytes = compact_bytes
         self.durable = durable  # fsync each line in append(), not only in sync()
@@ -59,9 +53,9 @@ class Spool:
         self._dead_lock = threading.Lock()  # dead-letter writes and replays in this process
         for name in (DEAD_LETTER, DEAD_LETTER_LOCK):  # refuse a planted one now, not at the first refusal
             if os.path.lexists(self.folder / name):
-                os.close(_open_own(self.folder / name, os.O_RDONLY))
+                os.close(open_own(self.folder / name, os.O_RDONLY))
         self._lock_fd, self.path = self._claim()
-        self._fd = _open_own(self.path, os.O_RDWR | os.O_APPEND, create=True)
+        self._fd = open_own(self.path, os.O_RDWR | os.O_APPEND, create=True)
         self._size = _cut_torn_tail(self._fd)
         self._read_at = 0  # the first byte not yet acknowledged
         self.adopted = self._adopt_orphans()
@@ -88,7 +82,7 @@ class Spool:
             if fd is None:
                 continue  # a live process owns it
             try:
-                data = _read_own(data_path)
+                data = read_own(data_path)
                 data = data[: data.rfind(b"\n") + 1]  # drop a torn last line
                 if data:
                     os.write(self._fd, data)
@@ -151,7 +145,7 @@ class Spool:
     def _compact(self) -> None:
         """Replace the file by its unacknowledged tail (called with the lock held)."""
         tail = self.path.with_suffix(".tmp")
-        with _new_file(tail) as out:
+        with new_file(tail) as out:
             at = self._read_at
             while at < self._size:
                 chunk = os.pread(self._fd, min(_CHUNK, self._size - at), at)
@@ -159,7 +153,7 @@ class Spool:
                 at += len(chunk)
         os.replace(tail, self.path)
         os.close(self._fd)
-        self._fd = _open_own(self.path, os.O_RDWR | os.O_APPEND)
+        self._fd = open_own(self.path, os.O_RDWR | os.O_APPEND)
         self._size -= self._read_at
         self._read_at = 0
 
@@ -172,7 +166,7 @@ class Spool:
         entry = json.dumps({"at": datetime.now(UTC).isoformat(), "reason": reason, "body": body})
         path = self.folder / DEAD_LETTER
         with self._dead_letter_locked():
-            fd = _open_own(path, os.O_WRONLY | os.O_APPEND, create=True)
+            fd = open_own(path, os.O_WRONLY | os.O_APPEND, create=True)
             try:
                 os.write(fd, entry.encode() + b"\n")
                 os.fsync(fd)
@@ -186,7 +180,7 @@ class Spool:
         what `entries` holds on a clean exit replaces the file (atomically)."""
         path = self.folder / DEAD_LETTER
         with self._dead_letter_locked():
-            data = _read_own(path) if os.path.lexists(path) else b""
+            data = read_own(path) if os.path.lexists(path) else b""
             letters = DeadLetters([_entry(line) for line in data.splitlines() if line.strip()])
             before = list(letters.entries)
             yield letters
@@ -196,7 +190,7 @@ class Spool:
                 os.unlink(path)
                 return
             fresh = path.with_suffix(".tmp")
-            with _new_file(fresh) as out:
+            with new_file(fresh) as out:
                 for entry in letters.entries:
                     out.write(json.dumps(entry).encode() + b"\n")
             os.replace(fresh, path)
@@ -204,7 +198,7 @@ class Spool:
     @contextmanager
     def _dead_letter_locked(self) -> Iterator[None]:
         with self._dead_lock:
-            fd = _open_own(self.folder / DEAD_LETTER_LOCK, os.O_RDWR, create=True)
+            fd = open_own(self.folder / DEAD_LETTER_LOCK, os.O_RDWR, create=True)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 yield
@@ -246,87 +240,8 @@ def _entry(line: bytes) -> dict[str, Any]:
     return entry
 
 
-# -- opening files that nobody else planted --
-
-
-def _private_folder(folder: Path) -> None:
-    """Make `folder` (0700) or check that it is ours and private (see the module docstring)."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        folder.mkdir(mode=0o700)
-    except FileExistsError:
-        pass
-    info = os.lstat(folder)
-    if stat.S_ISLNK(info.st_mode):
-        raise SpoolFolderError(f"{folder} is a symlink; give the real folder")
-    if not stat.S_ISDIR(info.st_mode):
-        raise SpoolFolderError(f"{folder} is not a folder")
-    if info.st_uid != os.geteuid():
-        raise SpoolFolderError(f"{folder} belongs to another user (uid {info.st_uid})")
-    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not info.st_mode & stat.S_ISVTX:
-        raise SpoolFolderError(f"{folder} can be written by other users (mode {stat.S_IMODE(info.st_mode):o}); "
-                               "use a private folder (chmod 700)")
-
-
-def _open_own(path: Path, flags: int, *, create: bool = False) -> int:
-    """Open `path` without following a symlink, creating it (0600) when asked, and check that it
-    is a regular file of ours with one link (not a hard link to someone else's file)."""
-    fd = -1
-    if create:
-        try:
-            fd = os.open(path, flags | _SAFE | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass
-    if fd < 0:
-        try:
-            fd = os.open(path, flags | _SAFE)
-        except OSError as exc:
-            if os.path.islink(path):
-                raise SpoolFolderError(f"{path} is a symlink; the spool does not follow links") from exc
-            raise
-    info = os.fstat(fd)
-    problem = ("is not a regular file" if not stat.S_ISREG(info.st_mode) else
-               f"belongs to another user (uid {info.st_uid})" if info.st_uid != os.geteuid() else
-               "has other hard links" if info.st_nlink != 1 else None)
-    if problem:
-        os.close(fd)
-        raise SpoolFolderError(f"{path} {problem}; the spool does not use it")
-    os.set_blocking(fd, True)
-    return fd
-
-
-def _read_own(path: Path) -> bytes:
-    fd = _open_own(path, os.O_RDONLY)
-    try:
-        size, chunks, at = os.fstat(fd).st_size, [], 0
-        while at < size:
-            chunk = os.pread(fd, min(_CHUNK, size - at), at)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            at += len(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-@contextmanager
-def _new_file(path: Path) -> Iterator[Any]:
-    """A fresh file at `path` (a leftover from a crash is removed, never followed), synced on exit."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _SAFE, 0o600)
-    os.set_blocking(fd, True)
-    with os.fdopen(fd, "wb") as out:
-        yield out
-        out.flush()
-        os.fsync(out.fileno())
-
-
 def _try_lock(path: Path) -> int | None:
-    fd = _open_own(path, os.O_RDWR, create=True)
+    fd = open_own(path, os.O_RDWR, create=True)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
