@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 
-if TYPE_CHECKING:
-    from rankact.alignment.feedback.recorder.recorder import Recorder
+
+class Records(Protocol):
+    """What the wrapper needs of a `Recorder` (named so, not imported: the recorder imports this)."""
+
+    def record(self, trajectory: Trajectory, *, question_id: str | None = None,
+               gold: list[str] | None = None) -> bool: ...
 
 
 class RecordingAgent:
@@ -16,7 +20,7 @@ class RecordingAgent:
     they take `question_id=` and `gold=` for the store besides the agent's own arguments.
     Everything else is the wrapped agent's."""
 
-    def __init__(self, agent: Any, recorder: Recorder) -> None:
+    def __init__(self, agent: Any, recorder: Records) -> None:
         self.agent, self.recorder = agent, recorder
 
     def run(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
