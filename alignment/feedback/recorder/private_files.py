@@ -11,13 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from rankact.alignment.errors import RecorderError
+
 _CHUNK = 1 << 20
 # Never follow a symlink; a planted FIFO must not block the open.
 _SAFE = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 
 
-class SpoolFolderError(OSError):
-    """A spool folder or file that others could have planted or can tamper with."""
+class SpoolFolderError(RecorderError, OSError):
+    """A spool folder or file that others could have planted or can tamper with (an OSError too,
+    so it is handled where any other file error of the spool is)."""
 
 
 def private_folder(folder: Path) -> None:
