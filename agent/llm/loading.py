@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from rankact.agent.errors import ModelLoadError
-from rankact.agent.llm import LLM
+from rankact.agent.llm.base import LLM
 
 # "default": the embedded SmolLM2 with rankact's aligned adapter; "base": the same model untuned.
 EMBEDDED_SPECS = ("default", "base")
@@ -26,7 +26,7 @@ ACCEPTED = ("accepted: 'default' (embedded SmolLM2, aligned by rankact), 'base' 
 _LOCAL_KWARGS = {"device", "dtype"}
 ENGINES = ("auto", "torch", "ctranslate2")
 _HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport", "tokenizer", "token_api",
-                "max_in_flight"}
+                "max_in_flight", "deadline", "max_reply_bytes"}
 
 
 def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:

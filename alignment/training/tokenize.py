@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from rankact.agent.llm.local import pad_token_id
-from rankact.agent.trajectory import Trajectory
+from rankact.agent.trajectory import MAX_TOKEN_IDS, Trajectory
 from rankact.alignment.feedback.demonstrations.recording import SOURCE as DEMONSTRATION
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 
@@ -36,7 +36,7 @@ ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
 
 __all__ = ["ROLE_IDS", "Batch", "Encoded", "TruncationStats", "collate", "encode_pair", "encode_prompt_completion",
            "encode_text", "encode_trajectory", "pad_token_id", "require_exact_ids", "segment_steps", "text_ids",
-           "truncate", "truncation_stats"]
+           "truncate", "truncation_stats", "without_steps"]
 
 
 @dataclass
@@ -61,6 +61,13 @@ class Encoded:
     @property
     def n_trainable(self) -> int:
         return sum(self.trainable)
+
+
+def without_steps(encoded: Encoded, steps: set[int]) -> Encoded:
+    """The same sequence with the tokens of agent `steps` made untrainable (context only): how a
+    step an annotator flagged stays out of what SFT imitates and of the side DPO raises."""
+    trainable = [t and s not in steps for t, s in zip(encoded.trainable, encoded.steps, strict=True)]
+    return replace(encoded, trainable=trainable)
 
 
 def text_ids(tokenizer, text: str) -> list[int]:
@@ -118,6 +125,13 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
         # first step their linear transcript only approximates the context each call saw.
         log.warning("trajectory %s was recorded without guided decoding: from step 2 on its "
                     "segments approximate what the model saw; train on guided trajectories", trajectory.id)
+    vocab_size = len(tokenizer) if hasattr(tokenizer, "__len__") else MAX_TOKEN_IDS
+    if (outside := trajectory.token_ids_outside(vocab_size)) is not None:
+        # An embedding lookup would fail on it deep in the trainer (IndexError; a device assert on a GPU).
+        from rankact.alignment.errors import InexactTokenIds
+
+        raise InexactTokenIds(f"trajectory {trajectory.id} {outside} of this model's tokenizer: it was not "
+                              "recorded with this model; leave it out or collect it again")
     pieces = [
         (s.role, list(s.token_ids) if s.token_ids is not None else text_ids(tokenizer, s.text),
          s.role == "generated" and not s.forced)
