@@ -11,6 +11,8 @@ layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CL
     ├── StoreError            the trajectory store refused an operation
     │   ├── NotFoundError         an unknown question, trajectory or annotator id
     │   ├── ConflictError         a write that clashes with what is stored
+    │   │   ├── AlreadyStoredError    the same trajectory (same id, same content) is stored: an idempotent re-send
+    │   │   └── QuestionClosedError   the question has rankings; post to the version it names
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   ├── InvalidFeedbackError  an end user's vote on trajectories it cannot apply to
     │   └── SchemaVersionError    a database made by another version of rankact
@@ -25,9 +27,9 @@ from __future__ import annotations
 
 from rankact.errors import RankactError
 
-__all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "ExportError", "IncompleteCollection", "InexactTokenIds",
+__all__ = ["AlreadyStoredError", "CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "ExportError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
-           "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
+           "PairFileError", "QuestionClosedError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
 
 
 class TaskFileError(RankactError):
@@ -57,28 +59,75 @@ class NoTrainingSignal(RankactError):
 
 
 class StoreError(RankactError):
-    """Base for store errors a user can cause."""
+    """Base for store errors a user can cause. `code` names the kind in the service's error
+    body (`{"detail": ..., "code": ...}`), so a client can act on it without parsing text."""
+
+    code = "invalid"
+
+    def fields(self) -> dict[str, object]:
+        """What the service adds to the error body besides `detail` and `code`."""
+        return {}
 
 
 class NotFoundError(StoreError, LookupError):
     """An unknown question, trajectory or annotator id."""
 
+    code = "not_found"
+
 
 class ConflictError(StoreError, ValueError):
-    """A write that clashes with what is stored (a duplicate id or name)."""
+    """A write that clashes with what is stored (a duplicate id or name; for a trajectory: the
+    id is stored with other content)."""
+
+    code = "conflict"
+
+
+class AlreadyStoredError(ConflictError):
+    """The trajectory is stored already, with this id and this content: a re-sent write, which a
+    client counts as delivered. `question_id` is where it is stored."""
+
+    code = "already_stored"
+
+    def __init__(self, message: str, *, question_id: str) -> None:
+        super().__init__(message)
+        self.question_id = question_id
+
+    def fields(self) -> dict[str, object]:
+        return {"question_id": self.question_id}
+
+
+class QuestionClosedError(ConflictError):
+    """The question has rankings, so it takes no new trajectories (they would not be in its
+    rankings); nothing was stored. Post to `next_question_id` (`"version": next_version`)."""
+
+    code = "question_closed"
+
+    def __init__(self, message: str, *, question_id: str, next_version: int, next_question_id: str) -> None:
+        super().__init__(message)
+        self.question_id, self.next_version, self.next_question_id = question_id, next_version, next_question_id
+
+    def fields(self) -> dict[str, object]:
+        return {"question_id": self.question_id, "next_version": self.next_version,
+                "next_question_id": self.next_question_id}
 
 
 class InvalidRankingError(StoreError, ValueError):
     """A ranking that does not order exactly its question's trajectories."""
+
+    code = "invalid_ranking"
 
 
 class InvalidFeedbackError(StoreError, ValueError):
     """An end user's vote it cannot apply to: a choice between trajectories of two questions,
     a damaged trajectory."""
 
+    code = "invalid_feedback"
+
 
 class SchemaVersionError(StoreError):
     """The database was made by another version of rankact."""
+
+    code = "schema_version"
 
 
 class IncompleteCollection(RankactError):

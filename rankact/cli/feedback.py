@@ -169,3 +169,27 @@ def demo_data(db: Db = DEFAULT_DB) -> None:
     added = load_sample_data(store)
     typer.echo(f"added {added} sample trajectories to {store.url}" if added else
                f"the sample data is already in {store.url}")
+
+
+@app.command("replay-dead-letters")
+def replay_dead_letters(
+    target: Annotated[str, typer.Option(help="where the recorder sends: the service's URL (http://HOST:PORT) or a "
+                                             "store URL (sqlite:///FILE, postgresql://...)")],
+    spool: Annotated[Path | None, typer.Option(help="the recorder's spool folder (default: the target's, "
+                                                    "under the rankact cache)")] = None,
+    token: Annotated[str | None, typer.Option(envvar="RANKACT_INGEST_TOKEN", show_envvar=True,
+                                              help="an ingest token, for a service URL")] = None,
+) -> None:
+    """Send a recorder's dead letters again once their cause is fixed (a Host the service did not
+    serve, a size limit, a bug); each leaves dead-letter.jsonl only once it is stored. Lines
+    still in the spool are sent too."""
+    from rankact.alignment.errors import CommandError
+    from rankact.alignment.feedback.recorder.recorder import Recorder
+
+    with Recorder(target, token=token, spool_dir=spool) as recorder:
+        report = recorder.replay_dead_letters()
+        recorder.flush(timeout=recorder.close_timeout)
+    typer.echo(f"{report.stored} stored ({report.duplicates} were stored already), {report.refused} refused again, "
+               f"{report.kept} left in {report.dead_letter}")
+    if report.kept:
+        raise CommandError(f"{report.kept} dead letters not stored: {report.last_error}")

@@ -2,21 +2,39 @@
 
     with Recorder("http://127.0.0.1:8000", token=TOKEN) as recorder:
         agent = recorder.wrap(build_agent(llm))      # run / arun / stream / astream record
-        trajectory = agent.run("What is 17 * 23?", question_id="mult-17-23")
+        trajectory = agent.run("What is 17 * 23?")   # question id: a hash of the text
 
 `record()` writes the trajectory as one line to a local spool (`rankact.alignment.feedback.recorder.spool`) and
 returns: it never waits on the network and never raises into the app. A background thread
 sends the spool's lines in batches, retries failures with exponential backoff and jitter, and
 acknowledges a line only once the target has it, so a service that is down, slow or restarted,
 and an app that is killed, lose nothing: the next recorder on the same spool folder sends what
-is left. The trajectory id is the idempotency key: a 409 ("already stored") counts as
-delivered, so a line sent twice is stored once. A refusal that retrying cannot fix (422 and
-other 4xx) moves the line to `dead-letter.jsonl` with the reason; a refused token (401, 403)
-keeps everything spooled until the app restarts with a valid one.
+is left.
+
+The guarantee: a line recorded (`record()` returned True) is never acknowledged unless it is
+stored; until then it is spooled, or moved to `dead-letter.jsonl` with the reason and a log
+line. What each answer does (`targets.py`):
+
+- stored (201; a vote: 201, or 200 "duplicate"): acknowledged;
+- the same trajectory stored already (409 `already_stored`: same id, same content; the
+  trajectory id is the idempotency key): acknowledged, counted in `duplicates`;
+- the question has rankings (409 `question_closed`): posted again to the version the service
+  names (question `ID-vN`; rankings compare the runs of one version); counted in `moved`;
+- down, slow, overloaded (connection errors, timeouts, 408, 425, 429, 5xx): kept, retried;
+- a configuration only the operator can fix (401, 403 token; 400 Host not served; 3xx
+  redirect; 404/405 no service at that URL; a 2xx that is not the service's answer): kept and
+  retried with backoff, logged once as an error;
+- the data refused for good (409 the id holds another trajectory, or a vote's id is taken; 400
+  invalid, 404 unknown trajectory for a vote, 413, 422): moved to `dead-letter.jsonl` with the
+  reason. `replay_dead_letters()` (`rankact feedback replay-dead-letters`) sends them again once
+  the cause is fixed, removing each only when it is stored.
 
 End users' votes go the same way: `thumbs()`, `feedback()` (a score) and `prefer()` (a choice)
-spool one line each, marked as a vote, after the trajectories recorded before them; a vote sent
-twice is answered "duplicate" and counts as delivered.
+spool one line each, marked as a vote, after the trajectories recorded before them.
+
+The spool folder must be private: a symlink, a folder another user owns, or a group- or
+world-writable folder without the sticky bit is refused (`RecorderError`) and files in it are
+never followed through symlinks (`spool.py`).
 """
 from __future__ import annotations
 
@@ -27,18 +45,23 @@ import logging
 import random
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel
 
-from rankact.agent.events import Done
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import RecorderError
-from rankact.alignment.feedback.recorder.spool import Spool
-from rankact.alignment.feedback.recorder.targets import Outcome, Target, feedback_line, open_target
+from rankact.alignment.feedback.recorder.recording_agent import RecordingAgent
+from rankact.alignment.feedback.recorder.spool import Spool, dead_letter_line
+from rankact.alignment.feedback.recorder.targets import (
+    FEEDBACK_PREFIX,
+    Outcome,
+    Target,
+    feedback_line,
+    open_target,
+)
 from rankact.alignment.feedback.records.end_user import FeedbackIn
 
 log = logging.getLogger("rankact.recorder")
@@ -48,13 +71,24 @@ class RecorderStats(BaseModel):
     recorded: int = 0    # trajectories and votes accepted (written to the spool)
     sent: int = 0        # delivered, duplicates included
     duplicates: int = 0  # of `sent`, already stored before (a re-sent line)
+    moved: int = 0       # of `sent`, stored under a newer version of a question that had rankings
     spooled: int = 0     # waiting in the spool now
-    failed: int = 0      # refused for good, moved to the dead-letter file
+    failed: int = 0      # refused for good, moved to the dead-letter file (replay_dead_letters() resends)
     dropped: int = 0     # could not be kept: not a trajectory or vote, spool full or unwritable, recorder closed
     retries: int = 0     # deliveries that failed and will be tried again
     replayed: int = 0    # found in the spool at start (an earlier run's or a dead process's)
     last_error: str | None = None
     spool: str = ""      # the spool file
+    dead_letter: str = ""
+
+
+class ReplayStats(BaseModel):
+    """What `Recorder.replay_dead_letters()` did with the dead-letter file."""
+    stored: int = 0      # delivered now and removed from the file (duplicates included)
+    duplicates: int = 0  # of `stored`, found stored already
+    refused: int = 0     # refused again, kept with the new reason
+    kept: int = 0        # left in the file (refused again, or not tried: the target is failing)
+    last_error: str | None = None
     dead_letter: str = ""
 
 
@@ -94,6 +128,8 @@ class Recorder:
         self._deadline = float("inf")     # set by close()
         self._closed = False
         self._down = False                # the target is failing (log once, not per retry)
+        self._deliver_lock = threading.Lock()  # one delivery at a time: the thread, or a replay
+        self._moved_logged: set[str] = set()
         if self._spool.pending:
             log.info("recorder: %d trajectories waiting in %s will be sent", self._spool.pending, self._spool.path)
         self._thread = threading.Thread(target=self._run, name="rankact-recorder", daemon=True)
@@ -223,11 +259,7 @@ class Recorder:
             for line in lines:
                 if self._closing.is_set() and time.monotonic() >= self._deadline:
                     return
-                try:
-                    outcome = self.target.deliver(line, timeout=self._timeout())
-                except Exception as exc:  # a bug must not kill the thread and strand the spool
-                    log.exception("recorder: delivery failed unexpectedly")
-                    outcome = Outcome("retry", f"unexpected {type(exc).__name__}: {exc}")
+                outcome = self._deliver(line, self._timeout())
                 if outcome.kind == "retry":
                     attempt += 1
                     self._failing(outcome)
@@ -238,6 +270,14 @@ class Recorder:
                 attempt = 0
                 if not self._settle(line, outcome):
                     break
+
+    def _deliver(self, line: bytes, timeout: float) -> Outcome:
+        try:
+            with self._deliver_lock:
+                return self.target.deliver(line, timeout=timeout)
+        except Exception as exc:  # a bug must not kill the thread and strand the spool
+            log.exception("recorder: delivery failed unexpectedly")
+            return Outcome("retry", f"unexpected {type(exc).__name__}: {exc}")
 
     def _settle(self, line: bytes, outcome: Outcome) -> bool:
         """Count and acknowledge a line; False when it must be tried again (dead-letter unwritable)."""
@@ -252,15 +292,56 @@ class Recorder:
                 log.error("recorder: cannot write the dead-letter file: %s", exc)
                 self._pause(8, None)
                 return False  # keep the line; it is tried again
-            log.error("recorder: %s refused a trajectory (%s); kept in %s", self.target.name, outcome.reason,
+            log.error("recorder: %s refused a %s (%s); kept in %s", self.target.name,
+                      "vote" if line.startswith(FEEDBACK_PREFIX) else "trajectory", outcome.reason,
                       self._stats.dead_letter)
             self._count(failed=1, last_error=outcome.reason)
         else:
-            self._count(sent=1, duplicates=int(outcome.kind == "duplicate"))
+            self._count(sent=1, duplicates=int(outcome.kind == "duplicate"), moved=int(outcome.stored_under is not None))
+            self._log_moved(outcome)
         with self._progress:
             self._spool.ack(line)
             self._progress.notify_all()
         return True
+
+    def _log_moved(self, outcome: Outcome) -> None:
+        question = outcome.stored_under
+        if question is not None and question not in self._moved_logged and len(self._moved_logged) < 10_000:
+            self._moved_logged.add(question)  # once a version: a popular question is moved often
+            log.info("recorder: a question already had rankings; its new runs are stored under %s", question)
+
+    # -- dead letters --
+
+    def replay_dead_letters(self, timeout: float | None = None) -> ReplayStats:
+        """Send the dead-letter file's lines again, in order, now (in the caller's thread), once the
+        cause is fixed (a service that refused the Host, a size limit raised, a bug fixed). A line
+        stored now (or found stored) leaves the file; a line refused again stays with the new
+        reason; when the target is failing (down, token refused) the rest stays untried.
+        `timeout` bounds one delivery (default request_timeout)."""
+        report = ReplayStats(dead_letter=str(self._spool.folder / "dead-letter.jsonl"))
+        with self._spool.dead_letters() as letters:
+            kept: list[dict[str, Any]] = []
+            for n, entry in enumerate(letters.entries):
+                outcome = self._deliver(dead_letter_line(entry), timeout or self.request_timeout)
+                if outcome.kind in ("delivered", "duplicate"):
+                    report.stored += 1
+                    report.duplicates += int(outcome.kind == "duplicate")
+                    self._log_moved(outcome)
+                    continue
+                report.last_error = outcome.reason
+                if outcome.kind == "reject":
+                    report.refused += 1
+                    kept.append({**entry, "at": datetime.now(UTC).isoformat(), "reason": outcome.reason})
+                    continue
+                log.error("recorder: replaying dead letters stopped: %s: %s", self.target.name, outcome.reason)
+                kept.extend(letters.entries[n:])  # the target is failing: keep the rest as they are
+                break
+            letters.entries = kept
+        report.kept = len(kept)
+        if report.stored or report.kept:
+            log.info("recorder: replayed dead letters: %d stored, %d kept in %s", report.stored, report.kept,
+                     report.dead_letter)
+        return report
 
     def _failing(self, outcome: Outcome) -> None:
         self._count(retries=1, last_error=outcome.reason)
@@ -296,44 +377,6 @@ class Recorder:
         log.error("recorder: %s", reason)
         self._count(dropped=1, last_error=reason)
         return False
-
-
-class RecordingAgent:
-    """An agent whose `run`, `arun`, `stream` and `astream` record each finished trajectory;
-    they take `question_id=` and `gold=` for the store besides the agent's own arguments.
-    Everything else is the wrapped agent's."""
-
-    def __init__(self, agent: Any, recorder: Recorder) -> None:
-        self.agent, self.recorder = agent, recorder
-
-    def run(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-            **sampling: Any) -> Trajectory:
-        trajectory = self.agent.run(question, **sampling)
-        self.recorder.record(trajectory, question_id=question_id, gold=gold)
-        return trajectory
-
-    async def arun(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-                   **sampling: Any) -> Trajectory:
-        trajectory = await self.agent.arun(question, **sampling)
-        self.recorder.record(trajectory, question_id=question_id, gold=gold)
-        return trajectory
-
-    def stream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-               **sampling: Any) -> Iterator[Any]:
-        for event in self.agent.stream(question, **sampling):
-            if isinstance(event, Done):
-                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
-            yield event
-
-    async def astream(self, question: str, *, question_id: str | None = None, gold: list[str] | None = None,
-                      **sampling: Any) -> AsyncIterator[Any]:
-        async for event in self.agent.astream(question, **sampling):
-            if isinstance(event, Done):
-                self.recorder.record(event.trajectory, question_id=question_id, gold=gold)
-            yield event
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.agent, name)
 
 
 def _body(trajectory: Trajectory, question_id: str | None, gold: list[str] | None) -> bytes:

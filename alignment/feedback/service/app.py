@@ -15,6 +15,8 @@ come from `rankact admin create NAME --role admin|annotator|ingest`; `auth.py`):
     GET  /api/me                         x      x          x
 
 A question with rankings takes no new trajectories (409 naming the next question version).
+A store error's body carries a `code` besides `detail`: 409 `already_stored` (the same
+trajectory re-sent: delivered), `question_closed` (with `next_version`), `conflict`.
 A trajectory must answer the question it is filed under (same text), and its id, like a vote's,
 is 1 to 128 printable characters. `/api/next` shows annotators each run without its model,
 status, timings or usage (`runs_to_rank.py`).
@@ -139,6 +141,9 @@ class RankingStored(BaseModel):
 
 class Error(BaseModel):
     detail: str | list[Any]
+    code: str | None = Field(default=None, description="a store error's kind: not_found, conflict, already_stored, "
+                                                       "question_closed, invalid, ...")
+    next_version: int | None = Field(default=None, description="question_closed: the version to post to")
 
 
 def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_hosts: Iterable[str] = (),
@@ -166,7 +171,10 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
 
     def answer_with(status: int):
         async def handler(_request: Request, exc: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(exc)}, status_code=status)
+            # `code` tells the kinds apart without parsing text (a 409 "already stored" is a
+            # delivered re-send, a 409 "question_closed" names where to post instead)
+            extra = {"code": exc.code, **exc.fields()} if isinstance(exc, StoreError) else {}
+            return JSONResponse({"detail": str(exc), **extra}, status_code=status)
 
         return handler
 

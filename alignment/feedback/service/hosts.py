@@ -56,7 +56,7 @@ class AllowedHostsMiddleware:
         detail = ("a request without a Host header is not served" if not name else
                   f"host {shown} is not served here (allowed: {', '.join(sorted(self.allowed))}); "
                   f"start the service with --allowed-host {shown} to allow it")
-        payload = json.dumps({"detail": detail}).encode()
+        payload = json.dumps({"detail": detail, "code": "host_not_allowed"}).encode()
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008})
             return

@@ -15,6 +15,7 @@ the question (`question_id_for(text, version)`).
 """
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable
 from typing import Any, Self
@@ -26,10 +27,12 @@ from sqlalchemy.orm import Session
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import (
+    AlreadyStoredError,
     ConflictError,
     InvalidFeedbackError,
     InvalidRankingError,
     NotFoundError,
+    QuestionClosedError,
     SchemaVersionError,
     StoreError,
 )
@@ -227,15 +230,17 @@ class TrajectoryStore:
 
     def add(self, trajectory: Trajectory, question_id: str | None = None, gold: list[str] | None = None) -> str:
         """Store a trajectory under its question (created on first use). Returns the question id.
-        A question that has rankings is closed: ConflictError names the next free version."""
+        The same trajectory sent again raises AlreadyStoredError (a ConflictError a client counts
+        as delivered); its id with other content, ConflictError. A question that has rankings is
+        closed: QuestionClosedError names the next free version, and nothing is stored."""
         question_id = question_id or question_id_for(trajectory.question)
         utf8(question_id, "question id")
         data = _readable_json(trajectory)
         model = trajectory.model.backend + ":" + trajectory.model.name
         try:
             with self.db.write() as session:
-                if session.get(TrajectoryRow, trajectory.id) is not None:
-                    raise ConflictError(f"a trajectory with id {trajectory.id} is already stored")
+                if (stored := session.get(TrajectoryRow, trajectory.id)) is not None:
+                    raise _clash(trajectory.id, data, stored)
                 self._require_open(session, question_id)
                 self._upsert_question(session, question_id, trajectory.question, gold, None)
                 session.add(TrajectoryRow(
@@ -243,7 +248,11 @@ class TrajectoryStore:
                     status=trajectory.status, created_at=trajectory.created_at, data=data,
                 ))
         except IntegrityError as exc:  # another writer stored the same id first (PostgreSQL)
-            raise ConflictError(f"a trajectory with id {trajectory.id} is already stored") from exc
+            with self.db.read() as session:
+                stored = session.get(TrajectoryRow, trajectory.id)
+            if stored is None:
+                raise ConflictError(f"a trajectory with id {trajectory.id} is already stored") from exc
+            raise _clash(trajectory.id, data, stored) from exc
         return question_id
 
     @staticmethod
@@ -253,10 +262,11 @@ class TrajectoryStore:
         version = 2
         while session.scalar(select(func.count()).where(RankingRow.question_id == versioned_id(question_id, version))):
             version += 1
-        raise ConflictError(
+        raise QuestionClosedError(
             f"question {question_id} already has rankings, so it takes no new trajectories (they would not be "
             f"in its rankings); post them to a new version of the question: question id "
-            f"{versioned_id(question_id, version)} (in the API: \"version\": {version})"
+            f"{versioned_id(question_id, version)} (in the API: \"version\": {version})",
+            question_id=question_id, next_version=version, next_question_id=versioned_id(question_id, version),
         )
 
     def get(self, trajectory_id: str) -> Trajectory:
@@ -355,6 +365,21 @@ class TrajectoryStore:
                          trajectories=nt, rankings=nr)
                 for q, nt, nr in session.execute(query)
             ]
+
+
+def _clash(trajectory_id: str, data: str, stored: TrajectoryRow) -> ConflictError:
+    """What storing `data` under an id that is stored already means: the same trajectory again is
+    a re-send (where it is stored, under which question, stays as the first write made it);
+    other content under the id is a real conflict."""
+    try:
+        same = json.loads(stored.data) == json.loads(data)
+    except (TypeError, ValueError):  # a damaged row: not the same
+        same = False
+    if same:
+        return AlreadyStoredError(f"trajectory {trajectory_id} is already stored (question {stored.question_id})",
+                                  question_id=stored.question_id)
+    return ConflictError(f"a trajectory with id {trajectory_id} is already stored with other content: "
+                         "a trajectory id must name one trajectory")
 
 
 def _readable_json(trajectory: Trajectory) -> str:
