@@ -10,15 +10,21 @@ A result the server flags `isError` becomes a `ToolExecutionError` observation.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
 from rankact.tools.base import Tool, ToolArgumentError, ToolExecutionError, ToolResult, _strip_titles
 from rankact.tools.limits import bounded
 
-if TYPE_CHECKING:
-    from rankact.tools.mcp.connection import MCPToolset
+
+class ToolServer(Protocol):
+    """What a tool needs of its server's session (`MCPToolset`): a name to show, and a call.
+    A protocol rather than an import, so tool and connection do not import each other."""
+
+    label: str
+
+    def call(self, name: str, arguments: dict[str, Any], timeout: float | None) -> Any: ...
 
 
 # A description goes into every prompt; an enum is shown by its first values.
@@ -55,7 +61,7 @@ class MCPTool(Tool):
 
     args_model = MCPArguments
 
-    def __init__(self, toolset: MCPToolset, *, remote_name: str, name: str, description: str,
+    def __init__(self, toolset: ToolServer, *, remote_name: str, name: str, description: str,
                  input_schema: dict[str, Any], timeout: float | None) -> None:
         from rankact.tools.mcp.validation import VALIDATION_SECONDS, bounded_validator  # jsonschema: on use
 
