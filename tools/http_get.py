@@ -21,12 +21,14 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from rankact.tools.base import Tool, ToolExecutionError
-from rankact.tools.deadline_transport import DeadlineTransport
+
+if TYPE_CHECKING:  # httpx is imported on use: importing rankact.tools (the agent does) must stay cheap
+    import httpx
 
 METADATA_HOSTS = {"metadata.google.internal", "metadata", "instance-data", "instance-data.ec2.internal"}
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
@@ -137,6 +139,10 @@ class HttpGetTool(Tool):
 
     # ---- fetching ----------------------------------------------------------------------
     def run(self, url: str) -> str:
+        import httpx
+
+        from rankact.tools.deadline_transport import DeadlineTransport
+
         try:
             current = httpx.URL(url.strip())
         except (httpx.InvalidURL, TypeError, ValueError) as exc:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from rankact.agent.errors import RankactError
 from rankact.alignment.feedback.preferences.groups import (
-    GroupSignal,
     RankedGroup,
     ranked_groups,
     scored_groups,
     task_score,
 )
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
+from rankact.alignment.training.grpo_config import GroupSignal
 
 
 def load_groups(db: str, signal: GroupSignal = "ranking", *, reward_model: str | None = None,

@@ -3,12 +3,15 @@ torch, so the CLI can build its options without loading the trainer."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from rankact.alignment.feedback.preferences.groups import GroupSignal
 from rankact.alignment.training.config import PolicyTrainConfig, ReplaySettings
+
+# What orders a question's runs into a group: people's (or the simulated) ranking, the gold
+# answers (task), or a reward model (training.group_source.load_groups reads each).
+GroupSignal = Literal["ranking", "task", "reward"]
 
 
 class GRPOConfig(PolicyTrainConfig, ReplaySettings):

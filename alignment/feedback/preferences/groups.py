@@ -9,7 +9,6 @@ also be scored without people: by the task's gold answers (`task`) or by a rewar
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,8 +16,6 @@ from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.feedback.records.rankings import Ranking, rank_scores
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
-
-GroupSignal = Literal["ranking", "task", "reward"]
 
 
 class RankedGroup(BaseModel):
