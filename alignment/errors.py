@@ -13,6 +13,8 @@ layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CL
     │   ├── ConflictError         a write that clashes with what is stored
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   ├── InvalidFeedbackError  an end user's vote on trajectories it cannot apply to
+    │   ├── UnstorableValueError  a value no database of ours stores and reads back (a date before
+    │   │                         1970 or in the future, a value the database refuses as data)
     │   └── SchemaVersionError    a database made by another version of rankact
     ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
     ├── OutputFileError       a file a command was asked to write cannot be written there
@@ -27,7 +29,7 @@ from rankact.errors import RankactError
 
 __all__ = ["CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "ExportError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
-           "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
+           "PairFileError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError", "UnstorableValueError"]
 
 
 class TaskFileError(RankactError):
@@ -75,6 +77,12 @@ class InvalidRankingError(StoreError, ValueError):
 class InvalidFeedbackError(StoreError, ValueError):
     """An end user's vote it cannot apply to: a choice between trajectories of two questions,
     a damaged trajectory."""
+
+
+class UnstorableValueError(StoreError, ValueError):
+    """A value the database cannot store and read back: a timestamp outside 1970..now, or one
+    the database itself refuses as data (out of range, too long for an index). Retrying the
+    same write can never succeed, so a client must not (the service answers 422, not 503)."""
 
 
 class SchemaVersionError(StoreError):
