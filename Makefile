@@ -6,8 +6,9 @@ STAMP  := $(VENV)/.rankact-installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
+export NO_MKDOCS_2_WARNING := 1
 
-.PHONY: demo test test-fast bench lint clean venv
+.PHONY: demo test test-fast bench lint docs clean venv
 
 venv: $(STAMP)
 
@@ -38,15 +39,20 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not browser"
 
+# The documentation site, into site/. --strict: a broken link or an API object that no longer
+# exists fails the build (CI runs this before the tests).
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --site-dir site
+
 # import-linter reads a package from one folder; rankact's subpackages live in the top-level
 # folders (pyproject's package-dir map), so it lints a symlink view of the installed tree.
 GRAPH := build/import-graph
 lint: $(STAMP)
-	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench
+	$(VENV)/bin/ruff check rankact agent tools retrieval alignment tests bench docs
 	@rm -rf $(GRAPH) && mkdir -p $(GRAPH)/rankact
 	@for f in rankact/*; do ln -s "$(CURDIR)/$$f" $(GRAPH)/rankact/; done
 	@for d in agent tools retrieval alignment; do ln -s "$(CURDIR)/$$d" $(GRAPH)/rankact/$$d; done
 	cd $(GRAPH) && $(CURDIR)/$(VENV)/bin/lint-imports --config $(CURDIR)/pyproject.toml
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build site *.egg-info .pytest_cache

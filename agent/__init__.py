@@ -1,6 +1,6 @@
 """rankact's agent: LLM backends, the ReAct loop, guided decoding and trajectories.
 
-Names are imported lazily so `import agent` (and the CLI hub) stays instant:
+Names are imported lazily so `import rankact.agent` (and the CLI hub) stays instant:
 `from rankact.agent import Agent, Trajectory, load_llm`.
 """
 from __future__ import annotations
@@ -24,4 +24,4 @@ __all__ = ["PROMPT_VERSION", "Agent", "GuidedConfig", "ParseError", "Trajectory"
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'agent' has no attribute {name!r}")
+    raise AttributeError(f"module 'rankact.agent' has no attribute {name!r}")

@@ -21,6 +21,8 @@ from pydantic import BaseModel, Field
 
 Status = Literal["finished", "max_steps", "loop", "error"]
 SegmentRole = Literal["prompt", "generated", "observation"]
+# No tokenizer comes near this many tokens: the bound on ids when the vocabulary is not known.
+MAX_TOKEN_IDS = 2**24
 # "backend": the LLM call itself failed (server down, HTTP error); not the model's doing, so
 # collection does not store such a run as data (alignment.feedback.collection.collect).
 ErrorKind = Literal["parse", "validation", "tool", "timeout", "unknown_tool", "backend"]
@@ -120,6 +122,17 @@ class Trajectory(BaseModel):
         # Older records: every segment has ids, and one chat call or one token sequence (guided).
         recorded = bool(self.segments) and all(s.token_ids is not None for s in self.segments)
         return recorded and (self.sampling.get("guided") is not False or len(self.steps) <= 1)
+
+    def token_ids_outside(self, vocab_size: int = MAX_TOKEN_IDS) -> str | None:
+        """Where the first token id outside [0, vocab_size) is, in words, or None when every id
+        fits: the check the store (with no vocabulary, MAX_TOKEN_IDS) and a trainer (its
+        tokenizer's) make before they trust the ids."""
+        for index, segment in enumerate(self.segments):
+            ids = segment.token_ids or ()
+            bad = next((t for t in ids if not 0 <= t < vocab_size), None)
+            if bad is not None:
+                return f"segments[{index}].token_ids holds {bad}, outside the vocabulary [0, {vocab_size})"
+        return None
 
     @property
     def parse_errors(self) -> int:

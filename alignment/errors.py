@@ -1,7 +1,7 @@
 """The alignment layer's branch of the error tree (its root, `RankactError`, and the lower
 layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CLI as one line.
 
-    RankactError (agent.errors)
+    RankactError (rankact.agent.errors)
     ├── TaskFileError         a task file that is missing or holds a line that is not a task
     ├── DatasetError          the shared evaluation data is missing or malformed
     ├── PairFileError         a pair file that is missing or holds a line that is not a pair

@@ -1,7 +1,7 @@
 """Does the embedded model take valid ReAct steps? Parse-error and tool-call rates with and
 without guided decoding, side by side, on DEV questions.
 
-Questions: arithmetic DEV (seeded, `rankact.alignment.datasets.arith_tasks`), HotpotQA DEV and NQ
+Questions: arithmetic DEV (seeded, `rankact.alignment.tasks.datasets.arith_tasks`), HotpotQA DEV and NQ
 DEV from ../shared/data (first rows of each DEV range). Arithmetic gets the calculator;
 HotpotQA/NQ get the calculator plus a BM25 `search` over that question's own context
 passages (10 for HotpotQA, the gold passage for NQ), so every question has a useful tool.

@@ -3,7 +3,7 @@ same max tokens, greedy, the embedded SmolLM2-135M on both sides (the server run
 
     HF_HUB_OFFLINE=1 .venv/bin/python bench/served_speed.py --server http://127.0.0.1:PORT/v1 [--tokens 64] [--runs 3]
 
-Start the server first, e.g. with llama-cpp-python[server] in its own venv (README: "Served models"):
+Start the server first, e.g. with llama-cpp-python[server] in its own venv (docs/served-models.md):
     $RANKACT_LLAMACPP_PYTHON -m llama_cpp.server --model <embedded GGUF> --port PORT --n_threads 2
 Without --server only the in-process figures are printed. Completion tokens are the backend's
 own count (the server's `usage`), timed from request to full reply, first run (warm-up) dropped.

@@ -14,7 +14,10 @@ It answers with the replies it is given, in order, the way the real servers shap
 
 Scale-out: `delay` holds each POST that long while `in_flight`/`peak` count the requests being
 answered at once; `fail_status` answers every POST with that status (an overloaded or broken
-endpoint). vLLM's dynamic LoRA routes: `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`
+endpoint); `misbehave` answers every POST the way a hostile or broken server does: "garbage"
+(200 with HTML), "hang_body" (headers, then silence), "trickle" (a real reply, one byte every
+50 ms) or "huge" (a 2 MB completion). A `Reply` with `ids` returns exactly those ids (bad ones
+included), with `logprob` as every token's log-prob (NaN too). vLLM's dynamic LoRA routes: `/v1/load_lora_adapter` and `/v1/unload_lora_adapter`
 take exactly vLLM's fields, and a request whose `model` names neither the served model nor a
 loaded adapter gets vLLM's 404, so a test sees a rollout that names an adapter too early.
 
@@ -38,6 +41,8 @@ class Reply:
     text: str = ""
     tool_calls: list[dict] = field(default_factory=list)  # [{"id", "name", "arguments"}]
     eos: bool = False
+    ids: list[int] | None = None  # returned as they are instead of the text's ids
+    logprob: float = -0.5
 
 
 def call(name: str, arguments: str | dict, id: str) -> dict:
@@ -78,7 +83,44 @@ class _Handler(BaseHTTPRequestHandler):
             with stub.lock:
                 stub.in_flight -= 1
 
+    def _misbehave(self, how: str, body: dict) -> None:
+        if how == "garbage":
+            page = b"<html>502 Bad Gateway, sent with status 200</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            return
+        if how == "hang_body":
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", "1000")
+            self.end_headers()
+            self.wfile.flush()
+            time.sleep(30)
+            return
+        text = "Final Answer: " + ("X" * (2 << 20) if how == "huge" else "done")
+        reply = json.dumps({"id": "c", "object": "chat.completion", "model": MODEL,
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                         "finish_reason": "stop"}]}).encode()
+        head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(reply)}\r\n\r\n"
+                ).encode()
+        if how == "huge":
+            self.wfile.write(head + reply)
+            return
+        try:  # trickle
+            for byte in head + reply:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+        self.close_connection = True
+
     def _route(self, stub, body):
+        if stub.misbehave:
+            return self._misbehave(stub.misbehave, body)
         if stub.fail_status:
             return self._json(stub.fail_status, {"error": {"message": "stub endpoint is failing"}})
         if self.path in ("/v1/load_lora_adapter", "/v1/unload_lora_adapter"):
@@ -161,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not (isinstance(prompt, list) and all(isinstance(i, int) for i in prompt)):
             raise ValueError("prompt must be a list of token ids")
         reply = stub.next_reply()
+        if reply.ids is not None:
+            return list(reply.ids), reply.text, "eos" if reply.eos else "limit"
         text, why = reply.text, "eos" if reply.eos else "limit"
         for stop in body.get("stop") or []:
             if stop in text:
@@ -173,7 +217,7 @@ class _Handler(BaseHTTPRequestHandler):
         if why == "word":  # vLLM leaves the stop string out of the text, not out of the ids
             text = text[: -len(next(s for s in body["stop"] if text.endswith(s)))]
         choice = {"index": 0, "text": text, "finish_reason": "stop" if why != "limit" else "length",
-                  "logprobs": {"tokens": [f"t{i}" for i in ids], "token_logprobs": [-0.5] * len(ids)}}
+                  "logprobs": {"tokens": [f"t{i}" for i in ids], "token_logprobs": [stub.last.logprob] * len(ids)}}
         if stub.api == "vllm" and body.get("return_token_ids"):
             choice["token_ids"], choice["prompt_token_ids"] = ids, body["prompt"]
             stub.returned.append(ids)
@@ -199,7 +243,8 @@ class ServedStub:
     """`with ServedStub(replies, api=..., tokenizer=...) as url:` gives http://127.0.0.1:PORT/v1."""
 
     def __init__(self, replies: list[Reply], *, api: str = "vllm", tokenizer=None, reject_tools: bool = False,
-                 default: Reply | None = None, delay: float = 0.0, fail_status: int | None = None):
+                 default: Reply | None = None, delay: float = 0.0, fail_status: int | None = None,
+                 misbehave: str | None = None):
         self.replies = list(replies)
         self.default = default or Reply(text="Final Answer: done", eos=True)
         self.api = api
@@ -208,7 +253,7 @@ class ServedStub:
         self.requests: list[tuple[str, dict]] = []
         self.returned: list[list[int]] = []
         self.lock = threading.Lock()
-        self.delay, self.fail_status = delay, fail_status
+        self.delay, self.fail_status, self.misbehave = delay, fail_status, misbehave
         self.in_flight = self.peak = 0
         self.adapters: dict[str, str] = {}  # loaded LoRA adapters: name -> path
 
@@ -221,7 +266,8 @@ class ServedStub:
 
     def next_reply(self) -> Reply:
         with self.lock:
-            return self.replies.pop(0) if self.replies else self.default
+            self.last = self.replies.pop(0) if self.replies else self.default
+            return self.last
 
     def bodies(self, path: str) -> list[dict]:
         return [b for p, b in self.requests if p == path]

@@ -5,26 +5,35 @@ never trips a 3 s read timeout, and kept `http_get` busy for minutes. Here conne
 handshake, every write and every read get at most the time left until the deadline, and
 fail with httpcore's own timeout errors (which httpx maps to `httpx.TimeoutException`)
 once it has passed. Nothing runs in another thread, so nothing outlives the call.
+
+Two ways to set the deadline: `DeadlineTransport(deadline)` bounds everything sent through
+the transport by one `time.monotonic()` value (`http_get` makes one transport per call);
+`DeadlineTransport(per_request=seconds)` gives each request its own deadline, from when it is
+sent to the last byte of its reply, for a long-lived client (the served-model backends). The
+per-request deadline is kept per thread: a sync client sends a request and reads its reply on
+one thread, and a pooled connection reused by another thread reads under that thread's deadline.
 """
 from __future__ import annotations
 
 import ssl
+import threading
 import time
 import typing
+from collections.abc import Callable
 
 import httpcore
 import httpx
 
 
-def _left(deadline: float, timeout: float | None, error: type[Exception]) -> float:
-    left = deadline - time.monotonic()
+def _left(deadline: Callable[[], float], timeout: float | None, error: type[Exception]) -> float:
+    left = deadline() - time.monotonic()
     if left <= 0:
         raise error("the call's deadline has passed")
     return left if timeout is None else min(timeout, left)
 
 
 class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, inner: httpcore.NetworkStream, deadline: float):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: Callable[[], float]):
         self._inner, self._deadline = inner, deadline
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
@@ -46,7 +55,7 @@ class _DeadlineStream(httpcore.NetworkStream):
 
 
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: Callable[[], float]):
         self._inner, self._deadline = httpcore.SyncBackend(), deadline
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
@@ -60,16 +69,38 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         raise httpcore.ConnectError("unix sockets are not used by this transport")
 
     def sleep(self, seconds: float) -> None:
-        time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
+        time.sleep(max(0.0, min(seconds, self._deadline() - time.monotonic())))
 
 
 class DeadlineTransport(httpx.HTTPTransport):
-    """`httpx.HTTPTransport` (no proxies, certificates verified) bounded by `deadline`
-    (a `time.monotonic()` value) for everything sent through it."""
+    """`httpx.HTTPTransport` (no proxies, certificates verified) bounded by `deadline` (a
+    `time.monotonic()` value) for everything sent through it, or by `per_request` seconds for
+    each request (see the module docstring). `trust_env` lets SSL_CERT_FILE / SSL_CERT_DIR
+    choose the certificates."""
 
-    def __init__(self, deadline: float):
+    def __init__(self, deadline: float | None = None, *, per_request: float | None = None,
+                 trust_env: bool = False):
+        if (deadline is None) == (per_request is None):
+            raise ValueError("give either a deadline or per_request seconds")
+        if per_request is not None and not per_request > 0:
+            raise ValueError("per_request must be > 0 seconds")
         super().__init__(trust_env=False)
+        self._per_request = per_request
+        self._local = threading.local()
+        fixed = deadline
+
+        def current() -> float:
+            return fixed if fixed is not None else getattr(self._local, "deadline", float("inf"))
+
         # httpx has no public way to give HTTPTransport a network backend; its pool is the
         # seam (tests/tools/test_redteam_robustness.py fails if a new httpx moves it).
-        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=False),
-                                             network_backend=_DeadlineBackend(deadline))
+        # httpx's default limits: httpcore's own default of 10 connections would queue the
+        # requests of an endpoint pool (8 in flight per endpoint).
+        self._pool = httpcore.ConnectionPool(ssl_context=httpx.create_ssl_context(trust_env=trust_env),
+                                             max_connections=100, max_keepalive_connections=20,
+                                             network_backend=_DeadlineBackend(current))
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self._per_request is not None:
+            self._local.deadline = time.monotonic() + self._per_request
+        return super().handle_request(request)

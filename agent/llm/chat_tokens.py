@@ -22,10 +22,29 @@ def decode(tokenizer, ids: Sequence[int]) -> str:
     return tokenizer.decode(list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
+# Tokens past the bisection's answer that are checked too: a token that completes a UTF-8
+# character can make a decoded prefix shorter than the one before it.
+_CUT_SLACK = 8
+
+
 def cut_at(tokenizer, ids: Sequence[int], text: str, k: int) -> tuple[int, str]:
     """Longest prefix ids[:m] whose decoding is a prefix of text[:k]: returns (m, decoded)."""
-    # Walk back from the token count that could reach k; decoding is cheap (Rust).
-    for m in range(len(ids), -1, -1):
+    ids = list(ids)
+    if len(ids) > 2 * _CUT_SLACK and len(text) > k:
+        # Decoding every prefix from the end is quadratic (a server that ignored its stop string
+        # sends thousands of tokens after it): bisect on the decoded length, which grows with m,
+        # to the last prefix that fits in k characters, then walk back from a little past it.
+        lo, hi = 0, len(ids)  # decode(ids[:lo]) fits; decode(ids[:hi]) is the whole text, longer than k
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if len(decode(tokenizer, ids[:mid])) <= k:
+                lo = mid
+            else:
+                hi = mid
+        top = min(len(ids), lo + _CUT_SLACK)
+    else:
+        top = len(ids)
+    for m in range(top, -1, -1):
         piece = decode(tokenizer, ids[:m])
         if len(piece) <= k and text.startswith(piece):
             return m, piece

@@ -26,7 +26,7 @@ ACCEPTED = ("accepted: 'default' (embedded SmolLM2, aligned by rankact), 'base' 
 _LOCAL_KWARGS = {"device", "dtype"}
 ENGINES = ("auto", "torch", "ctranslate2")
 _HTTP_KWARGS = {"api_key", "model", "timeout", "max_retries", "backoff", "transport", "tokenizer", "token_api",
-                "max_in_flight"}
+                "max_in_flight", "deadline", "max_reply_bytes"}
 
 
 def _only(kwargs: dict, allowed: set[str], spec: str) -> dict:

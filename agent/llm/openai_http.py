@@ -11,6 +11,14 @@ calls the model asked for in `Completion.tool_calls`; with `streaming=True` the 
 over SSE and the streamed call deltas are assembled (`rankact.agent.llm.tool_calls`). Every
 OpenAI-compatible server is taken to accept `tools` (`native_tools = True`); one that rejects
 them fails with a message that says how to run the agent in the text ReAct format instead.
+
+What a server sends is bounded: every request has a whole-request `deadline` (httpx's
+`timeout` is per read, so a server trickling its reply would hold a call for ever;
+`rankact.tools.deadline_transport`), and a reply over `max_reply_bytes` is refused. Requests
+always go through an `EndpointPool` (of one endpoint for a single URL), which benches an
+endpoint that stalls, breaks off or overflows; a reply that arrives but makes no sense
+(`MalformedReply` from a reader passed to `_call`) benches its endpoint too, and in a pool of
+several the request is sent to another endpoint.
 """
 from __future__ import annotations
 
@@ -23,16 +31,31 @@ import httpx
 
 from rankact.agent.errors import BackendError, ServerUnreachable
 from rankact.agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
-from rankact.agent.llm.endpoint_pool import EndpointPool, split_endpoints
+from rankact.agent.llm.endpoint_pool import EndpointPool, EndpointsFailed, ReplyTooLarge, split_endpoints
 from rankact.agent.llm.scripted import cut_at_stop
 from rankact.agent.llm.stops import holdback_start
 from rankact.agent.llm.tool_calls import ToolCallDeltas, parse_tool_calls
+from rankact.tools.deadline_transport import DeadlineTransport
 
 NO_TOOLS_HINT = ("the server may not support tool calls (llama.cpp needs --jinja, vLLM --enable-auto-tool-choice "
                  "and a --tool-call-parser); or run the agent with --format react")
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 MAX_RETRY_AFTER = 60.0
+# One request, from sending it to the last byte of the reply (a long generation on a CPU
+# server fits; a trickling one does not hold the agent past it).
+DEFAULT_DEADLINE = 180.0
+# A reply body; the longest completions with per-token log-probs are a few MB.
+DEFAULT_MAX_REPLY_BYTES = 16 << 20
+
+
+class MalformedReply(BackendError):
+    """A reply that arrived but makes no sense (raised by the readers given to `_call`);
+    `error` is the `BackendError` kind to raise when no other endpoint can be tried."""
+
+    def __init__(self, message: str, error: type[BackendError] = BackendError) -> None:
+        super().__init__(message)
+        self.error = error
 
 
 def _error_detail(response: httpx.Response) -> str:
@@ -74,21 +97,26 @@ class OpenAICompatibleLLM:
         transport: httpx.BaseTransport | None = None,
         streaming: bool = False,
         max_in_flight: int | None = None,
+        deadline: float = DEFAULT_DEADLINE,
+        max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES,
     ):
         endpoints = split_endpoints(base_url)
         if not endpoints:
             raise BackendError(f"no endpoint URL in {base_url!r}")
-        # One endpoint without a limit talks to it directly; otherwise the pool sits in the transport.
-        self.pool = None
-        if len(endpoints) > 1 or max_in_flight is not None:
-            self.pool = EndpointPool(endpoints, max_in_flight=max_in_flight or 8, transport=transport)
-            transport = self.pool
+        if not deadline > 0 or max_reply_bytes < 1:
+            raise BackendError("deadline must be > 0 seconds and max_reply_bytes >= 1")
+        # The pool sits in the transport: 8 requests at once per endpoint in a pool of several,
+        # no limit for one URL unless asked; under it, each request's deadline.
+        self.pool = EndpointPool(endpoints, max_in_flight=max_in_flight or (8 if len(endpoints) > 1 else None),
+                                 transport=transport or DeadlineTransport(per_request=deadline, trust_env=True),
+                                 max_reply_bytes=max_reply_bytes)
         self.base_url = endpoints[0]
         self.streaming = streaming  # tool-calling replies over SSE, deltas assembled
         self.max_retries = max_retries
         self.backoff = backoff
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+        # identity: the reply cap counts the bytes that are parsed, not a compressed stream.
+        headers = {"Accept-Encoding": "identity", **({"Authorization": f"Bearer {api_key}"} if api_key else {})}
+        self.client = httpx.Client(timeout=timeout, headers=headers, transport=self.pool)
         self.model = model or self._first_model()
         self.info = ModelInfo(backend="openai", name=self.model, revision=None)
 
@@ -120,14 +148,23 @@ class OpenAICompatibleLLM:
                                f"server said: {detail}")
         raise BackendError(f"server rejected the request (HTTP {code}) at {url}: {detail}")
 
-    def _send(self, method: str, path: str, body: dict | None = None, stream: bool = False) -> httpx.Response:
+    @property
+    def several(self) -> bool:
+        """More than one endpoint: a bad reply from one is retried on another."""
+        return len(self.pool.endpoints) > 1
+
+    def _where(self, path: str) -> str:
+        return self._url(path) if not self.several else f"{path} on the pool ({self.pool.describe()})"
+
+    def _send(self, method: str, path: str, body: dict | None = None, stream: bool = False,
+              extensions: dict | None = None) -> httpx.Response:
         """One request with retries; returns a response with a status < 400."""
         url = self._url(path)
-        last = ""
+        last, answered = "", False
         for attempt in range(self.max_retries + 1):
             response = None
             try:
-                request = self.client.build_request(method, url, json=body)
+                request = self.client.build_request(method, url, json=body, extensions=extensions)
                 response = self.client.send(request, stream=stream)
                 if response.status_code not in RETRY_STATUS:
                     if response.status_code >= 400:
@@ -139,8 +176,14 @@ class OpenAICompatibleLLM:
                     response.read()
                 last = f"HTTP {response.status_code}: {_error_detail(response)}"
                 response.close()
+            except EndpointsFailed as exc:  # every endpoint of the pool, each failure named
+                last, answered = str(exc), answered or exc.answered
+            except ReplyTooLarge as exc:
+                if not self.several:
+                    raise BackendError(f"the server at {url} {exc}") from None
+                last, answered = str(exc), True
             except httpx.TimeoutException as exc:
-                last = f"timed out ({exc.__class__.__name__})"
+                last = f"timed out ({exc.__class__.__name__}: {exc})"
             except httpx.TransportError as exc:
                 last = f"cannot connect ({exc.__class__.__name__}: {exc})"
             if attempt < self.max_retries:
@@ -148,27 +191,45 @@ class OpenAICompatibleLLM:
                 if wait is None:
                     wait = self.backoff * 2 ** attempt
                 time.sleep(min(wait, MAX_RETRY_AFTER))
-        where = url if self.pool is None else f"{path} on the pool ({self.pool.describe()})"
         # A server that answered (even 5xx) is there; only silence is an outage.
-        kind = BackendError if response is not None else ServerUnreachable
-        raise kind(f"request to {where} failed after {self.max_retries + 1} attempts: {last}")
+        kind = BackendError if response is not None or answered else ServerUnreachable
+        raise kind(f"request to {self._where(path)} failed after {self.max_retries + 1} attempts: {last}")
 
-    def _json(self, response: httpx.Response, url: str) -> dict:
+    def _call(self, method: str, path: str, body: dict | None, read, extensions: dict | None = None):
+        """`read(reply JSON)` of one request: a reply that makes no sense (`MalformedReply`)
+        benches its endpoint and, in a pool of several, is sent again to another endpoint."""
+        tries = len(self.pool.endpoints) if self.several and extensions is None else 1
+        for attempt in range(tries):
+            response = self._send(method, path, body, extensions=extensions)
+            try:
+                result = read(self._json(response))
+                self.pool.reply_ok(response)
+                return result
+            except MalformedReply as exc:
+                endpoint = self.pool.bench_reply(response, f"sent a malformed reply ({exc})")
+                if attempt == tries - 1:
+                    where = self._url(path) if not self.several else f"{endpoint} ({path})"
+                    raise exc.error(f"malformed response from {where}: {exc}") from None
+        raise AssertionError("unreachable")  # pragma: no cover - the last try returns or raises
+
+    @staticmethod
+    def _json(response: httpx.Response) -> dict:
         try:
             data = response.json()
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BackendError(f"malformed response from {url}: not JSON ({response.text[:100]!r})") from exc
+            raise MalformedReply(f"not JSON ({response.text[:100]!r})") from exc
         if not isinstance(data, dict):
-            raise BackendError(f"malformed response from {url}: expected a JSON object")
+            raise MalformedReply("expected a JSON object")
         return data
 
     def _first_model(self) -> str:
-        url = self._url("models")
-        data = self._json(self._send("GET", "models"), url)
-        try:
-            return str(data["data"][0]["id"])
-        except (KeyError, IndexError, TypeError) as exc:
-            raise BackendError(f"no model listed by {url}; pass the model name explicitly") from exc
+        def read(data: dict) -> str:
+            try:
+                return str(data["data"][0]["id"])
+            except (KeyError, IndexError, TypeError) as exc:
+                raise MalformedReply("no model listed; pass the model name explicitly") from exc
+
+        return self._call("GET", "models", None, read)
 
     def _body(self, messages: Sequence[ChatMessage], config: GenerationConfig, n: int = 1,
               tools: list[dict] | None = None, **extra) -> dict:
@@ -195,30 +256,32 @@ class OpenAICompatibleLLM:
                   tools: list[dict] | None = None) -> list[Completion]:
         cfg = config.model_copy(update={"seed": seed})
         start = time.perf_counter()
-        url = self._url("chat/completions")
-        data = self._json(self._send("POST", "chat/completions", self._body(messages, cfg, n, tools)), url)
-        seconds = time.perf_counter() - start
-        try:
-            choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
-            usage = data.get("usage") or {}
-            out = []
-            for choice in choices:
-                content = choice["message"].get("content") or ""
-                if not isinstance(content, str):
-                    raise TypeError("content is not a string")
-                text, stop = cut_at_stop(content, config.stop)
-                reason = choice.get("finish_reason")
-                out.append(Completion(
-                    text=text, finish_reason="length" if reason == "length" and stop is None else "stop",
-                    stop_sequence=stop, prompt_tokens=int(usage.get("prompt_tokens") or 0),
-                    completion_tokens=int(usage.get("completion_tokens") or 0) // max(1, len(choices)),
-                    seconds=seconds, tool_calls=parse_tool_calls(choice["message"].get("tool_calls")),
-                ))
-        except (KeyError, TypeError, AttributeError, ValueError) as exc:
-            raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
-        if not out:
-            raise BackendError(f"malformed response from {url}: no choices")
-        return out
+
+        def read(data: dict) -> list[Completion]:
+            try:
+                choices = sorted(data["choices"], key=lambda c: c.get("index", 0))
+                usage = data.get("usage") or {}
+                out = []
+                for choice in choices:
+                    content = choice["message"].get("content") or ""
+                    if not isinstance(content, str):
+                        raise TypeError("content is not a string")
+                    text, stop = cut_at_stop(content, config.stop)
+                    reason = choice.get("finish_reason")
+                    out.append(Completion(
+                        text=text, finish_reason="length" if reason == "length" and stop is None else "stop",
+                        stop_sequence=stop, prompt_tokens=int(usage.get("prompt_tokens") or 0),
+                        completion_tokens=int(usage.get("completion_tokens") or 0) // max(1, len(choices)),
+                        seconds=time.perf_counter() - start,
+                        tool_calls=parse_tool_calls(choice["message"].get("tool_calls")),
+                    ))
+            except (KeyError, TypeError, AttributeError, ValueError) as exc:
+                raise MalformedReply(f"{exc.__class__.__name__}: {exc}") from exc
+            if not out:
+                raise MalformedReply("no choices")
+            return out
+
+        return self._call("POST", "chat/completions", self._body(messages, cfg, n, tools), read)
 
     def generate(self, messages: Sequence[ChatMessage], config: GenerationConfig,
                  tools: list[dict] | None = None) -> Completion:
@@ -252,6 +315,7 @@ class OpenAICompatibleLLM:
                     continue  # blank keep-alives, comments, `event:` lines
                 payload = line[5:].strip()
                 if payload == "[DONE]":
+                    self.pool.reply_ok(response)
                     return
                 try:
                     event = json.loads(payload)

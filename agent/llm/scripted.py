@@ -50,6 +50,8 @@ class ScriptedLLM:
             raise ModelLoadError(f"script file {path} is not a list of strings: JSON nested too deeply") from None
         if not isinstance(data, list) or not all(isinstance(o, str) for o in data):
             raise ModelLoadError(f"script file {path} must hold a JSON list of strings")
+        if not data:  # it could answer nothing: every run would end in a backend failure
+            raise ModelLoadError(f"script file {path} holds no outputs; it needs at least one string")
         return cls(data, name=path.name)
 
     @property

@@ -21,10 +21,19 @@ longest prefix of what the server returned whose text ends before the stop strin
 are always a prefix of what was sampled, whether or not the server already cut them. An
 end-of-turn token the model sampled stays in `token_ids` (it is the model's choice) and
 leaves the text.
+
+What the server returns is checked where it enters: every id must be an integer in the
+tokenizer's vocabulary, else the reply is malformed (its endpoint is benched; one line, never
+a tokenizer traceback, and never stored to crash a trainer later). Log-probs that are not
+finite numbers are dropped (the ids stay; log-probs are optional). In a pool every endpoint
+must return ids: `check_token_ids` probes each one, and a reply without ids later is a bad
+reply from the endpoint that sent it.
 """
 from __future__ import annotations
 
 import concurrent.futures
+import logging
+import math
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -34,7 +43,16 @@ import httpx
 from rankact.agent.errors import BackendError, ModelLoadError, ServerUnreachable, TokenIdsUnsupported
 from rankact.agent.llm.base import Completion, GenerationConfig, ModelInfo
 from rankact.agent.llm.chat_tokens import ChatTokenizer, cut_at, decode, eos_ids, find_stop
-from rankact.agent.llm.openai_http import OpenAICompatibleLLM
+from rankact.agent.llm.endpoint_pool import PIN, pinned
+from rankact.agent.llm.openai_http import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_REPLY_BYTES,
+    MalformedReply,
+    OpenAICompatibleLLM,
+)
+from rankact.agent.trajectory import MAX_TOKEN_IDS
+
+log = logging.getLogger(__name__)
 
 APIS = ("auto", "vllm", "llamacpp")
 NO_IDS = ("returned no token ids: token-in/token-out needs vLLM >= 0.10.2 (/v1/completions with "
@@ -69,16 +87,20 @@ class ServedTokensLLM(ChatTokenizer):
     def __init__(self, base_url: str, tokenizer, *, api: str = "auto", model: str | None = None,
                  api_key: str | None = None, timeout: float = 60.0, max_retries: int = 3, backoff: float = 0.5,
                  transport: httpx.BaseTransport | None = None, concurrency: int = 8,
-                 max_in_flight: int | None = None) -> None:
+                 max_in_flight: int | None = None, deadline: float = DEFAULT_DEADLINE,
+                 max_reply_bytes: int = DEFAULT_MAX_REPLY_BYTES) -> None:
         if api not in APIS:
             raise ModelLoadError(f"unknown token API {api!r}; use one of {', '.join(APIS)}")
         self.tokenizer = load_tokenizer(tokenizer) if isinstance(tokenizer, str | Path) else tokenizer
         self.http = OpenAICompatibleLLM(base_url, model, api_key=api_key, timeout=timeout, max_retries=max_retries,
-                                        backoff=backoff, transport=transport, max_in_flight=max_in_flight)
+                                        backoff=backoff, transport=transport, max_in_flight=max_in_flight,
+                                        deadline=deadline, max_reply_bytes=max_reply_bytes)
         self.api = api
         # A pool takes max_in_flight requests on each endpoint: fill them all.
         pool = self.http.pool
-        self.concurrency = concurrency if pool is None else pool.max_in_flight * len(pool.endpoints)
+        self.concurrency = concurrency if pool.max_in_flight is None else pool.max_in_flight * len(pool.endpoints)
+        # ids a reply may hold: [0, vocab_size)
+        self.vocab_size = len(self.tokenizer) if hasattr(self.tokenizer, "__len__") else MAX_TOKEN_IDS
         self.eos = eos_ids(self.tokenizer)
         self.info = ModelInfo(backend="openai-tokens", name=self.http.model, revision=None)
 
@@ -97,7 +119,38 @@ class ServedTokensLLM(ChatTokenizer):
         self.info = ModelInfo(backend="openai-tokens", name=name, revision=None)
 
     # ---- the two APIs ----------------------------------------------------------------
-    def _vllm(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None, dict]:
+    def _ids(self, out, need: bool) -> list[int] | None:
+        """The reply's ids, each checked against the vocabulary; None when it has none and
+        `need` is False (the API is still being probed)."""
+        if out is None:
+            if need:
+                raise MalformedReply(NO_IDS, TokenIdsUnsupported)
+            return None
+        if not isinstance(out, list):
+            raise MalformedReply("token ids are not a list")
+        bad = next((i for i in out if isinstance(i, bool) or not isinstance(i, int)
+                    or not 0 <= i < self.vocab_size), None)
+        if bad is not None:
+            raise MalformedReply(f"token id {bad!r} is outside the tokenizer's vocabulary [0, {self.vocab_size}): "
+                                 "the server's model and --tokenizer must match")
+        return list(out)
+
+    @staticmethod
+    def _logprobs(values) -> list[float] | None:
+        """Finite log-probs, or None: a NaN or infinite one (a server bug) drops them all."""
+        if not values:
+            return None
+        try:
+            floats = [float(x) for x in values]
+        except (TypeError, ValueError):
+            floats = []
+        if len(floats) != len(values) or not all(math.isfinite(x) for x in floats):
+            log.warning("the server returned log-probs that are not finite numbers; they are dropped")
+            return None
+        return floats
+
+    def _vllm(self, ids: list[int], config: GenerationConfig, need: bool = True,
+              extensions: dict | None = None) -> tuple[list[int] | None, list[float] | None, dict]:
         body = {"model": self.http.model, "prompt": ids, "max_tokens": config.max_new_tokens,
                 "temperature": config.temperature, "top_p": config.top_p, "return_token_ids": True,
                 "logprobs": 1, "skip_special_tokens": False}
@@ -105,47 +158,46 @@ class ServedTokensLLM(ChatTokenizer):
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
-        url = self.http._url("completions")
-        data = self.http._json(self.http._send("POST", "completions", body), url)
-        try:
-            choice = data["choices"][0]
-            out = choice.get("token_ids")
-            logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
-            return ([int(i) for i in out] if out is not None else None,
-                    [float(x) for x in logprobs] if logprobs else None, data.get("usage") or {})
-        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
-            raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
 
-    def _llamacpp(self, ids: list[int], config: GenerationConfig) -> tuple[list[int] | None, list[float] | None,
-                                                                           dict]:
+        def read(data: dict):
+            try:
+                choice = data["choices"][0]
+                logprobs = (choice.get("logprobs") or {}).get("token_logprobs")
+                return (self._ids(choice.get("token_ids"), need), self._logprobs(logprobs),
+                        data.get("usage") or {})
+            except (KeyError, IndexError, TypeError, AttributeError) as exc:
+                raise MalformedReply(f"{exc.__class__.__name__}: {exc}") from exc
+
+        return self.http._call("POST", "completions", body, read, extensions)
+
+    def _llamacpp(self, ids: list[int], config: GenerationConfig, need: bool = True,
+                  extensions: dict | None = None) -> tuple[list[int] | None, list[float] | None, dict]:
         body = {"prompt": ids, "n_predict": config.max_new_tokens, "temperature": config.temperature,
                 "top_p": config.top_p, "return_tokens": True, "n_probs": 1, "cache_prompt": True}
         if config.stop:
             body["stop"] = list(config.stop)
         if config.seed is not None:
             body["seed"] = config.seed
-        url = f"{self.root}/completion"
-        data = self.http._json(self.http._send("POST", url, body), url)
-        try:
-            out = data.get("tokens")
-            probs = data.get("completion_probabilities") or []
-            logprobs = [float(p["logprob"]) for p in probs] if probs and all("logprob" in p for p in probs) else None
-            usage = {"prompt_tokens": data.get("tokens_evaluated") or 0,
-                     "completion_tokens": data.get("tokens_predicted") or 0}
-            return ([int(i) for i in out] if out else None), logprobs, usage
-        except (TypeError, ValueError, KeyError) as exc:
-            raise BackendError(f"malformed response from {url}: {exc.__class__.__name__}: {exc}") from exc
 
-    def _request(self, ids: list[int], config: GenerationConfig):
+        def read(data: dict):
+            try:
+                probs = data.get("completion_probabilities") or []
+                logprobs = [p["logprob"] for p in probs] if probs and all("logprob" in p for p in probs) else None
+                usage = {"prompt_tokens": data.get("tokens_evaluated") or 0,
+                         "completion_tokens": data.get("tokens_predicted") or 0}
+                return self._ids(data.get("tokens") or None, need), self._logprobs(logprobs), usage
+            except (TypeError, KeyError, AttributeError) as exc:
+                raise MalformedReply(f"{exc.__class__.__name__}: {exc}") from exc
+
+        return self.http._call("POST", f"{self.root}/completion", body, read, extensions)
+
+    def _request(self, ids: list[int], config: GenerationConfig, extensions: dict | None = None):
         if self.api != "auto":
-            got = (self._vllm if self.api == "vllm" else self._llamacpp)(ids, config)
-            if got[0] is None:
-                raise TokenIdsUnsupported(f"server at {self.http.base_url} ({self.api}) {NO_IDS}")
-            return got
+            return (self._vllm if self.api == "vllm" else self._llamacpp)(ids, config, True, extensions)
         failures: list[tuple[str, BackendError]] = []
         for api, call in (("vllm", self._vllm), ("llamacpp", self._llamacpp)):
             try:
-                got = call(ids, config)
+                got = call(ids, config, False, extensions)
             except BackendError as exc:  # e.g. llama.cpp rejects vLLM's fields, or /completion does not exist
                 failures.append((api, exc))
                 continue
@@ -155,19 +207,24 @@ class ServedTokensLLM(ChatTokenizer):
         if len(failures) == 2 and all(isinstance(exc, ServerUnreachable) for _, exc in failures):
             raise failures[0][1]  # the server is not there at all: say that, not "no ids"
         said = "; ".join(f"{api}: {' '.join(str(exc).split())[:160]}" for api, exc in failures)
-        raise TokenIdsUnsupported(f"server at {self.http.base_url} {NO_IDS}" + (f" (it said: {said})" if said else ""))
+        where = self.http.pool.endpoints[extensions[PIN]].url if extensions else self.http.base_url
+        raise TokenIdsUnsupported(f"server at {where} {NO_IDS}" + (f" (it said: {said})" if said else ""))
 
     def check_token_ids(self) -> None:
-        """One 1-token request, so that a server that cannot return ids is a load error (one
-        line before any run) rather than every run's backend failure. An unreachable server is
-        left to the run, which reports outages itself."""
+        """A 1-token request to each endpoint, so that a server that cannot return ids (or a
+        pool where one endpoint cannot) is a load error (one line before any run) rather than
+        every run's backend failure. An unreachable endpoint is left to the run, which reports
+        outages itself."""
         probe = self.tokenizer.encode("Hi", add_special_tokens=False) or [0]
-        try:
-            self._request(probe, GenerationConfig(max_new_tokens=1, temperature=0.0))
-        except TokenIdsUnsupported as exc:
-            raise ModelLoadError(str(exc)) from None
-        except BackendError:
-            pass
+        for index, endpoint in enumerate(self.http.pool.endpoints):
+            try:
+                self._request(probe, GenerationConfig(max_new_tokens=1, temperature=0.0), pinned(index))
+            except TokenIdsUnsupported as exc:
+                said = str(exc)
+                named = not self.http.several or str(endpoint.url) in said  # a pool's error names its endpoint
+                raise ModelLoadError(said if named else f"endpoint {endpoint.url} of the pool: {said}") from None
+            except BackendError:
+                pass
 
     # ---- the LocalLLM primitives the agent uses ---------------------------------------
     def continue_ids(self, prompt_ids: Sequence[int], config: GenerationConfig) -> Completion:

@@ -24,7 +24,7 @@ Each task names the tool its dataset is about in `metadata["tools"]` (`search` f
 sets, `calculator` for arithmetic); `rankact eval`, the demo and the bench give the agent
 only those tools (remove the key to offer every tool).
 
-Run `python -m rankact.alignment.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
+Run `python -m rankact.alignment.tasks.datasets hotpot:dev --out tasks.jsonl --corpus corpus.jsonl` to
 write a task file and its corpus (JSONL records `{id, title, text, source, metadata}`, which
 `rankact index build` reads).
 """
@@ -335,7 +335,7 @@ def write_corpus(passages: list[Passage], path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m rankact.alignment.datasets",
+    parser = argparse.ArgumentParser(prog="python -m rankact.alignment.tasks.datasets",
                                      description="Write a task file (and its corpus) for a preset.")
     parser.add_argument("preset", help=f"one of {', '.join(PRESETS)}, with :dev or :test (default dev)")
     parser.add_argument("--out", required=True, help="task file to write (JSONL)")

@@ -26,6 +26,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rankact.errors import RankactError
+
 Schema = dict[str, Any]
 
 
@@ -339,8 +341,9 @@ def _make(category: str, specs: Sequence[ToolSpec], rng: random.Random, split: s
 
 # --- Checking calls ---------------------------------------------------------------------------
 
-class _WrongType(Exception):
-    """An argument whose JSON type is not its schema's: the call does not match."""
+class _WrongType(RankactError):
+    """An argument whose JSON type is not its schema's: the call does not match (caught inside
+    `call_matches`; a branch of the error tree like every exception class in rankact)."""
 
 
 def _normalize(value: Any, schema: Schema) -> Any:

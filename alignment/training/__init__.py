@@ -1,4 +1,4 @@
-"""Training the agent's own LLM on rankings. Read in the order the data moves:
+"""Training the agent's own LLM on rankings. Every module, in the order the data moves:
 
 | module | step |
 |---|---|
@@ -7,13 +7,19 @@
 | `masked` | masked means, sums and whitening over `[batch, time]` |
 | `losses` | DPO / IPO, Bradley-Terry, PPO policy and value losses, NLL: pure functions |
 | `kl` | KL estimators and the KL-coefficient controllers |
-| `advantages` | GAE over generated tokens only |
+| `advantages` | GAE over generated tokens only; rank scores and group advantages (GRPO) |
 | `config` | the settings every trainer shares |
 | `runtime` | accelerator, seeding, budget, progress, metrics, `TrainResult` |
 | `checkpoint` | checkpoints for resume |
 | `policy` | loading and saving the policy (LoRA optional) |
-| `sft`, `dpo` | offline trainers on ranked pairs |
+| `reference` | the reference policy's log-probs, computed once per run and cached |
+| `monitors` | KL and entropy probes against the reference, the KL budget |
+| `replay` | the start's own replies kept likely by an extra NLL term |
+| `sft`, `dpo` | offline trainers on ranked pairs (best-of-K SFT, DPO) |
+| `grpo` | group-relative training straight from each question's ranking |
 | `group_source` | the ranked groups GRPO reads: a store's rankings, or its questions scored by gold answers or a reward model |
 | `reward/` | the Bradley-Terry reward model |
 | `ppo/` | PPO with live tool rollouts |
+| `lora_publisher` | the policy's LoRA adapter pushed to a vLLM server after each iteration |
+| `adapter_export` | a trained policy as a LoRA adapter against its base (SVD) |
 """

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from rankact.agent.llm.local import pad_token_id
-from rankact.agent.trajectory import Trajectory
+from rankact.agent.trajectory import MAX_TOKEN_IDS, Trajectory
 from rankact.alignment.feedback.demonstrations.recording import SOURCE as DEMONSTRATION
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
 
@@ -118,6 +118,13 @@ def encode_trajectory(trajectory: Trajectory, tokenizer, max_length: int | None 
         # first step their linear transcript only approximates the context each call saw.
         log.warning("trajectory %s was recorded without guided decoding: from step 2 on its "
                     "segments approximate what the model saw; train on guided trajectories", trajectory.id)
+    vocab_size = len(tokenizer) if hasattr(tokenizer, "__len__") else MAX_TOKEN_IDS
+    if (outside := trajectory.token_ids_outside(vocab_size)) is not None:
+        # An embedding lookup would fail on it deep in the trainer (IndexError; a device assert on a GPU).
+        from rankact.alignment.errors import InexactTokenIds
+
+        raise InexactTokenIds(f"trajectory {trajectory.id} {outside} of this model's tokenizer: it was not "
+                              "recorded with this model; leave it out or collect it again")
     pieces = [
         (s.role, list(s.token_ids) if s.token_ids is not None else text_ids(tokenizer, s.text),
          s.role == "generated" and not s.forced)

@@ -69,11 +69,22 @@ def ask(
         if as_json:
             trajectory = agent.run(question, **sampling)
             sys.stdout.write(trajectory.to_json(indent=2) + "\n")
-            return
-        _show_live(agent, question, sampling)
+        else:
+            trajectory = _show_live(agent, question, sampling)
+    _fail_if_the_backend_failed(trajectory)
 
 
-def _show_live(agent, question: str, sampling: dict) -> None:
+def _fail_if_the_backend_failed(trajectory) -> None:
+    """A run the backend ended (server down, bad reply, exhausted script) is a failed command:
+    one error line and a non-zero exit, after the trajectory was shown."""
+    from rankact.agent.errors import BackendError
+
+    failure = trajectory.backend_failure if trajectory is not None else None
+    if failure is not None:
+        raise BackendError(f"the model's backend failed: {failure}")
+
+
+def _show_live(agent, question: str, sampling: dict):
     from rich.console import Console
     from rich.markup import escape
 
@@ -104,7 +115,7 @@ def _show_live(agent, question: str, sampling: dict) -> None:
             elif isinstance(event, ev.Done):
                 trajectory = event.trajectory
     if trajectory is None:  # pragma: no cover - the loop always ends with Done
-        return
+        return None
     u = trajectory.usage
     console.print(
         f"[dim]status {trajectory.status} · {len(trajectory.steps)} steps · {u.llm_calls} LLM calls · "
@@ -112,5 +123,4 @@ def _show_live(agent, question: str, sampling: dict) -> None:
     )
     if trajectory.citations:
         console.print("[dim]sources: " + ", ".join(escape(c.source or c.chunk_id) for c in trajectory.citations) + "[/]")
-    if trajectory.status == "error" and "error" in trajectory.metadata:
-        console.print(f"[red]error:[/] {escape(str(trajectory.metadata['error']))}")
+    return trajectory  # a backend failure is the command's error line (`_fail_if_the_backend_failed`)

@@ -2,7 +2,7 @@
 
 Every command lives in its own module and is imported only when it runs, so
 `rankact --help` is instant. Each module exposes `app`, a typer.Typer. The hub sits in the
-top layer (`alignment`), so naming every command here runs no dependency upward.
+top layer (`rankact.cli`), so naming every command here runs no dependency upward.
 """
 from __future__ import annotations
 

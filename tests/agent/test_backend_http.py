@@ -197,3 +197,65 @@ def test_real_server_auth_and_unknown_model_errors(monkeypatch):
         llm = load_llm(url, model="no-such-model")
         with pytest.raises(BackendError, match="model or endpoint not found"):
             llm.generate(Q, GenerationConfig())
+
+
+# ---- red team round 3, N9: replies judged after their headers (no real sockets) ----------
+class _StallingBody(httpx.SyncByteStream):
+    """A reply whose body stops after a few bytes: the read times out, as a hung server's does."""
+
+    def __iter__(self):
+        yield b'{"choi'
+        raise httpx.ReadTimeout("timed out reading the body")
+
+
+class _Chunks(httpx.SyncByteStream):
+    """A body sent in 1 KB pieces, as a socket delivers it (bytes content is read at once)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __iter__(self):
+        for start in range(0, len(self.data), 1024):
+            yield self.data[start:start + 1024]
+
+
+def _two_endpoints(bad, **options):
+    """A pool of two endpoints on one MockTransport: llm-a answers with `bad()`, llm-b well."""
+    seen = {"llm-a.test": 0, "llm-b.test": 0}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen[request.url.host] += 1
+        if request.url.host == "llm-a.test":
+            return bad()
+        return httpx.Response(200, json=chat_response("Paris."))
+
+    llm = OpenAICompatibleLLM("http://llm-a.test/v1,http://llm-b.test/v1", "m", transport=httpx.MockTransport(handler),
+                              backoff=0.001, max_retries=1, **options)
+    return llm, seen
+
+
+@pytest.mark.parametrize(("bad", "options"), [
+    (lambda: httpx.Response(200, stream=_StallingBody()), {}),  # headers, then the body stalls
+    (lambda: httpx.Response(200, text="<html>a proxy's error page, with status 200</html>"), {}),
+    (lambda: httpx.Response(200, json={"choices": "nope"}), {}),  # JSON of another shape
+    (lambda: httpx.Response(200, stream=_Chunks(json.dumps(chat_response("x" * 10_000)).encode())),
+     {"max_reply_bytes": 4096}),
+], ids=["stalled", "html", "wrong-shape", "too-large"])
+def test_a_bad_reply_benches_its_endpoint_and_the_call_goes_to_the_other(bad, options):
+    llm, seen = _two_endpoints(bad, **options)
+    texts = [llm.generate(Q, GenerationConfig(max_new_tokens=4)).text for _ in range(4)]
+    assert texts == ["Paris."] * 4
+    assert seen["llm-a.test"] == 1 and seen["llm-b.test"] == 4  # tried once, then benched
+    assert llm.pool.endpoints[0].benched_until > time.monotonic()
+
+
+def test_a_malformed_reply_names_the_endpoint_that_sent_it():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="<html>garbage</html>")
+
+    llm = OpenAICompatibleLLM("http://llm-a.test/v1,http://llm-b.test/v1", "m", transport=httpx.MockTransport(handler),
+                              backoff=0.001, max_retries=0)
+    llm.pool._next = 1  # the first call goes to the second endpoint
+    with pytest.raises(BackendError, match=r"malformed response from http://llm-a.test/v1 \(chat/completions\)"):
+        llm.generate(Q, GenerationConfig(max_new_tokens=4))  # b, then a: the last one is named
+    assert all(e.last_error.startswith("sent a malformed reply") for e in llm.pool.endpoints)

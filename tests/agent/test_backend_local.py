@@ -257,7 +257,7 @@ def test_load_errors_are_one_line(tmp_path):
 @pytest.mark.slow
 def test_base_model_answers_greedily():
     # The untuned model: the shipped adapter was trained on arithmetic agent runs only, and plain
-    # chat answers of `default` drift (see the README's "The default model").
+    # chat answers of `default` drift (see docs/model-card.md).
     llm = TransformersLLM("base")
     c = llm.generate(as_messages("What is the capital of France?"), GenerationConfig(max_new_tokens=16))
     assert llm.info.name == "SmolLM2-135M-Instruct" and llm.info.revision

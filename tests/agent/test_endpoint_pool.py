@@ -119,3 +119,95 @@ def test_a_pool_entry_that_is_not_a_url_is_refused_at_load():
 
     with pytest.raises(ModelLoadError, match="must be an http"):
         load_llm("http://127.0.0.1:1/v1,127.0.0.1:2/v1")
+
+
+# ---- red team round 3, N9: replies judged after their headers, a whole-request deadline,
+# replies capped, errors that say whether endpoints answered ------------------------------
+def _ask(llm, n: int = 1) -> list[str]:
+    return [llm.generate([{"role": "user", "content": "hi"}], CONFIG).text for _ in range(n)]
+
+
+@pytest.mark.parametrize("how", ["garbage", "huge"])
+def test_an_endpoint_answering_200_with_garbage_or_too_much_is_benched(how):
+    with ServedStub([]) as good_url, ServedStub([], misbehave=how) as bad_url:
+        cap = {"max_reply_bytes": 1 << 20} if how == "huge" else {}
+        llm = load_llm(f"{good_url},{bad_url}", model="served-stub", max_retries=1, backoff=0.01, **cap)
+        assert _ask(llm, 4) == ["Final Answer: done"] * 4  # every call answered, none failed
+        bad = llm.pool.endpoints[1]
+    assert bad.benched_until > 0 and ("malformed" in bad.last_error or "larger than" in bad.last_error)
+
+
+def test_an_endpoint_that_hangs_after_its_headers_is_benched():
+    good, hanging = ServedStub([]), ServedStub([], misbehave="hang_body")
+    with good as good_url, hanging as bad_url:
+        llm = load_llm(f"{good_url},{bad_url}", model="served-stub", timeout=0.5, max_retries=1, backoff=0.01)
+        assert _ask(llm, 4) == ["Final Answer: done"] * 4
+        assert "timed out" in llm.pool.endpoints[1].last_error
+    # Tried once, then benched: the other calls never wait on it again.
+    assert len(hanging.bodies("/v1/chat/completions")) == 1
+
+
+def test_a_trickling_endpoint_cannot_hold_a_request_past_the_deadline():
+    import time
+
+    with ServedStub([], misbehave="trickle") as url:
+        llm = load_llm(url, model="served-stub", timeout=5.0, deadline=1.0, max_retries=0)
+        start = time.monotonic()
+        with pytest.raises(BackendError, match="timed out"):
+            _ask(llm)
+        elapsed = time.monotonic() - start
+    assert elapsed < 3.0  # the whole reply would take ~15 s at one byte per 50 ms, each read well under 5 s
+
+
+def test_a_reply_over_the_cap_is_one_error_from_a_single_endpoint():
+    with ServedStub([], misbehave="huge") as url:
+        llm = load_llm(url, model="served-stub", max_reply_bytes=1 << 20, max_retries=2, backoff=0.01)
+        with pytest.raises(BackendError, match="larger than 1048576 bytes") as info:
+            _ask(llm)
+    assert "\n" not in str(info.value)
+
+
+def test_endpoints_that_answered_are_not_called_unreachable():
+    from rankact.agent.errors import ServerUnreachable
+
+    with ServedStub([], fail_status=429) as busy, ServedStub([], fail_status=500) as broken:
+        llm = load_llm(f"{busy},{broken}", model="served-stub", max_retries=1, backoff=0.01)
+        with pytest.raises(BackendError) as info:
+            _ask(llm)
+    message = str(info.value)
+    assert not isinstance(info.value, ServerUnreachable)  # they answered: not an outage
+    assert f"{busy}: answered HTTP 429" in message and f"{broken}: answered HTTP 500" in message
+    assert "cannot connect" not in message
+
+
+def test_a_pool_error_tells_silent_endpoints_from_answering_ones():
+    down = closed_port_url()
+    with ServedStub([], fail_status=503) as broken:
+        llm = load_llm(f"{down},{broken}", model="served-stub", max_retries=0)
+        with pytest.raises(BackendError) as info:
+            _ask(llm)
+    message = str(info.value)
+    assert f"{down}: cannot connect" in message and f"{broken}: answered HTTP 503" in message
+
+
+def test_an_endpoint_failing_again_and_again_is_left_out_longer_each_time():
+    from rankact.agent.llm.endpoint_pool import EndpointPool
+
+    with ServedStub([]) as good_url, ServedStub([], misbehave="garbage") as bad_url:
+        llm = load_llm(f"{good_url},{bad_url}", model="served-stub", max_retries=0)
+        pool: EndpointPool = llm.pool
+        bad = pool.endpoints[1]
+        waits = []
+        for _ in range(3):
+            bad.benched_until = 0.0  # its cooldown is over: the next request tries it again
+            pool._next = 1
+            _ask(llm)
+            waits.append(bad.benched_until)
+        assert bad.failures == 3
+        _ask(llm)
+        assert pool.endpoints[0].failures == 0  # a good reply keeps the good one at zero
+    import time
+
+    now = time.monotonic()
+    left = [w - now for w in waits]
+    assert left[0] < 31 and 50 < left[1] < 61 and 100 < left[2] < 121  # 30 s, 60 s, 120 s

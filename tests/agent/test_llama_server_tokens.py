@@ -4,7 +4,7 @@ end-of-turn separators included, and the mask is never all zero; then `collect -
 trains one DPO step without `--retokenize`.
 
 `llama-server` is built from the llama.cpp sources that llama-cpp-python's sdist vendors
-(README: "Served models"); point RANKACT_LLAMA_SERVER at the binary. Without it these tests
+(docs/served-models.md); point RANKACT_LLAMA_SERVER at the binary. Without it these tests
 are skipped.
 """
 from __future__ import annotations

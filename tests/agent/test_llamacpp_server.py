@@ -3,8 +3,8 @@ driven the way a new user would: `rankact ask --model http://127.0.0.1:PORT/v1` 
 formats, and a short `collect` whose trajectories train one DPO step.
 
 The server builds llama.cpp from source (no binary wheels on our registry), so it lives in its
-own venv, never the project's: set RANKACT_LLAMACPP_PYTHON to that venv's python (README:
-"Served models"). Without it these tests are skipped. llama-cpp-python's server answers the
+own venv, never the project's: set RANKACT_LLAMACPP_PYTHON to that venv's python
+(docs/served-models.md). Without it these tests are skipped. llama-cpp-python's server answers the
 OpenAI routes only: no token ids come back (llama.cpp's own `llama-server` has `/completion`
 with `return_tokens`; this Python server does not), so its trajectories carry no exact ids and
 DPO trains on them with `--retokenize`.

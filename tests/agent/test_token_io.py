@@ -150,3 +150,117 @@ def test_the_load_probe_picks_the_api_and_the_run_goes_straight_there(tokenizer)
         trajectory = Agent(llm, [calculator]).run("q")
     assert trajectory.final_answer == "391"
     assert len(stub.bodies("/completion")) == 2  # the probe and the one turn: no second vLLM probe
+
+
+# ---- red team round 3, N10: ids checked where they enter, NaN log-probs, cut_at, mixed pools ----
+@pytest.mark.parametrize("bad", ["oov", "negative", "not_int"])
+def test_ids_outside_the_vocabulary_are_a_one_line_backend_error_never_a_trajectory(tokenizer, bad):
+    ids = tokenizer.encode("Final Answer: 4", add_special_tokens=False)
+    ids += {"oov": [len(tokenizer) + 7], "negative": [-1], "not_int": [2.5]}[bad]
+    stub = ServedStub([], tokenizer=tokenizer, default=Reply(ids=ids, eos=True))
+    with stub as url:
+        llm = ServedTokensLLM(url, tokenizer, api="vllm", max_retries=0)
+        with pytest.raises(BackendError, match="outside the tokenizer's vocabulary") as info:
+            llm.continue_ids([1, 2, 3], llm_config())
+        trajectory = Agent(llm, [calculator]).run("q")
+    assert "\n" not in str(info.value)
+    assert trajectory.status == "error" and trajectory.backend_failure is not None
+    assert all(0 <= i < len(tokenizer) for s in trajectory.segments for i in s.token_ids or ())
+
+
+def test_nan_log_probs_are_dropped_and_the_run_is_stored(tokenizer, tmp_path):
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
+
+    stub = ServedStub([], tokenizer=tokenizer, default=Reply(text="Thought: easy\nFinal Answer: 4", eos=True))
+    stub.default.logprob = float("nan")
+    with stub as url:
+        llm = ServedTokensLLM(url, tokenizer, api="vllm", max_retries=0)
+        trajectory = Agent(llm, [calculator]).run("q")
+    assert trajectory.status == "finished" and trajectory.final_answer == "4"
+    generated = [s for s in trajectory.segments if s.role == "generated"]
+    assert generated[0].token_ids and generated[0].logprobs is None  # ids kept, log-probs dropped
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        store.add(trajectory)
+        assert store.get(trajectory.id).segments == trajectory.segments
+
+
+@pytest.mark.parametrize("order", ["ids_first", "text_first"])
+def test_a_pool_where_one_endpoint_returns_no_ids_is_refused_at_load_naming_it(tokenizer, order):
+    from rankact.agent.errors import ModelLoadError
+    from rankact.agent.llm.loading import load_llm
+
+    with ServedStub([], tokenizer=tokenizer) as ids_url, ServedStub([], api="textonly", tokenizer=tokenizer) as text_url:
+        urls = [ids_url, text_url] if order == "ids_first" else [text_url, ids_url]
+        with pytest.raises(ModelLoadError, match="returned no token ids") as info:
+            load_llm(",".join(urls), tokenizer=tokenizer, token_api="vllm", max_retries=0)
+    message = str(info.value)
+    assert message.count(text_url) == 1 and ids_url not in message and "\n" not in message
+
+
+def test_a_reply_without_ids_in_a_pool_is_sent_to_another_endpoint(tokenizer):
+    answer = Reply(text="Thought: easy\nFinal Answer: 4", eos=True)
+    with (ServedStub([], tokenizer=tokenizer, default=answer) as ids_url,
+          ServedStub([], api="textonly", tokenizer=tokenizer, default=answer) as text_url):
+        # Built without the load probe: an endpoint that loses its ids after start-up.
+        llm = ServedTokensLLM(f"{text_url},{ids_url}", tokenizer, api="vllm", max_retries=0)
+        trajectories = [Agent(llm, [calculator]).run("q") for _ in range(3)]
+    assert [t.final_answer for t in trajectories] == ["4"] * 3
+    assert all(t.exact_token_ids for t in trajectories)
+
+
+def _old_cut_at(tokenizer, ids, text, k):
+    from rankact.agent.llm.chat_tokens import decode
+
+    for m in range(len(ids), -1, -1):
+        piece = decode(tokenizer, ids[:m])
+        if len(piece) <= k and text.startswith(piece):
+            return m, piece
+    return 0, ""
+
+
+@pytest.mark.parametrize("text", [
+    "Thought: hm\nAction: calculator\nAction Input: 1+1\nObservation: 2" + " hello" * 300,
+    "Thought: ünïcödé 日本語のテキスト 🙂🙂\nObservation: x" + " 漢字🙂" * 200,
+])
+def test_cut_at_keeps_the_same_ids_without_decoding_every_prefix(tokenizer, text):
+    from rankact.agent.llm.chat_tokens import cut_at, decode, find_stop
+
+    class Counting:  # the tokenizer, counting decodes
+        calls = 0
+
+        def decode(self, ids, **kw):
+            Counting.calls += 1
+            return tokenizer.decode(ids, **kw)
+
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    whole = decode(tokenizer, ids)
+    k = find_stop(whole, ["Observation:"])[0]
+    assert cut_at(Counting(), ids, whole, k) == _old_cut_at(tokenizer, ids, whole, k)
+    # The old walk decoded every prefix from the end (hundreds here); bisection needs ~log2(n) + slack.
+    assert Counting.calls <= 2 * len(ids).bit_length() + 12 < len(ids) // 4
+
+
+def test_the_store_refuses_ids_no_tokenizer_has(tmp_path):
+    from rankact.agent.trajectory import MAX_TOKEN_IDS, ModelRef, Segment, Trajectory
+    from rankact.alignment.errors import StoreError
+    from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
+
+    with TrajectoryStore(f"sqlite:///{tmp_path / 'db.sqlite'}") as store:
+        for bad in (-1, MAX_TOKEN_IDS):
+            t = Trajectory(question="q", model=ModelRef(backend="openai-tokens", name="m"), prompt_version="v",
+                           segments=[Segment(role="generated", text="g", token_ids=[5, bad])])
+            with pytest.raises(StoreError, match=f"holds {bad}, outside the vocabulary"):
+                store.add(t)
+        assert store.count_trajectories() == 0
+
+
+def test_the_trainer_refuses_ids_outside_its_tokenizer_in_one_line(tokenizer):
+    from rankact.agent.trajectory import ModelRef, Segment, Trajectory
+    from rankact.alignment.errors import InexactTokenIds
+
+    t = Trajectory(question="q", model=ModelRef(backend="openai-tokens", name="m"), prompt_version="v",
+                   segments=[Segment(role="prompt", text="p", token_ids=[1]),
+                             Segment(role="generated", text="g", token_ids=[5, len(tokenizer) + 1000])])
+    with pytest.raises(InexactTokenIds, match=f"holds {len(tokenizer) + 1000}, outside the vocabulary") as info:
+        encode_trajectory(t, tokenizer)
+    assert "\n" not in str(info.value)

@@ -192,3 +192,46 @@ def test_http_get_with_the_deadline_transport_still_follows_real_redirects():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_per_request_deadline_bounds_each_request_of_a_long_lived_transport():
+    """Round 3, N9: the served-model client reuses one transport; each request gets its own
+    deadline, so the first one's deadline does not fail the ones after it."""
+    import http.server
+    import threading
+    import time
+
+    import httpx
+
+    from rankact.tools.deadline_transport import DeadlineTransport
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # headers, then the body one byte every 0.1 s
+            body = b"x" * (40 if self.path == "/slow" else 1)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with httpx.Client(transport=DeadlineTransport(per_request=1.0), timeout=5.0) as client:
+            start = time.monotonic()
+            with pytest.raises(httpx.TimeoutException):
+                client.get(f"{base}/slow")  # 4 s of trickle, each read well under the 5 s timeout
+            assert time.monotonic() - start < 2.5
+            time.sleep(1.2)  # past the first request's deadline: the next one has its own
+            assert client.get(f"{base}/fast").content == b"x"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -2,6 +2,6 @@
 trajectories, ties and step flags included (`rankings`), and end users' votes (`end_user`).
 
 They sit below both the store, which keeps them, and the preference data derived from them
-(`preferences`), which reads the store: with them in `preferences`, store and preferences
-imported each other.
+(the preferences package), which reads the store: with them among the preferences, store and
+preferences imported each other.
 """

@@ -15,12 +15,23 @@ come from `rankact admin create NAME --role admin|annotator|ingest`; `auth.py`):
     GET  /api/me                         x      x          x
 
 A question with rankings takes no new trajectories (409 naming the next question version).
-Bodies must be strict JSON (`strict_json.py`); token ids must lie in [0, vocab_size). Only
-the configured Host names are served (`hosts.py`; loopback by default). Errors are JSON
-`{"detail": ...}` with a status a client can act on: 400 unknown Host, 401 no, unknown or
-revoked token, 403 a role the endpoint does not admit, 404 unknown id, 409 duplicate or
-closed question, 422 invalid body or ranking. A stored row that does not read back is
-left out of reads with a logged warning (`store/trajectory_store.py`).
+A trajectory must answer the question it is filed under (same text), and its id, like a vote's,
+is 1 to 128 printable characters. `/api/next` shows annotators each run without its model,
+status, timings or usage (`runs_to_rank.py`).
+
+No body is read before its sender is known (`request_gate.py`): the token and role, then the
+Content-Type (JSON only), the account's write limits and the route's size limit are checked
+first, and the JSON is parsed once, strictly (`strict_json.py`), and validated, in a worker thread. Limits
+(`limits.py`, `rankact serve --max-body-bytes/--writes-per-minute/--write-bytes-per-hour`):
+bodies of 8 MiB (trajectories), 1 MiB (rankings), 64 KiB (votes); per account 600 writes a
+minute and 256 MiB an hour, counted in memory by the service process (`quotas.py`).
+Token ids must lie in [0, vocab_size). Only the configured Host names are served (`hosts.py`;
+loopback by default). Errors are JSON `{"detail": ...}` with a status a client can act on:
+400 unknown Host, 401 no, unknown or revoked token, 403 a role the endpoint does not admit,
+404 unknown id or path, 408 a body that did not arrive in time, 409 duplicate or closed
+question, 413 a body over its route's limit, 415 a body that is not JSON, 422 invalid body or
+ranking, 429 a write limit reached (`Retry-After` says when to retry). A stored row that does
+not read back is left out of reads with a logged warning (`store.py`).
 """
 from __future__ import annotations
 
@@ -31,7 +42,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, OperationalError
@@ -42,9 +53,18 @@ from rankact.alignment.feedback.preferences.agreement import FeedbackStats, feed
 from rankact.alignment.feedback.preferences.export import export_lines
 from rankact.alignment.feedback.records.rankings import Ranking, StepFlag
 from rankact.alignment.feedback.service.auth import Admin, Anyone, Ranker, Reviewer, Writer
-from rankact.alignment.feedback.service.end_user_routes import router as end_user_router
-from rankact.alignment.feedback.service.hosts import LOOPBACK_HOSTS, AllowedHostsMiddleware
-from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT, StrictJSONMiddleware
+from rankact.alignment.feedback.service.docs_page import add_offline_docs, offline_docs_assets
+from rankact.alignment.feedback.service.end_user_routes import add_end_user_routes
+from rankact.alignment.feedback.service.hosts import (
+    LOOPBACK_HOSTS,
+    AllowedHostsMiddleware,
+    allowed_host_names,
+)
+from rankact.alignment.feedback.service.limits import ServiceLimits
+from rankact.alignment.feedback.service.quotas import WriteQuotas
+from rankact.alignment.feedback.service.request_gate import GatedRoute, RequestGate, body_routes
+from rankact.alignment.feedback.service.runs_to_rank import RunToRank, blinded
+from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
 from rankact.alignment.feedback.store.database import first_line, is_data_error
 from rankact.alignment.feedback.store.trajectory_store import (
     Account,
@@ -74,6 +94,7 @@ PAGE_HEADERS = {
 }
 # No tokenizer comes near this many tokens; `create_app(vocab_size=...)` narrows it to a model's.
 MAX_VOCAB_SIZE = 2**24
+MAX_ID_CHARS = 128  # as end users' vote ids (end_user.Id)
 
 
 class TrajectoryIn(BaseModel):
@@ -100,7 +121,8 @@ class QuestionToRank(BaseModel):
 class NextQuestion(BaseModel):
     annotator: str
     question: QuestionToRank | None = Field(description="null when nothing is left to rank")
-    trajectories: list[Trajectory] = Field(default_factory=list, description="shuffled per annotator")
+    trajectories: list[RunToRank] = Field(default_factory=list, description="shuffled per annotator; "
+                                          "only what a ranking is about (no model, status, timings or usage)")
     lease_seconds: float = 0
     waiting: int = Field(0, description="with no question: how many unranked ones others are ranking right now")
 
@@ -122,24 +144,25 @@ class Error(BaseModel):
 
 
 def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_hosts: Iterable[str] = (),
-               vocab_size: int | None = None) -> FastAPI:
+               vocab_size: int | None = None, limits: ServiceLimits | None = None) -> FastAPI:
     """The service over `store`. `allowed_hosts` adds Host names to the loopback ones ("*": any);
-    `vocab_size` bounds the token ids a posted trajectory may hold (default MAX_VOCAB_SIZE)."""
-    docs_assets = _offline_docs_assets()
+    `vocab_size` bounds the token ids a posted trajectory may hold (default MAX_VOCAB_SIZE);
+    `limits`: body sizes and write quotas (`limits.py`)."""
+    limits = limits or ServiceLimits()
+    docs_assets = offline_docs_assets()
     app = FastAPI(
         title="rankact feedback",
         description="Rank an agent's trajectories of one question, and export the rankings as preference data.",
         version="1",
         responses={400: {"model": Error}, 401: {"model": Error}, 403: {"model": Error}, 422: {"model": Error}},
-        docs_url=None if docs_assets else "/docs",
+        docs_url=None,  # served by docs_page.py, with its files and a CSP
+        redoc_url=None,  # would load from a CDN
     )
     app.state.store = store
-    # Added last runs first: the Host check, then strict JSON, then the routes.
-    app.add_middleware(StrictJSONMiddleware)
-    app.add_middleware(AllowedHostsMiddleware, allowed=[*LOOPBACK_HOSTS, *allowed_hosts])
+    app.router.route_class = GatedRoute  # body routes take the value the request gate parsed
     token_limit = vocab_size or MAX_VOCAB_SIZE
     if docs_assets:
-        _add_offline_docs(app, docs_assets)
+        add_offline_docs(app, docs_assets)
 
     # -- errors: always JSON, always a status the client can act on --
 
@@ -192,10 +215,8 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         _check_token_ids(body.trajectory, token_limit)
         question_id = versioned_id(body.question_id or question_id_for(body.trajectory.question), body.version)
         for name, value in (("trajectory id", body.trajectory.id), ("question id", question_id)):
-            # An id must be readable back by URL: URLs drop "." and ".." segments, and a route
-            # does not match a line break. Ids show in logs and the CLI too.
-            if value in (".", "..") or not value.isprintable():
-                raise HTTPException(422, f"a {name} must be printable text other than '.' and '..', not {value!r}")
+            _check_id(name, value)
+        _check_same_question(store, question_id, body.trajectory.question)
         question_id = store.add(body.trajectory, question_id=question_id, gold=body.gold)
         return TrajectoryCreated(id=body.trajectory.id, question_id=question_id)
 
@@ -240,7 +261,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
             return NextQuestion(annotator=who.name, question=None, waiting=store.unranked_count(who.name))
         trajectories = shuffled_for(who.name, question.id, store.list(question.id), key=lambda t: t.id)
         return NextQuestion(annotator=who.name, question=QuestionToRank(id=question.id, text=question.text),
-                            trajectories=trajectories,
+                            trajectories=[blinded(t) for t in trajectories],
                             lease_seconds=lease_seconds)
 
     @app.post("/api/rankings", response_model=RankingStored, tags=["ranking"],
@@ -269,7 +290,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
             annotator = who.name
         return store.rankings(question_id, annotator=annotator, source=source)
 
-    app.include_router(end_user_router)
+    add_end_user_routes(app)
 
     # -- export --
 
@@ -303,31 +324,13 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
         return FileResponse(STATIC_DIR / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Added last runs first: the Host check, then the request gate, then the routes.
+    app.add_middleware(RequestGate, store=store, routes=body_routes(app.routes, limits), limits=limits,
+                       quotas=WriteQuotas(limits.writes_per_minute, limits.write_bytes_per_hour))
+    hosts = [*LOOPBACK_HOSTS, *allowed_hosts]
+    allowed_host_names(hosts)  # a bad name fails here, not at the first request
+    app.add_middleware(AllowedHostsMiddleware, allowed=hosts)
     return app
-
-
-def _offline_docs_assets() -> Path | None:
-    """Swagger UI files shipped in a package, so /docs works without reaching a CDN."""
-    try:
-        import fastapi_offline
-    except ImportError:
-        return None
-    folder = Path(fastapi_offline.__file__).parent / "static"
-    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
-
-
-def _add_offline_docs(app: FastAPI, assets: Path) -> None:
-    from fastapi.openapi.docs import get_swagger_ui_html
-
-    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url=app.openapi_url or "/openapi.json", title=f"{app.title} - API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js", swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon.png",
-        )
 
 
 def _check_token_ids(trajectory: Trajectory, limit: int) -> None:
@@ -335,6 +338,27 @@ def _check_token_ids(trajectory: Trajectory, limit: int) -> None:
         bad = next((t for t in segment.token_ids or () if not 0 <= t < limit), None)
         if bad is not None:
             raise HTTPException(422, f"segments[{index}].token_ids holds {bad}, outside the vocabulary [0, {limit})")
+
+
+def _check_id(name: str, value: str) -> None:
+    # Ids are read back by URL (which drops "." and ".." segments, and no route matches a line
+    # break), shown in logs and the CLI, and voted on: the same rule as end users' vote ids.
+    if not 1 <= len(value) <= MAX_ID_CHARS or value in (".", "..") or not value.isprintable():
+        shown = repr(value) if len(value) <= 40 else f"{value[:40]!r}... ({len(value)} characters)"
+        raise HTTPException(422, f"a {name} must be 1 to {MAX_ID_CHARS} printable characters other than "
+                                 f"'.' and '..', not {shown}")
+
+
+def _check_same_question(store: TrajectoryStore, question_id: str, text: str) -> None:
+    """A trajectory filed under a question answers that question: its text must be the question's."""
+    try:
+        stored = store.question(question_id).text
+    except NotFoundError:
+        return  # the question is made from this trajectory
+    if stored != text:
+        # The stored text is not shown: a writer (an ingest token) may not read questions.
+        raise HTTPException(422, f"the trajectory's question is not the text of question {question_id}; "
+                                 "post it under its own question id (or leave question_id out)")
 
 
 def _first_error(exc: ValueError) -> str:

@@ -10,19 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 
 from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStored
 from rankact.alignment.feedback.service.auth import Admin, Writer
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
 
-router = APIRouter(tags=["end-user feedback"])
 # A client clock a little ahead is fine; a vote dated far ahead would never be replaceable.
 CLOCK_SKEW = timedelta(minutes=5)
 
 
-@router.post("/api/feedback", response_model=FeedbackStored, responses={201: {"model": FeedbackStored}})
 def post_feedback(body: FeedbackIn, who: Writer, request: Request) -> JSONResponse:
     """One end user's thumbs, score in [-1, 1], or choice between two trajectories of one question.
     A later vote of the same user on the same thing replaces the earlier one (201, `replaced`);
@@ -36,7 +34,6 @@ def post_feedback(body: FeedbackIn, who: Writer, request: Request) -> JSONRespon
     return JSONResponse(payload.model_dump(mode="json"), status_code=201 if status in ("created", "replaced") else 200)
 
 
-@router.get("/api/feedback", response_model=list[EndUserFeedback])
 def list_feedback(
     _who: Admin, request: Request, question_id: str | None = None, end_user: str | None = None,
     kind: Literal["thumbs", "score", "choice"] | None = None,
@@ -45,3 +42,12 @@ def list_feedback(
 ) -> list[EndUserFeedback]:
     return request.app.state.store.end_user_feedback(question_id, end_user=end_user, kind=kind, limit=limit,
                                                      offset=offset)
+
+
+def add_end_user_routes(app: FastAPI) -> None:
+    # Added to the app itself, not through an included router: the request gate and the role
+    # test see every route in `app.routes`.
+    tags = ["end-user feedback"]
+    app.add_api_route("/api/feedback", post_feedback, methods=["POST"], response_model=FeedbackStored,
+                      responses={201: {"model": FeedbackStored}}, tags=tags)
+    app.add_api_route("/api/feedback", list_feedback, methods=["GET"], response_model=list[EndUserFeedback], tags=tags)

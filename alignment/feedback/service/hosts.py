@@ -26,10 +26,22 @@ def host_name(host: str) -> str:
     return host.split(":", 1)[0].rstrip(".")
 
 
+def allowed_host_names(names: Iterable[str]) -> set[str]:
+    """The names to answer, or ValueError for one that names no host: an empty name would
+    serve requests that carry no Host header at all, which is not what anyone means."""
+    allowed = set()
+    for name in names:
+        if not host_name(name):
+            raise ValueError(f"--allowed-host {name!r} names no host; give the name people use to reach "
+                             "the service (e.g. rank.example or 10.0.0.5), or '*' to answer any")
+        allowed.add(host_name(name))
+    return allowed
+
+
 class AllowedHostsMiddleware:
     def __init__(self, app: ASGIApp, allowed: Iterable[str]) -> None:
         self.app = app
-        self.allowed = {host_name(h) for h in allowed}
+        self.allowed = allowed_host_names(allowed)
         self.any = "*" in self.allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -2,6 +2,7 @@
 thread on a free loopback port (tests, demos, notebooks)."""
 from __future__ import annotations
 
+import errno
 import socket
 import threading
 import time
@@ -10,6 +11,25 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why the service could not listen on host:port (a name that does not resolve, an address
+    this machine does not have, a port in use), in one line; None when it can. uvicorn would
+    say it in a 9-line log after starting up."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host}:{port}: the host does not resolve ({exc})"
+    for family, kind, proto, _name, address in addresses:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                reason = "the port is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+                return f"cannot listen on {host}:{port}: {reason}"
+    return None
 
 
 def free_port(host: str = "127.0.0.1") -> int:

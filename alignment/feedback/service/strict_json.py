@@ -2,34 +2,60 @@
 
 Python's `json` (what FastAPI parses with) accepts `NaN` and `Infinity`, which the store
 would write as null and never read back as a number; it also decodes `"\\ud800"` to a lone
-surrogate that no database can store. This middleware parses every JSON request body first,
-strictly, and answers 422 with a message for: anything that is not JSON (NaN, Infinity,
-1e400, invalid UTF-8, lone surrogates) and integers beyond ±(2^53 - 1), the range every JSON
-reader (the page's JavaScript included) represents exactly. Nesting is limited to 200 levels.
+surrogate that no database can store. The request gate (`request_gate.py`)
+parses every JSON request body here, strictly and once, and answers 422 with a message for:
+anything that is not JSON (NaN, Infinity, 1e400, invalid UTF-8, lone surrogates) and integers
+beyond ±(2^53 - 1), the range every JSON reader (the page's JavaScript included) represents
+exactly. Nesting is limited to 200 levels. Only `application/json` and `application/*+json`
+bodies are JSON here (`is_json_media_type`).
 """
 from __future__ import annotations
 
-import json
 import math
 import re
+from typing import Any
 
 from pydantic_core import from_json
-from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rankact.alignment.errors import RankactError
 
 MAX_SAFE_INT = 2**53 - 1
-_BODY_METHODS = {"POST", "PUT", "PATCH"}
 _NOT_A_NUMBER = re.compile(rb"-?(NaN|Infinity)")
 _POSITION = re.compile(r"line (\d+) column (\d+)")
+
+
+class NotStrictJSON(RankactError, ValueError):
+    """The body is not strict JSON; the message says why, in one line a client can act on."""
+
+
+def parse_strict_json(body: bytes) -> Any:
+    """The value `body` holds, or NotStrictJSON. CPU-bound: callers off the event loop run it
+    in a thread."""
+    try:
+        value = from_json(body, allow_inf_nan=False)
+    except ValueError as exc:
+        raise NotStrictJSON(_explain(body, str(exc))) from None
+    problem = _out_of_range(value)
+    if problem is not None:
+        raise NotStrictJSON(problem)
+    return value
 
 
 def strict_json_problem(body: bytes) -> str | None:
     """Why `body` is not strict JSON, or None when it is."""
     try:
-        value = from_json(body, allow_inf_nan=False)
-    except ValueError as exc:
-        return _explain(body, str(exc))
-    return _out_of_range(value)
+        parse_strict_json(body)
+    except NotStrictJSON as exc:
+        return str(exc)
+    return None
+
+
+def is_json_media_type(content_type: str | None) -> bool:
+    """`application/json` or `application/<anything>+json`, parameters (charset) allowed.
+    Not "text/plain; a=json": a web page may send that cross-site without asking first."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    kind, _, subtype = media_type.partition("/")
+    return kind == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 def _explain(body: bytes, message: str) -> str:
@@ -67,50 +93,3 @@ def _out_of_range(value: object) -> str | None:
 def _short(number: int) -> str:
     text = str(number) if number.bit_length() < 4000 else "(thousands of digits)"
     return text if len(text) <= 40 else text[:20] + "..." + text[-5:]
-
-
-class StrictJSONMiddleware:
-    """Refuse a JSON request body that is not strict JSON, before any route sees it."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
-            await self.app(scope, receive, send)
-            return
-        content_type = Headers(scope=scope).get("content-type", "")
-        if content_type and "json" not in content_type.lower():
-            await self.app(scope, receive, send)  # the route refuses it with its own 422
-            return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        problem = strict_json_problem(body) if body.strip() else None
-        if problem is not None:
-            await _answer_422(send, problem)
-            return
-
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
-async def _answer_422(send: Send, detail: str) -> None:
-    payload = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": 422,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]})
-    await send({"type": "http.response.body", "body": payload})

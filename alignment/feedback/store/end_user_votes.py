@@ -131,8 +131,9 @@ def _question_of(session: Session, vote: FeedbackIn) -> str:
             raise InvalidFeedbackError(f"trajectory {trajectory_id!r} is damaged (unreadable) and takes no votes")
         questions.append(row.question_id)
     if len(set(questions)) > 1:
-        raise InvalidFeedbackError(f"a choice is between two trajectories of the same question; {ids[0]!r} is in "
-                                   f"{questions[0]!r}, {ids[1]!r} in {questions[1]!r}")
+        # Which questions they are is not said: the sender (an app's ingest token) may not read questions.
+        raise InvalidFeedbackError(f"a choice is between two trajectories of the same question; {ids[0]!r} and "
+                                   f"{ids[1]!r} answer different questions")
     return questions[0]
 
 

@@ -394,6 +394,8 @@ def _unleased_version(session: Session, question_id: str) -> str:
 def _readable_json(trajectory: Trajectory) -> str:
     """The trajectory's JSON, checked to validate again: NaN would be written as null, a lone
     surrogate cannot be encoded, and either would make the row unreadable for good."""
+    if (outside := trajectory.token_ids_outside()) is not None:  # no tokenizer has such ids
+        raise StoreError(f"trajectory {trajectory.id!r} cannot be stored: {outside}")
     try:
         data = trajectory.to_json()
         Trajectory.from_json(data)

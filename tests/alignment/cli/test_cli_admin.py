@@ -59,6 +59,7 @@ def test_serve_passes_allowed_hosts_and_vocab_size(tmp_path, monkeypatch, capsys
 
     seen = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(app=app, **kwargs))
+    monkeypatch.setattr("rankact.alignment.feedback.service.server.listen_problem", lambda host, port: None)
     db = str(tmp_path / "serve.db")
     main(["serve", "--db", db, "--allowed-host", "rank.example", "--allowed-host", "10.0.0.5",
           "--vocab-size", "50"])

@@ -77,6 +77,9 @@ BAD_FILES = {
     "script_object": _text('{"a": 1}'),
     "script_ints": _text("[1, 2, 3]"),
     "script_ok": _script(["Thought: easy\nFinal Answer: 4"] * 4),
+    "script_none": _text("[]"),
+    # one step, then the script runs out: the backend fails mid-run
+    "script_short": _script(['Thought: add\nAction: calculator\nAction Input: {"expression": "1+1"}']),
     "traj_garbage": _text("{"),
     "traj_deep": _text(DEEP),
     "traj_latin1": _text(b'{"question": "caf\xe9"}'),
@@ -200,6 +203,9 @@ case("ask-max-steps-0", "ask", "what?", "--max-steps", "0")
 case("ask-k-0", "ask", "what?", "--k", "0")
 case("ask-index-missing", "ask", "what?", "--model", "scripted:{script_ok}", "--index", "{missing}")
 case("ask-empty-question", "ask", "", "--model", "scripted:{script_ok}")
+case("ask-scripted-no-outputs", "ask", "what?", "--model", "scripted:{script_none}")  # round 3, N19: exit 0
+case("ask-json-backend-failed", "ask", "what?", "--json", "--model", "scripted:{script_short}")  # round 3: exit 0
+case("ask-live-backend-failed", "ask", "what?", "--model", "scripted:{script_short}")
 
 # index (the folder checks of a built index have their own tests; these are the options)
 case("index-build-sources-missing", "index", "build", "{missing}", "--out", "{new_out}")
@@ -337,3 +343,24 @@ def test_a_read_only_database_is_refused_before_any_work(files, tmp_path, capsys
     assert exit_info.value.code == 2 and "readonly" in capsys.readouterr().err
     with TrajectoryStore(str(files["gooddb"]), create=False) as store:
         assert store.rankings() == []
+
+
+def test_ask_json_still_prints_the_failed_run_before_its_error(files, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["ask", "what?", "--json", "--model", f"scripted:{files['script_short']}"])
+    out, err = capsys.readouterr()
+    assert exit_info.value.code == 2 and json.loads(out)["status"] == "error"
+    assert err.startswith("error: the model's backend failed: script exhausted")
+
+
+def test_ask_on_a_server_returning_token_id_minus_one_is_one_line(tiny_model_dir, capsys):
+    """Round 3, N10: id -1 from a token server printed a 61-line tokenizer traceback."""
+    from served_stub import Reply, ServedStub
+
+    stub = ServedStub([], default=Reply(ids=[5, -1], eos=True))
+    with stub as url, pytest.raises(SystemExit) as exit_info:
+        main(["ask", "what?", "--model", url, "--tokenizer", str(tiny_model_dir), "--token-api", "vllm"])
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert len(lines) == 1 and "token id -1 is outside the tokenizer's vocabulary" in lines[0]

@@ -178,3 +178,19 @@ def test_the_page_refuses_a_token_of_another_role_and_forgets_it(tmp_path, page)
         assert page.is_visible("#login")
     assert page.errors == []
     store.close()
+
+
+def test_docs_page_renders_under_its_csp(tmp_path, page):
+    """/docs carries a Content-Security-Policy (issue 31, N19): Swagger UI must still work under it."""
+    store = TrajectoryStore(f"sqlite:///{tmp_path / 'docs.db'}")
+    refused: list[str] = []
+    page.on("console", lambda message: refused.append(message.text) if "Content Security Policy" in message.text
+            else None)
+    with serve_in_thread(create_app(store)) as url:
+        response = page.goto(f"{url}/docs")
+        assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        page.wait_for_selector(".opblock-summary-path")  # the operations came from /openapi.json
+        paths = page.eval_on_selector_all(".opblock-summary-path", "nodes => nodes.map(n => n.textContent)")
+        assert "/api/trajectories" in paths
+    assert refused == [] and page.errors == []
+    store.close()

@@ -101,7 +101,7 @@ CONFIGS = Path(__file__).resolve().parents[3] / "alignment" / "training" / "acce
 @pytest.mark.parametrize(("name", "stage"), [("zero2.yaml", 2), ("zero3.yaml", 3)])
 def test_the_shipped_deepspeed_configs_are_valid_accelerate_configs(name, stage):
     """Parsed by accelerate's own loader (unknown keys are an error there); deepspeed itself is
-    not installed here, so these files were not run (README: 'Scale-out')."""
+    not installed here, so these files were not run (docs/served-models.md)."""
     import yaml
     from accelerate.commands.config.config_args import ClusterConfig
 

@@ -98,11 +98,6 @@ async function start() {
 
 // --- rendering -----------------------------------------------------------------------
 
-function statusBadge(status) {
-  const labels = { finished: "finished", max_steps: "hit step limit", loop: "looped", error: "error" };
-  return el("span", { class: `badge status-${status}`, title: `status: ${status}` }, labels[status] || status);
-}
-
 function foldable(label, text, className) {
   if (text.length <= LONG_TEXT) {
     return el("div", { class: className }, el("span", { class: "field" }, label), el("pre", {}, text));
@@ -157,7 +152,6 @@ function renderCard(trajectory, letter) {
     handle,
     el("span", { class: "rank", "aria-label": "rank" }, "?"),
     el("span", { class: "letter" }, `Answer ${letter}`),
-    statusBadge(trajectory.status),
     el("span", { class: "spacer" }),
     el("button", { type: "button", class: "move", "data-dir": "-1", "aria-label": `Move answer ${letter} earlier`,
       title: "Move earlier (Alt+←)" }, "◀"),
@@ -177,11 +171,10 @@ function renderCard(trajectory, letter) {
         el("li", {}, c.title || c.source || c.chunk_id, el("span", { class: "muted" }, ` ${c.source || ""} #${c.chunk_id}`))))));
   }
 
+  // Steps and errors only: the model, status and timings are not sent (they could unblind a ranking).
   const errors = trajectory.steps.filter((s) => s.error).length;
-  const usage = trajectory.usage || {};
   card.append(el("div", { class: "meta muted" },
-    `${trajectory.steps.length} step${trajectory.steps.length === 1 ? "" : "s"} · ${errors} error${errors === 1 ? "" : "s"}` +
-    ` · ${trajectory.model.name}` + (usage.seconds ? ` · ${usage.seconds.toFixed(1)} s` : "")));
+    `${trajectory.steps.length} step${trajectory.steps.length === 1 ? "" : "s"} · ${errors} error${errors === 1 ? "" : "s"}`));
   card.append(el("ol", { class: "steps" }, ...trajectory.steps.map((s) => renderStep(trajectory, s))));
   return card;
 }
