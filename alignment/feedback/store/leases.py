@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from rankact.alignment.errors import StoreError
 from rankact.alignment.feedback.store.database import Database
 from rankact.alignment.feedback.store.tables import (
     LeaseRow,
@@ -24,8 +25,9 @@ ATTEMPTS = 8
 log = logging.getLogger("rankact.store")
 
 
-class _LostRace(Exception):
-    """Another server changed the lease between our read and our write."""
+class _LostRace(StoreError):
+    """Another server changed the lease between our read and our write; caught here, the
+    lease is tried again (never reaches a caller)."""
 
 
 class Leases:
