@@ -9,7 +9,7 @@ concurrently too. Finished trajectories leave the batch and queued jobs join it,
 stays full. With a local model, `rankact.agent.llm.lockstep` keeps each row's KV cache between rounds
 and shares prompt prefixes (system prompt, tools, the question of K samples).
 
-Reproducibility: every request carries its own seed (derived from the run's seed and the call
+Reproducibility: every request carries its own seed (`rankact.agent.requests.call_seed`: from the run's seed and the call
 index, as in a sequential run), and the backend samples each row from its own generator, so a
 job's trajectory does not depend on what else is in the batch; greedy runs equal sequential
 ones (up to float summation order).
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankact.agent import events as ev
-from rankact.agent.guided import Continue, Score
-from rankact.agent.loop import Agent, Chat, ToolCall
+from rankact.agent.loop import Agent
+from rankact.agent.requests import Chat, Continue, Score, ToolCall
 from rankact.agent.trajectory import Trajectory
 
 DEFAULT_BATCH_SIZE = 16

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from rankact.agent.errors import RankactError
+from rankact.agent.guided import supports_guidance
 from rankact.agent.loop import DEFAULT_MAX_STEPS, Agent
+from rankact.agent.native_tools import supports_native
 
 __all__ = ["DEFAULT_MAX_STEPS", "FORMATS", "AgentSetupError", "agent_format", "build_agent", "load_index",
            "make_tools"]
@@ -77,8 +79,6 @@ def agent_format(llm: Any, format: str = "auto") -> str:
     """"react" or "native" for this backend: native where the backend declares native tool
     calling (`native_tools`: OpenAI-compatible chat servers), text ReAct for the rest (local,
     guided, scripted, and servers driven with token ids)."""
-    from rankact.agent.native_tools import supports_native
-
     if format not in FORMATS:
         raise AgentSetupError(f"unknown format {format!r}; use one of {', '.join(FORMATS)}")
     if format == "native" and not supports_native(llm):
@@ -119,7 +119,5 @@ def build_agent(
     if agent_options["format"] == "native":
         agent_options["guided"] = False
     if agent_options.get("guided"):
-        from rankact.agent.guided import supports_guidance
-
         agent_options["guided"] = supports_guidance(llm)  # "guided where the backend allows it"
     return Agent(llm, chosen, max_steps=max_steps, **agent_options)

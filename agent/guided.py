@@ -34,6 +34,7 @@ from pydantic import BaseModel
 
 from rankact.agent.llm import ChatMessage, Completion, GenerationConfig
 from rankact.agent.parser import ParsedAction, ParsedFinal, ParseError, parse_action_input
+from rankact.agent.requests import Continue, Score, answer_request, call_config, received
 from rankact.agent.trajectory import Segment
 
 ACTION = "\nAction:"
@@ -56,36 +57,6 @@ class GuidedConfig(BaseModel):
     # inputs, where plain text gave "search" or "368 + 226 = 594"); "plain" lets it write
     # the whole line after "Action Input:".
     string_input: Literal["plain", "json"] = "json"
-
-
-@dataclass
-class Continue:
-    """Request: `llm.continue_ids(ids, config)`; answered with a `Completion`."""
-
-    ids: list[int]
-    config: GenerationConfig
-
-
-@dataclass
-class Score:
-    """Request: `llm.score_continuations(ids, options)`; answered with a list of floats."""
-
-    ids: list[int]
-    options: list[list[int]]
-
-
-def answer(llm: Any, request: Continue | Score) -> Any:
-    """Carry out one request on `llm` (the one-row path; `rankact.agent.batch` answers many at once)."""
-    if isinstance(request, Continue):
-        return llm.continue_ids(request.ids, request.config)
-    return llm.score_continuations(request.ids, request.options)
-
-
-def received(value: Any) -> Any:
-    """A request's answer, or the exception its execution ended with, raised here."""
-    if isinstance(value, BaseException):
-        raise value
-    return value
 
 
 def supports_guidance(llm: Any) -> bool:
@@ -171,10 +142,9 @@ class GuidedDecoder:
         self._append("generated", text, self.llm.encode(text), forced=True)
 
     def _config(self, max_new_tokens: int, stop: list[str]) -> GenerationConfig:
-        seed = self.sampling.seed
-        call_seed = None if seed is None else seed * 1000 + self.calls
+        config = call_config(self.sampling, self.calls, max_new_tokens=max_new_tokens, stop=stop)
         self.calls += 1
-        return self.sampling.model_copy(update={"max_new_tokens": max_new_tokens, "stop": stop, "seed": call_seed})
+        return config
 
     def _generate(self, max_new_tokens: int, stop: list[str], *,
                   first_line: bool = False) -> Generator[Continue, Any, str]:
@@ -236,7 +206,7 @@ class GuidedDecoder:
             except StopIteration as done:
                 return done.value
             try:
-                value = answer(self.llm, request)
+                value = answer_request(self.llm, request)
             except Exception as exc:  # noqa: BLE001 - raised inside the step, where it belongs
                 value = exc
 

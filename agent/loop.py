@@ -1,8 +1,8 @@
 """`Agent`: the ReAct loop, with sync, streaming and async front ends over one core.
 
 The core (`core`) is a generator that never does I/O itself: it yields requests (the LLM
-primitives `Continue`, `Score` and `Chat`, and `ToolCall`) and typed events, and receives
-the requests' answers back. The sync driver answers requests inline; the async driver runs
+primitives `Continue`, `Score` and `Chat`, and `ToolCall`, all in `rankact.agent.requests`)
+and typed events, and receives the requests' answers back. The sync driver answers requests inline; the async driver runs
 LLM requests in a thread (`asyncio.to_thread`) and awaits tools natively; the lockstep driver
 (`rankact.agent.batch`) answers the requests of many trajectories together, one batched forward per
 primitive. So `run`, `stream`, `arun`, `astream` and `run_batch` share every rule below, and
@@ -14,110 +14,59 @@ tool exceptions and timeouts become observations and are recorded as `step.error
 action with the same input `loop_limit` times in a row ends with status "loop"; reaching
 `max_steps` ends with status "max_steps", after one optional forced-answer call. A failed
 LLM call (the backend, not the model) ends with status "error" and a `backend` step error.
+
+Where the pieces live: how a step is asked of the model and how its observation goes back
+(guided, token-in/token-out or chat) is the run's `Transcript` (`rankact.agent.transcripts`),
+chosen once when the run starts; how a tool's result or failure reads to the model is
+`rankact.agent.observations`, shared with the native tool-calling loop
+(`rankact.agent.native_tools`), which `core` runs instead for `format="native"`.
 """
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
-import threading
 import time
 from collections.abc import AsyncIterator, Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from rankact.agent import events as ev
 from rankact.agent import tracing
 from rankact.agent.citations import select_citations
-from rankact.agent.errors import RankactError
-from rankact.agent.guided import (
-    Continue,
-    GuidedConfig,
-    GuidedDecoder,
-    Score,
-    answer,
-    received,
-    supports_guidance,
-)
-from rankact.agent.llm import LLM, Completion, GenerationConfig
-from rankact.agent.parser import ParsedAction, ParsedFinal, ParseError, parse_step
-from rankact.agent.prompt import (
-    FORCE_ANSWER_MESSAGE,
-    PROMPT_VERSION,
-    build_messages,
-    render_observation,
-    render_step,
-    system_prompt,
-)
-from rankact.agent.token_decoder import TokenDecoder, exact_tokens
-from rankact.agent.trajectory import ModelRef, Segment, Step, StepError, ToolRef, Trajectory, new_id
+from rankact.agent.guided import GuidedConfig, supports_guidance
+from rankact.agent.llm import LLM, GenerationConfig
+from rankact.agent.native_tools import native_core
+from rankact.agent.observations import LOOP_MESSAGE, RepeatCounter, observe
+from rankact.agent.parser import ParsedAction, ParsedFinal
+from rankact.agent.prompt import PROMPT_VERSION, render_step, system_prompt
+from rankact.agent.requests import LLM_REQUESTS, Chat, Continue, Score, ToolCall, ToolCalls, answer_request
+from rankact.agent.trajectory import ModelRef, Step, StepError, ToolRef, Trajectory, new_id
+from rankact.agent.transcripts import StepOutcome, Transcript, open_transcript
 
-MAX_OBSERVATION_CHARS = 2000
-REPEAT_HINT = "(You already ran this exact action. Use its result, or give the Final Answer.)"
-LOOP_MESSAGE = "You keep repeating the same action with the same input; it was not run again."
 DEFAULT_GENERATION = GenerationConfig(max_new_tokens=256, stop=["Observation:"])
 # Tool-using steps before the forced answer, for every command and trainer (`rankact.agent.build`).
 DEFAULT_MAX_STEPS = 5
 
 
 @dataclass
-class Chat:
-    """Request (unguided runs): `llm.generate(messages, config)`; answered with a `Completion`."""
+class _ReactRun:
+    """The state one ReAct run carries from step to step."""
 
-    messages: list
-    config: GenerationConfig
-    tools: list[dict] | None = None  # native tool calling: the tools' schemas sent with the request
-
-
-LLM_REQUESTS = (Continue, Score, Chat)
-
-
-@dataclass
-class ToolCall:
-    tool: Any
-    args: Any
-
-
-class ToolCalls(ToolCall):
-    """Request: the calls of one native turn, run concurrently; answered with one result per
-    call (a ToolResult or the exception it ended with). Drivers treat it as a `ToolCall`."""
-
-    def __init__(self, calls: Sequence[ToolCall]) -> None:
-        super().__init__(tool=None, args=None)
-        self.calls = list(calls)
-
-
-@dataclass
-class _LLMOutcome:
-    parsed: ParsedAction | ParsedFinal | None = None
-    error: ParseError | None = None
-    raw: str = ""
-    completion: Completion | None = None
-    failure: str | None = None  # the backend failed
+    traj: Trajectory
+    transcript: Transcript
+    tools: dict[str, Any]
+    results: list[Any] = field(default_factory=list)  # ToolResults, for citations
+    repeats: RepeatCounter = field(default_factory=RepeatCounter)
+    parse_errors: int = 0
+    status: str = "max_steps"  # what a run that is not finished ends with; "loop" once detected
+    ending: bool = False  # set when a loop is detected: the next call is the forced answer
 
 
 def _default_tools() -> list[Any]:
+    # On call: `rankact.tools` pulls in httpx, and the CLI imports this module for its constants.
     from rankact.tools import default_tools
 
     return list(default_tools())
-
-
-def _canonical(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _short(text: str, limit: int = MAX_OBSERVATION_CHARS) -> str:
-    return text if len(text) <= limit else text[:limit] + " ...(truncated)"
-
-
-def _error_kind(exc: Exception) -> str:
-    from rankact.tools.base import ToolArgumentError, ToolTimeoutError
-
-    if isinstance(exc, ToolArgumentError):
-        return "validation"
-    if isinstance(exc, ToolTimeoutError | TimeoutError | concurrent.futures.TimeoutError):
-        return "timeout"
-    return "tool"
 
 
 class Agent:
@@ -159,7 +108,7 @@ class Agent:
         self.forced_final_answer = forced_final_answer
         self.system_prompt_template = system_prompt
         self.generation = generation or DEFAULT_GENERATION
-        self.tool_timeout = tool_timeout
+        self.tool_timeout = tool_timeout  # a cap on every tool's own timeout, applied by `Tool.invoke`
         self.guided_config = guided_config or GuidedConfig()
 
     # ---- public API -----------------------------------------------------------------
@@ -216,36 +165,20 @@ class Agent:
     def answer(self, request: Continue | Score | Chat) -> Any:
         """Carry out one LLM request; a failure is returned (and raised inside the core)."""
         try:
-            if isinstance(request, Chat):
-                tools = {"tools": request.tools} if request.tools is not None else {}
-                return self.llm.generate(request.messages, request.config, **tools)
-            return answer(self.llm, request)
+            return answer_request(self.llm, request)
         except Exception as exc:  # noqa: BLE001 - the core decides what a failure means
             return exc
 
     def call_tool(self, call: ToolCall) -> Any:
-        """A ToolResult, or the exception the call ended with (a list of them for `ToolCalls`)."""
+        """A ToolResult, or the exception the call ended with (a list of them for `ToolCalls`).
+        `tool_timeout` is handed to the tool as a cap: `Tool.invoke` is the one timeout layer."""
         if isinstance(call, ToolCalls):
             if len(call.calls) <= 1:
                 return [self.call_tool(c) for c in call.calls]
             with concurrent.futures.ThreadPoolExecutor(len(call.calls), thread_name_prefix="rankact-tools") as pool:
                 return list(pool.map(self.call_tool, call.calls))
         try:
-            if self.tool_timeout is None:
-                return call.tool.invoke(call.args)
-            # Daemon thread: a hung tool cannot be killed, but it must not block the run or exit.
-            future: concurrent.futures.Future = concurrent.futures.Future()
-
-            def target() -> None:
-                try:
-                    future.set_result(call.tool.invoke(call.args))
-                except BaseException as exc:  # noqa: BLE001 - handed back to the loop
-                    future.set_exception(exc)
-
-            threading.Thread(target=target, name="rankact-agent-tool", daemon=True).start()
-            return future.result(timeout=self.tool_timeout)
-        except concurrent.futures.TimeoutError:
-            return TimeoutError(f"tool '{call.tool.name}' timed out after {self.tool_timeout:g} s")
+            return call.tool.invoke(call.args, timeout_cap=self.tool_timeout)
         except Exception as exc:  # noqa: BLE001 - every tool failure becomes an observation
             return exc
 
@@ -253,11 +186,7 @@ class Agent:
         if isinstance(call, ToolCalls):
             return list(await asyncio.gather(*(self._acall_tool(c) for c in call.calls)))
         try:
-            if self.tool_timeout is None:
-                return await call.tool.ainvoke(call.args)
-            return await asyncio.wait_for(call.tool.ainvoke(call.args), self.tool_timeout)
-        except TimeoutError:
-            return TimeoutError(f"tool '{call.tool.name}' timed out after {self.tool_timeout:g} s")
+            return await call.tool.ainvoke(call.args, timeout_cap=self.tool_timeout)
         except Exception as exc:  # noqa: BLE001 - every tool failure becomes an observation
             return exc
 
@@ -266,39 +195,10 @@ class Agent:
         update = {k: v for k, v in {"temperature": temperature, "seed": seed, "top_p": top_p}.items() if v is not None}
         return GenerationConfig.model_validate({**self.generation.model_dump(), **update})
 
-    def _call_config(self, sampling: GenerationConfig, index: int) -> GenerationConfig:
-        seed = None if sampling.seed is None else sampling.seed * 1000 + index
-        return sampling.model_copy(update={"seed": seed})
-
-    @staticmethod
-    def _unguided_step(messages: list, config: GenerationConfig, names: list[str]) -> Generator[Chat, Any, _LLMOutcome]:
-        try:
-            completion = received((yield Chat(messages, config)))
-        except RankactError as exc:
-            return _LLMOutcome(failure=str(exc))
-        out = _LLMOutcome(raw=completion.text, completion=completion)
-        try:
-            out.parsed = parse_step(completion.text, names)
-        except ParseError as exc:
-            out.error = exc
-        return out
-
-    @staticmethod
-    def _guided_step(decoder: GuidedDecoder, forced: bool) -> Generator[Continue | Score, Any, _LLMOutcome]:
-        try:
-            parsed = yield from decoder.step_requests(forced_answer=forced)
-            return _LLMOutcome(parsed=parsed, raw=decoder.step_text)
-        except ParseError as exc:
-            return _LLMOutcome(error=exc, raw=decoder.step_text)
-        except RankactError as exc:
-            return _LLMOutcome(failure=str(exc), raw=decoder.step_text)
-
     def core(self, question: str, sampling: GenerationConfig) -> Generator[Any, Any, None]:
         """One run as the generator of requests and events every driver shares (traced if on)."""
         trajectory_id = new_id()  # known before the first step, so every span can carry it
         if self.format == "native":
-            from rankact.agent.native_tools import native_core
-
             run = native_core(self, question, sampling, trajectory_id)
         else:
             run = self._core(question, sampling, trajectory_id)
@@ -320,165 +220,103 @@ class Agent:
         )
 
     def _core(self, question: str, sampling: GenerationConfig, trajectory_id: str) -> Generator[Any, Any, None]:
+        """The ReAct loop: ask the transcript for a step, settle it, until an ending."""
         started = time.perf_counter()
-        tools = {t.name: t for t in self.tools}
-        names = list(tools)
         traj = self.new_trajectory(trajectory_id, question, sampling, PROMPT_VERSION, guided=self.guided)
-        usage = traj.usage
-        system = system_prompt(self.tools, self.system_prompt_template)
-        turns: list[tuple[str, str]] = []  # unguided: (clean step, observation) pairs
-        decoder: GuidedDecoder | None = None
-        if self.guided or exact_tokens(self.llm):  # one growing token sequence
-            decoder = (GuidedDecoder(self.llm, self.tools, sampling=sampling, config=self.guided_config)
-                       if self.guided else TokenDecoder(self.llm, sampling=sampling, generation=self.generation,
-                                                   tools=self.tools))
-            decoder.start(build_messages(system, question, []))
-            traj.segments = decoder.segments  # the decoder appends to the trajectory's list
-        results: list[Any] = []  # ToolResults, for citations
-        parse_errors, last_key, repeats = 0, None, 0
-        status = "max_steps"  # what a run that is not finished ends with; "loop" once detected
-        ending = False  # set when a loop is detected: the next call is the forced answer
+        transcript = open_transcript(
+            self.llm, self.tools, traj, system=system_prompt(self.tools, self.system_prompt_template),
+            question=question, sampling=sampling, generation=self.generation, guided=self.guided,
+            guided_config=self.guided_config)
+        run = _ReactRun(traj, transcript, {t.name: t for t in self.tools})
 
         for index in range(self.max_steps + 2):
-            forced = ending or index >= self.max_steps
-            if forced and (not self.forced_final_answer or index > self.max_steps and not ending):
+            forced = run.ending or index >= self.max_steps
+            if forced and (not self.forced_final_answer or index > self.max_steps and not run.ending):
                 break
             yield ev.StepStart(index=index, forced_answer=forced)
             step_started = time.perf_counter()
-            if decoder is not None:
-                outcome = yield from self._guided_step(decoder, forced)
-                usage.prompt_tokens, usage.completion_tokens = decoder.prompt_tokens, decoder.completion_tokens
-                usage.llm_calls = decoder.calls
-            else:
-                messages = build_messages(system, question, turns)
-                if forced:  # appended to the last user message: some servers reject two in a row
-                    last = messages[-1]
-                    messages[-1] = last.model_copy(update={"content": last.content + "\n\n" + FORCE_ANSWER_MESSAGE})
-                if index == 0:
-                    self._record_prompt(traj, messages)
-                elif forced:
-                    self._add_segment(traj, "prompt", "\n" + FORCE_ANSWER_MESSAGE + "\n")
-                config = self._call_config(sampling, index)
-                outcome = yield from self._unguided_step(messages, config, names)
-                usage.llm_calls += 1
-                if outcome.completion is not None:
-                    c = outcome.completion
-                    usage.prompt_tokens += c.prompt_tokens
-                    usage.completion_tokens += c.completion_tokens
-                    traj.segments.append(Segment(role="generated", text=c.text, token_ids=c.token_ids))
-            llm_seconds = time.perf_counter() - step_started
-            usage.llm_seconds += llm_seconds
+            outcome = yield from transcript.step(index, forced)
+            traj.usage.llm_seconds += time.perf_counter() - step_started
             step = Step(index=index, raw=outcome.raw, forced_answer=forced)
             traj.steps.append(step)
-
-            if outcome.failure is not None:
-                traj.metadata["error"] = outcome.failure
-                step.error = StepError(kind="backend", message=outcome.failure)
-                yield ev.Error(index=index, kind="backend", message=outcome.failure)
-                status = "error"
+            if (yield from self._settle(run, step, outcome, forced, step_started)):
                 break
 
-            if outcome.error is not None:  # the model broke the format
-                parse_errors += 1
-                err = outcome.error
-                step.error = StepError(kind="parse", message=err.message)
-                step.observation = f"Invalid format: {err.message}. {err.hint}"
-                yield ev.Error(index=index, kind="parse", message=err.message)
-                yield ev.Observation(index=index, text=step.observation, is_error=True)
-                self._feed_back(traj, decoder, turns, outcome.raw.strip()[:500], step.observation, error=True)
-                step.seconds = time.perf_counter() - step_started
-                if parse_errors >= self.max_parse_errors or forced:
-                    status = "error" if parse_errors >= self.max_parse_errors else status
-                    break
-                continue
+        traj.status = run.status
+        traj.exact_token_ids = transcript.exact_token_ids()
+        traj.citations = select_citations(traj.final_answer, run.results) if traj.final_answer else []
+        traj.usage.seconds = time.perf_counter() - started
+        yield ev.Done(status=run.status, trajectory=traj)
 
-            parsed = outcome.parsed
-            step.thought = parsed.thought
-            if parsed.thought:
-                yield ev.Thought(index=index, text=parsed.thought)
+    def _settle(self, run: _ReactRun, step: Step, outcome: StepOutcome, forced: bool,
+                step_started: float) -> Generator[Any, Any, bool]:
+        """Record what the model produced for `step` (running its action); True ends the run."""
+        if outcome.failure is not None:  # the backend failed: no step.seconds, as nothing was settled
+            run.traj.metadata["error"] = outcome.failure
+            step.error = StepError(kind="backend", message=outcome.failure)
+            yield ev.Error(index=step.index, kind="backend", message=outcome.failure)
+            run.status = "error"
+            return True
+        if outcome.error is not None:  # the model broke the format
+            ends = yield from self._format_error(run, step, outcome, forced)
+        elif isinstance(outcome.parsed, ParsedFinal):
+            ends = yield from self._final(run, step, outcome.parsed, forced)
+        else:
+            ends = yield from self._act(run, step, outcome.parsed, forced)
+        step.seconds = time.perf_counter() - step_started
+        return ends
 
-            if isinstance(parsed, ParsedFinal):
-                step.final_answer = traj.final_answer = parsed.answer
-                step.seconds = time.perf_counter() - step_started
-                yield ev.FinalAnswer(index=index, text=parsed.answer, forced=forced)
-                status = status if forced else "finished"
-                break
+    def _format_error(self, run: _ReactRun, step: Step, outcome: StepOutcome,
+                      forced: bool) -> Generator[Any, Any, bool]:
+        run.parse_errors += 1
+        err = outcome.error
+        step.error = StepError(kind="parse", message=err.message)
+        step.observation = f"Invalid format: {err.message}. {err.hint}"
+        yield ev.Error(index=step.index, kind="parse", message=err.message)
+        yield ev.Observation(index=step.index, text=step.observation, is_error=True)
+        run.transcript.feed_back(outcome.raw.strip()[:500], step.observation, error=True)
+        if run.parse_errors >= self.max_parse_errors:
+            run.status = "error"  # the budget is spent: never the parse text as the answer
+        return run.parse_errors >= self.max_parse_errors or forced
 
-            # An action.
-            step.action = parsed.action
-            step.action_input = parsed.action_input
-            if forced:  # asked for an answer, got an action: no answer this run
-                step.seconds = time.perf_counter() - step_started
-                break
-            tool = tools[parsed.action]
-            args, result = None, None
-            try:  # validated first, so "2+2" and {"expression": "2+2"} count as the same call
-                args = tool.validate(parsed.action_input)
-                step.action_input = args.model_dump(mode="json")
-            except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
-                result = exc
-            key = (parsed.action, _canonical(step.action_input))
-            repeats = repeats + 1 if key == last_key else 1
-            last_key = key
-            yield ev.Action(index=index, tool=parsed.action, input=step.action_input)
-            if repeats >= self.loop_limit:
-                # Not run again; the forced answer (if enabled) comes next, status stays "loop".
-                status, ending = "loop", True
-                step.observation = LOOP_MESSAGE
-                yield ev.Observation(index=index, text=step.observation, is_error=True)
-                clean = render_step(parsed.thought, parsed.action, step.action_input)
-                self._feed_back(traj, decoder, turns, clean, step.observation, error=True)
-                step.seconds = time.perf_counter() - step_started
-                continue
+    def _final(self, run: _ReactRun, step: Step, parsed: ParsedFinal, forced: bool) -> Generator[Any, Any, bool]:
+        step.thought = parsed.thought
+        if parsed.thought:
+            yield ev.Thought(index=step.index, text=parsed.thought)
+        step.final_answer = run.traj.final_answer = parsed.answer
+        yield ev.FinalAnswer(index=step.index, text=parsed.answer, forced=forced)
+        run.status = run.status if forced else "finished"
+        return True
 
+    def _act(self, run: _ReactRun, step: Step, parsed: ParsedAction, forced: bool) -> Generator[Any, Any, bool]:
+        step.thought, step.action, step.action_input = parsed.thought, parsed.action, parsed.action_input
+        if parsed.thought:
+            yield ev.Thought(index=step.index, text=parsed.thought)
+        if forced:  # asked for an answer, got an action: no answer this run
+            return True
+        tool = run.tools[parsed.action]
+        args, result = None, None
+        try:  # validated first, so "2+2" and {"expression": "2+2"} count as the same call
+            args = tool.validate(parsed.action_input)
+            step.action_input = args.model_dump(mode="json")
+        except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
+            result = exc
+        repeats = run.repeats.count(parsed.action, step.action_input)
+        yield ev.Action(index=step.index, tool=parsed.action, input=step.action_input)
+        looping = repeats >= self.loop_limit
+        if looping:
+            # Not run again; the forced answer (if enabled) comes next, status stays "loop".
+            run.status, run.ending = "loop", True
+            step.observation = LOOP_MESSAGE
+            yield ev.Observation(index=step.index, text=step.observation, is_error=True)
+        else:
             tool_started = time.perf_counter()
             if args is not None:
                 result = yield ToolCall(tool, args)
-            usage.tool_seconds += time.perf_counter() - tool_started
-
-            if isinstance(result, Exception):
-                kind = _error_kind(result)
-                message = str(result) or type(result).__name__
-                step.error = StepError(kind=kind, message=message)
-                hint = "Fix the Action Input." if kind == "validation" else "Try a different input or tool, or answer."
-                step.observation = f"Error: {message}. {hint}"
-                yield ev.Error(index=index, kind=kind, message=message)
-            else:
-                results.append(result)
-                step.observation = _short(result.text)
-                if repeats >= 2:
-                    step.observation += " " + REPEAT_HINT
-            yield ev.Observation(index=index, text=step.observation, is_error=step.error is not None)
-            clean = render_step(parsed.thought, parsed.action, step.action_input)
-            self._feed_back(traj, decoder, turns, clean, step.observation, error=step.error is not None)
-            step.seconds = time.perf_counter() - step_started
-
-        traj.status = status
-        traj.exact_token_ids = decoder is not None or (
-            len(traj.steps) <= 1 and all(s.token_ids is not None for s in traj.segments))
-        traj.citations = select_citations(traj.final_answer, results) if traj.final_answer else []
-        usage.seconds = time.perf_counter() - started
-        yield ev.Done(status=status, trajectory=traj)
-
-    # ---- transcript bookkeeping (unguided) --------------------------------------------
-    def _feed_back(self, traj: Trajectory, decoder: GuidedDecoder | None, turns: list, assistant: str,
-                   observation: str, *, error: bool) -> None:
-        if decoder is not None:
-            decoder.observe(observation)
-            if error:
-                decoder.note_error()
-            return
-        turns.append((assistant, render_observation(observation)))
-        self._add_segment(traj, "observation", "\n" + render_observation(observation) + "\n")
-
-    def _add_segment(self, traj: Trajectory, role: str, text: str) -> None:
-        encode = getattr(self.llm, "encode", None)
-        traj.segments.append(Segment(role=role, text=text, token_ids=encode(text) if callable(encode) else None))
-
-    def _record_prompt(self, traj: Trajectory, messages: list) -> None:
-        render = getattr(self.llm, "render_prompt", None)
-        if callable(render):
-            text = render(messages)
-        else:
-            text = "".join(f"<{m.role}>\n{m.content}\n" for m in messages)
-        self._add_segment(traj, "prompt", text)
+            run.traj.usage.tool_seconds += time.perf_counter() - tool_started
+            if not isinstance(result, BaseException):
+                run.results.append(result)
+            yield from observe(step, result, fix="Fix the Action Input.", repeated=repeats >= 2)
+        clean = render_step(parsed.thought, parsed.action, step.action_input)
+        run.transcript.feed_back(clean, step.observation, error=looping or step.error is not None)
+        return False

@@ -22,28 +22,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from rankact.agent import events as ev
 from rankact.agent.citations import select_citations
 from rankact.agent.errors import RankactError
-from rankact.agent.guided import received
-from rankact.agent.llm import ChatMessage, Completion, NativeToolCall
+from rankact.agent.llm.base import ChatMessage, Completion, GenerationConfig, NativeToolCall
 from rankact.agent.llm.tool_calls import tool_specs, wire_calls
-from rankact.agent.loop import (
-    LOOP_MESSAGE,
-    REPEAT_HINT,
-    Chat,
-    ToolCall,
-    ToolCalls,
-    _canonical,
-    _error_kind,
-    _short,
-)
-from rankact.agent.trajectory import Segment, Step, StepError
-
-if TYPE_CHECKING:
-    from rankact.agent.loop import Agent
+from rankact.agent.observations import LOOP_MESSAGE, RepeatCounter, UnknownToolError, observe
+from rankact.agent.requests import Chat, ToolCall, ToolCalls, call_config, received
+from rankact.agent.trajectory import Segment, Step, StepError, Trajectory
 
 NATIVE_PROMPT_VERSION = "native-v1"
 NATIVE_SYSTEM = ("You are a helpful assistant. Answer the question, calling the tools when they help. "
@@ -70,7 +58,7 @@ def _render_call(call: NativeToolCall) -> str:
 
 def _arguments(call: NativeToolCall) -> dict[str, Any]:
     """The call's arguments as a JSON object, or a ToolArgumentError saying what is wrong."""
-    from rankact.tools.base import ToolArgumentError
+    from rankact.tools.base import ToolArgumentError  # on call: `rankact.tools` pulls in httpx
 
     text = call.arguments.strip() or "{}"
     try:
@@ -84,10 +72,25 @@ def _arguments(call: NativeToolCall) -> dict[str, Any]:
     return value
 
 
+class NativeHost(Protocol):
+    """What the native loop needs of the `Agent` running it (declared here, as this module sits
+    below `rankact.agent.loop` and must not import it)."""
+
+    tools: list[Any]
+    max_steps: int
+    max_parse_errors: int
+    loop_limit: int
+    forced_final_answer: bool
+    system_prompt_template: str | None
+
+    def new_trajectory(self, trajectory_id: str, question: str, sampling: GenerationConfig, prompt_version: str,
+                       **sampling_notes: Any) -> Trajectory: ...
+
+
 class _Run:
     """The state of one native run: messages sent, trajectory being recorded."""
 
-    def __init__(self, agent: Agent, question: str, sampling: Any, trajectory_id: str) -> None:
+    def __init__(self, agent: NativeHost, question: str, sampling: GenerationConfig, trajectory_id: str) -> None:
         self.agent = agent
         self.tools = {t.name: t for t in agent.tools}
         self.traj = agent.new_trajectory(trajectory_id, question, sampling, NATIVE_PROMPT_VERSION, guided=False,
@@ -97,8 +100,7 @@ class _Run:
         self.messages = [ChatMessage(role="system", content=system), ChatMessage(role="user", content=question)]
         self.specs = tool_specs(agent.tools)
         self.results: list[Any] = []  # ToolResults, for citations
-        self.last_key: tuple | None = None
-        self.repeats = 0
+        self.repeats = RepeatCounter()
         self.traj.segments.append(Segment(role="prompt", text="".join(
             f"<{m.role}>\n{m.content}\n" for m in self.messages)))
 
@@ -109,7 +111,7 @@ class _Run:
         return step
 
 
-def native_core(agent: Agent, question: str, sampling: Any, trajectory_id: str) -> Generator[Any, Any, None]:
+def native_core(agent: NativeHost, question: str, sampling: GenerationConfig, trajectory_id: str) -> Generator[Any, Any, None]:
     """`Agent.core` for format "native": yields `Chat` (with tools) and `ToolCalls` requests and
     the same events as the ReAct loop, ending with `Done`."""
     started = time.perf_counter()
@@ -126,7 +128,7 @@ def native_core(agent: Agent, question: str, sampling: Any, trajectory_id: str) 
             run.messages.append(ChatMessage(role="user", content=NATIVE_FORCE))
             traj.segments.append(Segment(role="prompt", text=f"<user>\n{NATIVE_FORCE}\n"))
         try:
-            reply: Completion = received((yield Chat(list(run.messages), agent._call_config(sampling, turn),
+            reply: Completion = received((yield Chat(list(run.messages), call_config(sampling, turn),
                                                      tools=None if forced else run.specs)))
         except RankactError as exc:
             # An outage, not the model's output: marked so collect retries it instead of storing it.
@@ -186,6 +188,7 @@ def _run_calls(run: _Run, calls: list[NativeToolCall], thought: str | None, raw:
     """Validate every call of a turn, run the valid ones together, answer each with a tool message."""
     agent, traj = run.agent, run.traj
     steps, pending = [], []
+    outcome: dict[int, Any] = {}  # id(step) -> its ToolResult or exception; loop steps have none
     for call in calls:
         step = run.new_step(turn_started, thought, False, raw)
         step.action, step.call_id = call.name, call.id
@@ -193,24 +196,16 @@ def _run_calls(run: _Run, calls: list[NativeToolCall], thought: str | None, raw:
         tool = run.tools.get(call.name)
         try:
             if tool is None:
-                raise LookupError(f"unknown tool '{call.name}'; available: {', '.join(run.tools) or 'none'}")
+                raise UnknownToolError(f"unknown tool '{call.name}'; available: {', '.join(run.tools) or 'none'}")
             args = tool.validate(_arguments(call))
             step.action_input = args.model_dump(mode="json")
-        except LookupError as exc:
-            step.action_input = call.arguments
-            step.error = StepError(kind="unknown_tool", message=str(exc))
-            continue
         except Exception as exc:  # noqa: BLE001 - ToolArgumentError and anything a custom validate raises
             step.action_input = call.arguments
-            step.error = StepError(kind=_error_kind(exc), message=str(exc) or type(exc).__name__)
+            outcome[id(step)] = exc  # answered like a failed call, with nothing run
             continue
-        key = (call.name, _canonical(step.action_input))
-        run.repeats = run.repeats + 1 if key == run.last_key else 1
-        run.last_key = key
-        if run.repeats >= agent.loop_limit:
+        if run.repeats.count(call.name, step.action_input) >= agent.loop_limit:
             status, ending = "loop", True  # not run again; the forced answer comes next
             step.observation = LOOP_MESSAGE
-            step.error = None
             continue
         pending.append((step, ToolCall(tool, args)))
 
@@ -219,28 +214,17 @@ def _run_calls(run: _Run, calls: list[NativeToolCall], thought: str | None, raw:
     tool_started = time.perf_counter()
     results = (yield ToolCalls([c for _, c in pending])) if pending else []
     traj.usage.tool_seconds += time.perf_counter() - tool_started
-    outcome = dict(zip((id(s) for s, _ in pending), results, strict=True))
+    outcome.update(zip((id(s) for s, _ in pending), results, strict=True))
 
+    repeated = run.repeats.repeats >= 2
     for step in steps:
-        result = outcome.get(id(step))
-        if step.error is not None:
-            hint = "Fix the arguments." if step.error.kind == "validation" else "Call one of the listed tools."
-            step.observation = f"Error: {step.error.message}. {hint}"
-            yield ev.Error(index=step.index, kind=step.error.kind, message=step.error.message)
-        elif isinstance(result, Exception):
-            kind = _error_kind(result)
-            message = str(result) or type(result).__name__
-            step.error = StepError(kind=kind, message=message)
-            hint = "Fix the arguments." if kind == "validation" else "Try a different input or tool, or answer."
-            step.observation = f"Error: {message}. {hint}"
-            yield ev.Error(index=step.index, kind=kind, message=message)
-        elif result is not None:
-            run.results.append(result)
-            step.observation = _short(result.text)
-            if run.repeats >= 2 and step is steps[-1]:
-                step.observation += " " + REPEAT_HINT
-        yield ev.Observation(index=step.index, text=step.observation,
-                             is_error=step.error is not None or step.observation == LOOP_MESSAGE)
+        if id(step) in outcome:
+            result = outcome[id(step)]
+            if not isinstance(result, BaseException):
+                run.results.append(result)
+            yield from observe(step, result, fix="Fix the arguments.", repeated=repeated and step is steps[-1])
+        else:
+            yield ev.Observation(index=step.index, text=step.observation, is_error=True)
         run.messages.append(ChatMessage(role="tool", content=step.observation, tool_call_id=step.call_id))
         traj.segments.append(Segment(role="observation", text=f"<tool {step.call_id}>\n{step.observation}\n"))
         step.seconds = time.perf_counter() - turn_started

@@ -20,10 +20,10 @@ from __future__ import annotations
 from collections.abc import Generator, Sequence
 from typing import Any
 
-from rankact.agent.guided import Continue, received
 from rankact.agent.llm import ChatMessage, Completion, GenerationConfig
 from rankact.agent.parser import ParsedAction, ParsedFinal, parse_step
 from rankact.agent.prompt import FORCE_ANSWER_MESSAGE, render_observation
+from rankact.agent.requests import Continue, call_config, received
 from rankact.agent.trajectory import Segment
 
 _MARK = "RANKACT-END-OF-REPLY-MARK"
@@ -92,10 +92,9 @@ class TokenDecoder:
             user = self._pending + ("\n\n" + FORCE_ANSWER_MESSAGE if forced_answer else "")
             self._pending = None
             self._observation_turn(user)
-        seed = None if self.sampling.seed is None else self.sampling.seed * 1000 + self.calls
+        config = call_config(self.sampling, self.calls, max_new_tokens=self.generation.max_new_tokens,
+                             stop=list(self.generation.stop))
         self.calls += 1
-        config = self.sampling.model_copy(update={"max_new_tokens": self.generation.max_new_tokens,
-                                                  "stop": list(self.generation.stop), "seed": seed})
         completion: Completion = received((yield Continue(list(self.ids), config)))
         ids = list(completion.token_ids or [])
         self.prompt_tokens += completion.prompt_tokens or len(self.ids)

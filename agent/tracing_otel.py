@@ -32,9 +32,9 @@ from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from rankact.agent import events as ev
-from rankact.agent.guided import Continue, Score
+from rankact.agent.errors import TracingError
 from rankact.agent.llm import Completion
-from rankact.agent.loop import Chat, ToolCall
+from rankact.agent.requests import Chat, Continue, Score, ToolCall
 
 TRAJECTORY_ID = "rankact.trajectory.id"
 AGENT_NAME = "rankact"
@@ -89,8 +89,6 @@ def sdk_provider(exporter: str, *, out: IO[str] | None = None) -> Any:
 
 def _otlp_exporter() -> Any:
     """The OTLP exporter installed (HTTP first, then gRPC); it reads OTEL_EXPORTER_OTLP_*."""
-    from rankact.agent.errors import TracingError
-
     try:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     except ImportError:

@@ -112,7 +112,7 @@ class Demo:
         self.seconds_per_step = SECONDS_PER_TRAIN_STEP * scale
 
     def rounds_config(self):
-        from rankact.alignment.rounds import RoundsConfig
+        from rankact.alignment.rounds_config import RoundsConfig
 
         c = self.config
         return RoundsConfig(

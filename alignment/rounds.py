@@ -31,115 +31,16 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-from rankact.agent.batch import DEFAULT_BATCH_SIZE
 from rankact.agent.errors import RankactError
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import NoTrainingSignal
+from rankact.alignment.rounds_config import RoundsConfig
 from rankact.alignment.rounds_report import RoundRecord, behaviour, plot_rounds, summary_line
-from rankact.alignment.tasks.datasets import PASSAGE_PRESETS, preset_specs, trained_presets
+from rankact.alignment.tasks.datasets import preset_specs
 
-Ranker = Literal["simulated", "people", "reward"]
-Method = Literal["grpo", "sft", "dpo"]
-
-
-class RoundsConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    out_dir: Path = Field(description="run folder: one sub-folder per round, report.json, report.png")
-    tasks: str = Field(description="training tasks: a task file or a preset (arith:dev, hotpot:dev, nq:dev)")
-    heldout: str = Field(description="held-out tasks measured every round (a file or a preset; never TEST "
-                                     "while tuning)")
-    train_limit: int | None = Field(None, ge=1, description="use the first N training tasks")
-    heldout_limit: int | None = Field(None, ge=1, description="use the first N held-out tasks")
-    heldout_skip: int = Field(0, ge=0, description="skip the first N held-out tasks (to keep them apart "
-                                                   "from training tasks drawn from the same split)")
-    base: str = Field("default", description="starting policy (a model folder or default)")
-    rounds: int = Field(2, ge=1, description="collect -> rank -> train -> evaluate rounds")
-    samples: int = Field(4, ge=2, description="K trajectories per training task and round")
-    temperature: float = Field(0.7, gt=0, description="sampling temperature when collecting")
-    agent_max_steps: int = Field(3, ge=1, description="agent steps per trajectory")
-    ranker: Ranker = Field("simulated", description="who ranks: simulated (gold answers), reward (a reward "
-                                                    "model) or people (waits for rankings in the round's store)")
-    simulated_criteria: Literal["outcome", "process"] = Field(
-        "outcome", description="simulated ranker: outcome (answer, then evidence; the rest ties) or process "
-                               "(also finished, fewer errors, fewer steps)")
-    reward_model: Path | None = Field(None, description="reward model folder, for --ranker reward")
-    wait_minutes: float = Field(0.0, ge=0, description="with --ranker people: how long to wait for rankings "
-                                                        "before stopping (rerun to resume)")
-    # sft by default: on held-out arithmetic (24 DEV questions, one round of 12x4 rollouts) best-of-K SFT
-    # went 17% -> 33% and GRPO from the same rankings 17% -> 12% (process ranks) and 12% (outcome ranks):
-    # with few successes the likelihood of the good runs moves the 135M policy; clipped ratios barely do.
-    method: Method = Field("sft", description="trainer: sft (best-of-K), grpo (group-relative from rankings), dpo")
-    train_steps: int = Field(12, ge=1, description="optimizer steps per round")
-    train_batch_size: int = Field(4, ge=1, description="trajectories (pairs for dpo) per optimizer step")
-    learning_rate: float = Field(2e-4, gt=0, description="LoRA learning rate")
-    max_length: int = Field(768, ge=64, description="training tokens per trajectory (the prompt is cut first)")
-    kl_coef: float = Field(0.04, ge=0, description="grpo: KL penalty to the round's starting policy")
-    clip_range: float = Field(0.2, gt=0, description="grpo: how far one round may move a token's probability "
-                                                     "ratio from the round's starting policy")
-    gradient_checkpointing: bool = Field(False, description="recompute activations in backward (agent trajectories "
-                                                            "are short: off is faster; on for long ones)")
-    kl_budget: float = Field(0.5, gt=0, description="warn when the per-token KL of a round passes this")
-    min_tool_call_rate: float = Field(0.1, ge=0, le=1, description="warn when the held-out tool-call rate "
-                                                                   "falls below this (and below round 0's)")
-    stop_on_collapse: bool = Field(False, description="stop the rounds when a monitor warns")
-    index: Path | None = Field(None, description="retrieval index for the search tool (presets bring theirs)")
-    batch_size: int = Field(DEFAULT_BATCH_SIZE, ge=1,
-                            description="trajectories advanced together when collecting or evaluating")
-    data: Path | None = Field(None, description="evaluation data folder (default ../shared/data)")
-    served_policy: str | None = Field(None, description="vLLM server(s) serving --base (URL, or comma-separated "
-                                      "URLs) that collect and evaluate: each round's policy is pushed to them "
-                                      "as a LoRA adapter")
-    demonstrations: Path | None = Field(None, description="a JSONL of written demonstrations of training "
-                                        "questions (alignment.feedback.demonstrations.recording): each joins its question's "
-                                        "samples every round and is ranked with them")
-    lookup: str | None = Field(None, description="DEV sets with passages (comma-separated presets, e.g. nq:dev,"
-                                                 "hotpot:dev) taught from gold-answer lookup demonstrations "
-                                                 "(alignment.feedback.demonstrations.lookup) beside the ranked "
-                                                 "samples; nothing is sampled for them (method sft only)")
-    lookup_limit: int = Field(64, ge=1, description="lookup demonstrations written per --lookup set")
-    replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
-                                                 "nq:dev): the starting policy's sampled plain replies to them are "
-                                                 "replayed while training, so it keeps its behaviour there "
-                                                 "(alignment.training.replay)")
-    replay_limit: int = Field(16, ge=1, description="replies kept from each --replay set (a harmful set keeps only "
-                                                    "refusals, so more of it is read)")
-    replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
-    refusals: str | None = Field(None, description="harmful DEV request sets (e.g. advbench:dev) whose requests "
-                                                   "get a written refusal, trained beside the replayed replies "
-                                                   "(alignment.feedback.demonstrations.refusal); pair it with "
-                                                   "--replay benign:dev and measure benign:dev refusals")
-    refusal_limit: int = Field(32, ge=1, description="written refusals per --refusals set")
-    seed: int = Field(0, description="seed of sampling and training")
-
-    @model_validator(mode="after")
-    def _refusals_are_for_harmful_dev_sets(self) -> RoundsConfig:
-        from rankact.alignment.feedback.demonstrations.refusal import refusal_sets
-
-        if self.refusals is not None:
-            try:
-                refusal_sets(self.refusals)
-            except RankactError as exc:
-                raise ValueError(str(exc)) from None
-        return self
-
-    @model_validator(mode="after")
-    def _lookup_trains_with_sft(self) -> RoundsConfig:
-        if self.lookup is None:
-            return self
-        if self.method != "sft":
-            raise ValueError(f"lookup demonstrations have no sampled runs to be ranked against, so only best-of-K "
-                             f"SFT trains on them: use method sft (not {self.method}) with --lookup")
-        try:
-            trained_presets(self.lookup, PASSAGE_PRESETS, "--lookup", "a preset with passages (nq:dev, hotpot:dev)")
-        except RankactError as exc:
-            raise ValueError(str(exc)) from None
-        return self
-
+__all__ = ["RoundRecord", "Rounds", "RoundsConfig", "behaviour"]
 
 class Rounds:
     """The loop over a run folder; `run()` resumes whatever the folder already holds."""
@@ -163,7 +64,15 @@ class Rounds:
         if overlap:
             raise RankactError(f"{len(overlap)} held-out questions are also training questions; "
                                "use --heldout-skip to keep them apart")
-        self.index = c.index or train_index or heldout_index
+        self.heldout_ood: list = []
+        ood_index = None
+        if c.heldout_ood:
+            self.heldout_ood, ood_index = tasks_and_index(c.heldout_ood, c.data, limit=c.heldout_ood_limit,
+                                                          progress=False)
+            if {t.question for t in self.train} & {t.question for t in self.heldout_ood}:
+                raise RankactError("--heldout-ood shares questions with the training tasks: it would not be "
+                                   "out of distribution")
+        self.index = c.index or train_index or heldout_index or ood_index
         self.demonstrations = []  # (demonstration, its training task)
         if c.demonstrations is not None:
             from rankact.alignment.feedback.demonstrations.recording import match_tasks, read_demonstrations
@@ -242,17 +151,42 @@ class Rounds:
         return TaskAgents(llm, retriever=self._retriever, max_steps=self.config.agent_max_steps)
 
     def evaluate(self, r: int) -> dict[str, Any]:
+        """The round's policy on the held-out tasks (and the out-of-distribution ones, if any):
+        success, behaviour and what its thoughts look like (the collapse monitors)."""
+        from rankact.alignment.evaluation.collapse import (
+            distinct_thought_ratio,
+            template_spread,
+            thought_token_entropy,
+        )
+
+        llm = self.llm(self.policy(r))
+        report, runs = self._evaluate_on(llm, self.heldout, r, "eval.json")
+        tool_rate, repeat_rate = behaviour(runs)
+        out: dict[str, Any] = {
+            "success": report.success, "interval": list(report.intervals["success"]), "em": report.em,
+            "mean_tokens": report.mean_tokens, "tool_call_rate": tool_rate, "repeated_action_rate": repeat_rate,
+            "wall_s": report.wall_s}
+        results, tasks = list(report.results), list(self.heldout)
+        if self.heldout_ood:
+            ood, ood_runs = self._evaluate_on(llm, self.heldout_ood, r, "eval-ood.json")
+            runs += ood_runs
+            results += ood.results
+            tasks += self.heldout_ood
+            out.update(success_ood=ood.success, interval_ood=list(ood.intervals["success"]))
+        spread = template_spread([x.success for x in results], [t.metadata.get("template") for t in tasks])
+        out.update(distinct_thought_ratio=distinct_thought_ratio(runs), thought_entropy=thought_token_entropy(runs),
+                   template_spread=spread.spread if spread.by_group else None)
+        return out
+
+    def _evaluate_on(self, llm, tasks: list, r: int, name: str):
         from rankact.alignment.evaluation.evaluate import evaluate
 
         runs: list[Trajectory] = []
-        report = evaluate(self.agents(self.llm(self.policy(r))), self.heldout, label=f"round {r}",
-                          batch_size=self.config.batch_size, progress=self.progress,
+        report = evaluate(self.agents(llm), tasks, label=f"round {r}", batch_size=self.config.batch_size,
+                          progress=self.progress,
                           on_result=lambda _result, trajectory: runs.append(trajectory) if trajectory else None)
-        (self.folder(r) / "eval.json").write_text(report.model_dump_json(indent=1))
-        tool_rate, repeat_rate = behaviour(runs)
-        return {"success": report.success, "interval": list(report.intervals["success"]), "em": report.em,
-                "mean_tokens": report.mean_tokens, "tool_call_rate": tool_rate, "repeated_action_rate": repeat_rate,
-                "wall_s": report.wall_s}
+        (self.folder(r) / name).write_text(report.model_dump_json(indent=1))
+        return report, runs
 
     def collect(self, r: int) -> dict[str, Any]:
         from rankact.alignment.evaluation.evaluate import progress_bar
@@ -309,15 +243,14 @@ class Rounds:
 
         c = self.config
         out = self.folder(r) / "policy"
-        common = {"out_dir": out, "base": self._base_folder(r - 1), "lora": LoraSettings(),
-                  "learning_rate": c.learning_rate, "max_length": c.max_length, "seed": c.seed + r,
-                  "resume": has_checkpoint(out), "show_progress": False,
-                  "gradient_checkpointing": c.gradient_checkpointing}
+        # What the round sets itself (`rounds_config.SET_BY_ROUNDS`); the rest is c.trainer_settings().
+        per_round = {"out_dir": out, "base": self._base_folder(r - 1), "lora": LoraSettings(), "seed": c.seed + r,
+                     "resume": has_checkpoint(out), "show_progress": False, "db": self.store_url(r)}
         if c.replay or c.refusals:
-            common.update(replay=self.replay_file(), replay_coef=c.replay_coef)
+            per_round.update(replay=self.replay_file(), replay_coef=c.replay_coef)
         started = time.perf_counter()
         try:
-            result = self._train(c, common, r)
+            result = self._train(c.trainer_config(**per_round))
         except NoTrainingSignal as exc:
             self.say(f"round {r}: nothing to learn ({exc}); the policy stays as it was")
             return {"skipped": str(exc), "seconds": round(time.perf_counter() - started, 1)}
@@ -398,7 +331,8 @@ class Rounds:
             trajectories = [t for q in store.questions() for t in store.list(q.id)][:limit]
         trained, tokenizer = load_policy(str(self.folder(r) / "policy"))
         start, _ = load_policy(self._base_folder(r - 1))
-        samples = [s for s in (encode_trajectory(t, tokenizer, self.config.max_length) for t in trajectories)
+        max_length = self.config.trainer_settings()["max_length"]
+        samples = [s for s in (encode_trajectory(t, tokenizer, max_length) for t in trajectories)
                    if s.n_trainable]
         pad_id = pad_token_id(tokenizer)
         new = sample_token_logps(trained, samples, pad_id, "cpu", DEFAULT_CHUNK_SIZE, batch_size=4)
@@ -410,22 +344,18 @@ class Rounds:
             count += float(mask.sum())
         return total / count if count else 0.0
 
-    def _train(self, c: RoundsConfig, common: dict, r: int):
-        if c.method == "grpo":
-            from rankact.alignment.training.grpo import GRPOConfig, train_grpo
+    def _train(self, config):
+        if self.config.method == "grpo":
+            from rankact.alignment.training.grpo import train_grpo
 
-            return train_grpo(GRPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
-                                         batch_size=c.train_batch_size, kl_coef=c.kl_coef, kl_budget=c.kl_budget,
-                                         clip_range=c.clip_range))
-        if c.method == "sft":
-            from rankact.alignment.training.sft import SFTConfig, train_sft
+            return train_grpo(config)
+        if self.config.method == "sft":
+            from rankact.alignment.training.sft import train_sft
 
-            return train_sft(SFTConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
-                                       batch_size=c.train_batch_size), extra=self.lookup_trajectories())
-        from rankact.alignment.training.dpo import DPOConfig, train_dpo
+            return train_sft(config, extra=self.lookup_trajectories())
+        from rankact.alignment.training.dpo import train_dpo
 
-        return train_dpo(DPOConfig(**common, db=self.store_url(r), max_steps=c.train_steps, epochs=1000,
-                                   batch_size=c.train_batch_size))
+        return train_dpo(config)
 
     def _base_folder(self, r: int) -> str:
         if r > 0:
@@ -463,12 +393,12 @@ class Rounds:
                     break
                 self.mark(r, "rank", ranked)
             if "train" not in done:
-                self.say(f"round {r}: training ({c.method}, {c.train_steps} steps)")
+                self.say(f"round {r}: training ({c.method}, {c.trainer_settings()['max_steps']} steps)")
                 self.mark(r, "train", self.train_policy(r))
             if "eval" not in done:
                 self.say(f"round {r}: evaluating on {len(self.heldout)} held-out tasks")
                 self.mark(r, "eval", self.evaluate(r))
-            record = self.record(r, base=records[0])
+            record = self.record(r, base=records[0], previous=records[-1])
             records.append(record)
             self.say(summary_line(record))
             for warning in record.warnings:
@@ -479,28 +409,38 @@ class Rounds:
         self.report(records)
         return records
 
-    def record(self, r: int, base: RoundRecord | None = None) -> RoundRecord:
+    def record(self, r: int, base: RoundRecord | None = None, previous: RoundRecord | None = None) -> RoundRecord:
+        from rankact.alignment.evaluation.collapse import collapse_warnings
+
         stages = self.stages(r)
         ev, train = stages["eval"], stages.get("train", {})
+        low_ood, high_ood = ev.get("interval_ood") or (None, None)
         record = RoundRecord(round=r, policy=self.policy(r), success=ev["success"], success_low=ev["interval"][0],
                              success_high=ev["interval"][1], em=ev["em"], tool_call_rate=ev["tool_call_rate"],
                              repeated_action_rate=ev["repeated_action_rate"], mean_tokens=ev["mean_tokens"],
                              kl=train.get("kl"), collected=stages.get("collect", {}).get("trajectories", 0),
-                             train_seconds=train.get("seconds", 0.0))
+                             train_seconds=train.get("seconds", 0.0), success_ood=ev.get("success_ood"),
+                             success_ood_low=low_ood, success_ood_high=high_ood,
+                             distinct_thought_ratio=ev.get("distinct_thought_ratio"),
+                             thought_entropy=ev.get("thought_entropy"), template_spread=ev.get("template_spread"))
         if base is not None:
             record.p_value = self._mcnemar(0, r)
+            if record.success_ood is not None and base.success_ood is not None:
+                record.p_value_ood = self._mcnemar(0, r, "eval-ood.json")
             if record.kl is not None and record.kl > self.config.kl_budget:
                 record.warnings.append(f"round {r}: KL to the reference {record.kl:.3f} per token is over the "
                                        f"budget {self.config.kl_budget}")
             if record.tool_call_rate < min(self.config.min_tool_call_rate, base.tool_call_rate):
                 record.warnings.append(f"round {r}: the tool-call rate collapsed to {record.tool_call_rate:.0%} "
                                        f"(round 0: {base.tool_call_rate:.0%})")
+            record.warnings += collapse_warnings(r, _monitors(record), _monitors(base),
+                                                 _monitors(previous) if previous is not None else None)
         return record
 
-    def _mcnemar(self, a: int, b: int) -> float:
+    def _mcnemar(self, a: int, b: int, name: str = "eval.json") -> float:
         from rankact.alignment.evaluation.significance import mcnemar_exact
 
-        first, second = (json.loads((self.folder(r) / "eval.json").read_text())["results"] for r in (a, b))
+        first, second = (json.loads((self.folder(r) / name).read_text())["results"] for r in (a, b))
         return mcnemar_exact([x["success"] >= 0.5 for x in first], [x["success"] >= 0.5 for x in second])[2]
 
     def report(self, records: list[RoundRecord]) -> None:
@@ -511,6 +451,12 @@ class Rounds:
             plot_rounds(records, self.out / "report.png")
         except Exception as exc:  # noqa: BLE001 - a missing plot must not lose the report
             self.say(f"(no plot: {exc})")
+
+
+def _monitors(record: RoundRecord) -> dict[str, float | None]:
+    """What the collapse warnings compare: in-distribution success is the held-out set's."""
+    return {"distinct_thought_ratio": record.distinct_thought_ratio, "success_in": record.success,
+            "success_out": record.success_ood}
 
 
 def _rank_with_reward_model(store, reward_model: Path | None) -> list:

@@ -294,28 +294,39 @@ class Tool:
         return {(f.alias or n): getattr(args, n) for n, f in type(args).model_fields.items()}
 
     # ---- execution -------------------------------------------------------------------
-    def _timeout_error(self) -> ToolTimeoutError:
-        return ToolTimeoutError(f"tool '{self.name}' timed out after {self.timeout:g} s")
+    def _limit(self, timeout_cap: float | None) -> float | None:
+        """The tool's own timeout, or the caller's cap where that is tighter (None: no limit)."""
+        if timeout_cap is None:
+            return self.timeout
+        return timeout_cap if self.timeout is None else min(self.timeout, timeout_cap)
 
-    def invoke(self, raw: dict[str, Any] | str | BaseModel | None = None) -> ToolResult:
-        """Validate and run, blocking; works inside a running event loop too."""
+    def _timeout_error(self, timeout: float) -> ToolTimeoutError:
+        return ToolTimeoutError(f"tool '{self.name}' timed out after {timeout:g} s")
+
+    # The one place a tool's time is limited, for sync and async tools alike: the agent passes
+    # its `tool_timeout` as `timeout_cap` instead of wrapping the call in a second timer.
+    def invoke(self, raw: dict[str, Any] | str | BaseModel | None = None, *,
+               timeout_cap: float | None = None) -> ToolResult:
+        """Validate and run, blocking; works inside a running event loop too. `timeout_cap`:
+        a caller's limit in seconds; the tighter of it and the tool's own `timeout` applies."""
         kwargs = self._kwargs(self.validate(raw))
+        timeout = self._limit(timeout_cap)
         if self.is_async:
             call: Callable[[], Any] = lambda: asyncio.run(self.arun(**kwargs))
-            if self.timeout is None and not _in_running_loop():
+            if timeout is None and not _in_running_loop():
                 return self._finish(call)
         else:
             call = lambda: self.run(**kwargs)
-            if self.timeout is None:
+            if timeout is None:
                 return self._finish(call)
         # In a worker thread: sync tools so the timeout can be enforced, async tools so
         # they get their own event loop even when the caller is already inside one.
         future = _start_in_thread(call)
         try:
-            value = future.result(timeout=self.timeout)
+            value = future.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
             # The thread cannot be killed; it finishes (or not) in the background.
-            raise self._timeout_error() from None
+            raise self._timeout_error(timeout) from None
         except Exception as exc:
             raise _wrap_exception(exc) from exc
         return _to_result(value)
@@ -326,17 +337,20 @@ class Tool:
         except Exception as exc:
             raise _wrap_exception(exc) from exc
 
-    async def ainvoke(self, raw: dict[str, Any] | str | BaseModel | None = None) -> ToolResult:
-        """Validate and run without blocking the event loop (sync tools run in a thread)."""
+    async def ainvoke(self, raw: dict[str, Any] | str | BaseModel | None = None, *,
+                      timeout_cap: float | None = None) -> ToolResult:
+        """Validate and run without blocking the event loop (sync tools run in a thread);
+        `timeout_cap` as for `invoke`."""
         kwargs = self._kwargs(self.validate(raw))
+        timeout = self._limit(timeout_cap)
         if self.is_async:
             awaitable: Any = self.arun(**kwargs)
         else:
             awaitable = asyncio.wrap_future(_start_in_thread(lambda: self.run(**kwargs)))
         try:
-            value = await asyncio.wait_for(awaitable, timeout=self.timeout)
+            value = await asyncio.wait_for(awaitable, timeout=timeout)
         except TimeoutError:
-            raise self._timeout_error() from None
+            raise self._timeout_error(timeout) from None
         except Exception as exc:
             raise _wrap_exception(exc) from exc
         return _to_result(value)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 
 from rankact.agent.errors import ModelLoadError
-from rankact.agent.llm import LLM
+from rankact.agent.llm.base import LLM
 
 # "default": the embedded SmolLM2 with rankact's aligned adapter; "base": the same model untuned.
 EMBEDDED_SPECS = ("default", "base")

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from rankact.agent.errors import ModelLoadError
-from rankact.agent.llm import Completion, GenerationConfig, ModelInfo
+from rankact.agent.llm.base import Completion, GenerationConfig, ModelInfo
 from rankact.agent.llm.chat_tokens import (
     ChatTokenizer,
     advance,

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Sequence
 import httpx
 
 from rankact.agent.errors import BackendError, ServerUnreachable
-from rankact.agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from rankact.agent.llm.base import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
 from rankact.agent.llm.endpoint_pool import EndpointPool, EndpointsFailed, ReplyTooLarge, split_endpoints
 from rankact.agent.llm.scripted import cut_at_stop
 from rankact.agent.llm.stops import holdback_start

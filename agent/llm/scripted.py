@@ -10,7 +10,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rankact.agent.errors import BackendError, ModelLoadError
-from rankact.agent.llm import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
+from rankact.agent.llm.base import ChatMessage, Completion, GenerationConfig, ModelInfo, as_messages
 
 
 def cut_at_stop(text: str, stops: Sequence[str]) -> tuple[str, str | None]:

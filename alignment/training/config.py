@@ -1,10 +1,13 @@
 """Settings every trainer shares, with defaults that run on a 2-core CPU.
 
-`TrainConfig` is the base the reward-model (`reward.config`), SFT and DPO
-(`OfflineTrainConfig` here) and PPO (`ppo.config`) configs extend; `PolicyTrainConfig` adds
-what only the policy trainers use. The `rankact align` options are generated from these
-fields (`rankact.cli.config_options`): a default or a help text lives here once, never
-restated in the CLI.
+`TrainConfig` is the base the reward-model (`reward.config`), SFT, DPO and GRPO
+(`sft_config`, `dpo_config`, `grpo_config`, over `OfflineTrainConfig` here) and PPO
+(`ppo.config`) configs extend; `PolicyTrainConfig` adds what only the policy trainers use.
+The `rankact align` options are generated from these fields (`rankact.cli.config_options`):
+a default or a help text lives here once, never restated in the CLI.
+
+Every config module imports pydantic only, never torch: `rankact align ... --help` builds its
+options from them and must answer at once (a test imports them and checks).
 """
 from __future__ import annotations
 
@@ -13,10 +16,16 @@ from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE
-from rankact.alignment.training.policy import LoraSettings
-
 MixedPrecision = Literal["auto", "no", "bf16", "fp16"]
+DEFAULT_CHUNK_SIZE = 512  # log-prob rows per vocabulary projection: 512 x 49k float32 logits = 100 MB
+
+
+class LoraSettings(BaseModel):
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    # "all-linear": every linear layer but the output head, peft's recommended default.
+    target_modules: str | list[str] = "all-linear"
 
 
 class TrainConfig(BaseModel):
@@ -71,7 +80,8 @@ class ReplaySettings(BaseModel):
 
 
 class OfflineTrainConfig(PolicyTrainConfig, ReplaySettings):
-    """Settings shared by the offline policy trainers (best-of-K SFT and DPO)."""
+    """Settings shared by the offline policy trainers (best-of-K SFT and DPO; GRPO restates the
+    data and step settings it defaults otherwise)."""
 
     pairs: Path | None = Field(None, description="pair file (JSONL from `rankact feedback export`)")
     db: str | None = Field(None, description="or a trajectory store URL: pairs from its rankings")

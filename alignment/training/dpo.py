@@ -16,46 +16,36 @@ import logging
 from typing import ClassVar
 
 import torch
-from pydantic import Field
 
 from rankact.alignment.errors import NoTrainingSignal
 from rankact.alignment.feedback.preferences.pair_source import load_pair_source
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
-from rankact.alignment.training.config import OfflineTrainConfig
-from rankact.alignment.training.logprobs import DEFAULT_CHUNK_SIZE, token_logprobs
-from rankact.alignment.training.losses import LossType, dpo_loss
-from rankact.alignment.training.monitors import drift_probe
-from rankact.alignment.training.policy import load_trainable, resolve_base, save_policy
+from rankact.alignment.training.config import DEFAULT_CHUNK_SIZE
+from rankact.alignment.training.dpo_config import DPOConfig
+from rankact.alignment.training.logprobs import token_logprobs
+from rankact.alignment.training.losses import dpo_loss
+from rankact.alignment.training.monitors import DriftProbe, drift_probe
+from rankact.alignment.training.offline import OfflineTrainer, StepLoss
+from rankact.alignment.training.policy import resolve_base
 from rankact.alignment.training.reference import cached_reference, fingerprint
-from rankact.alignment.training.replay import ReplayTerm
-from rankact.alignment.training.runtime import (
-    TrainingRun,
-    TrainResult,
-    local_share,
-    planned_steps,
-    progress,
-    step_indices,
+from rankact.alignment.training.runtime import TrainResult, progress
+from rankact.alignment.training.tokenize import (
+    Encoded,
+    collate,
+    encode_pair,
+    require_exact_ids,
+    without_steps,
 )
-from rankact.alignment.training.tokenize import Encoded, collate, encode_pair, pad_token_id, require_exact_ids
 
 log = logging.getLogger(__name__)
 REFERENCE_FILE = "reference_logps.pt"
-
-
-class DPOConfig(OfflineTrainConfig):
-    beta: float = Field(0.1, gt=0, description="strength of the pull to the reference")
-    loss_type: LossType = Field("sigmoid", description="sigmoid (DPO) or ipo")
-    label_smoothing: float = Field(0.0, ge=0, lt=0.5, description="conservative DPO: assumed label-flip rate")
-
-    DEFAULT_LR: ClassVar[tuple[float, float]] = (1e-4, 1e-5)
+__all__ = ["DPOConfig", "DPOTrainer", "encode_pairs", "pair_logps", "reference_logps", "train_dpo"]
 
 
 def encode_pairs(pairs, tokenizer, max_length: int) -> list[tuple[Encoded, Encoded]]:
     """Both sides of every pair. A step an annotator flagged in the chosen trajectory is left out
     of its log-ratio: DPO raises the chosen side, and a flagged step must never be raised (the
     rejected side keeps its flagged steps: lowering them is right)."""
-    from rankact.alignment.training.sft import without_steps
-
     encoded = []
     for pair in pairs:
         chosen, rejected = encode_pair(pair, tokenizer, max_length)
@@ -114,59 +104,66 @@ def reference_logps(model, encoded, pad_id: int, accelerator, batch_size: int = 
 # --------------------------------------------------------------------------- training
 
 
-def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:
-    run = TrainingRun(config, "DPO", accelerator=accelerator)
-    pairs = pairs if pairs is not None else load_pair_source(config.pairs, config.db)
-    require_exact_ids((t for p in pairs if isinstance(p, PreferencePair) for t in (p.chosen, p.rejected)),
-                      config.retokenize)
-    replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
-    model, tokenizer, params, optimizer = load_trainable(config)
-    encoded = encode_pairs(pairs, tokenizer, config.max_length)
-    pad_id = pad_token_id(tokenizer)
-    planned, total = planned_steps(len(encoded), config.batch_size, config.epochs, config.max_steps)
-    digest = fingerprint(resolve_base(config.base), config.max_length,
-                         ([c.input_ids, c.trainable, r.input_ids, r.trainable] for c, r in encoded))
-    run_key = {"pairs": digest[:16], "batch_size": config.batch_size, "seed": config.seed,
-               "replay": len(replay.samples) if replay else 0}
-    state = run.resume(model, optimizer, run_key)
-    model.to(run.device)
-    ref = cached_reference(
-        config.out_dir / REFERENCE_FILE, digest, model, config.base, bool(state), run.device,
-        lambda m: reference_logps(m, encoded, pad_id, run.accelerator, chunk_size=config.logprob_chunk),
-        run.is_main)
-    probe = drift_probe(config, [c for c, _ in encoded], model, pad_id, run, bool(state))
-    model.train()
-    model, optimizer = run.accelerator.prepare(model, optimizer)
+class DPOTrainer(OfflineTrainer):
+    """DPO on the shared offline loop: the data are encoded pairs with their cached reference
+    log-probs, the loss `losses.dpo_loss`; the drift probe watches the chosen sides."""
 
-    run.start(total, initial=state.get("step", 0))
-    step, last, tokens = state.get("step", 0), {}, 0
-    while step < total and not run.over_budget():
-        indices = local_share(step_indices(step, len(encoded), config.batch_size, config.seed), run.rank, run.world)
-        chosen, rejected = pair_logps(model, encoded, indices, pad_id, run.device, config.logprob_chunk)
-        ref_pair = ref[indices].to(run.device)
+    name = "DPO"
+    plot_keys = ("loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "kl", "entropy", "replay_loss")
+    postfix: ClassVar[dict[str, str]] = {"loss": "loss", "acc": "accuracy"}
+
+    def __init__(self, config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None):
+        super().__init__(config, accelerator)
+        self.pairs = pairs
+        self.encoded: list[tuple[Encoded, Encoded]] = []
+        self.digest = ""
+        self.ref: torch.Tensor | None = None
+        self.probe: DriftProbe | None = None
+
+    def load(self) -> None:
+        c = self.config
+        self.pairs = self.pairs if self.pairs is not None else load_pair_source(c.pairs, c.db)
+        require_exact_ids((t for p in self.pairs if isinstance(p, PreferencePair) for t in (p.chosen, p.rejected)),
+                          c.retokenize)
+
+    def encode(self, tokenizer) -> int:
+        c = self.config
+        self.encoded = encode_pairs(self.pairs, tokenizer, c.max_length)
+        self.digest = fingerprint(resolve_base(c.base), c.max_length,
+                                  ([ch.input_ids, ch.trainable, r.input_ids, r.trainable] for ch, r in self.encoded))
+        return len(self.encoded)
+
+    def data_key(self) -> dict:
+        return {"pairs": self.digest[:16]}
+
+    def before_training(self, model, resuming: bool) -> None:
+        c, run = self.config, self.run
+        self.ref = cached_reference(
+            c.out_dir / REFERENCE_FILE, self.digest, model, c.base, resuming, run.device,
+            lambda m: reference_logps(m, self.encoded, self.pad_id, run.accelerator, chunk_size=c.logprob_chunk),
+            run.is_main)
+        self.probe = drift_probe(c, [ch for ch, _ in self.encoded], model, self.pad_id, run, resuming)
+
+    def step(self, model, indices: list[int]) -> StepLoss:
+        c, device = self.config, self.run.device
+        chosen, rejected = pair_logps(model, self.encoded, indices, self.pad_id, device, c.logprob_chunk)
+        ref_pair = self.ref[indices].to(device)
         losses, chosen_r, rejected_r = dpo_loss(
-            chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], config.beta, config.loss_type, config.label_smoothing
+            chosen, rejected, ref_pair[:, 0], ref_pair[:, 1], c.beta, c.loss_type, c.label_smoothing
         )
         loss = losses.mean()
-        replayed = replay.loss(model, step, pad_id, run.device, config.logprob_chunk) if replay else torch.zeros(())
-        grad_norm = run.update(loss + replayed, optimizer, params, config.max_grad_norm)
-        step += 1
-        tokens += sum(len(encoded[i][0]) + len(encoded[i][1]) for i in indices)
-        stats = torch.stack([loss.detach(), (chosen_r > rejected_r).float().mean(), (chosen_r - rejected_r).mean(),
-                             chosen_r.mean(), rejected_r.mean(), grad_norm, replayed.detach()])
-        stats = run.accelerator.reduce(stats, "mean").tolist()
-        last = dict(zip(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "grad_norm", "replay_loss"], stats,
-                        strict=True))
-        if not replay:
-            del last["replay_loss"]
-        last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
-        run.log({"step": step, **last}, loss=last["loss"], acc=last["accuracy"])
-        if probe.stop:
-            break
-        if step % config.save_every == 0 and step < total:
-            run.save(model, optimizer, {"step": step})
-    run.save(model, optimizer, {"step": step})
-    unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "accuracy", "margin", "chosen_reward", "rejected_reward", "kl", "entropy", "replay_loss"], save=lambda: save_policy(
-        unwrapped, tokenizer, config.out_dir, {"trainer": "dpo", "steps": step, "config": config.model_dump(mode="json")}))
-    return run.result(step, step < planned, last, tokens=tokens * run.world)
+        stats = {"loss": loss.detach(), "accuracy": (chosen_r > rejected_r).float().mean(),
+                 "margin": (chosen_r - rejected_r).mean(), "chosen_reward": chosen_r.mean(),
+                 "rejected_reward": rejected_r.mean()}
+        tokens = sum(len(self.encoded[i][0]) + len(self.encoded[i][1]) for i in indices)
+        return StepLoss(loss, stats, tokens)
+
+    def observe(self, step: int, last: bool, model) -> dict[str, float]:
+        return self.probe.observe(step, last, model)
+
+    def should_stop(self, metrics: dict[str, float]) -> bool:
+        return self.probe.stop
+
+
+def train_dpo(config: DPOConfig, pairs: list[PreferencePair | TextPair] | None = None, accelerator=None) -> TrainResult:
+    return DPOTrainer(config, pairs, accelerator).train()

@@ -23,10 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from rankact.alignment.training.config import DEFAULT_CHUNK_SIZE
 from rankact.alignment.training.masked import zero_masked
-
-DEFAULT_CHUNK_SIZE = 512  # rows per projection: 512 x 49k float32 logits = 100 MB
-
 
 # --------------------------------------------------------------------------- the model's parts
 

@@ -10,16 +10,13 @@ under the frozen reference. Each returns per-pair losses plus the implicit rewar
 """
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 import torch.nn.functional as F
 
+from rankact.alignment.training.dpo_config import LossType
 from rankact.alignment.training.kl import kl_k3
 from rankact.alignment.training.logprobs import sequence_logprobs
 from rankact.alignment.training.masked import masked_mean
-
-LossType = Literal["sigmoid", "ipo"]
 
 
 def _log_ratios(policy_chosen, policy_rejected, ref_chosen, ref_rejected) -> torch.Tensor:
@@ -137,9 +134,15 @@ def value_loss(
     return loss, stats
 
 
+def masked_nll(logp: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood per trainable token from per-token log-probs (the SFT loss and the
+    replay term: the trainers get `logp` from `logprobs.token_logprobs`, never full logits)."""
+    return -masked_mean(logp, mask)
+
+
 def nll_loss(logits: torch.Tensor, input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Negative log-likelihood per trainable token (the SFT loss)."""
-    return -masked_mean(sequence_logprobs(logits, input_ids, mask), mask)
+    """`masked_nll` from full logits: its readable definition, for tests and small models."""
+    return masked_nll(sequence_logprobs(logits, input_ids, mask), mask)
 
 
 def bradley_terry_loss(

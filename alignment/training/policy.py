@@ -13,17 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import BaseModel
 
 from rankact.agent.errors import ModelLoadError
-
-
-class LoraSettings(BaseModel):
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    # "all-linear": every linear layer but the output head, peft's recommended default.
-    target_modules: str | list[str] = "all-linear"
+from rankact.alignment.training.config import LoraSettings
 
 
 def resolve_base(base: str | Path | None) -> Path:

@@ -41,7 +41,7 @@ from rankact.alignment.feedback.demonstrations.replay_examples import HARMFUL_SE
 from rankact.alignment.tasks import Task
 from rankact.alignment.training.config import ReplaySettings
 from rankact.alignment.training.logprobs import token_logprobs
-from rankact.alignment.training.masked import masked_mean
+from rankact.alignment.training.losses import masked_nll
 from rankact.alignment.training.runtime import step_indices
 from rankact.alignment.training.tokenize import Encoded, collate, encode_prompt_completion
 
@@ -161,4 +161,4 @@ class ReplayTerm:
         batch = collate([self.samples[i] for i in indices], pad_id).to(device)
         mask = batch.trainable_mask
         logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, chunk_size=chunk_size)
-        return self.coef * -masked_mean(logp, mask)
+        return self.coef * masked_nll(logp, mask)

@@ -11,42 +11,28 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import replace
-from typing import ClassVar
-
-import torch
 
 from rankact.agent.trajectory import Trajectory
 from rankact.alignment.errors import NoTrainingSignal
 from rankact.alignment.feedback.preferences.pair_source import load_pair_source
 from rankact.alignment.feedback.preferences.pairs import PreferencePair, TextPair
-from rankact.alignment.training.config import OfflineTrainConfig
 from rankact.alignment.training.logprobs import token_logprobs
-from rankact.alignment.training.masked import masked_mean
-from rankact.alignment.training.monitors import drift_probe
-from rankact.alignment.training.policy import load_trainable, save_policy
-from rankact.alignment.training.replay import ReplayTerm
-from rankact.alignment.training.runtime import (
-    TrainingRun,
-    TrainResult,
-    local_share,
-    planned_steps,
-    step_indices,
-)
+from rankact.alignment.training.losses import masked_nll
+from rankact.alignment.training.monitors import DriftProbe, drift_probe
+from rankact.alignment.training.offline import OfflineTrainer, StepLoss
+from rankact.alignment.training.runtime import TrainResult
+from rankact.alignment.training.sft_config import SFTConfig
 from rankact.alignment.training.tokenize import (
     Encoded,
     collate,
     encode_text,
     encode_trajectory,
-    pad_token_id,
     require_exact_ids,
+    without_steps,
 )
 
 log = logging.getLogger(__name__)
-
-
-class SFTConfig(OfflineTrainConfig):
-    DEFAULT_LR: ClassVar[tuple[float, float]] = (2e-4, 2e-5)
+__all__ = ["SFTConfig", "SFTTrainer", "best_of_pairs", "encode_best", "flagged_steps", "train_sft"]
 
 
 def flagged_steps(pairs: list[PreferencePair | TextPair]) -> dict[str, set[int]]:
@@ -57,12 +43,6 @@ def flagged_steps(pairs: list[PreferencePair | TextPair]) -> dict[str, set[int]]
             flagged[pair.chosen.id].update(pair.chosen_flagged_steps)
             flagged[pair.rejected.id].update(pair.rejected_flagged_steps)
     return {k: v for k, v in flagged.items() if v}
-
-
-def without_steps(encoded: Encoded, steps: set[int]) -> Encoded:
-    """The same sequence with the tokens of `steps` made untrainable (context only)."""
-    trainable = [t and s not in steps for t, s in zip(encoded.trainable, encoded.steps, strict=True)]
-    return replace(encoded, trainable=trainable)
 
 
 def best_of_pairs(pairs: list[PreferencePair | TextPair]) -> list[Trajectory | tuple[str, str]]:
@@ -102,56 +82,61 @@ def encode_best(items, tokenizer, max_length: int, flagged: dict[str, set[int]] 
     return kept
 
 
+class SFTTrainer(OfflineTrainer):
+    """Best-of-K SFT on the shared offline loop: the data are the top-ranked samples, the loss
+    their NLL; the drift probe watches KL to the starting policy."""
+
+    name = "SFT"
+    plot_keys = ("loss", "grad_norm", "kl", "entropy", "replay_loss")
+
+    def __init__(self, config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None,
+                 extra: Sequence[Trajectory] = ()):
+        super().__init__(config, accelerator)
+        self.trajectories, self.extra = trajectories, extra
+        self.flagged: dict[str, set[int]] | None = None
+        self.samples: list[Encoded] = []
+        self.probe: DriftProbe | None = None
+
+    def load(self) -> None:
+        trajectories = self.trajectories
+        if trajectories is None:
+            pairs = load_pair_source(self.config.pairs, self.config.db)
+            trajectories, self.flagged = best_of_pairs(pairs), flagged_steps(pairs)
+        self.trajectories = [*trajectories, *self.extra]
+        require_exact_ids((t for t in self.trajectories if isinstance(t, Trajectory)), self.config.retokenize)
+
+    def encode(self, tokenizer) -> int:
+        self.samples = encode_best(self.trajectories, tokenizer, self.config.max_length, self.flagged)
+        return len(self.samples)
+
+    def data_key(self) -> dict:
+        return {"samples": len(self.samples)}
+
+    def before_training(self, model, resuming: bool) -> None:
+        self.probe = drift_probe(self.config, self.samples, model, self.pad_id, self.run, resuming)
+
+    def step(self, model, indices: list[int]) -> StepLoss:
+        batch = collate([self.samples[i] for i in indices], self.pad_id).to(self.run.device)
+        # NLL per trainable token; only trainable positions are projected onto the vocabulary.
+        mask = batch.trainable_mask
+        logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask,
+                                 chunk_size=self.config.logprob_chunk)
+        nll = masked_nll(logp, mask)
+        return StepLoss(nll, {"loss": nll.detach()}, int(batch.attention_mask.sum()), {"tokens": int(mask.sum())})
+
+    def observe(self, step: int, last: bool, model) -> dict[str, float]:
+        return self.probe.observe(step, last, model)
+
+    def should_stop(self, metrics: dict[str, float]) -> bool:
+        return self.probe.stop
+
+    def metadata(self, steps: int) -> dict:
+        return {"trainer": "sft", "steps": steps, "samples": len(self.samples),
+                "config": self.config.model_dump(mode="json")}
+
+
 def train_sft(config: SFTConfig, trajectories: list[Trajectory] | None = None, accelerator=None,
               extra: Sequence[Trajectory] = ()) -> TrainResult:
     """`extra`: trajectories trained on beside the ranked ones, e.g. demonstrations of questions
     nothing was sampled for (so nothing ranked them)."""
-    run = TrainingRun(config, "SFT", accelerator=accelerator)
-    flagged = None
-    if trajectories is None:
-        pairs = load_pair_source(config.pairs, config.db)
-        trajectories, flagged = best_of_pairs(pairs), flagged_steps(pairs)
-    trajectories = [*trajectories, *extra]
-    require_exact_ids((t for t in trajectories if isinstance(t, Trajectory)), config.retokenize)
-    replay = ReplayTerm.load(config, config.max_length, config.seed)  # a bad file fails before the model loads
-    model, tokenizer, params, optimizer = load_trainable(config)
-    samples = encode_best(trajectories, tokenizer, config.max_length, flagged)
-    pad_id = pad_token_id(tokenizer)
-    planned, total = planned_steps(len(samples), config.batch_size, config.epochs, config.max_steps)
-    run_key = {"samples": len(samples), "batch_size": config.batch_size, "seed": config.seed,
-               "replay": len(replay.samples) if replay else 0}
-    state = run.resume(model, optimizer, run_key)
-    model.to(run.device)
-    probe = drift_probe(config, samples, model, pad_id, run, bool(state))
-    model.train()
-    model, optimizer = run.accelerator.prepare(model, optimizer)
-
-    run.start(total, initial=state.get("step", 0))
-    step, last, tokens = state.get("step", 0), {}, 0
-    while step < total and not run.over_budget():
-        indices = local_share(step_indices(step, len(samples), config.batch_size, config.seed), run.rank, run.world)
-        batch = collate([samples[i] for i in indices], pad_id).to(run.device)
-        # NLL per trainable token; only trainable positions are projected onto the vocabulary.
-        mask = batch.trainable_mask
-        logp, _ = token_logprobs(model, batch.input_ids, batch.attention_mask, mask, chunk_size=config.logprob_chunk)
-        nll = -masked_mean(logp, mask)
-        replayed = replay.loss(model, step, pad_id, run.device, config.logprob_chunk) if replay else torch.zeros(())
-        grad_norm = run.update(nll + replayed, optimizer, params, config.max_grad_norm)
-        step += 1
-        tokens += int(batch.attention_mask.sum())
-        stats = run.accelerator.reduce(torch.stack([nll.detach(), grad_norm, replayed.detach()]), "mean").tolist()
-        last = {"loss": stats[0], "grad_norm": stats[1]}
-        if replay:
-            last["replay_loss"] = stats[2]
-        last.update(probe.observe(step, step == total, run.accelerator.unwrap_model(model)))
-        run.log({"step": step, **last, "tokens": int(mask.sum())}, loss=last["loss"])
-        if probe.stop:
-            break
-        if step % config.save_every == 0 and step < total:
-            run.save(model, optimizer, {"step": step})
-    run.save(model, optimizer, {"step": step})
-    unwrapped = run.accelerator.unwrap_model(model)
-    run.finish(["loss", "grad_norm", "kl", "entropy", "replay_loss"], save=lambda: save_policy(
-        unwrapped, tokenizer, config.out_dir,
-        {"trainer": "sft", "steps": step, "samples": len(samples), "config": config.model_dump(mode="json")}))
-    return run.result(step, step < planned, last, tokens=tokens * run.world)
+    return SFTTrainer(config, trajectories, accelerator, extra).train()

@@ -36,7 +36,7 @@ ROLE_IDS = {"prompt": 0, "generated": 1, "observation": 2, "padding": 3}
 
 __all__ = ["ROLE_IDS", "Batch", "Encoded", "TruncationStats", "collate", "encode_pair", "encode_prompt_completion",
            "encode_text", "encode_trajectory", "pad_token_id", "require_exact_ids", "segment_steps", "text_ids",
-           "truncate", "truncation_stats"]
+           "truncate", "truncation_stats", "without_steps"]
 
 
 @dataclass
@@ -61,6 +61,13 @@ class Encoded:
     @property
     def n_trainable(self) -> int:
         return sum(self.trainable)
+
+
+def without_steps(encoded: Encoded, steps: set[int]) -> Encoded:
+    """The same sequence with the tokens of agent `steps` made untrainable (context only): how a
+    step an annotator flagged stays out of what SFT imitates and of the side DPO raises."""
+    trainable = [t and s not in steps for t, s in zip(encoded.trainable, encoded.steps, strict=True)]
+    return replace(encoded, trainable=trainable)
 
 
 def text_ids(tokenizer, text: str) -> list[int]:

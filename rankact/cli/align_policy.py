@@ -11,11 +11,11 @@ from typing import Annotated
 import typer
 
 from rankact.alignment.errors import CommandError
-from rankact.alignment.rounds import RoundsConfig
-from rankact.alignment.training.dpo import DPOConfig
-from rankact.alignment.training.grpo import GRPOConfig
+from rankact.alignment.rounds_config import RoundsConfig
+from rankact.alignment.training.dpo_config import DPOConfig
+from rankact.alignment.training.grpo_config import GRPOConfig
 from rankact.alignment.training.ppo.config import PPOConfig
-from rankact.alignment.training.sft import SFTConfig
+from rankact.alignment.training.sft_config import SFTConfig
 from rankact.cli.config_options import config_command
 
 

@@ -52,6 +52,9 @@ def option_parameters(config_cls: type[BaseModel], *, required: Sequence[str] = 
         if name == "lora":  # a switch for the trainer's DEFAULT_LORA settings
             default = typer.Option(False, "--lora", help=help_text)
             annotation = bool
+        elif _is_table(annotation):  # a table of settings: a JSON object on the command line
+            default = typer.Option(None, flag(name), help=help_text + " (a JSON object)", show_default=False)
+            annotation = str | None
         elif annotation is bool:
             default = typer.Option(field.default, f"{flag(name)}/--no-{flag(name)[2:]}", help=help_text)
         else:
@@ -67,6 +70,23 @@ def option_parameters(config_cls: type[BaseModel], *, required: Sequence[str] = 
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=annotation))
     return params
+
+
+def _is_table(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is dict
+
+
+def _parse_table(name: str, value: Any) -> Any:
+    """A JSON object given on the command line -> dict (a config file gives a table already)."""
+    if not isinstance(value, str):
+        return value
+    try:
+        table = json.loads(value)
+    except ValueError:
+        table = None
+    if not isinstance(table, dict):
+        raise CommandError(f"invalid {flag(name)}: not a JSON object: {value!r}")
+    return table
 
 
 def read_config_file(path: Path, config_cls: type[BaseModel]) -> dict[str, Any]:
@@ -92,7 +112,10 @@ def one_line(exc: BaseException) -> str:
 
 def build_config(config_cls: type[BaseModel], values: dict[str, Any]) -> Any:
     """The config from parsed options; an invalid value is one line naming its option."""
-    values = {k: v for k, v in values.items() if v is not None or not config_cls.model_fields[k].is_required()}
+    fields = config_cls.model_fields
+    values = {k: v for k, v in values.items() if v is not None or not fields[k].is_required()}
+    values = {k: _parse_table(k, v) if _is_table(fields[k].annotation) else v for k, v in values.items()
+              if v is not None or not _is_table(fields[k].annotation)}  # an unset table keeps its default
     if "lora" in values and isinstance(values["lora"], bool):
         values["lora"] = config_cls.DEFAULT_LORA.model_copy() if values["lora"] else None
     try:
@@ -102,7 +125,9 @@ def build_config(config_cls: type[BaseModel], values: dict[str, Any]) -> Any:
         name = str(first["loc"][0]) if first["loc"] else ""
         if first["type"] == "missing" and name:
             raise CommandError(f"missing option {flag(name)} (on the command line or in --config)") from None
-        raise CommandError(f"invalid {flag(name) if name else 'option'}: {first['msg']}") from None
+        if not name:  # a check across settings (a model validator): its message names them
+            raise CommandError(f"invalid settings: {first['msg'].removeprefix('Value error, ')}") from None
+        raise CommandError(f"invalid {flag(name)}: {first['msg']}") from None
 
 
 def config_command(

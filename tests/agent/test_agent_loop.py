@@ -9,7 +9,8 @@ import pytest
 
 from rankact.agent import events as ev
 from rankact.agent.llm.scripted import ScriptedLLM
-from rankact.agent.loop import LOOP_MESSAGE, Agent
+from rankact.agent.loop import Agent
+from rankact.agent.observations import LOOP_MESSAGE
 from rankact.agent.prompt import PROMPT_VERSION
 from rankact.agent.trajectory import Trajectory
 from rankact.tools import ToolCitation, ToolResult, tool
@@ -94,6 +95,44 @@ def test_tool_timeout_becomes_an_observation():
     assert traj.steps[0].error.kind == "timeout"
     assert "timed out" in traj.steps[0].observation
     assert traj.final_answer == "gave up"
+
+
+def test_agent_tool_timeout_caps_sync_and_async_tools_in_async_runs():
+    @tool(timeout=None)
+    def slow_sync(query: str) -> str:
+        """Sleeps."""
+        time.sleep(2)
+        return "late"
+
+    @tool(timeout=None)
+    async def slow_async(query: str) -> str:
+        """Sleeps."""
+        await asyncio.sleep(2)
+        return "late"
+
+    for slow in (slow_sync, slow_async):
+        llm = ScriptedLLM([f"Action: {slow.name}\nAction Input: x", "Final Answer: gave up"])
+        started = time.perf_counter()
+        traj = asyncio.run(Agent(llm, [slow], tool_timeout=0.2).arun("q"))
+        assert time.perf_counter() - started < 1.5
+        assert traj.steps[0].error.kind == "timeout"
+        assert traj.steps[0].observation == f"Error: tool '{slow.name}' timed out after 0.2 s. " \
+                                            "Try a different input or tool, or answer."
+
+
+def test_every_llm_call_gets_its_own_seed_from_the_run_seed():
+    seen = []
+
+    class Recording(ScriptedLLM):
+        def generate(self, messages, config):
+            seen.append(config.seed)
+            return super().generate(messages, config)
+
+    Agent(Recording([calc("1+2"), calc("3+4"), "Final Answer: 7"]), [calculator]).run("q", seed=7)
+    assert seen == [7000, 7001, 7002]
+    seen.clear()
+    Agent(Recording([calc("1+2"), "Final Answer: 3"]), [calculator]).run("q")
+    assert seen == [None, None]
 
 
 def test_tools_own_timeout_is_honoured():

@@ -232,3 +232,64 @@ def test_lookup_questions_must_not_be_heldout_questions(tmp_path, tiny_model_dir
                     say=lambda _line: None)
     with pytest.raises(RankactError, match="held-out questions are also --lookup"):
         rounds.make_lookup()
+
+
+def test_a_rounds_trainer_gets_the_round_defaults_the_shortcuts_and_the_trainer_override(tmp_path):
+    plain = RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev")
+    sft = plain.trainer_config(out_dir=tmp_path / "p", db="sqlite:///x.db")
+    assert (sft.max_steps, sft.batch_size, sft.learning_rate, sft.max_length, sft.gradient_checkpointing,
+            sft.epochs) == (12, 4, 2e-4, 768, False, 1000)
+    grpo = RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", method="grpo", train_steps=3,
+                        trainer={"kl-coef": 0.3, "flag_penalty": 2.0}).trainer_config(out_dir=tmp_path)
+    assert (grpo.max_steps, grpo.kl_coef, grpo.flag_penalty, grpo.clip_range) == (3, 0.3, 2.0, 0.2)
+    # the override wins over a shortcut
+    assert RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", train_steps=3,
+                        trainer={"max_steps": 7}).trainer_settings()["max_steps"] == 7
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"trainer": {"bogus": 1}}, "trainer setting 'bogus' is not a setting of SFTConfig \\(method sft\\)"),
+    ({"trainer": {"kl_coef": 0.1}}, "'kl_coef' is not a setting of SFTConfig"),
+    ({"method": "dpo", "trainer": {"clip_range": 0.1}}, "'clip_range' is not a setting of DPOConfig"),
+    ({"trainer": {"seed": 3}}, "'seed' is set by the rounds themselves"),
+    ({"trainer": {"max_steps": 0}}, "trainer setting 'max_steps': Input should be greater than or equal to 1"),
+])
+def test_a_bad_trainer_override_is_one_clear_error(tmp_path, values, message):
+    with pytest.raises(ValueError, match=message):
+        RoundsConfig(out_dir=tmp_path, tasks="arith:dev", heldout="arith:dev", **values)
+
+
+def test_rounds_measure_out_of_distribution_and_what_the_policy_writes(tmp_path, tiny_model_dir, monkeypatch):
+    """--heldout-ood is measured every round beside --heldout, with its own McNemar p, and the
+    record carries the thought monitors; the summary line shows both distributions."""
+    monkeypatch.setattr("rankact.alignment.feedback.collection.simulated.score",
+                        lambda t, gold, criteria="process": (-len(t.final_answer or "x" * 999),))
+    said: list[str] = []
+    records = Rounds(_config(tmp_path, tiny_model_dir, heldout_ood="arith-heldout:dev", heldout_ood_limit=3),
+                     say=said.append).run()
+    run = tmp_path / "run"
+    assert (run / "round-0" / "eval-ood.json").is_file() and (run / "round-1" / "eval-ood.json").is_file()
+    ood = json.loads((run / "round-1" / "eval-ood.json").read_text())
+    assert ood["n"] == 3 and records[1].success_ood == ood["success"]
+    assert records[1].p_value_ood is not None and records[1].success_ood_low <= records[1].success_ood_high
+    assert records[1].distinct_thought_ratio is not None and 0 <= records[1].distinct_thought_ratio <= 1
+    assert records[1].template_spread is not None  # the held-out phrasings carry template ids
+    assert any("out of distribution" in line for line in said if line.startswith("round 1:"))
+    report = json.loads((run / "report.json").read_text())
+    assert report["rounds"][1]["success_ood"] == records[1].success_ood
+
+
+def test_collapse_warnings_reach_the_round_record(tmp_path, tiny_model_dir, monkeypatch):
+    """A round whose thoughts collapse (fewer than half of round 0's distinct) is warned about."""
+    rounds = Rounds(_config(tmp_path, tiny_model_dir), say=lambda _line: None)
+    base_eval = {"success": 0.2, "interval": [0.1, 0.4], "em": 0.2, "mean_tokens": 10, "tool_call_rate": 1.0,
+                 "repeated_action_rate": 0.0, "distinct_thought_ratio": 0.9, "success_ood": 0.2,
+                 "interval_ood": [0.1, 0.4]}
+    later = dict(base_eval, distinct_thought_ratio=0.2, success=0.8, success_ood=0.1)
+    stages = {0: {"eval": base_eval}, 1: {"eval": later}}
+    monkeypatch.setattr(Rounds, "stages", lambda self, r: stages[r])
+    monkeypatch.setattr(Rounds, "_mcnemar", lambda self, a, b, name="eval.json": 1.0)
+    base = rounds.record(0)
+    record = rounds.record(1, base=base, previous=base)
+    assert any("thoughts collapsed" in w for w in record.warnings)
+    assert any("out of distribution fell" in w for w in record.warnings)

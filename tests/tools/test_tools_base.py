@@ -181,6 +181,29 @@ def test_sync_timeout_returns_promptly():
     assert sleep_sync.invoke({"seconds": 0.01}).text == "woke"
 
 
+def test_a_callers_timeout_cap_applies_only_where_it_is_tighter():
+    # The agent's `tool_timeout` reaches tools as this cap: the one timeout layer, sync and async.
+    @tool(timeout=None)
+    def unlimited(seconds: float) -> str:
+        """Sleeps."""
+        time.sleep(seconds)
+        return "woke"
+
+    start = time.monotonic()
+    with pytest.raises(ToolTimeoutError, match="unlimited.* 0.1 s"):
+        unlimited.invoke({"seconds": 2}, timeout_cap=0.1)
+    with pytest.raises(ToolTimeoutError, match="sleepy.* 0.1 s"):
+        sleep_sync.invoke({"seconds": 2}, timeout_cap=0.1)  # tighter than its own 0.2 s
+    with pytest.raises(ToolTimeoutError, match="sleepy.* 0.2 s"):
+        sleep_sync.invoke({"seconds": 2}, timeout_cap=60)  # a looser cap never extends it
+    with pytest.raises(ToolTimeoutError, match=" 0.1 s"):
+        asyncio.run(sleep_async.ainvoke({"seconds": 2}, timeout_cap=0.1))
+    with pytest.raises(ToolTimeoutError, match=" 0.1 s"):
+        asyncio.run(unlimited.ainvoke({"seconds": 2}, timeout_cap=0.1))
+    assert time.monotonic() - start < 2.0
+    assert unlimited.invoke({"seconds": 0.01}, timeout_cap=5).text == "woke"
+
+
 def test_async_tool_sync_invoke_and_timeout():
     assert sleep_async.is_async and not sleep_sync.is_async
     assert sleep_async.invoke({"seconds": 0.01}).text == "woke"

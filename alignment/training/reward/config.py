@@ -5,8 +5,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from rankact.alignment.training.config import MixedPrecision, TrainConfig
-from rankact.alignment.training.policy import LoraSettings
+from rankact.alignment.training.config import LoraSettings, MixedPrecision, TrainConfig
 
 HEAD_INIT_STD = 0.02  # transformers' initializer_range: see RewardTrainConfig.head_init_std
 

@@ -13,6 +13,7 @@ from rankact.alignment.training.logprobs import entropy_from_logits, sequence_lo
 from rankact.alignment.training.losses import (
     dpo_loss,
     ipo_loss,
+    masked_nll,
     nll_loss,
     policy_loss,
     sigmoid_dpo_loss,
@@ -180,3 +181,14 @@ def test_masked_positions_cannot_leak_nan():
     mask = torch.tensor([[1, 0, 1]])
     assert masked_mean(x, mask).item() == pytest.approx(2.0)
     assert not torch.isnan(whiten(x, mask)).any()
+
+
+def test_masked_nll_is_the_nll_sft_and_replay_inlined_bit_for_bit():
+    torch.manual_seed(0)
+    logp = -4 * torch.rand(3, 7)
+    mask = (torch.rand(3, 7) > 0.4).float()
+    assert torch.equal(masked_nll(logp, mask), -masked_mean(logp, mask))  # SFT's former inline loss
+    assert torch.equal(0.7 * masked_nll(logp, mask), 0.7 * -masked_mean(logp, mask))  # the replay term's
+    logits, ids = torch.randn(2, 5, 11), torch.randint(0, 11, (2, 5))
+    trainable = torch.tensor([[0, 1, 1, 0, 1], [0, 0, 1, 1, 1]])
+    assert torch.equal(nll_loss(logits, ids, trainable), masked_nll(sequence_logprobs(logits, ids, trainable), trainable))

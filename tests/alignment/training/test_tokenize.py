@@ -115,3 +115,13 @@ def test_the_kl_probe_watches_sampled_runs_not_demonstrations():
     only_written = DriftProbe([written], 0, "cpu", None, 1)
     only_written.reference = []
     assert only_written.samples == [] and not only_written.due(1, last=True)  # no false KL alarm
+
+
+def test_without_steps_makes_only_the_flagged_steps_tokens_context():
+    from rankact.alignment.training.tokenize import Encoded, without_steps
+
+    sample = Encoded([1, 2, 3, 4, 5], [False, True, True, True, False], [0, 1, 1, 1, 1],
+                     [0, 0, 1, 2, 2])
+    kept = without_steps(sample, {1})
+    assert kept.trainable == [False, True, False, True, False]
+    assert kept.input_ids == sample.input_ids and sample.trainable == [False, True, True, True, False]
