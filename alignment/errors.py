@@ -15,6 +15,8 @@ layers' branches are drawn in `rankact.agent.errors`). Each is printed by the CL
     │   │   └── QuestionClosedError   the question has rankings; post to the version it names
     │   ├── InvalidRankingError   a ranking that does not order exactly its question's trajectories
     │   ├── InvalidFeedbackError  an end user's vote on trajectories it cannot apply to
+    │   ├── UnstorableValueError  a value no database of ours stores and reads back (a date before
+    │   │                         1970 or in the future, a value the database refuses as data)
     │   └── SchemaVersionError    a database made by another version of rankact
     ├── IncompleteCollection  `collect` could not run some samples (backend down); a rerun retries them
     ├── OutputFileError       a file a command was asked to write cannot be written there
@@ -29,7 +31,8 @@ from rankact.errors import RankactError
 
 __all__ = ["AlreadyStoredError", "CommandError", "ConflictError", "DatasetError", "DemoError", "DemonstrationError", "ExportError", "IncompleteCollection", "InexactTokenIds",
            "InvalidFeedbackError", "InvalidRankingError", "NoTrainingSignal", "NotFoundError", "OutputFileError",
-           "PairFileError", "QuestionClosedError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError", "TaskFileError"]
+           "PairFileError", "QuestionClosedError", "RankactError", "RecorderError", "SchemaVersionError", "StoreError",
+           "TaskFileError", "UnstorableValueError"]
 
 
 class TaskFileError(RankactError):
@@ -122,6 +125,12 @@ class InvalidFeedbackError(StoreError, ValueError):
     a damaged trajectory."""
 
     code = "invalid_feedback"
+
+
+class UnstorableValueError(StoreError, ValueError):
+    """A value the database cannot store and read back: a timestamp outside 1970..now, or one
+    the database itself refuses as data (out of range, too long for an index). Retrying the
+    same write can never succeed, so a client must not (the service answers 422, not 503)."""
 
 
 class SchemaVersionError(StoreError):

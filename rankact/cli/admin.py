@@ -60,11 +60,19 @@ def rotate(name: Name, db: Db = DEFAULT_DB) -> None:
 
 
 @app.command("revoke")
-def revoke(name: Name, db: Db = DEFAULT_DB) -> None:
-    """Stop the account's token from working; the account and its rankings stay."""
+def revoke(
+    name: Name, db: Db = DEFAULT_DB,
+    drop_data: Annotated[bool, typer.Option(
+        "--drop-data", help="also delete every end-user vote this account relayed (an app's votes)")] = False,
+) -> None:
+    """Stop the account's token from working; the account and its rankings stay. A revoked app's
+    votes are left out of exports from now on; --drop-data deletes them."""
     with _store(db) as store:
         store.revoke(name)
+        dropped = store.drop_app_votes(name) if drop_data else None
     typer.echo(f"revoked {name} (`rankact admin rotate {name}` gives it a new token)", err=True)
+    if dropped is not None:
+        typer.echo(f"deleted {dropped} end-user vote{'s' if dropped != 1 else ''} relayed by {name}", err=True)
 
 
 @app.command("list")

@@ -22,23 +22,31 @@ def export(
         help="pairs: preference pairs with whole trajectories; trl: {prompt, chosen, rejected}; "
              "kto: end users' thumbs as {prompt, completion, label} (TRL's KTOTrainer); "
              "rankings: the raw rankings; feedback: the raw end-user votes")] = "pairs",
-    source: Annotated[str, typer.Option(
-        help="whose feedback: annotator (the ranking page), simulated, end-user (an app's users), or all")] = "all",
+    source: Annotated[str | None, typer.Option(
+        help="whose feedback: annotator (the ranking page), simulated, ranked (both), end-user (an app's users), "
+             "or all. Default: ranked for pairs, trl and rankings; end-user for kto and feedback")] = None,
+    exclude_app: Annotated[list[str] | None, typer.Option(
+        "--exclude-app", help="leave out the votes this app (ingest account) relayed; repeatable")] = None,
+    include_revoked: Annotated[bool, typer.Option(
+        help="keep the votes of revoked apps (left out by default)")] = False,
     db: Db = DEFAULT_DB,
 ) -> None:
     """Write rankings and end users' votes as JSON Lines: preference pairs (ties dropped), TRL text
-    pairs, a KTO set, or the raw records."""
+    pairs, a KTO set, or the raw records. End users' votes are in pairs and trl only with
+    --source end-user or all."""
     from rankact.alignment.errors import CommandError
-    from rankact.alignment.feedback.preferences.export import FORMATS, SOURCES, write_export
+    from rankact.alignment.feedback.preferences.export import FORMATS, SOURCES, default_source, write_export
     from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
     from rankact.alignment.output_file import check_target
 
     if format not in FORMATS:
         raise CommandError(f"--format must be one of {', '.join(FORMATS)}, not {format!r}")
+    source = source or default_source(format)
     if source not in SOURCES:
         raise CommandError(f"--source must be one of {', '.join(SOURCES)}, not {source!r}")
     check_target(out)
-    count = write_export(TrajectoryStore(db, create=False), format, out, source)
+    count = write_export(TrajectoryStore(db, create=False), format, out, source, exclude_apps=exclude_app or (),
+                         include_revoked=include_revoked)
     typer.echo(f"wrote {count} {format} lines ({source}) to {out}")
 
 

@@ -9,7 +9,7 @@ from itertools import combinations
 
 from pydantic import BaseModel, Field
 
-from rankact.alignment.feedback.preferences.end_user_data import trajectory_labels, vote_id_pairs
+from rankact.alignment.feedback.preferences.end_user_data import by_app, trajectory_labels, vote_id_pairs
 from rankact.alignment.feedback.records.end_user import EndUserFeedback
 from rankact.alignment.feedback.records.rankings import Ranking, ranked_id_pairs
 from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
@@ -148,21 +148,22 @@ def end_user_stats(store: TrajectoryStore, rankings: dict[str, list[Ranking]]) -
     agree = 0
     for question_id, question_votes in by_question.items():
         known = set(store.trajectory_ids(question_id))
-        for label in trajectory_labels(question_votes).values():
-            if label.trajectory_id in known:
-                stats.trajectories_desirable += label.label is True
-                stats.trajectories_undesirable += label.label is False
-                stats.trajectories_tied += label.label is None
         human = [set(ranked_id_pairs(r.order)) for r in rankings.get(question_id, ()) if r.source == "human"]
-        for chosen, rejected, signal, _ids in vote_id_pairs(question_votes, known):
-            if signal == "choice":
-                stats.pairs_from_choices += 1
-            else:
-                stats.pairs_from_thumbs += 1
-            for ordered in human:
-                if (chosen, rejected) in ordered or (rejected, chosen) in ordered:  # ties say nothing
-                    stats.annotator_pairs_compared += 1
-                    agree += (chosen, rejected) in ordered
+        for app_votes in by_app(question_votes).values():  # counted per app, as the export does
+            for label in trajectory_labels(app_votes).values():
+                if label.trajectory_id in known:
+                    stats.trajectories_desirable += label.label is True
+                    stats.trajectories_undesirable += label.label is False
+                    stats.trajectories_tied += label.label is None
+            for chosen, rejected, signal, _ids in vote_id_pairs(app_votes, known):
+                if signal == "choice":
+                    stats.pairs_from_choices += 1
+                else:
+                    stats.pairs_from_thumbs += 1
+                for ordered in human:
+                    if (chosen, rejected) in ordered or (rejected, chosen) in ordered:  # ties say nothing
+                        stats.annotator_pairs_compared += 1
+                        agree += (chosen, rejected) in ordered
     if stats.annotator_pairs_compared:
         stats.annotator_agreement_rate = agree / stats.annotator_pairs_compared
     return stats

@@ -10,7 +10,9 @@
 - The same labels give the unpaired KTO set: `{prompt, completion, label}` per labelled
   trajectory, the format TRL's `KTOTrainer` reads (the other keys say where it came from).
 
-Every pair carries `source="end-user"` and, in `metadata.signal`, `choice` or `thumbs`.
+Every pair carries `source="end-user"`, the `app` that relayed its votes and, in
+`metadata.signal`, `choice` or `thumbs`. Thumbs are counted per app: one app's users (or
+made-up users) never outvote, nor mix with, another app's.
 """
 from __future__ import annotations
 
@@ -43,6 +45,15 @@ class KTORow(BaseModel):
     trajectory_id: str
     up: int
     down: int
+    app: str | None = None
+
+
+def by_app(votes: list[EndUserFeedback]) -> dict[str, list[EndUserFeedback]]:
+    """Votes grouped by the app that relayed them, apps in name order."""
+    groups: dict[str, list[EndUserFeedback]] = {}
+    for vote in sorted(votes, key=lambda v: v.app):
+        groups.setdefault(vote.app, []).append(vote)
+    return groups
 
 
 def trajectory_labels(votes: list[EndUserFeedback]) -> dict[str, TrajectoryLabel]:
@@ -78,23 +89,27 @@ def vote_id_pairs(votes: list[EndUserFeedback], known: set[str] | dict) -> list[
 
 def pairs_from_votes(votes: list[EndUserFeedback], trajectories: dict[str, Trajectory],
                      question: str) -> list[PreferencePair]:
-    """One question's end-user pairs with both trajectories whole (see `vote_id_pairs`)."""
-    by_id = {vote.id: vote for vote in votes}
-    return [
-        PreferencePair(question_id=votes[0].question_id, question=question, chosen=trajectories[chosen],
-                       rejected=trajectories[rejected], source=END_USER,
-                       # a choice is one user's, like an annotator's ranking; thumbs pairs are a majority's
-                       annotator=by_id[ids[0]].end_user if signal == "choice" else None,
-                       metadata={"signal": signal, "feedback_ids": ids})
-        for chosen, rejected, signal, ids in vote_id_pairs(votes, trajectories)
-    ]
+    """One question's end-user pairs with both trajectories whole (see `vote_id_pairs`), app by app."""
+    pairs = []
+    for app, app_votes in by_app(votes).items():
+        by_id = {vote.id: vote for vote in app_votes}
+        pairs += [
+            PreferencePair(question_id=app_votes[0].question_id, question=question, chosen=trajectories[chosen],
+                           rejected=trajectories[rejected], source=END_USER, app=app,
+                           # a choice is one user's, like an annotator's ranking; thumbs pairs are a majority's
+                           annotator=by_id[ids[0]].end_user if signal == "choice" else None,
+                           metadata={"signal": signal, "feedback_ids": ids})
+            for chosen, rejected, signal, ids in vote_id_pairs(app_votes, trajectories)
+        ]
+    return pairs
 
 
 def kto_rows(votes: list[EndUserFeedback], trajectories: dict[str, Trajectory]) -> Iterator[KTORow]:
-    for label in trajectory_labels(votes).values():
-        trajectory = trajectories.get(label.trajectory_id)
-        if trajectory is None or label.label is None:
-            continue
-        prompt, completion = prompt_and_response(trajectory)
-        yield KTORow(prompt=prompt, completion=completion, label=label.label, question_id=label.question_id,
-                     trajectory_id=label.trajectory_id, up=label.up, down=label.down)
+    for app, app_votes in by_app(votes).items():
+        for label in trajectory_labels(app_votes).values():
+            trajectory = trajectories.get(label.trajectory_id)
+            if trajectory is None or label.label is None:
+                continue
+            prompt, completion = prompt_and_response(trajectory)
+            yield KTORow(prompt=prompt, completion=completion, label=label.label, question_id=label.question_id,
+                         trajectory_id=label.trajectory_id, up=label.up, down=label.down, app=app)

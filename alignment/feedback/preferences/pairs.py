@@ -38,6 +38,8 @@ class PreferencePair(BaseModel):
     ranking_id: str | None = None
     annotator: str | None = None
     source: PairSource | None = None
+    app: str | None = Field(default=None, description="end users' pairs: the app (ingest account) that relayed "
+                                                       "the votes; annotators' pairs have none")
     # Steps the annotator flagged as bad, by step index: trainers never imitate them.
     chosen_flagged_steps: list[int] = Field(default_factory=list)
     rejected_flagged_steps: list[int] = Field(default_factory=list)

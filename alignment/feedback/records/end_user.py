@@ -18,7 +18,17 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from rankact.alignment.feedback.records.timestamps import checked_utc
 
 FeedbackKind = Literal["thumbs", "score", "choice"]
 FeedbackStatus = Literal["created", "replaced", "duplicate", "superseded"]
@@ -36,13 +46,20 @@ class FeedbackIn(BaseModel):
     end_user: Id = Field(description="the app's opaque id of its user (not an account)")
     trajectory_id: Id | None = None
     thumbs: Literal["up", "down"] | None = None
-    score: float | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False,
-                                description="in [-1, 1]: -1 worst, 0 neutral, 1 best (thumbs: +1 / -1)")
+    # Strict: "0.5" and true are not scores (lax parsing took them as 0.5 and 1.0).
+    score: StrictFloat | None = Field(default=None, ge=-1, le=1, allow_inf_nan=False,
+                                      description="in [-1, 1]: -1 worst, 0 neutral, 1 best (thumbs: +1 / -1)")
     chosen_id: Id | None = None
     rejected_id: Id | None = None
     feedback_id: Id | None = Field(default=None, description="the vote's id; by default derived from its content")
     comment: str = Field(default="", max_length=2000)
-    created_at: datetime | None = Field(default=None, description="when the user voted; by default on arrival")
+    created_at: datetime | None = Field(default=None, description="when the user voted; by default on arrival. "
+                                                                  "From 1970 to a few minutes from now")
+
+    @field_validator("created_at")
+    @classmethod
+    def _storable(cls, moment: datetime | None) -> datetime | None:
+        return None if moment is None else checked_utc(moment, "created_at")
 
     @model_validator(mode="after")
     def _one_kind(self) -> Self:

@@ -67,6 +67,7 @@ from rankact.alignment.feedback.service.quotas import WriteQuotas
 from rankact.alignment.feedback.service.request_gate import GatedRoute, RequestGate, body_routes
 from rankact.alignment.feedback.service.runs_to_rank import RunToRank, blinded
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
+from rankact.alignment.feedback.store.database import first_line, is_data_error
 from rankact.alignment.feedback.store.trajectory_store import (
     Account,
     ConflictError,
@@ -76,6 +77,7 @@ from rankact.alignment.feedback.store.trajectory_store import (
     Question,
     StoreError,
     TrajectoryStore,
+    UnstorableValueError,
     question_id_for,
     shuffled_for,
     versioned_id,
@@ -180,7 +182,7 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
 
     # The store's errors, most specific first (StoreError is the base of the others).
     for error, status in ((NotFoundError, 404), (ConflictError, 409), (InvalidRankingError, 422),
-                          (InvalidFeedbackError, 422), (StoreError, 400)):
+                          (InvalidFeedbackError, 422), (UnstorableValueError, 422), (StoreError, 400)):
         app.add_exception_handler(error, answer_with(status))
 
     @app.exception_handler(RequestValidationError)
@@ -199,6 +201,9 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
 
     @app.exception_handler(OperationalError)
     async def _database(_request: Request, exc: OperationalError) -> JSONResponse:
+        if is_data_error(exc):  # e.g. an index row over PostgreSQL's limit: retrying cannot help
+            return JSONResponse({"detail": f"the database refused a value: {first_line(exc.orig)}"},
+                                status_code=422)
         log.error("database error: %s", exc)
         return JSONResponse({"detail": "the database is unavailable, try again"}, status_code=503)
 
@@ -301,10 +306,16 @@ def create_app(store: TrajectoryStore, *, lease_seconds: float = 600, allowed_ho
              responses={200: {"content": {"application/x-ndjson": {}},
                               "description": "JSON Lines in the requested format"}})
     def export(_who: Admin, format: Literal["pairs", "trl", "kto", "rankings", "feedback"] = "pairs",
-               source: Literal["all", "annotator", "simulated", "end-user"] = "all") -> StreamingResponse:
-        """kto and feedback hold end users' votes only (source end-user or all)."""
+               source: Literal["ranked", "all", "annotator", "simulated", "end-user"] | None = None,
+               exclude_app: Annotated[list[str] | None, Query(max_length=100)] = None,
+               include_revoked: bool = False) -> StreamingResponse:
+        """By default pairs, trl and rankings hold annotators' and simulated rankings only
+        (`ranked`); end users' votes only with source end-user or all. kto and feedback hold end
+        users' votes only. Votes of `exclude_app` (repeatable) and of revoked apps are left out."""
         try:
-            lines = list(export_lines(store, format, source))  # built first: an error is a status, not a cut stream
+            # built first: an error is a status, not a cut stream
+            lines = list(export_lines(store, format, source, exclude_apps=exclude_app or (),
+                                      include_revoked=include_revoked))
         except ExportError as exc:
             raise HTTPException(422, str(exc)) from exc
         return StreamingResponse((line + "\n" for line in lines), media_type="application/x-ndjson",

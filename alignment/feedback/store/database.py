@@ -12,11 +12,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import StaticPool
 
-from rankact.alignment.errors import StoreError
+from rankact.alignment.errors import StoreError, UnstorableValueError
 
 DEFAULT_URL = "sqlite:///rankact.db"
 
@@ -35,6 +35,10 @@ class Database:
         try:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
+        except DBAPIError as exc:
+            if is_data_error(exc):
+                raise UnstorableValueError(f"the database refused a value: {first_line(exc.orig)}") from exc
+            raise
         finally:
             IMMEDIATE.reset(token)
 
@@ -50,6 +54,25 @@ class Database:
 # Set while a write transaction opens, so SQLite takes the write lock up front (BEGIN
 # IMMEDIATE): two writers then queue on the busy timeout instead of one failing on upgrade.
 IMMEDIATE: contextvars.ContextVar[bool] = contextvars.ContextVar("rankact_store_immediate", default=False)
+
+
+# SQLSTATE classes of errors in the data itself, not in the database: 22 data exception (a value
+# out of range, a NUL in text), 54 program limit exceeded (an index row over PostgreSQL's btree
+# limit). The same write fails the same way every time, so they must never read as "try again".
+DATA_ERROR_CLASSES = ("22", "54")
+
+
+def is_data_error(exc: DBAPIError) -> bool:
+    """True when the database refused the data, not the connection or the transaction."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None) or ""
+    if sqlstate:
+        return sqlstate[:2] in DATA_ERROR_CLASSES
+    return type(exc.orig).__name__ == "DataError"  # SQLite gives no SQLSTATE
+
+
+def first_line(error: object) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def normalize_url(url: str) -> str:

@@ -3,11 +3,13 @@ leased to one annotator at a time, so two people do not rank the same one at onc
 others wait; a lease that runs out frees the question."""
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from rankact.alignment.errors import StoreError
 from rankact.alignment.feedback.store.database import Database
 from rankact.alignment.feedback.store.tables import (
     LeaseRow,
@@ -17,6 +19,16 @@ from rankact.alignment.feedback.store.tables import (
     utc_now,
 )
 
+# A lease renewed by reloads is capped at this many lease lengths once someone else is waiting.
+MAX_HOLD_LEASES = 3
+ATTEMPTS = 8
+log = logging.getLogger("rankact.store")
+
+
+class _LostRace(StoreError):
+    """Another server changed the lease between our read and our write; caught here, the
+    lease is tried again (never reaches a caller)."""
+
 
 class Leases:
     """Which question each annotator is handed next, in the store's database."""
@@ -24,19 +36,27 @@ class Leases:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def next_question_id(self, annotator: str, lease_seconds: float = 600) -> str | None:
+    def next_question_id(self, annotator: str, lease_seconds: float = 600,
+                         max_hold_seconds: float | None = None) -> str | None:
         """The id of a question this annotator has not ranked, with at least two trajectories,
         and not leased to anyone else right now; it is leased to them for `lease_seconds`.
         Asking again before the lease ends returns the same question (a page reload keeps its
-        place)."""
-        for _attempt in range(3):
+        place). Reloads renew a lease for `max_hold_seconds` in all (default: MAX_HOLD_LEASES
+        leases); past that, an annotator who finds nothing free takes the question over.
+
+        Race-free under READ COMMITTED: a lease is taken by an INSERT on the question's primary
+        key after deleting only an *expired* lease, so of two servers that pick the same free
+        question one insert fails on the key and that server picks again; a takeover is an
+        UPDATE that names the holder it replaces, so only one of two takeovers matches."""
+        max_hold = max_hold_seconds if max_hold_seconds is not None else MAX_HOLD_LEASES * lease_seconds
+        for _attempt in range(ATTEMPTS):
             try:
-                return self._lease_next(annotator, lease_seconds)
-            except IntegrityError:  # another server took the same lease first (PostgreSQL)
+                return self._lease_next(annotator, lease_seconds, max_hold)
+            except (IntegrityError, _LostRace):  # another server took the same question first
                 continue
         return None
 
-    def _lease_next(self, annotator: str, lease_seconds: float) -> str | None:
+    def _lease_next(self, annotator: str, lease_seconds: float, max_hold: float) -> str | None:
         now = utc_now()
         expires = now + timedelta(seconds=lease_seconds)
         with self.db.write() as session:
@@ -47,26 +67,59 @@ class Leases:
                 .order_by(LeaseRow.question_id)
             ).first()
             if held is not None:
-                held.expires_at = expires
+                held.expires_at = expires  # a reload renews; a waiting annotator may take it past the cap
+                held.since = held.since or now
                 return held.question_id
             busy = select(LeaseRow.question_id).where(LeaseRow.expires_at > now, LeaseRow.annotator != annotator)
-            n_traj = trajectory_counts()
-            n_rank = (select(RankingRow.question_id, func.count().label("n"))
-                      .group_by(RankingRow.question_id).subquery())
-            # Fewest rankings first, so every question gets one before any gets two.
             candidate = session.scalars(
-                select(QuestionRow.id)
+                self._open_questions(ranked).where(QuestionRow.id.not_in(busy)).limit(1)
+            ).first()
+            if candidate is not None:
+                # Only an expired lease (or this annotator's own) is cleared: a live one of another
+                # annotator stays, and the insert below then fails on the key.
+                session.execute(delete(LeaseRow).where(
+                    LeaseRow.question_id == candidate,
+                    or_(LeaseRow.expires_at <= now, LeaseRow.annotator == annotator)))
+                session.add(LeaseRow(question_id=candidate, annotator=annotator, expires_at=expires, since=now))
+                session.flush()
+                return candidate
+            return self._take_over(session, annotator, ranked, now, expires, max_hold)
+
+    def _open_questions(self, ranked):
+        n_traj = trajectory_counts()
+        n_rank = (select(RankingRow.question_id, func.count().label("n"))
+                  .group_by(RankingRow.question_id).subquery())
+        # Fewest rankings first, so every question gets one before any gets two.
+        return (select(QuestionRow.id)
                 .join(n_traj, n_traj.c.question_id == QuestionRow.id)
                 .outerjoin(n_rank, n_rank.c.question_id == QuestionRow.id)
-                .where(n_traj.c.n >= 2, QuestionRow.id.not_in(ranked), QuestionRow.id.not_in(busy))
-                .order_by(func.coalesce(n_rank.c.n, 0), QuestionRow.created_at, QuestionRow.id)
-                .limit(1)
-            ).first()
-            if candidate is None:
-                return None
-            session.execute(delete(LeaseRow).where(LeaseRow.question_id == candidate))
-            session.add(LeaseRow(question_id=candidate, annotator=annotator, expires_at=expires))
-            return candidate
+                .where(n_traj.c.n >= 2, QuestionRow.id.not_in(ranked))
+                .order_by(func.coalesce(n_rank.c.n, 0), QuestionRow.created_at, QuestionRow.id))
+
+    @staticmethod
+    def _take_over(session, annotator: str, ranked, now, expires, max_hold: float) -> str | None:
+        """Nothing is free: take over the lease held longest past the renewal cap, if any, so
+        one annotator reloading a page cannot keep a question from everyone who waits."""
+        cutoff = now - timedelta(seconds=max_hold)
+        stale = session.scalars(
+            select(LeaseRow).where(LeaseRow.expires_at > now, LeaseRow.annotator != annotator,
+                                   LeaseRow.since.is_not(None), LeaseRow.since <= cutoff,
+                                   LeaseRow.question_id.not_in(ranked))
+            .order_by(LeaseRow.since, LeaseRow.question_id).limit(1)
+        ).first()
+        if stale is None:
+            return None
+        question_id, holder = stale.question_id, stale.annotator
+        session.expunge(stale)
+        taken = session.execute(
+            update(LeaseRow).where(LeaseRow.question_id == question_id, LeaseRow.annotator == holder,
+                                   LeaseRow.since <= cutoff)
+            .values(annotator=annotator, expires_at=expires, since=now)
+        ).rowcount
+        if not taken:  # another waiter took it over first
+            raise _LostRace
+        log.info("lease on %s passed from %s (held past %.0f s) to %s", question_id, holder, max_hold, annotator)
+        return question_id
 
     def unranked_count(self, annotator: str) -> int:
         """Questions with two or more trajectories this annotator has not ranked, leased or not:

@@ -12,6 +12,7 @@ from rankact.alignment.feedback.store.tables import (
     EndUserFeedbackRow,
     TrajectoryRow,
     UTCDateTime,
+    question_sha256,
 )
 
 
@@ -22,7 +23,10 @@ def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
     1 -> 2: `is_admin` becomes `role` (admins stay admins, everyone else is an annotator);
     accounts gain `revoked_at`; trajectories gain `damaged`, set on every row whose data
     `readable` refuses (e.g. a NaN stored as null before input was strict).
-    2 -> 3: the `end_user_feedback` table (nothing else changes)."""
+    2 -> 3: the `end_user_feedback` table (nothing else changes).
+    3 -> 4: trajectories' question indexed by its SHA-256 (`question_sha256`), not by value
+    (PostgreSQL refused questions over ~2.7 KB); leases gain `since` (the renewal cap); votes
+    gain `feedback_id`, unique per app (the row id was one namespace shared by every app)."""
     token = IMMEDIATE.set(True)
     try:
         with engine.begin() as conn:
@@ -31,13 +35,17 @@ def migrate(engine: Engine, readable: Callable[[str], bool]) -> None:
                 return  # another process migrated it first, or the caller reports the version
             if found == "1":
                 _v1_to_v2(conn, readable)
-            EndUserFeedbackRow.__table__.create(conn)
+            if found in ("1", "2"):
+                EndUserFeedbackRow.__table__.create(conn)  # already in its version-4 shape
+            else:
+                _v3_votes_to_v4(conn)
+            _v3_to_v4(conn)
             conn.exec_driver_sql(f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version'")
     finally:
         IMMEDIATE.reset(token)
 
 
-MIGRATES_FROM = ("1", "2")
+MIGRATES_FROM = ("1", "2", "3")
 
 
 def _v1_to_v2(conn, readable: Callable[[str], bool]) -> None:
@@ -54,3 +62,23 @@ def _v1_to_v2(conn, readable: Callable[[str], bool]) -> None:
     damaged = [row_id for row_id, data in run("SELECT id, data FROM trajectories") if not readable(data)]
     for row_id in damaged:
         conn.execute(TrajectoryRow.__table__.update().where(TrajectoryRow.id == row_id).values(damaged=True))
+
+
+def _v3_to_v4(conn) -> None:
+    timestamp = UTCDateTime().compile(dialect=conn.dialect)
+    run = conn.exec_driver_sql
+    run("ALTER TABLE trajectories ADD COLUMN question_sha256 VARCHAR(64)")
+    table = TrajectoryRow.__table__
+    for row_id, text in list(run("SELECT id, question FROM trajectories")):
+        conn.execute(table.update().where(table.c.id == row_id).values(question_sha256=question_sha256(text)))
+    run("DROP INDEX ix_trajectories_question")
+    run("CREATE INDEX ix_trajectories_question_sha256 ON trajectories (question_sha256)")
+    run(f"ALTER TABLE leases ADD COLUMN since {timestamp}")
+
+
+def _v3_votes_to_v4(conn) -> None:
+    run = conn.exec_driver_sql
+    run("ALTER TABLE end_user_feedback ADD COLUMN feedback_id VARCHAR(128)")
+    run("UPDATE end_user_feedback SET feedback_id = id")  # ids so far were the apps' own
+    run("CREATE UNIQUE INDEX uq_end_user_feedback_app_id ON end_user_feedback (app, feedback_id)")
+    run("CREATE INDEX ix_end_user_feedback_app ON end_user_feedback (app)")

@@ -15,7 +15,10 @@ from rankact.alignment.feedback.store.tables import (
     QuestionRow,
     RankingRow,
     readable_rows,
+    readable_time,
+    storable_time,
     trajectory_ids,
+    warn_unreadable_times,
 )
 
 
@@ -60,6 +63,7 @@ class Rankings:
 
     def _upsert_ranking(self, ranking: Ranking) -> tuple[Ranking, bool]:
         flags = [f.model_dump() for f in ranking.flags]
+        created_at = storable_time(ranking.created_at, "the ranking's created_at")
         with self.db.write() as session:
             self._check_ranking(session, ranking)
             row = session.scalars(
@@ -69,13 +73,13 @@ class Rankings:
             created = row is None
             if row is None:
                 row = RankingRow(id=ranking.id, question_id=ranking.question_id, annotator=ranking.annotator,
-                               created_at=ranking.created_at, order=ranking.order, flags=flags,
+                               created_at=created_at, order=ranking.order, flags=flags,
                                comment=ranking.comment, source=ranking.source)
                 session.add(row)
             elif (row.order, row.flags, row.comment, row.source) != (ranking.order, flags, ranking.comment,
                                                                      ranking.source):
                 row.order, row.flags, row.comment, row.source = ranking.order, flags, ranking.comment, ranking.source
-                row.created_at = ranking.created_at
+                row.created_at = created_at
             session.execute(delete(LeaseRow).where(LeaseRow.question_id == ranking.question_id,
                                                  LeaseRow.annotator == ranking.annotator))
             session.flush()
@@ -84,7 +88,8 @@ class Rankings:
     def rankings(
         self, question_id: str | None = None, *, annotator: str | None = None, source: str | None = None,
     ) -> list[Ranking]:
-        query = select(RankingRow).order_by(RankingRow.question_id, RankingRow.created_at, RankingRow.id)
+        query = (select(RankingRow).where(readable_time(RankingRow.created_at))
+                 .order_by(RankingRow.question_id, RankingRow.created_at, RankingRow.id))
         if question_id is not None:
             query = query.where(RankingRow.question_id == question_id)
         if annotator is not None:
@@ -93,6 +98,7 @@ class Rankings:
             query = query.where(RankingRow.source == source)
         with self.db.read() as session:
             rows = list(session.scalars(query))
+            warn_unreadable_times(session, RankingRow.created_at, "ranking")
         return readable_rows(rows, _to_ranking, "ranking")
 
 

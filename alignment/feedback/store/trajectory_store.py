@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+import re
+from collections.abc import Collection, Iterable
 from typing import Any, Self
 
 from pydantic import ValidationError
@@ -35,6 +36,7 @@ from rankact.alignment.errors import (
     QuestionClosedError,
     SchemaVersionError,
     StoreError,
+    UnstorableValueError,
 )
 from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStatus
 from rankact.alignment.feedback.records.rankings import Ranking
@@ -60,17 +62,20 @@ from rankact.alignment.feedback.store.rankings import Rankings
 from rankact.alignment.feedback.store.tables import (
     SCHEMA_VERSION,
     Base,
+    LeaseRow,
     MetaRow,
     QuestionRow,
     RankingRow,
     TrajectoryRow,
+    question_sha256,
+    storable_time,
     trajectory_counts,
     trajectory_ids,
     utc_now,
 )
 
 __all__ = ["Account", "ConflictError", "InvalidFeedbackError", "InvalidRankingError", "NotFoundError", "Question", "Role", "SchemaVersionError",
-           "StoreError", "TrajectoryStore", "hash_token", "question_id_for", "shuffled_for", "versioned_id"]
+           "StoreError", "TrajectoryStore", "UnstorableValueError", "hash_token", "question_id_for", "shuffled_for", "versioned_id"]
 log = logging.getLogger("rankact.store")
 
 # --- the store --------------------------------------------------------------------------
@@ -128,8 +133,9 @@ class TrajectoryStore:
 
     # -- leases (`leases`) --
 
-    def next_question_for(self, annotator: str, lease_seconds: float = 600) -> Question | None:
-        chosen = self._leases.next_question_id(annotator, lease_seconds)
+    def next_question_for(self, annotator: str, lease_seconds: float = 600,
+                          max_hold_seconds: float | None = None) -> Question | None:
+        chosen = self._leases.next_question_id(annotator, lease_seconds, max_hold_seconds)
         return self.question(chosen) if chosen else None
 
     def unranked_count(self, annotator: str) -> int:
@@ -154,8 +160,13 @@ class TrajectoryStore:
 
     def end_user_feedback(self, question_id: str | None = None, *, end_user: str | None = None,
                           kind: str | None = None, limit: int | None = None, offset: int = 0,
-                          ) -> list[EndUserFeedback]:
-        return self._votes.end_user_feedback(question_id, end_user=end_user, kind=kind, limit=limit, offset=offset)
+                          exclude_apps: Collection[str] = ()) -> list[EndUserFeedback]:
+        return self._votes.end_user_feedback(question_id, end_user=end_user, kind=kind, limit=limit, offset=offset,
+                                             exclude_apps=exclude_apps)
+
+    def drop_app_votes(self, app: str) -> int:
+        """Delete every end-user vote relayed by account `app`; returns how many were deleted."""
+        return self._votes.drop_app_votes(app)
 
     # -- plumbing --
 
@@ -229,12 +240,16 @@ class TrajectoryStore:
         return row
 
     def add(self, trajectory: Trajectory, question_id: str | None = None, gold: list[str] | None = None) -> str:
-        """Store a trajectory under its question (created on first use). Returns the question id.
-        The same trajectory sent again raises AlreadyStoredError (a ConflictError a client counts
-        as delivered); its id with other content, ConflictError. A question that has rankings is
-        closed: QuestionClosedError names the next free version, and nothing is stored."""
+        """Store a trajectory under its question (created on first use). Returns the question id
+        it was stored under: a question leased to an annotator right now takes it as its next
+        free version instead, so the ranking they are writing still orders exactly the question's
+        trajectories. The same trajectory sent again raises AlreadyStoredError (a ConflictError a
+        client counts as delivered); its id with other content, ConflictError. A question that has
+        rankings is closed: QuestionClosedError names the next free version, and nothing is stored.
+        UnstorableValueError for a `created_at` before 1970 or in the future."""
         question_id = question_id or question_id_for(trajectory.question)
         utf8(question_id, "question id")
+        created = storable_time(trajectory.created_at, "the trajectory's created_at")
         data = _readable_json(trajectory)
         model = trajectory.model.backend + ":" + trajectory.model.name
         try:
@@ -242,10 +257,12 @@ class TrajectoryStore:
                 if (stored := session.get(TrajectoryRow, trajectory.id)) is not None:
                     raise _clash(trajectory.id, data, stored)
                 self._require_open(session, question_id)
+                question_id = _unleased_version(session, question_id)
                 self._upsert_question(session, question_id, trajectory.question, gold, None)
                 session.add(TrajectoryRow(
-                    id=trajectory.id, question_id=question_id, question=trajectory.question, model=model,
-                    status=trajectory.status, created_at=trajectory.created_at, data=data,
+                    id=trajectory.id, question_id=question_id, question=trajectory.question,
+                    question_sha256=question_sha256(trajectory.question), model=model,
+                    status=trajectory.status, created_at=created, data=data,
                 ))
         except IntegrityError as exc:  # another writer stored the same id first (PostgreSQL)
             with self.db.read() as session:
@@ -380,6 +397,23 @@ def _clash(trajectory_id: str, data: str, stored: TrajectoryRow) -> ConflictErro
                                   question_id=stored.question_id)
     return ConflictError(f"a trajectory with id {trajectory_id} is already stored with other content: "
                          "a trajectory id must name one trajectory")
+
+
+def _unleased_version(session: Session, question_id: str) -> str:
+    """`question_id`, or while an annotator holds a live lease on it, its next version that is
+    neither leased nor ranked. Why a new version rather than letting the ranking skip additions:
+    a ranked question takes no trajectories, so one added under a lease and left out of the
+    ranking would never be ranked; in the next version it is, and nothing is lost."""
+    now = utc_now()
+    match = re.search(r"-v(\d+)$", question_id)
+    version = int(match.group(1)) if match else 1
+    candidate = question_id
+    while session.scalar(select(func.count()).select_from(LeaseRow).where(
+            LeaseRow.question_id == candidate, LeaseRow.expires_at > now)) or (
+            candidate != question_id and session.scalar(select(func.count()).where(RankingRow.question_id == candidate))):
+        version += 1
+        candidate = versioned_id(question_id, version)
+    return candidate
 
 
 def _readable_json(trajectory: Trajectory) -> str:

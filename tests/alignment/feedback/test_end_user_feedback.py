@@ -266,7 +266,7 @@ def test_a_v2_store_migrates_to_v3_and_takes_votes(tmp_path):
         store.add_feedback(FeedbackIn(end_user="u", trajectory_id=t[0], thumbs="up"), app="app")
         assert [v.score for v in store.end_user_feedback()] == [1.0]
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "4"
         assert raw.execute("SELECT count(*) FROM end_user_feedback").fetchone()[0] == 1
     with TrajectoryStore(str(path)) as again:  # opening a migrated store changes nothing
         assert len(again.end_user_feedback()) == 1

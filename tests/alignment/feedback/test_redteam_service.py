@@ -19,9 +19,10 @@ QID = "sample-multiply"
 
 
 @pytest.fixture
-def red(tmp_path):
-    path = tmp_path / "red.db"
-    store = TrajectoryStore(f"sqlite:///{path}")
+def red(store_url):
+    """On SQLite and on PostgreSQL (`store_url`); `path` is the SQLite file, None on PostgreSQL."""
+    path = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:") else None
+    store = TrajectoryStore(store_url)
     load_sample_data(store)
     tokens = {"bob": store.create_annotator("bob"), "mallory": store.create_annotator("mallory"),
               "admin": store.create_annotator("root", is_admin=True)}
@@ -86,6 +87,8 @@ def test_nan_is_refused_and_nothing_unreadable_is_stored(red):
 
 def _damage(path, trajectory_id: str) -> None:
     """What a NaN posted before the fix left behind: usage.seconds stored as null."""
+    if path is None:
+        pytest.skip("damages the row through sqlite3")
     with sqlite3.connect(path) as raw:
         raw.execute("""UPDATE trajectories SET data = replace(data, '"seconds":0.0', '"seconds":null')
                        WHERE id = ?""", (trajectory_id,))
@@ -196,10 +199,10 @@ SMALL = {"/api/trajectories": 4000, "/api/rankings": 1000, "/api/feedback": 500}
 
 
 @pytest.fixture
-def gated(tmp_path):
+def gated(store_url):
     from rankact.alignment.feedback.service.limits import ServiceLimits
 
-    store = TrajectoryStore(f"sqlite:///{tmp_path / 'gated.db'}")
+    store = TrajectoryStore(store_url)  # SQLite, and PostgreSQL when configured
     load_sample_data(store)
     tokens = {"bob": store.create_annotator("bob"), "admin": store.create_account("root", "admin"),
               "shop": store.create_account("shop", "ingest"), "blog": store.create_account("blog", "ingest")}

@@ -45,7 +45,7 @@ def test_a_v1_store_migrates_in_place(v1_db):
         store.revoke("alice")
         assert store.authenticate("alice-token") is None
     with sqlite3.connect(path) as raw:
-        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "3"
+        assert raw.execute("SELECT value FROM meta").fetchone()[0] == str(SCHEMA_VERSION) == "4"
         columns = {row[1] for row in raw.execute("PRAGMA table_info(annotators)")}
         assert {"role", "revoked_at"} <= columns and "is_admin" not in columns
         assert raw.execute("SELECT count(*) FROM trajectories").fetchone()[0] == 3  # nothing deleted
@@ -65,3 +65,36 @@ def test_a_store_without_an_admin_gets_one_from_the_cli(v1_db, capsys):
         assert store.authenticate(token).role == "admin"
         assert {a.name: a.role for a in store.accounts()} == {"alice": "annotator", "lead": "admin",
                                                              "root": "annotator"}
+
+
+V3_SCHEMA = Path(__file__).parent / "data" / "store_v3.sql"
+
+
+def test_a_v3_store_migrates_to_v4(tmp_path):
+    """v3 -> v4: the question is indexed by its hash instead of its text, leases gain `since`,
+    and a vote keeps its id, which is now unique per app instead of across all apps."""
+    from rankact.alignment.feedback.records.end_user import FeedbackIn
+
+    path = tmp_path / "v3.db"
+    qid, text, _gold, trajectories = sample_questions()[1]
+    with sqlite3.connect(path) as raw:
+        raw.executescript(V3_SCHEMA.read_text())
+        raw.execute("INSERT INTO meta VALUES ('schema_version', '3')")
+        raw.execute("INSERT INTO questions VALUES (?, ?, '[]', '{}', ?)", (qid, text, NOW))
+        for t in trajectories:
+            raw.execute("INSERT INTO trajectories VALUES (?, ?, ?, 'm', ?, ?, ?, 0)",
+                        (t.id, qid, text, t.status, NOW, t.to_json()))
+        raw.execute("INSERT INTO end_user_feedback (id, slot, kind, question_id, trajectory_id, score, app, "
+                    "end_user, comment, created_at, received_at) VALUES ('f1', 's1', 'thumbs', ?, ?, 1.0, 'shop', "
+                    "'u', '', ?, ?)", (qid, trajectories[0].id, NOW, NOW))
+    with TrajectoryStore(str(path)) as store:
+        assert [(v.id, v.app) for v in store.end_user_feedback()] == [("f1", "shop")]
+        rival = store.add_feedback(FeedbackIn(end_user="u", trajectory_id=trajectories[0].id, thumbs="down",
+                                              feedback_id="f1"), app="rival")
+        assert rival[1] == "created"  # not a clash with shop's f1
+        assert store.next_question_for("alice").id == qid
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("SELECT value FROM meta").fetchone()[0] == "4"
+        indexes = {row[1] for row in raw.execute("PRAGMA index_list(trajectories)")}
+        assert "ix_trajectories_question_sha256" in indexes and "ix_trajectories_question" not in indexes
+        assert raw.execute("SELECT count(*) FROM trajectories WHERE question_sha256 IS NULL").fetchone()[0] == 0

@@ -8,7 +8,7 @@ from itertools import permutations
 
 import pytest
 
-from rankact.alignment.feedback.collection.sample_data import load_sample_data
+from rankact.alignment.feedback.collection.sample_data import load_sample_data, make_trajectory
 from rankact.alignment.feedback.records.rankings import Ranking
 from rankact.alignment.feedback.store.tables import Base
 from rankact.alignment.feedback.store.trajectory_store import SchemaVersionError, TrajectoryStore
@@ -79,8 +79,45 @@ def test_schema_version_mismatch(store):
         TrajectoryStore(URL)
 
 
+def _back_to_v3_trajectories_and_leases(conn) -> None:
+    from sqlalchemy import text
+
+    conn.execute(text("ALTER TABLE trajectories DROP COLUMN question_sha256"))  # drops its index too
+    conn.execute(text("CREATE INDEX ix_trajectories_question ON trajectories (question)"))
+    conn.execute(text("ALTER TABLE leases DROP COLUMN since"))
+
+
+def test_a_v3_store_migrates_to_v4(store):
+    """v3 -> v4 on PostgreSQL: the question is indexed by hash (a long one is then stored),
+    leases gain `since`, votes keep their ids, now unique per app."""
+    from sqlalchemy import text
+
+    from rankact.alignment.feedback.records.end_user import FeedbackIn
+
+    tid = store.trajectory_ids("sample-multiply")[0]
+    store.add_feedback(FeedbackIn(end_user="u", trajectory_id=tid, thumbs="up", feedback_id="f1"), app="shop")
+    with store.engine.begin() as conn:
+        _back_to_v3_trajectories_and_leases(conn)
+        conn.execute(text("DROP INDEX ix_end_user_feedback_app"))
+        conn.execute(text("ALTER TABLE end_user_feedback DROP CONSTRAINT uq_end_user_feedback_app_id"))
+        conn.execute(text("UPDATE end_user_feedback SET id = feedback_id"))
+        conn.execute(text("ALTER TABLE end_user_feedback DROP COLUMN feedback_id"))
+        conn.execute(text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
+    store.close()
+    with TrajectoryStore(URL) as migrated:
+        assert [v.id for v in migrated.end_user_feedback()] == ["f1"]
+        long_question = "x" * 9000
+        qid = migrated.add(make_trajectory(long_question, [{"thought": "t", "final_answer": "a"}], final_answer="a"))
+        assert migrated.question(qid).text == long_question
+        assert migrated.next_question_for("alice") is not None
+        # the same id from another app is that app's own vote
+        other = migrated.add_feedback(FeedbackIn(end_user="u", trajectory_id=tid, thumbs="down", feedback_id="f1"),
+                                      app="rival")
+        assert other[1] == "created"
+
+
 def test_a_v1_store_migrates(store):
-    """The v1 -> v3 migration's DDL on PostgreSQL: the store is taken back to v1's shape first."""
+    """The v1 -> v4 migration's DDL on PostgreSQL: the store is taken back to v1's shape first."""
     from sqlalchemy import text
 
     admin, alice = store.create_account("root", "admin"), store.create_account("alice")
@@ -91,6 +128,7 @@ def test_a_v1_store_migrates(store):
         conn.execute(text("ALTER TABLE annotators DROP COLUMN role, DROP COLUMN revoked_at"))
         conn.execute(text("ALTER TABLE trajectories DROP COLUMN damaged"))
         conn.execute(text("DROP TABLE end_user_feedback"))  # v3's
+        _back_to_v3_trajectories_and_leases(conn)
         conn.execute(text("UPDATE trajectories SET data = replace(data, :good, :bad) WHERE id = :id"),
                      {"good": '"seconds":0.0', "bad": '"seconds":null', "id": damaged})
         conn.execute(text("UPDATE meta SET value = '1' WHERE key = 'schema_version'"))
