@@ -13,7 +13,7 @@ import pytest
 from rankact.cli.main import main
 
 pytest.importorskip("opentelemetry.sdk")
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

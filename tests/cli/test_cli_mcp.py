@@ -16,7 +16,7 @@ from rankact.alignment.feedback.store.trajectory_store import TrajectoryStore
 from rankact.alignment.tasks import Task, write_tasks
 from rankact.cli.main import main
 
-SERVER = shlex.join([sys.executable, str(Path(__file__).parents[2] / "tools" / "mcp_server.py")])
+SERVER = shlex.join([sys.executable, str(Path(__file__).parents[1] / "tools" / "mcp_server.py")])
 CALLS_ADD = ['Thought: add\nAction: add\nAction Input: {"a": 2, "b": 40}', "Thought: done\nFinal Answer: 42"]
 
 
@@ -71,7 +71,7 @@ def test_collect_and_eval_give_every_task_the_server_tools(tmp_path, capsys):
 
 
 # ---- red team round 3: quoting errors, prefixes from the command line, no secrets echoed ----
-HOSTILE = shlex.join([sys.executable, str(Path(__file__).parents[2] / "tools" / "hostile_mcp_server.py")])
+HOSTILE = shlex.join([sys.executable, str(Path(__file__).parents[1] / "tools" / "hostile_mcp_server.py")])
 
 
 def test_an_unsplittable_mcp_command_is_one_line_without_the_command(tmp_path, run_cli):
