@@ -98,11 +98,11 @@ class RoundsConfig(BaseModel):
                                       "URLs) that collect and evaluate: each round's policy is pushed to them "
                                       "as a LoRA adapter")
     demonstrations: Path | None = Field(None, description="a JSONL of written demonstrations of training "
-                                        "questions (alignment.feedback.demonstrations): each joins its question's "
+                                        "questions (alignment.feedback.demonstrations.recording): each joins its question's "
                                         "samples every round and is ranked with them")
     lookup: str | None = Field(None, description="DEV sets with passages (comma-separated presets, e.g. nq:dev,"
                                                  "hotpot:dev) taught from gold-answer lookup demonstrations "
-                                                 "(alignment.feedback.lookup_demonstrations) beside the ranked "
+                                                 "(alignment.feedback.demonstrations.lookup) beside the ranked "
                                                  "samples; nothing is sampled for them (method sft only)")
     lookup_limit: int = Field(64, ge=1, description="lookup demonstrations written per --lookup set")
     replay: str | None = Field(None, description="DEV request sets (comma-separated presets, e.g. advbench:dev,"
@@ -114,7 +114,7 @@ class RoundsConfig(BaseModel):
     replay_coef: float = Field(1.0, gt=0, description="weight of the replay term beside the trainer's loss")
     refusals: str | None = Field(None, description="harmful DEV request sets (e.g. advbench:dev) whose requests "
                                                    "get a written refusal, trained beside the replayed replies "
-                                                   "(alignment.feedback.refusal_demonstrations); pair it with "
+                                                   "(alignment.feedback.demonstrations.refusal); pair it with "
                                                    "--replay benign:dev and measure benign:dev refusals")
     refusal_limit: int = Field(32, ge=1, description="written refusals per --refusals set")
     seed: int = Field(0, description="seed of sampling and training")
