@@ -39,7 +39,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from rankact.agent import events as ev
 from rankact.agent.errors import TracingError
 from rankact.agent.llm import Completion
-from rankact.agent.requests import Chat, Continue, Score, ToolCall
+from rankact.agent.requests import Chat, Continue, Score, ToolCall, ToolCalls
 from rankact.tools.limits import MAX_OBSERVATION_CHARS, bounded
 
 TRAJECTORY_ID = "rankact.trajectory.id"
@@ -162,6 +162,7 @@ class _RunSpans:
         self.step_index = -1
         self.step: Span | None = None
         self.call: Span | None = None  # the LLM or tool span waiting for its answer
+        self.batch: list[Span] = []  # a native turn's concurrent tool calls, one span each
         # The caller's context (a request handler's span, say), read once, when the run starts.
         self.run = tracer.start_span(
             f"invoke_agent {AGENT_NAME}", context=otel_context.get_current(), kind=SpanKind.INTERNAL,
@@ -178,6 +179,8 @@ class _RunSpans:
     def saw(self, item: Any) -> None:
         if isinstance(item, Chat | Continue | Score):
             self.call = self._start_llm(item)
+        elif isinstance(item, ToolCalls):  # several calls at once: each is its own tool span
+            self.batch = [self._start_tool(call) for call in item.calls]
         elif isinstance(item, ToolCall):
             self.call = self._start_tool(item)
         elif isinstance(item, ev.StepStart):
@@ -228,9 +231,16 @@ class _RunSpans:
 
     # ---- the answers the driver sends back ------------------------------------------
     def answered(self, request: Any, value: Any) -> None:
-        span, self.call = self.call, None
-        if span is None:
+        if isinstance(request, ToolCalls):
+            spans, self.batch = self.batch, []
+            for call, span, result in zip(request.calls, spans, value, strict=False):
+                self._end_call(span, call, result)
             return
+        span, self.call = self.call, None
+        if span is not None:
+            self._end_call(span, request, value)
+
+    def _end_call(self, span: Span, request: Any, value: Any) -> None:
         if isinstance(value, BaseException):
             # A tool's error text is content (it may echo arguments or data); an LLM call's is not.
             _record_exception(span, value, with_message=self.capture or not isinstance(request, ToolCall))
@@ -263,7 +273,7 @@ class _RunSpans:
         self.run.end()
 
     def failed(self, exc: BaseException) -> None:
-        for span in (self.call, self.step, self.run):
+        for span in (self.call, *self.batch, self.step, self.run):
             if span is not None and span.is_recording():
                 _record_exception(span, exc, with_message=True)  # a bug of ours, not content
 
@@ -274,10 +284,11 @@ class _RunSpans:
 
     def end_all(self) -> None:
         """End whatever is still open (a run stopped early or ended by a bug); no-op after Done."""
-        for span in (self.call, self.step, self.run):
+        for span in (self.call, *self.batch, self.step, self.run):
             if span is not None and span.is_recording():
                 span.end()
         self.call = self.step = None
+        self.batch = []
 
 
 def _record(span: Span, exception_type: str, message: str | None, kind: str) -> None:

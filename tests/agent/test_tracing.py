@@ -354,3 +354,25 @@ def test_the_console_exporter_bounds_attribute_values_unless_told_otherwise(monk
     assert _span_limits().max_span_attribute_length == 8000
     monkeypatch.setenv("OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "123")
     assert _span_limits().max_span_attribute_length == 123
+
+
+def test_a_native_turn_of_several_calls_gives_one_tool_span_each(provider):
+    """Native tool calling runs a turn's calls together (one ToolCalls request); each call is
+    its own execute_tool span, ended with its own result (it crashed the tracer before)."""
+    from served_stub import Reply, ServedStub, call
+
+    from rankact.agent.llm.openai_http import OpenAICompatibleLLM
+    from rankact.agent.loop import Agent
+    from rankact.tools import calculator
+
+    _, exporter = provider
+    stub = ServedStub([Reply(tool_calls=[call("calculator", {"expression": "17 * 23"}, "call_a"),
+                                         call("calculator", {"expression": "2 +"}, "call_b")], text="x"),
+                       Reply(text="391")])
+    with stub as url:
+        trajectory = Agent(OpenAICompatibleLLM(url, max_retries=0), [calculator], format="native").run("q")
+    assert trajectory.status == "finished" and trajectory.final_answer == "391"
+    tools = [s for s in exporter.get_finished_spans() if s.name == "execute_tool calculator"]
+    assert len(tools) == 2
+    statuses = sorted(s.status.status_code.name for s in tools)
+    assert statuses == ["ERROR", "UNSET"]  # "2 +" failed, "17 * 23" did not
