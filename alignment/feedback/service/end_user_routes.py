@@ -7,28 +7,21 @@ The rules (score range, one vote per user and thing judged, ids) are in
 """
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from rankact.alignment.feedback.records.end_user import EndUserFeedback, FeedbackIn, FeedbackStored
 from rankact.alignment.feedback.service.auth import Admin, Writer
 from rankact.alignment.feedback.service.strict_json import MAX_SAFE_INT
 
-# A client clock a little ahead is fine; a vote dated far ahead would never be replaceable.
-CLOCK_SKEW = timedelta(minutes=5)
-
 
 def post_feedback(body: FeedbackIn, who: Writer, request: Request) -> JSONResponse:
     """One end user's thumbs, score in [-1, 1], or choice between two trajectories of one question.
     A later vote of the same user on the same thing replaces the earlier one (201, `replaced`);
-    a vote sent again changes nothing (200, `duplicate`)."""
-    if body.created_at is not None:
-        when = body.created_at if body.created_at.tzinfo else body.created_at.replace(tzinfo=UTC)
-        if when > datetime.now(UTC) + CLOCK_SKEW:
-            raise HTTPException(422, f"created_at {body.created_at.isoformat()} is in the future")
+    a vote sent again changes nothing (200, `duplicate`). A `created_at` before 1970 or more than
+    a few minutes ahead is refused by `FeedbackIn` itself (records.timestamps), 422."""
     stored, status, replaced = request.app.state.store.add_feedback(body, app=who.name)
     payload = FeedbackStored(feedback=stored, status=status, replaced_id=replaced)
     return JSONResponse(payload.model_dump(mode="json"), status_code=201 if status in ("created", "replaced") else 200)
